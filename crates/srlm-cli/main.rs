@@ -1,0 +1,2 @@
+//! The `srlm` command line. Stub.
+fn main() {}

@@ -1,0 +1,1 @@
+//! srlm-dpo (stub).

@@ -1,0 +1,1 @@
+//! srlm-judge (stub).

@@ -1,0 +1,1 @@
+//! srlm-pipeline (stub).

@@ -1,0 +1,1 @@
+//! srlm-strategy (stub).

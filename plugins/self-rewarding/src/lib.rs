@@ -1,0 +1,1 @@
+//! Strategy plugin `self-rewarding` (stub).

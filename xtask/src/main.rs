@@ -1,0 +1,2 @@
+//! `cargo xtask`: developer tasks (fetch, bench, ci). Stub.
+fn main() {}
