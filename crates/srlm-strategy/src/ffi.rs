@@ -1,0 +1,406 @@
+//! FFI-safe records that cross the plugin boundary, and their conversions to and from the
+//! `srlm-core` records the rest of srlm uses.
+//!
+//! Only `RString`, `RVec`, `ROption` and `#[derive(StableAbi)]` structs appear here; free-form
+//! JSON (prompt metadata, judge details) crosses as JSON text in an `RString`.
+
+use std::fmt;
+
+use abi_stable::{
+    std_types::{ROption, RString},
+    StableAbi,
+};
+use srlm_core::{Judgment, ModelSource, PairProvenance, PreferencePair, PromptRecord, Sample};
+
+/// Which model a sample comes from (FFI twin of [`srlm_core::ModelSource`]).
+///
+/// Wang et al. 2025 (arXiv 2508.06026), Sec. 3: `Initial` is M0, `Current` is M_i,
+/// `Temporary(h)` the model returned by [`Host::train_temporary`](crate::Host::train_temporary)
+/// with handle `h` (the "future" model M_f). `Reference` marks a reference answer taken from
+/// the prompt record (SPIN's chosen side); it cannot be sampled.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FfiSource {
+    /// The initial model M0.
+    Initial,
+    /// The current model M_i.
+    Current,
+    /// A temporary model trained during this iteration, by handle.
+    Temporary(u32),
+    /// The reference answer carried by the prompt record (not a model).
+    Reference,
+}
+
+impl fmt::Display for FfiSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&ModelSource::from(*self), f)
+    }
+}
+
+impl From<ModelSource> for FfiSource {
+    fn from(s: ModelSource) -> Self {
+        match s {
+            ModelSource::Initial => FfiSource::Initial,
+            ModelSource::Current => FfiSource::Current,
+            ModelSource::Temporary(h) => FfiSource::Temporary(h),
+            ModelSource::Reference => FfiSource::Reference,
+        }
+    }
+}
+
+impl From<FfiSource> for ModelSource {
+    fn from(s: FfiSource) -> Self {
+        match s {
+            FfiSource::Initial => ModelSource::Initial,
+            FfiSource::Current => ModelSource::Current,
+            FfiSource::Temporary(h) => ModelSource::Temporary(h),
+            FfiSource::Reference => ModelSource::Reference,
+        }
+    }
+}
+
+/// Where one iteration stands, passed to [`Strategy::run_iteration`](crate::Strategy::run_iteration).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IterationInfo {
+    /// 0-based iteration number i (the iteration turns M_i into M_{i+1}).
+    pub iteration: u32,
+    /// Total iterations planned for the run.
+    pub total_iterations: u32,
+    /// The run's seed (the host already seeds sampling; plugins may use it for their own
+    /// randomness so that the same seed gives the same pairs).
+    pub seed: u64,
+}
+
+/// One prompt of the iteration's chunk (FFI twin of [`srlm_core::PromptRecord`]).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+pub struct FfiPrompt {
+    /// The prompt's id, unique in its pool.
+    pub id: RString,
+    /// The user turn as plain text.
+    pub prompt: RString,
+    /// The reference answer, when the data has one (SPIN's chosen side).
+    pub reference: ROption<RString>,
+    /// The record's other fields as JSON text (`null` when none).
+    pub metadata_json: RString,
+}
+
+impl From<&PromptRecord> for FfiPrompt {
+    fn from(p: &PromptRecord) -> Self {
+        FfiPrompt {
+            id: p.id.as_str().into(),
+            prompt: p.prompt.as_str().into(),
+            reference: p.reference.as_deref().map(RString::from).into(),
+            metadata_json: p.metadata.to_string().into(),
+        }
+    }
+}
+
+impl FfiPrompt {
+    /// A prompt with just an id and a text (handy in tests).
+    pub fn new(id: &str, prompt: &str) -> Self {
+        FfiPrompt {
+            id: id.into(),
+            prompt: prompt.into(),
+            reference: ROption::RNone,
+            metadata_json: "null".into(),
+        }
+    }
+
+    /// The same prompt with a reference answer.
+    pub fn with_reference(mut self, reference: &str) -> Self {
+        self.reference = ROption::RSome(reference.into());
+        self
+    }
+
+    /// Back to a [`PromptRecord`]; metadata that is not valid JSON becomes a JSON string.
+    pub fn to_record(&self) -> PromptRecord {
+        PromptRecord {
+            id: self.id.to_string(),
+            prompt: self.prompt.to_string(),
+            reference: self.reference.as_ref().map(|r| r.to_string()).into_option(),
+            metadata: serde_json::from_str(&self.metadata_json)
+                .unwrap_or_else(|_| serde_json::Value::String(self.metadata_json.to_string())),
+        }
+    }
+}
+
+/// One sampled response (FFI twin of [`srlm_core::Sample`], without token ids).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+pub struct FfiSample {
+    /// Unique within the iteration; the handle plugins pass to [`Host::judge`](crate::Host::judge).
+    pub id: RString,
+    /// The prompt it answers.
+    pub prompt_id: RString,
+    /// The model that wrote it.
+    pub source: FfiSource,
+    /// The response text.
+    pub text: RString,
+    /// How many tokens were generated.
+    pub token_count: u32,
+}
+
+impl From<&Sample> for FfiSample {
+    fn from(s: &Sample) -> Self {
+        FfiSample {
+            id: s.id.as_str().into(),
+            prompt_id: s.prompt_id.as_str().into(),
+            source: s.source.into(),
+            text: s.text.as_str().into(),
+            token_count: u32::try_from(s.token_ids.len()).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// A judge's verdict on one sample (FFI twin of [`srlm_core::Judgment`]).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+pub struct FfiJudgment {
+    /// The sample judged.
+    pub sample_id: RString,
+    /// Score on the 0–5 scale, or none when the judge gave no usable score.
+    pub score: ROption<f64>,
+    /// Judge-specific details as JSON text.
+    pub details_json: RString,
+}
+
+impl From<&Judgment> for FfiJudgment {
+    fn from(j: &Judgment) -> Self {
+        FfiJudgment {
+            sample_id: j.sample_id.as_str().into(),
+            score: j.score.into(),
+            details_json: j.details.to_string().into(),
+        }
+    }
+}
+
+impl FfiJudgment {
+    /// Back to a [`Judgment`]; details that are not valid JSON become a JSON string.
+    pub fn to_judgment(&self) -> Judgment {
+        Judgment {
+            sample_id: self.sample_id.to_string(),
+            score: self.score.into_option(),
+            details: serde_json::from_str(&self.details_json)
+                .unwrap_or_else(|_| serde_json::Value::String(self.details_json.to_string())),
+        }
+    }
+}
+
+/// One side of a preference pair: which sample, from which model, with which score.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+pub struct FfiPairSide {
+    /// The sample's id ([`FfiSample::id`]); for a [`FfiSource::Reference`] side, any label
+    /// (the host takes the text from the prompt's reference answer).
+    pub sample_id: RString,
+    /// The model that wrote it (provenance).
+    pub source: FfiSource,
+    /// Its judge score, when it was judged.
+    pub score: ROption<f64>,
+}
+
+/// A preference pair as a plugin returns it: ids, scores and provenance, no texts (the host
+/// owns the texts and turns the pair into a [`PreferencePair`] with
+/// [`FfiPair::to_preference_pair`]).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+pub struct FfiPair {
+    /// The prompt both sides answer.
+    pub prompt_id: RString,
+    /// The preferred response.
+    pub chosen: FfiPairSide,
+    /// The dispreferred response.
+    pub rejected: FfiPairSide,
+    /// A free-form note from the strategy (e.g. `"anchored"`, `"future-upgraded"`).
+    pub note: RString,
+}
+
+/// Why [`FfiPair::to_preference_pair`] could not build a pair.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PairError {
+    /// The pair names a prompt other than the one given.
+    #[error("pair is for prompt `{pair}` but was resolved against prompt `{given}`")]
+    PromptMismatch {
+        /// The pair's prompt id.
+        pair: String,
+        /// The prompt record's id.
+        given: String,
+    },
+    /// A side names a sample the host does not know.
+    #[error("pair for prompt `{prompt_id}` names unknown sample `{sample_id}`")]
+    UnknownSample {
+        /// The prompt.
+        prompt_id: String,
+        /// The unknown sample id.
+        sample_id: String,
+    },
+    /// A side is the reference answer but the prompt has none.
+    #[error("pair for prompt `{0}` uses the reference answer, but the prompt has none")]
+    NoReference(String),
+}
+
+impl FfiPair {
+    /// Builds the TRL-format [`PreferencePair`] (texts, token ids, scores, provenance).
+    ///
+    /// `lookup` finds a sample by id among those the host produced this iteration; a
+    /// [`FfiSource::Reference`] side takes `prompt.reference`.
+    ///
+    /// # Errors
+    /// [`PairError`] when the prompt id differs, a sample id is unknown or a reference
+    /// answer is missing.
+    pub fn to_preference_pair<'a>(
+        &self,
+        prompt: &PromptRecord,
+        lookup: impl Fn(&str) -> Option<&'a Sample>,
+        strategy: &str,
+    ) -> Result<PreferencePair, PairError> {
+        if self.prompt_id.as_str() != prompt.id {
+            return Err(PairError::PromptMismatch {
+                pair: self.prompt_id.to_string(),
+                given: prompt.id.clone(),
+            });
+        }
+        let side = |s: &FfiPairSide| -> Result<(String, Option<Vec<u32>>), PairError> {
+            if s.source == FfiSource::Reference {
+                let text = prompt
+                    .reference
+                    .clone()
+                    .ok_or_else(|| PairError::NoReference(prompt.id.clone()))?;
+                return Ok((text, None));
+            }
+            let sample = lookup(s.sample_id.as_str()).ok_or_else(|| PairError::UnknownSample {
+                prompt_id: prompt.id.clone(),
+                sample_id: s.sample_id.to_string(),
+            })?;
+            let ids = (!sample.token_ids.is_empty()).then(|| sample.token_ids.clone());
+            Ok((sample.text.clone(), ids))
+        };
+        let (chosen, chosen_token_ids) = side(&self.chosen)?;
+        let (rejected, rejected_token_ids) = side(&self.rejected)?;
+        let sample_id =
+            |s: &FfiPairSide| (s.source != FfiSource::Reference).then(|| s.sample_id.to_string());
+        Ok(PreferencePair {
+            prompt_id: prompt.id.clone(),
+            prompt: prompt.prompt.clone(),
+            chosen,
+            rejected,
+            chosen_score: self.chosen.score.into_option(),
+            rejected_score: self.rejected.score.into_option(),
+            chosen_sample_id: sample_id(&self.chosen),
+            rejected_sample_id: sample_id(&self.rejected),
+            chosen_token_ids,
+            rejected_token_ids,
+            provenance: Some(PairProvenance {
+                chosen_source: self.chosen.source.into(),
+                rejected_source: self.rejected.source.into(),
+                strategy: strategy.to_string(),
+                note: self.note.to_string(),
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(id: &str, text: &str, source: ModelSource) -> Sample {
+        Sample {
+            id: id.into(),
+            prompt_id: "p1".into(),
+            source,
+            text: text.into(),
+            token_ids: vec![1, 2, 3],
+            logprob: -1.0,
+        }
+    }
+
+    #[test]
+    fn sources_round_trip() {
+        for s in [
+            ModelSource::Initial,
+            ModelSource::Current,
+            ModelSource::Temporary(7),
+            ModelSource::Reference,
+        ] {
+            assert_eq!(ModelSource::from(FfiSource::from(s)), s);
+        }
+        assert_eq!(FfiSource::Temporary(2).to_string(), "temporary:2");
+    }
+
+    #[test]
+    fn prompt_and_judgment_round_trip() {
+        let p = PromptRecord {
+            id: "p1".into(),
+            prompt: "hi".into(),
+            reference: Some("hello".into()),
+            metadata: serde_json::json!({"kwargs": [1]}),
+        };
+        assert_eq!(FfiPrompt::from(&p).to_record(), p);
+        let j = Judgment {
+            sample_id: "s".into(),
+            score: Some(3.5),
+            details: serde_json::json!({"raw": ["Score: 3"]}),
+        };
+        assert_eq!(FfiJudgment::from(&j).to_judgment(), j);
+        let s = sample("p1/current/0", "x", ModelSource::Current);
+        let f = FfiSample::from(&s);
+        assert_eq!((f.token_count, f.source), (3, FfiSource::Current));
+    }
+
+    #[test]
+    fn pair_resolves_texts_reference_and_provenance() {
+        let prompt = PromptRecord {
+            id: "p1".into(),
+            prompt: "q".into(),
+            reference: Some("gold".into()),
+            metadata: serde_json::Value::Null,
+        };
+        let s = sample("p1/current/0", "bad", ModelSource::Current);
+        let pair = FfiPair {
+            prompt_id: "p1".into(),
+            chosen: FfiPairSide {
+                sample_id: "p1/reference".into(),
+                source: FfiSource::Reference,
+                score: ROption::RNone,
+            },
+            rejected: FfiPairSide {
+                sample_id: "p1/current/0".into(),
+                source: FfiSource::Current,
+                score: ROption::RSome(1.0),
+            },
+            note: "spin".into(),
+        };
+        let lookup = |id: &str| (id == s.id).then_some(&s);
+        let pp = pair.to_preference_pair(&prompt, lookup, "spin").unwrap();
+        assert_eq!((pp.chosen.as_str(), pp.rejected.as_str()), ("gold", "bad"));
+        assert_eq!((pp.chosen_score, pp.rejected_score), (None, Some(1.0)));
+        assert_eq!(pp.chosen_sample_id, None);
+        assert_eq!(pp.rejected_sample_id.as_deref(), Some("p1/current/0"));
+        assert_eq!(pp.rejected_token_ids, Some(vec![1, 2, 3]));
+        let prov = pp.provenance.unwrap();
+        assert_eq!(prov.chosen_source, ModelSource::Reference);
+        assert_eq!(prov.strategy, "spin");
+        assert_eq!(prov.note, "spin");
+
+        let mut unknown = pair.clone();
+        unknown.rejected.sample_id = "nope".into();
+        assert_eq!(
+            unknown.to_preference_pair(&prompt, lookup, "spin"),
+            Err(PairError::UnknownSample {
+                prompt_id: "p1".into(),
+                sample_id: "nope".into()
+            })
+        );
+        let no_ref = PromptRecord {
+            reference: None,
+            ..prompt.clone()
+        };
+        assert_eq!(
+            pair.to_preference_pair(&no_ref, lookup, "spin"),
+            Err(PairError::NoReference("p1".into()))
+        );
+    }
+}
