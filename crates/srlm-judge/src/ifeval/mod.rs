@@ -161,3 +161,6 @@ impl Judge for IfevalJudge {
         items.iter().enumerate().map(|(i, it)| self.judge_item(it, i)).collect()
     }
 }
+
+#[cfg(test)]
+mod tests;
