@@ -1,0 +1,289 @@
+//! Loader tests against real libraries: every typed loading error, name lookup on a search
+//! path, option validation, and one full Temporal iteration through the ABI.
+
+mod support;
+
+use serde_json::json;
+use srlm_strategy::{
+    load_plugin, resolve_strategy, testing::FakeHost, FfiPrompt, FfiSource, IterationInfo,
+    OptionsError, PluginError, PluginSearch, INTERFACE_VERSION,
+};
+use support::{built_libs, lib};
+
+const CTX: IterationInfo = IterationInfo {
+    iteration: 1,
+    total_iterations: 2,
+    seed: 7,
+};
+
+fn one_line(e: &PluginError) -> String {
+    let s = e.to_string();
+    assert!(!s.contains('\n'), "error is not one line: {s}");
+    s
+}
+
+#[test]
+fn missing_file() {
+    let e = load_plugin("./does-not-exist.so".as_ref()).unwrap_err();
+    assert!(matches!(e, PluginError::NotFound { .. }), "{e:?}");
+    assert_eq!(
+        one_line(&e),
+        "./does-not-exist.so: strategy plugin not found (no such file)"
+    );
+}
+
+#[test]
+fn file_that_is_not_a_library() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("junk.so");
+    std::fs::write(&path, "not an ELF file").unwrap();
+    let e = load_plugin(&path).unwrap_err();
+    assert!(matches!(e, PluginError::Open { .. }), "{e:?}");
+    assert!(one_line(&e).starts_with(&format!(
+        "{}: cannot load as a shared library",
+        path.display()
+    )));
+}
+
+#[test]
+fn library_without_root_module() {
+    let path = lib("srlm_test_plugin_not_a_plugin");
+    let e = load_plugin(&path).unwrap_err();
+    assert!(matches!(e, PluginError::NotAPlugin { .. }), "{e:?}");
+    assert_eq!(
+        one_line(&e),
+        format!(
+            "{}: not an srlm strategy plugin (it exports no abi_stable root module)",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn interface_version_mismatch_names_both_versions() {
+    let path = lib("srlm_test_plugin_old_interface");
+    let e = load_plugin(&path).unwrap_err();
+    match &e {
+        PluginError::InterfaceVersion { host, plugin, .. } => {
+            assert_eq!(
+                (host.as_str(), plugin.as_str()),
+                (INTERFACE_VERSION, "0.9.0")
+            );
+        }
+        other => panic!("expected InterfaceVersion, got {other:?}"),
+    }
+    let msg = one_line(&e);
+    assert!(
+        msg.contains("srlm uses interface 1.0.0") && msg.contains("built for interface 0.9.0"),
+        "{msg}"
+    );
+    assert!(msg.starts_with(&path.display().to_string()));
+}
+
+#[test]
+fn layout_mismatch() {
+    let path = lib("srlm_test_plugin_bad_layout");
+    let e = load_plugin(&path).unwrap_err();
+    match &e {
+        PluginError::LayoutMismatch {
+            version, detail, ..
+        } => {
+            assert_eq!(version, INTERFACE_VERSION);
+            assert!(!detail.is_empty());
+        }
+        other => panic!("expected LayoutMismatch, got {other:?}"),
+    }
+    assert!(one_line(&e).contains("type layout mismatch"));
+}
+
+#[test]
+fn constructor_errors() {
+    let panicky = load_plugin(&lib("srlm_test_plugin_panicky")).unwrap();
+    let e = panicky
+        .instantiate(&json!({"fail_in_new": true}))
+        .err()
+        .unwrap();
+    assert!(matches!(e, PluginError::Constructor { .. }), "{e:?}");
+    assert!(one_line(&e)
+        .ends_with("strategy `test-panicky` rejected its options: panicky: asked to fail in new"));
+
+    // Bypassing the host's schema check, the plugin's own parser still refuses bad options.
+    let temporal = load_plugin(&lib("srlm_plugin_temporal")).unwrap();
+    let e = temporal.instantiate(&json!({"k": "many"})).err().unwrap();
+    assert!(matches!(e, PluginError::Constructor { .. }), "{e:?}");
+    assert!(
+        one_line(&e).contains("invalid type: string \"many\""),
+        "{e}"
+    );
+    let e = temporal.instantiate(&json!({"k": 0})).err().unwrap();
+    assert!(
+        one_line(&e).ends_with("rejected its options: k must be at least 1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn panics_become_errors() {
+    let path = lib("srlm_test_plugin_panicky");
+    let plugin = load_plugin(&path).unwrap();
+    let e = plugin
+        .instantiate(&json!({"panic_in_new": true}))
+        .err()
+        .unwrap();
+    match &e {
+        PluginError::Panicked {
+            during, message, ..
+        } => {
+            assert_eq!(
+                (*during, message.as_str()),
+                ("new", "panicky: asked to panic in new")
+            );
+        }
+        other => panic!("expected Panicked, got {other:?}"),
+    }
+
+    let mut strategy = plugin.instantiate(&json!({})).unwrap();
+    let mut fake = FakeHost::new();
+    let e = strategy
+        .run_iteration(CTX, &[FfiPrompt::new("p", "q")], fake.host())
+        .unwrap_err();
+    assert_eq!(
+        one_line(&e),
+        format!(
+            "{}: strategy `test-panicky` panicked in run_iteration: panicky: iteration 1 exploded",
+            path.display()
+        )
+    );
+    // The process survived and the strategy can be called again.
+    let e = strategy.run_iteration(CTX, &[], fake.host()).unwrap_err();
+    assert!(matches!(e, PluginError::Panicked { .. }));
+}
+
+#[test]
+fn metadata_of_the_three_plugins() {
+    for (stem, name) in [
+        ("srlm_plugin_self_rewarding", "self-rewarding"),
+        ("srlm_plugin_temporal", "temporal"),
+        ("srlm_plugin_spin", "spin"),
+    ] {
+        let p = load_plugin(&lib(stem)).unwrap();
+        assert_eq!(
+            (p.name(), p.version(), p.interface_version()),
+            (name, "0.1.0", INTERFACE_VERSION)
+        );
+        assert!(p.description().contains("et al."), "{name} cites its paper");
+        let schema = p.options_schema().unwrap();
+        assert_eq!(schema["type"], "object");
+        assert!(schema["properties"]["k"].is_object());
+    }
+}
+
+#[test]
+fn find_by_name_and_unknown_names() {
+    let search = PluginSearch::new(vec![built_libs().to_path_buf()]);
+    let t = search.find("temporal").unwrap();
+    assert_eq!(t.path(), lib("srlm_plugin_temporal"));
+
+    let found = search.discover();
+    let mut names: Vec<&str> = found.plugins.iter().map(|p| p.name()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["self-rewarding", "spin", "temporal", "test-panicky"]
+    );
+    // old-interface and bad-layout fail; not-a-plugin is skipped silently.
+    assert_eq!(found.errors.len(), 2, "{:?}", found.errors);
+
+    let e = search.find("nope").unwrap_err();
+    assert_eq!(
+        one_line(&e),
+        format!(
+            "unknown strategy `nope`; available: self-rewarding, spin, temporal, test-panicky; searched: {}",
+            built_libs().display()
+        )
+    );
+    // A path-looking argument is loaded as a file.
+    let e = search.load("./nope.so").unwrap_err();
+    assert!(matches!(e, PluginError::NotFound { .. }));
+}
+
+#[test]
+fn a_broken_library_named_after_the_strategy_reports_its_own_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!(
+        "{}srlm_plugin_old{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
+    std::fs::copy(
+        lib("srlm_test_plugin_old_interface"),
+        dir.path().join(&name),
+    )
+    .unwrap();
+    let e = PluginSearch::new(vec![dir.path().to_path_buf()])
+        .find("old")
+        .unwrap_err();
+    assert!(matches!(e, PluginError::InterfaceVersion { .. }), "{e:?}");
+}
+
+#[test]
+fn resolve_strategy_validates_set_flags_before_running() {
+    let dirs = [built_libs().to_path_buf()];
+    let r = resolve_strategy("temporal", &["anchored_rejection=false"], &dirs).unwrap();
+    assert_eq!(
+        r.options,
+        json!({"k": 4, "anchored_rejection": false, "future_guided_chosen": true})
+    );
+    let r = resolve_strategy("self-rewarding", &[] as &[&str], &dirs).unwrap();
+    assert_eq!(r.options, json!({"k": 4}));
+
+    let path = lib("srlm_plugin_temporal").display().to_string();
+    let table: &[(&str, String)] = &[
+        ("bogus=1", format!("{path}: unknown option `bogus`; valid options: anchored_rejection, future_guided_chosen, k")),
+        ("k=abc", format!("{path}: option `k` expects integer, got string \"abc\"")),
+        ("k=0", format!("{path}: option `k`: must be >= 1, got 0")),
+        ("anchored_rejection=1", format!("{path}: option `anchored_rejection` expects boolean, got integer 1")),
+        ("k", format!("{path}: --set `k`: expected key=value")),
+    ];
+    for (flag, want) in table {
+        let e = resolve_strategy("temporal", &[*flag], &dirs).unwrap_err();
+        assert!(matches!(e, PluginError::Options { .. }), "{flag}: {e:?}");
+        assert_eq!(&one_line(&e), want, "flag {flag}");
+    }
+    let e = resolve_strategy("temporal", &["bogus=1"], &dirs).unwrap_err();
+    assert!(matches!(
+        e,
+        PluginError::Options {
+            source: OptionsError::UnknownKey { .. },
+            ..
+        }
+    ));
+}
+
+#[test]
+fn full_temporal_iteration_through_the_loaded_library() {
+    let r = resolve_strategy("temporal", &["k=2"], &[built_libs().to_path_buf()]).unwrap();
+    let mut strategy = r.instantiate().unwrap();
+    let mut fake = FakeHost::new();
+    fake.script("a", FfiSource::Current, &[Some(2.0), Some(4.0)])
+        .script("a", FfiSource::Initial, &[Some(1.0), None])
+        .script("a", FfiSource::Temporary(0), &[Some(5.0), Some(3.0)])
+        .script("b", FfiSource::Current, &[Some(3.0), Some(3.0)])
+        .script("b", FfiSource::Initial, &[Some(3.0), Some(4.0)])
+        .script("b", FfiSource::Temporary(0), &[Some(2.0), None]);
+    let prompts = [FfiPrompt::new("a", "q"), FfiPrompt::new("b", "q")];
+    let pairs = strategy.run_iteration(CTX, &prompts, fake.host()).unwrap();
+    assert_eq!(pairs.len(), 1);
+    let p = &pairs[0];
+    assert_eq!(p.prompt_id.as_str(), "a");
+    assert_eq!(
+        (p.chosen.sample_id.as_str(), p.chosen.score.into_option()),
+        ("a/temporary:0/0", Some(5.0))
+    );
+    assert_eq!(
+        (p.rejected.sample_id.as_str(), p.rejected.source),
+        ("a/initial/0", FfiSource::Initial)
+    );
+    assert_eq!(p.note.as_str(), "anchored+future-upgraded");
+    assert_eq!(fake.metric("temporal/pairs_d2"), Some(1.0));
+}
