@@ -1,13 +1,157 @@
-//! `srlm plugins` (not built yet).
+//! `srlm plugins`: list, describe and check strategy plugins.
+//!
+//! Plugins are found by name on the search path (`--plugin-dir`, then `SRLM_PLUGIN_PATH`,
+//! then the directory of the `srlm` executable) or loaded from a path. `check` goes through
+//! [`srlm_strategy::resolve_strategy`], the same function `srlm run --strategy … --set …`
+//! uses, so both report the same one-line errors.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use srlm_strategy::{option_names, PluginSearch};
+
+/// Where to look for plugins, besides `SRLM_PLUGIN_PATH` and the executable's directory.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct SearchArgs {
+    /// Extra directory to search for plugin libraries (repeatable; searched first).
+    #[arg(long = "plugin-dir", value_name = "DIR")]
+    pub plugin_dirs: Vec<PathBuf>,
+}
 
 /// The `plugins` subcommands.
 #[derive(clap::Subcommand)]
 pub enum PluginsCommand {
-    /// List the plugins found on the search path.
-    List,
+    /// List the plugins found on the search path (name, version, description, path).
+    List {
+        #[command(flatten)]
+        search: SearchArgs,
+    },
+    /// Show a plugin's description and the JSON Schema of its options.
+    Describe {
+        /// A strategy name (e.g. `temporal`) or the path of a plugin library.
+        strategy: String,
+        #[command(flatten)]
+        search: SearchArgs,
+    },
+    /// Load a plugin, validate options against its schema and print the resolved options.
+    Check {
+        /// A strategy name (e.g. `temporal`) or the path of a plugin library.
+        strategy: String,
+        /// An option, `key=value` (repeatable); the value is JSON if it parses, else a string.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        #[command(flatten)]
+        search: SearchArgs,
+    },
 }
 
 /// Runs the subcommand.
-pub fn run(_cmd: PluginsCommand) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+pub fn run(cmd: PluginsCommand) -> anyhow::Result<()> {
+    match cmd {
+        PluginsCommand::List { search } => list(&search),
+        PluginsCommand::Describe { strategy, search } => describe(&strategy, &search),
+        PluginsCommand::Check {
+            strategy,
+            set,
+            search,
+        } => {
+            let resolved = srlm_strategy::resolve_strategy(&strategy, &set, &search.plugin_dirs)?;
+            println!("{}", serde_json::to_string_pretty(&resolved.options)?);
+            Ok(())
+        }
+    }
+}
+
+fn list(search: &SearchArgs) -> anyhow::Result<()> {
+    let search = PluginSearch::standard(&search.plugin_dirs);
+    let found = search.discover();
+    if found.plugins.is_empty() {
+        let dirs: Vec<String> = search
+            .dirs()
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        println!("no strategy plugins found (searched: {})", dirs.join(", "));
+    }
+    let width = found
+        .plugins
+        .iter()
+        .map(|p| p.name().len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    let vwidth = found
+        .plugins
+        .iter()
+        .map(|p| p.version().len())
+        .max()
+        .unwrap_or(0)
+        .max(7);
+    let mut seen = Vec::new();
+    for p in &found.plugins {
+        let shadowed = if seen.contains(&p.name()) {
+            " (shadowed)"
+        } else {
+            ""
+        };
+        seen.push(p.name());
+        println!(
+            "{:width$}  {:vwidth$}  {}{shadowed}",
+            p.name(),
+            p.version(),
+            p.path().display()
+        );
+        println!("{:width$}  {}", "", first_sentence(p.description()));
+    }
+    for e in &found.errors {
+        eprintln!("warning: {e}");
+    }
+    Ok(())
+}
+
+fn first_sentence(s: &str) -> &str {
+    s.split_once(": ").map_or(s, |(head, _)| head)
+}
+
+fn describe(strategy: &str, search: &SearchArgs) -> anyhow::Result<()> {
+    let plugin = PluginSearch::standard(&search.plugin_dirs).load(strategy)?;
+    let schema = plugin.options_schema()?;
+    println!("{} {}", plugin.name(), plugin.version());
+    println!("path: {}", plugin.path().display());
+    println!("interface: {}", plugin.interface_version());
+    println!();
+    println!("{}", plugin.description());
+    println!();
+    println!("options:");
+    for name in option_names(&schema) {
+        let prop = &schema["properties"][&name];
+        let ty = match &prop["type"] {
+            serde_json::Value::String(t) => t.clone(),
+            serde_json::Value::Array(ts) => ts
+                .iter()
+                .filter_map(|t| t.as_str())
+                .collect::<Vec<_>>()
+                .join(" | "),
+            _ => "any".to_string(),
+        };
+        let default = prop
+            .get("default")
+            .map(|d| format!(" (default {d})"))
+            .unwrap_or_default();
+        let doc = prop
+            .get("description")
+            .and_then(|d| d.as_str())
+            .unwrap_or("");
+        println!("  {name}: {ty}{default}");
+        if !doc.is_empty() {
+            println!("      {}", doc.replace('\n', " "));
+        }
+    }
+    println!();
+    println!("options schema (JSON Schema):");
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&schema).context("printing the options schema")?
+    );
+    Ok(())
 }

@@ -79,12 +79,12 @@ pub enum PluginError {
         detail: String,
     },
     /// The plugin's options are invalid (schema check).
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Options {
         /// The library.
         path: PathBuf,
         /// What is wrong.
-        source: OptionsError,
+        error: OptionsError,
     },
     /// The plugin's constructor (or its option parser) rejected the options.
     #[error("{}: strategy `{name}` rejected its options: {message}", path.display())]
@@ -109,14 +109,14 @@ pub enum PluginError {
         message: String,
     },
     /// `run_iteration` returned an error.
-    #[error("{}: strategy `{name}` failed: {source}", path.display())]
+    #[error("{}: strategy `{name}` failed: {error}", path.display())]
     Run {
         /// The library.
         path: PathBuf,
         /// The strategy's name.
         name: String,
         /// The plugin's error.
-        source: StrategyError,
+        error: StrategyError,
     },
     /// No plugin on the search path has this name.
     #[error(
@@ -272,9 +272,9 @@ impl LoadedPlugin {
     /// the plugin's own parser rejects them, [`PluginError::Panicked`].
     pub fn resolve_options(&self, options: &Map<String, Value>) -> Result<Value, PluginError> {
         let schema = self.options_schema()?;
-        validate_options(&schema, options).map_err(|source| PluginError::Options {
+        validate_options(&schema, options).map_err(|error| PluginError::Options {
             path: self.path.clone(),
-            source,
+            error,
         })?;
         let json = Value::Object(options.clone()).to_string();
         let resolved = (self.module.resolve_options())(RStr::from_str(&json))
@@ -357,10 +357,10 @@ impl LoadedStrategy {
                 during: "run_iteration",
                 message: m.into_string(),
             }),
-            Err(source) => Err(PluginError::Run {
+            Err(error) => Err(PluginError::Run {
                 path: self.plugin.path.clone(),
                 name: self.plugin.name().to_string(),
-                source,
+                error,
             }),
         }
     }
@@ -574,9 +574,9 @@ pub fn resolve_strategy<S: AsRef<str>>(
     plugin_dirs: &[PathBuf],
 ) -> Result<ResolvedStrategy, PluginError> {
     let plugin = PluginSearch::standard(plugin_dirs).load(name_or_path)?;
-    let flags = parse_set_flags(set_flags).map_err(|source| PluginError::Options {
+    let flags = parse_set_flags(set_flags).map_err(|error| PluginError::Options {
         path: plugin.path().to_path_buf(),
-        source,
+        error,
     })?;
     let options = plugin.resolve_options(&flags)?;
     Ok(ResolvedStrategy { plugin, options })
