@@ -16,7 +16,5 @@ mod records;
 mod sampling;
 
 pub use jsonl::{read_jsonl, write_atomic, write_jsonl_atomic, JsonlError};
-pub use records::{
-    Judgment, ModelSource, PairProvenance, PreferencePair, PromptRecord, Sample,
-};
+pub use records::{Judgment, ModelSource, PairProvenance, PreferencePair, PromptRecord, Sample};
 pub use sampling::SamplingConfig;

