@@ -10,6 +10,7 @@ use srlm_strategy::{
 };
 use support::{cargo, test_target_dir, workspace_root};
 
+// Edition 2024, as `cargo new` writes it today (the export macro must work there too).
 const LIB_RS: &str = r#"//! my-selector: best vs worst of K, only when they differ by at least `min_gap`.
 
 use schemars::JsonSchema;
@@ -83,7 +84,7 @@ fn out_of_tree_plugin_builds_loads_and_runs() {
         r#"[package]
 name = "my_selector"
 version = "0.3.0"
-edition = "2021"
+edition = "2024"
 
 [lib]
 crate-type = ["cdylib"]
