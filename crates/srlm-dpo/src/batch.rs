@@ -57,7 +57,10 @@ pub fn truncate_pairs(
     max_length: Option<usize>,
     max_prompt_length: Option<usize>,
 ) -> (Vec<TokenizedPair>, FilterStats) {
-    let mut stats = FilterStats { total: pairs.len(), ..FilterStats::default() };
+    let mut stats = FilterStats {
+        total: pairs.len(),
+        ..FilterStats::default()
+    };
     let mut out = Vec::with_capacity(pairs.len());
     for pair in pairs {
         if pair.prompt_ids.is_empty() {
@@ -103,11 +106,18 @@ pub fn response_mask(
     seq_len: usize,
     device: &Device,
 ) -> candle_core::Result<Tensor> {
-    assert_eq!(prompt_lens.len(), total_lens.len(), "one prompt length per row");
+    assert_eq!(
+        prompt_lens.len(),
+        total_lens.len(),
+        "one prompt length per row"
+    );
     let width = seq_len.saturating_sub(1);
     let mut m = vec![0u8; prompt_lens.len() * width];
     for (i, (&p, &n)) in prompt_lens.iter().zip(total_lens).enumerate() {
-        assert!(p >= 1 && n <= seq_len, "row {i}: prompt_len {p} must be >= 1, total {n} <= {seq_len}");
+        assert!(
+            p >= 1 && n <= seq_len,
+            "row {i}: prompt_len {p} must be >= 1, total {n} <= {seq_len}"
+        );
         for t in p - 1..n.saturating_sub(1) {
             m[i * width + t] = 1;
         }
@@ -151,7 +161,11 @@ impl PairBatch {
         let mut rows: Vec<(usize, Vec<u32>)> = Vec::with_capacity(2 * b);
         for side in 0..2 {
             for p in pairs {
-                let resp = if side == 0 { &p.chosen_ids } else { &p.rejected_ids };
+                let resp = if side == 0 {
+                    &p.chosen_ids
+                } else {
+                    &p.rejected_ids
+                };
                 if p.prompt_ids.is_empty() || resp.is_empty() {
                     return Err(DpoError::InvalidPair {
                         id: p.id.clone(),
@@ -209,7 +223,12 @@ mod tests {
     use super::*;
 
     fn pair(id: &str, p: &[u32], c: &[u32], r: &[u32]) -> TokenizedPair {
-        TokenizedPair { id: id.into(), prompt_ids: p.to_vec(), chosen_ids: c.to_vec(), rejected_ids: r.to_vec() }
+        TokenizedPair {
+            id: id.into(),
+            prompt_ids: p.to_vec(),
+            chosen_ids: c.to_vec(),
+            rejected_ids: r.to_vec(),
+        }
     }
 
     /// Case D1: ids [5,6,7,8,0], response mask over ids [0,0,1,1,0] (prompt 2, true length 4),
@@ -230,10 +249,17 @@ mod tests {
     fn t2_eos_trained_when_pad_is_eos() {
         let d = Device::Cpu;
         let ids = [1u32, 7, 8, 2, 2, 2];
-        let mask = response_mask(&[2], &[4], ids.len(), &d).unwrap().to_vec2::<u8>().unwrap();
+        let mask = response_mask(&[2], &[4], ids.len(), &d)
+            .unwrap()
+            .to_vec2::<u8>()
+            .unwrap();
         assert_eq!(mask, vec![vec![0, 1, 1, 0, 0]]);
-        let targets: Vec<u32> =
-            mask[0].iter().enumerate().filter(|(_, &m)| m == 1).map(|(t, _)| ids[t + 1]).collect();
+        let targets: Vec<u32> = mask[0]
+            .iter()
+            .enumerate()
+            .filter(|(_, &m)| m == 1)
+            .map(|(t, _)| ids[t + 1])
+            .collect();
         assert_eq!(targets, vec![8, 2]);
         // The same through PairBatch, with pad == eos inside a longer batch.
         let a = pair("a", &[1, 7], &[8, 2], &[9, 2]);
@@ -248,8 +274,14 @@ mod tests {
                 vec![0, 1, 0, 0, 0],
             ]
         );
-        assert_eq!(batch.ids.to_vec2::<u32>().unwrap()[0], vec![1, 7, 8, 2, 2, 2]);
-        assert_eq!(batch.response_lens.to_vec1::<f32>().unwrap(), vec![2.0, 4.0, 2.0, 1.0]);
+        assert_eq!(
+            batch.ids.to_vec2::<u32>().unwrap()[0],
+            vec![1, 7, 8, 2, 2, 2]
+        );
+        assert_eq!(
+            batch.response_lens.to_vec1::<f32>().unwrap(),
+            vec![2.0, 4.0, 2.0, 1.0]
+        );
         assert_eq!((batch.tokens, batch.response_tokens), (4 + 6 + 4 + 3, 9));
     }
 
@@ -258,7 +290,10 @@ mod tests {
         let d = Device::Cpu;
         let lp = Tensor::new(&[[-1.0f32, f32::NAN, f32::NEG_INFINITY]], &d).unwrap();
         let mask = Tensor::new(&[[1u8, 0, 0]], &d).unwrap();
-        assert_eq!(masked_sum(&lp, &mask).unwrap().to_vec1::<f32>().unwrap(), vec![-1.0]);
+        assert_eq!(
+            masked_sum(&lp, &mask).unwrap().to_vec1::<f32>().unwrap(),
+            vec![-1.0]
+        );
     }
 
     #[test]

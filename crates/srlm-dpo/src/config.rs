@@ -112,7 +112,10 @@ impl DpoConfig {
     pub fn validate(&self) -> Result<()> {
         finite("beta", self.beta)?;
         if self.beta <= 0.0 {
-            return Err(config_err("beta", format!("must be > 0, got {}", self.beta)));
+            return Err(config_err(
+                "beta",
+                format!("must be > 0, got {}", self.beta),
+            ));
         }
         finite("label_smoothing", self.label_smoothing)?;
         if !(0.0..0.5).contains(&self.label_smoothing) {
@@ -121,12 +124,13 @@ impl DpoConfig {
                 format!("must be in [0, 0.5), got {}", self.label_smoothing),
             ));
         }
-        if self.label_smoothing > 0.0
-            && matches!(self.loss_type, LossType::Hinge | LossType::Ipo)
-        {
+        if self.label_smoothing > 0.0 && matches!(self.loss_type, LossType::Hinge | LossType::Ipo) {
             return Err(config_err(
                 "label_smoothing",
-                format!("only `sigmoid` and `robust` use it, not `{}`", self.loss_type),
+                format!(
+                    "only `sigmoid` and `robust` use it, not `{}`",
+                    self.loss_type
+                ),
             ));
         }
         if let Some(a) = self.rpo_alpha {
@@ -144,7 +148,10 @@ impl DpoConfig {
             return Err(config_err("warmup_ratio", "must be in [0, 1]"));
         }
         if self.max_steps.is_none() && self.num_train_epochs == 0 {
-            return Err(config_err("num_train_epochs", "must be >= 1 when max_steps is not set"));
+            return Err(config_err(
+                "num_train_epochs",
+                "must be >= 1 when max_steps is not set",
+            ));
         }
         if self.max_steps == Some(0) {
             return Err(config_err("max_steps", "must be >= 1 (or unset)"));
@@ -158,14 +165,20 @@ impl DpoConfig {
         if let Some(n) = self.max_grad_norm {
             finite("max_grad_norm", n)?;
             if n <= 0.0 {
-                return Err(config_err("max_grad_norm", "must be > 0 (or unset to disable)"));
+                return Err(config_err(
+                    "max_grad_norm",
+                    "must be > 0 (or unset to disable)",
+                ));
             }
         }
         finite("weight_decay", self.weight_decay)?;
         if self.weight_decay < 0.0 {
             return Err(config_err("weight_decay", "must be >= 0"));
         }
-        for (field, b) in [("adam_beta1", self.adam_beta1), ("adam_beta2", self.adam_beta2)] {
+        for (field, b) in [
+            ("adam_beta1", self.adam_beta1),
+            ("adam_beta2", self.adam_beta2),
+        ] {
             if !(0.0..1.0).contains(&b) {
                 return Err(config_err(field, format!("must be in [0, 1), got {b}")));
             }
@@ -174,7 +187,10 @@ impl DpoConfig {
             return Err(config_err("adam_epsilon", "must be > 0"));
         }
         if self.max_length.is_some_and(|m| m < 2) {
-            return Err(config_err("max_length", "must be >= 2 (one prompt and one response token)"));
+            return Err(config_err(
+                "max_length",
+                "must be >= 2 (one prompt and one response token)",
+            ));
         }
         if self.max_prompt_length == Some(0) {
             return Err(config_err("max_prompt_length", "must be >= 1"));
@@ -221,11 +237,16 @@ impl DpoConfig {
         let Some(&name) = Self::FIELDS.iter().find(|f| **f == field) else {
             return Err(config_err(
                 "<unknown>",
-                format!("no field named `{field}` (known: {})", Self::FIELDS.join(", ")),
+                format!(
+                    "no field named `{field}` (known: {})",
+                    Self::FIELDS.join(", ")
+                ),
             ));
         };
         let mut obj = serde_json::to_value(&*self).expect("config serialises");
-        obj.as_object_mut().expect("config is an object").insert(name.to_string(), value);
+        obj.as_object_mut()
+            .expect("config is an object")
+            .insert(name.to_string(), value);
         let next: DpoConfig =
             serde_json::from_value(obj).map_err(|e| config_err(name, e.to_string()))?;
         next.validate()?;
@@ -262,25 +283,69 @@ mod tests {
     fn errors_name_the_field() {
         let d = DpoConfig::default;
         assert_eq!(field_of(DpoConfig { beta: 0.0, ..d() }), "beta");
-        assert_eq!(field_of(DpoConfig { label_smoothing: 0.5, ..d() }), "label_smoothing");
         assert_eq!(
-            field_of(DpoConfig { label_smoothing: 0.1, loss_type: LossType::Ipo, ..d() }),
+            field_of(DpoConfig {
+                label_smoothing: 0.5,
+                ..d()
+            }),
             "label_smoothing"
         );
-        assert_eq!(field_of(DpoConfig { rpo_alpha: Some(-1.0), ..d() }), "rpo_alpha");
-        assert_eq!(field_of(DpoConfig { learning_rate: f64::NAN, ..d() }), "learning_rate");
         assert_eq!(
-            field_of(DpoConfig { per_device_train_batch_size: 0, ..d() }),
+            field_of(DpoConfig {
+                label_smoothing: 0.1,
+                loss_type: LossType::Ipo,
+                ..d()
+            }),
+            "label_smoothing"
+        );
+        assert_eq!(
+            field_of(DpoConfig {
+                rpo_alpha: Some(-1.0),
+                ..d()
+            }),
+            "rpo_alpha"
+        );
+        assert_eq!(
+            field_of(DpoConfig {
+                learning_rate: f64::NAN,
+                ..d()
+            }),
+            "learning_rate"
+        );
+        assert_eq!(
+            field_of(DpoConfig {
+                per_device_train_batch_size: 0,
+                ..d()
+            }),
             "per_device_train_batch_size"
         );
         assert_eq!(
-            field_of(DpoConfig { gradient_accumulation_steps: 0, ..d() }),
+            field_of(DpoConfig {
+                gradient_accumulation_steps: 0,
+                ..d()
+            }),
             "gradient_accumulation_steps"
         );
-        assert_eq!(field_of(DpoConfig { max_grad_norm: Some(0.0), ..d() }), "max_grad_norm");
-        assert_eq!(field_of(DpoConfig { max_steps: Some(0), ..d() }), "max_steps");
         assert_eq!(
-            field_of(DpoConfig { max_length: Some(8), max_prompt_length: Some(8), ..d() }),
+            field_of(DpoConfig {
+                max_grad_norm: Some(0.0),
+                ..d()
+            }),
+            "max_grad_norm"
+        );
+        assert_eq!(
+            field_of(DpoConfig {
+                max_steps: Some(0),
+                ..d()
+            }),
+            "max_steps"
+        );
+        assert_eq!(
+            field_of(DpoConfig {
+                max_length: Some(8),
+                max_prompt_length: Some(8),
+                ..d()
+            }),
             "max_prompt_length"
         );
     }
@@ -291,13 +356,24 @@ mod tests {
             r#"{"beta":0.2,"loss_type":"ipo","lr_scheduler_type":"cosine","max_steps":4}"#,
         )
         .unwrap();
-        assert_eq!((c.beta, c.loss_type, c.max_steps), (0.2, LossType::Ipo, Some(4)));
+        assert_eq!(
+            (c.beta, c.loss_type, c.max_steps),
+            (0.2, LossType::Ipo, Some(4))
+        );
         assert!(serde_json::from_str::<DpoConfig>(r#"{"betta":0.2}"#).is_err());
         let mut c = DpoConfig::default();
         c.set("learning_rate", serde_json::json!(5e-6)).unwrap();
         assert_eq!(c.learning_rate, 5e-6);
-        assert!(c.set("lerning_rate", serde_json::json!(1)).unwrap_err().to_string().contains("lerning_rate"));
-        assert!(c.set("loss_type", serde_json::json!("dpo")).unwrap_err().to_string().contains("loss_type"));
+        assert!(c
+            .set("lerning_rate", serde_json::json!(1))
+            .unwrap_err()
+            .to_string()
+            .contains("lerning_rate"));
+        assert!(c
+            .set("loss_type", serde_json::json!("dpo"))
+            .unwrap_err()
+            .to_string()
+            .contains("loss_type"));
     }
 }
 

@@ -22,8 +22,10 @@ use std::path::Path;
 /// Reads a JSONL file of preference pairs (formats above). Errors name the file, the
 /// 1-based line and the field.
 pub fn read_preference_pairs(path: &Path) -> Result<Vec<PreferencePair>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| DpoError::Io { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| DpoError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -36,7 +38,9 @@ pub fn read_preference_pairs(path: &Path) -> Result<Vec<PreferencePair>> {
             message,
         };
         let v: Value = serde_json::from_str(line).map_err(|e| err("line", e.to_string()))?;
-        let obj = v.as_object().ok_or_else(|| err("line", "expected a JSON object".into()))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| err("line", "expected a JSON object".into()))?;
         if obj.contains_key("prompt_id") {
             let pair: PreferencePair =
                 serde_json::from_value(v.clone()).map_err(|e| err("prompt_id", e.to_string()))?;
@@ -51,10 +55,18 @@ pub fn read_preference_pairs(path: &Path) -> Result<Vec<PreferencePair>> {
         let prompt = match obj.get("prompt") {
             Some(Value::String(s)) => s.clone(),
             Some(Value::Array(msgs)) => last_turn(msgs, "user").map_err(|m| err("prompt", m))?,
-            Some(_) => return Err(err("prompt", "expected a string or a list of messages".into())),
+            Some(_) => {
+                return Err(err(
+                    "prompt",
+                    "expected a string or a list of messages".into(),
+                ))
+            }
             None => match obj.get("chosen") {
                 Some(Value::Array(msgs)) => last_turn(msgs, "user").map_err(|m| {
-                    err("prompt", format!("missing, and no user turn in `chosen`: {m}"))
+                    err(
+                        "prompt",
+                        format!("missing, and no user turn in `chosen`: {m}"),
+                    )
                 })?,
                 _ => return Err(err("prompt", "missing field".into())),
             },
@@ -77,8 +89,13 @@ pub fn read_preference_pairs(path: &Path) -> Result<Vec<PreferencePair>> {
 /// Content of the last message with `role` in `msgs`.
 fn last_turn(msgs: &[Value], role: &str) -> std::result::Result<String, String> {
     for (k, m) in msgs.iter().enumerate().rev() {
-        let obj = m.as_object().ok_or(format!("message {k} is not an object"))?;
-        let r = obj.get("role").and_then(Value::as_str).ok_or(format!("message {k} has no `role`"))?;
+        let obj = m
+            .as_object()
+            .ok_or(format!("message {k} is not an object"))?;
+        let r = obj
+            .get("role")
+            .and_then(Value::as_str)
+            .ok_or(format!("message {k} has no `role`"))?;
         if r != role {
             continue;
         }
@@ -121,9 +138,18 @@ mod tests {
         ]);
         let pairs = read_preference_pairs(&p).unwrap();
         assert_eq!(pairs.len(), 4);
-        assert_eq!(pairs[0], PreferencePair::from_texts("line-1", "Say hi.", "Hi!", "No."));
-        assert_eq!(pairs[1], PreferencePair::from_texts("c", "Name a color.", "Blue.", "Table."));
-        assert_eq!(pairs[2], PreferencePair::from_texts("line-4", "Q?", "A.", "B."));
+        assert_eq!(
+            pairs[0],
+            PreferencePair::from_texts("line-1", "Say hi.", "Hi!", "No.")
+        );
+        assert_eq!(
+            pairs[1],
+            PreferencePair::from_texts("c", "Name a color.", "Blue.", "Table.")
+        );
+        assert_eq!(
+            pairs[2],
+            PreferencePair::from_texts("line-4", "Q?", "A.", "B.")
+        );
         assert_eq!(pairs[3].prompt_id, "p7");
         assert_eq!(pairs[3].chosen_token_ids, Some(vec![1, 2]));
     }
@@ -131,12 +157,27 @@ mod tests {
     #[test]
     fn errors_name_file_line_and_field() {
         let cases: &[(&str, &str)] = &[
-            (r#"{"prompt":"a","chosen":"b"}"#, ":2: `rejected`: missing field"),
-            (r#"{"prompt":"a","chosen":3,"rejected":"c"}"#, ":2: `chosen`: expected a string"),
-            (r#"{"prompt":[{"role":"system","content":"s"}],"chosen":"b","rejected":"c"}"#, ":2: `prompt`: no `user` message"),
-            (r#"{"prompt":"a","chosen":[{"role":"user","content":"b"}],"rejected":"c"}"#, ":2: `chosen`: no `assistant` message"),
+            (
+                r#"{"prompt":"a","chosen":"b"}"#,
+                ":2: `rejected`: missing field",
+            ),
+            (
+                r#"{"prompt":"a","chosen":3,"rejected":"c"}"#,
+                ":2: `chosen`: expected a string",
+            ),
+            (
+                r#"{"prompt":[{"role":"system","content":"s"}],"chosen":"b","rejected":"c"}"#,
+                ":2: `prompt`: no `user` message",
+            ),
+            (
+                r#"{"prompt":"a","chosen":[{"role":"user","content":"b"}],"rejected":"c"}"#,
+                ":2: `chosen`: no `assistant` message",
+            ),
             (r#"{"prompt":"a", "#, ":2: `line`:"),
-            (r#"{"chosen":"b","rejected":"c"}"#, ":2: `prompt`: missing field"),
+            (
+                r#"{"chosen":"b","rejected":"c"}"#,
+                ":2: `prompt`: missing field",
+            ),
         ];
         for (line, want) in cases {
             let (_d, p) = write(&[r#"{"prompt":"ok","chosen":"x","rejected":"y"}"#, line]);

@@ -89,5 +89,8 @@ pub enum DpoError {
 pub type Result<T, E = DpoError> = std::result::Result<T, E>;
 
 pub(crate) fn config_err(field: &'static str, message: impl Into<String>) -> DpoError {
-    DpoError::Config { field, message: message.into() }
+    DpoError::Config {
+        field,
+        message: message.into(),
+    }
 }

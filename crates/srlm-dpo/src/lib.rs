@@ -50,6 +50,6 @@ pub use model::{all_finite, save_checkpoint_checked, PolicyModel};
 pub use schedule::{lr_at, warmup_len, LrSchedulerType};
 pub use toy::BigramLm;
 pub use trainer::{
-    dpo_batch_loss, global_grad_norm, reference_logps, train_dpo, BatchLoss, DpoTrainer,
-    RefLogps, StepCallback, TrainSummary,
+    dpo_batch_loss, global_grad_norm, reference_logps, train_dpo, BatchLoss, DpoTrainer, RefLogps,
+    StepCallback, TrainSummary,
 };

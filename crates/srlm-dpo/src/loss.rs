@@ -175,6 +175,7 @@ pub fn rpo_nll(chosen_logps_sum: &Tensor, chosen_lens: &Tensor) -> Result<Tensor
 }
 
 #[cfg(test)]
+#[allow(clippy::approx_constant)] // the cases' values are quoted as given (0.693147 = ln 2)
 mod tests {
     use super::*;
     use candle_core::Device;
@@ -203,7 +204,10 @@ mod tests {
         check(sigmoid_loss(&h, 0.1, 0.1).unwrap(), &[0.413262]);
         check(hinge_loss(&t(&[5.0]), 0.1).unwrap(), &[0.5]);
         check(hinge_loss(&t(&[20.0]), 0.1).unwrap(), &[0.0]);
-        check(preference_loss(LossType::Robust, &h, 0.1, 0.1).unwrap(), &[0.188262]);
+        check(
+            preference_loss(LossType::Robust, &h, 0.1, 0.1).unwrap(),
+            &[0.188262],
+        );
     }
 
     /// Case D3: IPO on per-token means gives 16; sums give 4; sigmoid DPO on sums: h = 3, 0.554355.
@@ -224,8 +228,14 @@ mod tests {
     #[test]
     fn zero_margin_is_ln2_and_batched() {
         let h = t(&[0.0, 0.0, -10.0]);
-        check(sigmoid_loss(&h, 0.1, 0.0).unwrap(), &[0.693147, 0.693147, 1.313262]);
-        check(robust_loss(&h, 0.1, 0.0).unwrap(), &[0.693147, 0.693147, 1.313262]);
+        check(
+            sigmoid_loss(&h, 0.1, 0.0).unwrap(),
+            &[0.693147, 0.693147, 1.313262],
+        );
+        check(
+            robust_loss(&h, 0.1, 0.0).unwrap(),
+            &[0.693147, 0.693147, 1.313262],
+        );
         check(hinge_loss(&h, 0.1).unwrap(), &[1.0, 1.0, 2.0]);
         check(ipo_loss(&h, 0.1).unwrap(), &[25.0, 25.0, 225.0]);
     }
@@ -238,15 +248,26 @@ mod tests {
         );
         // Gradient σ(−x) everywhere, including the extremes (no NaN from the unused branch).
         let x = candle_core::Var::new(&[-100.0f32, -1.0, 0.0, 1.0, 100.0], &Device::Cpu).unwrap();
-        let g = log_sigmoid(x.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
-        check(g.get(x.as_tensor()).unwrap().clone(), &[1.0, 0.731059, 0.5, 0.268941, 0.0]);
+        let g = log_sigmoid(x.as_tensor())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        check(
+            g.get(x.as_tensor()).unwrap().clone(),
+            &[1.0, 0.731059, 0.5, 0.268941, 0.0],
+        );
     }
 
     /// d/dh of −log σ(β h) at h = 0 is −β/2.
     #[test]
     fn sigmoid_gradient_at_zero() {
         let h = candle_core::Var::new(&[0.0f32], &Device::Cpu).unwrap();
-        let loss = sigmoid_loss(h.as_tensor(), 0.1, 0.0).unwrap().sum_all().unwrap();
+        let loss = sigmoid_loss(h.as_tensor(), 0.1, 0.0)
+            .unwrap()
+            .sum_all()
+            .unwrap();
         let g = loss.backward().unwrap();
         check(g.get(h.as_tensor()).unwrap().clone(), &[-0.05]);
     }
@@ -254,6 +275,12 @@ mod tests {
     #[test]
     fn rpo_nll_is_token_mean() {
         // sums -4 over 4 tokens and -2 over 1 token: -(-6)/5 = 1.2
-        check(rpo_nll(&t(&[-4.0, -2.0]), &t(&[4.0, 1.0])).unwrap().reshape(1).unwrap(), &[1.2]);
+        check(
+            rpo_nll(&t(&[-4.0, -2.0]), &t(&[4.0, 1.0]))
+                .unwrap()
+                .reshape(1)
+                .unwrap(),
+            &[1.2],
+        );
     }
 }

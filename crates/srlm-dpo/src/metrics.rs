@@ -59,19 +59,32 @@ pub struct MetricsWriter {
 impl MetricsWriter {
     /// Opens `path` for appending (creating it and its folder if missing).
     pub fn append(path: &Path) -> Result<Self> {
-        let io = |source| DpoError::Io { path: path.to_path_buf(), source };
+        let io = |source| DpoError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
-        Ok(MetricsWriter { path: path.to_path_buf(), file })
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io)?;
+        Ok(MetricsWriter {
+            path: path.to_path_buf(),
+            file,
+        })
     }
 
     /// Writes `record` as one line and flushes.
     pub fn write<T: Serialize>(&mut self, record: &T) -> Result<()> {
         let mut line = serde_json::to_vec(record).expect("metrics serialise to JSON");
         line.push(b'\n');
-        let io = |source| DpoError::Io { path: self.path.clone(), source };
+        let io = |source| DpoError::Io {
+            path: self.path.clone(),
+            source,
+        };
         self.file.write_all(&line).map_err(io)?;
         self.file.flush().map_err(io)
     }
@@ -111,9 +124,18 @@ mod tests {
         assert_eq!(text.lines().count(), 2);
         let v: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         for k in [
-            "loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
-            "logps/chosen", "logps/rejected", "grad_norm", "learning_rate", "tokens_per_second",
-            "step", "epoch",
+            "loss",
+            "rewards/chosen",
+            "rewards/rejected",
+            "rewards/margins",
+            "rewards/accuracies",
+            "logps/chosen",
+            "logps/rejected",
+            "grad_norm",
+            "learning_rate",
+            "tokens_per_second",
+            "step",
+            "epoch",
         ] {
             assert!(v.get(k).is_some(), "missing {k}");
         }

@@ -33,7 +33,10 @@ pub trait PolicyModel {
     /// The device the model runs on; input ids are created there. Default: the device of the
     /// first trainable var, else the CPU.
     fn device(&self) -> Device {
-        self.trainable_vars().first().map(|v| v.device().clone()).unwrap_or(Device::Cpu)
+        self.trainable_vars()
+            .first()
+            .map(|v| v.device().clone())
+            .unwrap_or(Device::Cpu)
     }
 }
 
@@ -41,6 +44,7 @@ pub trait PolicyModel {
 pub fn all_finite(t: &Tensor) -> candle_core::Result<bool> {
     // x − x is 0 for finite x and NaN for NaN or ±inf; the sum is 0 exactly iff all are finite.
     let t = t.to_dtype(DType::F32)?;
+    #[allow(clippy::eq_op)] // x − x is the point: NaN for non-finite x
     let s = (&t - &t)?.sum_all()?.to_scalar::<f32>()?;
     Ok(s == 0.0)
 }
@@ -51,12 +55,19 @@ pub fn all_finite(t: &Tensor) -> candle_core::Result<bool> {
 pub fn save_checkpoint_checked(model: &dyn PolicyModel, dir: &Path, step: u64) -> Result<()> {
     for v in model.trainable_vars() {
         if !all_finite(v.as_tensor())? {
-            return Err(DpoError::NonFinite { step, what: "weights", pair_ids: Vec::new() });
+            return Err(DpoError::NonFinite {
+                step,
+                what: "weights",
+                pair_ids: Vec::new(),
+            });
         }
     }
     model
         .save_checkpoint(dir)
-        .map_err(|source| DpoError::Checkpoint { dir: dir.to_path_buf(), source })
+        .map_err(|source| DpoError::Checkpoint {
+            dir: dir.to_path_buf(),
+            source,
+        })
 }
 
 #[cfg(test)]

@@ -30,7 +30,13 @@ pub enum LrSchedulerType {
 /// ```
 ///
 /// Units: same as `peak` (the AdamW learning rate).
-pub fn lr_at(kind: LrSchedulerType, peak: f64, step: u64, total_steps: u64, warmup_steps: u64) -> f64 {
+pub fn lr_at(
+    kind: LrSchedulerType,
+    peak: f64,
+    step: u64,
+    total_steps: u64,
+    warmup_steps: u64,
+) -> f64 {
     let (s, t, w) = (step as f64, total_steps as f64, warmup_steps as f64);
     if step < warmup_steps {
         return peak * s / w.max(1.0);
@@ -78,7 +84,13 @@ mod tests {
             (Linear, 6, 10, 2, 0.5),
             (Cosine, 0, 10, 0, 1.0),
             (Cosine, 5, 10, 0, 0.5),
-            (Cosine, 4, 10, 2, 0.5 * (1.0 + (std::f64::consts::PI * 0.25).cos())),
+            (
+                Cosine,
+                4,
+                10,
+                2,
+                0.5 * (1.0 + (std::f64::consts::PI * 0.25).cos()),
+            ),
         ];
         for (kind, s, t, w, f) in cases {
             close(lr_at(kind, 2.0, s, t, w), 2.0 * f);

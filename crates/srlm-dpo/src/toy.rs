@@ -25,7 +25,13 @@ pub struct BigramLm {
 impl BigramLm {
     /// A model over `vocab` tokens with embedding width `dim` and hidden width `hidden`,
     /// weights uniform in ±1/sqrt(fan_in) from a ChaCha8 RNG seeded with `seed`, f32 on `device`.
-    pub fn new(vocab: usize, dim: usize, hidden: usize, seed: u64, device: &Device) -> candle_core::Result<Self> {
+    pub fn new(
+        vocab: usize,
+        dim: usize,
+        hidden: usize,
+        seed: u64,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut var = |shape: &[usize], scale: f32| -> candle_core::Result<Var> {
             let n: usize = shape.iter().product();
@@ -63,14 +69,28 @@ impl BigramLm {
     /// Next-token logits: `input_ids` `[batch, seq]` u32 → `[batch, seq, vocab]` f32.
     pub fn logits(&self, input_ids: &Tensor) -> candle_core::Result<Tensor> {
         let (b, s) = input_ids.dims2()?;
-        let x = self.emb.as_tensor().index_select(&input_ids.flatten_all()?, 0)?; // [b*s, D]
-        let h = x.matmul(self.w1.as_tensor())?.broadcast_add(self.b1.as_tensor())?.tanh()?;
-        let logits = h.matmul(self.w2.as_tensor())?.broadcast_add(self.b2.as_tensor())?;
+        let x = self
+            .emb
+            .as_tensor()
+            .index_select(&input_ids.flatten_all()?, 0)?; // [b*s, D]
+        let h = x
+            .matmul(self.w1.as_tensor())?
+            .broadcast_add(self.b1.as_tensor())?
+            .tanh()?;
+        let logits = h
+            .matmul(self.w2.as_tensor())?
+            .broadcast_add(self.b2.as_tensor())?;
         logits.reshape((b, s, self.vocab))
     }
 
     fn named(&self) -> [(&'static str, &Var); 5] {
-        [("emb", &self.emb), ("w1", &self.w1), ("b1", &self.b1), ("w2", &self.w2), ("b2", &self.b2)]
+        [
+            ("emb", &self.emb),
+            ("w1", &self.w1),
+            ("b1", &self.b1),
+            ("w2", &self.w2),
+            ("b2", &self.b2),
+        ]
     }
 }
 
@@ -94,7 +114,12 @@ impl PolicyModel for BigramLm {
         let tensors: std::collections::HashMap<String, Tensor> = self
             .named()
             .iter()
-            .map(|(n, v)| (n.to_string(), v.as_tensor().to_dtype(DType::F32).expect("f32")))
+            .map(|(n, v)| {
+                (
+                    n.to_string(),
+                    v.as_tensor().to_dtype(DType::F32).expect("f32"),
+                )
+            })
             .collect();
         let tmp = dir.join(format!(".model.safetensors.{}.tmp", std::process::id()));
         candle_core::safetensors::save(&tensors, &tmp)?;

@@ -39,7 +39,12 @@ pub struct RefLogps {
 pub fn reference_logps(model: &dyn PolicyModel, batch: &PairBatch) -> Result<Vec<RefLogps>> {
     let b = batch.pairs();
     let s = sequence_logps(model, batch)?.detach().to_vec1::<f32>()?;
-    Ok((0..b).map(|i| RefLogps { chosen: s[i], rejected: s[b + i] }).collect())
+    Ok((0..b)
+        .map(|i| RefLogps {
+            chosen: s[i],
+            rejected: s[b + i],
+        })
+        .collect())
 }
 
 /// The loss of one micro-batch and the per-pair quantities its metrics need.
@@ -71,11 +76,17 @@ pub fn dpo_batch_loss(
     let b = batch.pairs();
     assert_eq!(reference.len(), b, "one reference entry per pair");
     let sums = sequence_logps(policy, batch)?; // [2B]
-    let ref_flat: Vec<f32> =
-        reference.iter().map(|r| r.chosen).chain(reference.iter().map(|r| r.rejected)).collect();
+    let ref_flat: Vec<f32> = reference
+        .iter()
+        .map(|r| r.chosen)
+        .chain(reference.iter().map(|r| r.rejected))
+        .collect();
     let ref_sums = Tensor::from_vec(ref_flat, 2 * b, sums.device())?;
     let (pol, refv) = if config.loss_type.uses_mean_logps() {
-        (sums.div(&batch.response_lens)?, ref_sums.div(&batch.response_lens)?)
+        (
+            sums.div(&batch.response_lens)?,
+            ref_sums.div(&batch.response_lens)?,
+        )
     } else {
         (sums.clone(), ref_sums)
     };
@@ -85,7 +96,10 @@ pub fn dpo_batch_loss(
     let mut loss =
         preference_loss(config.loss_type, &h, config.beta, config.label_smoothing)?.mean_all()?;
     if let Some(alpha) = config.rpo_alpha.filter(|a| *a > 0.0) {
-        let nll = rpo_nll(&sums.narrow(0, 0, b)?, &batch.response_lens.narrow(0, 0, b)?)?;
+        let nll = rpo_nll(
+            &sums.narrow(0, 0, b)?,
+            &batch.response_lens.narrow(0, 0, b)?,
+        )?;
         loss = (loss + (nll * alpha)?)?;
     }
     let host = |t: &Tensor| t.detach().to_vec1::<f32>();
@@ -105,7 +119,11 @@ pub fn dpo_batch_loss(
 pub fn global_grad_norm<'a>(grads: impl IntoIterator<Item = &'a Tensor>) -> Result<f64> {
     let mut sq = 0f64;
     for g in grads {
-        sq += g.to_dtype(candle_core::DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?;
+        sq += g
+            .to_dtype(candle_core::DType::F64)?
+            .sqr()?
+            .sum_all()?
+            .to_scalar::<f64>()?;
     }
     Ok(sq.sqrt())
 }
@@ -214,7 +232,11 @@ impl<'a> DpoTrainer<'a> {
     /// Pairs are truncated and filtered first ([`truncate_pairs`]); an empty result is
     /// [`DpoError::EmptyDataset`]. A NaN/inf loss or gradient stops with
     /// [`DpoError::NonFinite`] before the offending update; no checkpoint is written then.
-    pub fn train(mut self, policy: &dyn PolicyModel, pairs: &[TokenizedPair]) -> Result<TrainSummary> {
+    pub fn train(
+        mut self,
+        policy: &dyn PolicyModel,
+        pairs: &[TokenizedPair],
+    ) -> Result<TrainSummary> {
         let start = Instant::now();
         let cfg = self.config.clone();
         if !cfg.precompute_ref_log_probs && self.reference.is_none() {
@@ -233,7 +255,10 @@ impl<'a> DpoTrainer<'a> {
         }
         let vars: Vec<Var> = policy.trainable_vars();
         if vars.is_empty() {
-            return Err(config_err("trainable_vars", "the policy has no trainable variables"));
+            return Err(config_err(
+                "trainable_vars",
+                "the policy has no trainable variables",
+            ));
         }
         let device = policy.device();
         let bs = cfg.per_device_train_batch_size;
@@ -249,7 +274,9 @@ impl<'a> DpoTrainer<'a> {
                 let refs: Vec<&TokenizedPair> = chunk.iter().collect();
                 let batch = PairBatch::new(&refs, &device)?;
                 let r = reference_logps(model, &batch)?;
-                if r.iter().any(|x| !x.chosen.is_finite() || !x.rejected.is_finite()) {
+                if r.iter()
+                    .any(|x| !x.chosen.is_finite() || !x.rejected.is_finite())
+                {
                     return Err(DpoError::NonFinite {
                         step: 0,
                         what: "reference log-probs",
@@ -266,7 +293,9 @@ impl<'a> DpoTrainer<'a> {
 
         let micro_per_epoch = n.div_ceil(bs);
         let steps_per_epoch = micro_per_epoch.div_ceil(ga) as u64;
-        let total_steps = cfg.max_steps.unwrap_or(steps_per_epoch * u64::from(cfg.num_train_epochs));
+        let total_steps = cfg
+            .max_steps
+            .unwrap_or(steps_per_epoch * u64::from(cfg.num_train_epochs));
         let warmup = warmup_len(cfg.warmup_steps, cfg.warmup_ratio, total_steps);
         let mut opt = AdamW::new(
             vars.clone(),
@@ -311,7 +340,10 @@ impl<'a> DpoTrainer<'a> {
             }
             let group_pairs: usize = group.iter().map(|g| g.len()).sum();
             let group_ids = || -> Vec<String> {
-                group.iter().flat_map(|g| g.iter().map(|&i| data[i].id.clone())).collect()
+                group
+                    .iter()
+                    .flat_map(|g| g.iter().map(|&i| data[i].id.clone()))
+                    .collect()
             };
 
             let mut acc: Vec<Option<Tensor>> = vec![None; vars.len()];
@@ -329,9 +361,16 @@ impl<'a> DpoTrainer<'a> {
                     (None, None) => unreachable!("checked above"),
                 };
                 let out = dpo_batch_loss(policy, &batch, &reference, &cfg)?;
-                let value = out.loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+                let value = out
+                    .loss
+                    .to_dtype(candle_core::DType::F64)?
+                    .to_scalar::<f64>()?;
                 if !value.is_finite() {
-                    return Err(DpoError::NonFinite { step, what: "loss", pair_ids: batch.pair_ids });
+                    return Err(DpoError::NonFinite {
+                        step,
+                        what: "loss",
+                        pair_ids: batch.pair_ids,
+                    });
                 }
                 let share = idxs.len() as f64 / group_pairs as f64;
                 loss_sum += value * share;
@@ -358,9 +397,15 @@ impl<'a> DpoTrainer<'a> {
 
             let grad_norm = global_grad_norm(acc.iter().flatten())?;
             if !grad_norm.is_finite() {
-                return Err(DpoError::NonFinite { step, what: "gradient", pair_ids: group_ids() });
+                return Err(DpoError::NonFinite {
+                    step,
+                    what: "gradient",
+                    pair_ids: group_ids(),
+                });
             }
-            let clip = cfg.max_grad_norm.map_or(1.0, |m| (m / (grad_norm + 1e-6)).min(1.0));
+            let clip = cfg
+                .max_grad_norm
+                .map_or(1.0, |m| (m / (grad_norm + 1e-6)).min(1.0));
             let mut store = GradStore::default();
             for (v, g) in vars.iter().zip(acc) {
                 if let Some(g) = g {
@@ -368,7 +413,13 @@ impl<'a> DpoTrainer<'a> {
                     store.insert(v.as_tensor(), g);
                 }
             }
-            let lr = lr_at(cfg.lr_scheduler_type, cfg.learning_rate, step - 1, total_steps, warmup);
+            let lr = lr_at(
+                cfg.lr_scheduler_type,
+                cfg.learning_rate,
+                step - 1,
+                total_steps,
+                warmup,
+            );
             opt.set_learning_rate(lr);
             opt.step(&store)?;
             tokens_trained += tokens;
@@ -388,9 +439,18 @@ impl<'a> DpoTrainer<'a> {
                 grad_norm,
                 learning_rate: lr,
                 tokens,
-                tokens_per_second: if secs > 0.0 { tokens as f64 / secs } else { 0.0 },
+                tokens_per_second: if secs > 0.0 {
+                    tokens as f64 / secs
+                } else {
+                    0.0
+                },
             };
-            tracing::debug!(step, loss = metrics.loss, margin = metrics.rewards_margins, "dpo step");
+            tracing::debug!(
+                step,
+                loss = metrics.loss,
+                margin = metrics.rewards_margins,
+                "dpo step"
+            );
             if let Some(w) = self.metrics.as_mut() {
                 w.write(&metrics)?;
             }
@@ -399,7 +459,10 @@ impl<'a> DpoTrainer<'a> {
             }
             bar.set_message(format!(
                 "loss {:.4} margin {:+.3} acc {:.2} {:.0} tok/s",
-                metrics.loss, metrics.rewards_margins, metrics.rewards_accuracies, metrics.tokens_per_second
+                metrics.loss,
+                metrics.rewards_margins,
+                metrics.rewards_accuracies,
+                metrics.tokens_per_second
             ));
             bar.inc(1);
             history.push(metrics);
