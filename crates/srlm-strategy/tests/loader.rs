@@ -180,9 +180,27 @@ fn metadata_of_the_three_plugins() {
 
 #[test]
 fn find_by_name_and_unknown_names() {
-    let search = PluginSearch::new(vec![built_libs().to_path_buf()]);
+    // A private copy of the libraries, so other tests' builds (out_of_tree.rs) do not show up.
+    let dir = tempfile::tempdir().unwrap();
+    for stem in [
+        "srlm_plugin_self_rewarding",
+        "srlm_plugin_temporal",
+        "srlm_plugin_spin",
+        "srlm_test_plugin_panicky",
+        "srlm_test_plugin_old_interface",
+        "srlm_test_plugin_bad_layout",
+        "srlm_test_plugin_not_a_plugin",
+    ] {
+        let src = lib(stem);
+        std::fs::copy(&src, dir.path().join(src.file_name().unwrap())).unwrap();
+    }
+    let search = PluginSearch::new(vec![dir.path().to_path_buf()]);
     let t = search.find("temporal").unwrap();
-    assert_eq!(t.path(), lib("srlm_plugin_temporal"));
+    assert_eq!(
+        t.path(),
+        dir.path()
+            .join(lib("srlm_plugin_temporal").file_name().unwrap())
+    );
 
     let found = search.discover();
     let mut names: Vec<&str> = found.plugins.iter().map(|p| p.name()).collect();
@@ -199,7 +217,7 @@ fn find_by_name_and_unknown_names() {
         one_line(&e),
         format!(
             "unknown strategy `nope`; available: self-rewarding, spin, temporal, test-panicky; searched: {}",
-            built_libs().display()
+            dir.path().display()
         )
     );
     // A path-looking argument is loaded as a file.
@@ -254,7 +272,7 @@ fn resolve_strategy_validates_set_flags_before_running() {
     assert!(matches!(
         e,
         PluginError::Options {
-            source: OptionsError::UnknownKey { .. },
+            error: OptionsError::UnknownKey { .. },
             ..
         }
     ));

@@ -115,7 +115,10 @@ mod tests {
         (pairs, fake)
     }
 
-    fn summary(pairs: &[FfiPair]) -> Vec<(String, String, String, Option<f64>, Option<f64>)> {
+    /// (prompt, chosen id, rejected id, chosen score, rejected score)
+    type Row = (String, String, String, Option<f64>, Option<f64>);
+
+    fn summary(pairs: &[FfiPair]) -> Vec<Row> {
         pairs
             .iter()
             .map(|p| {

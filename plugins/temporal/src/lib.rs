@@ -223,7 +223,9 @@ mod tests {
     }
 
     /// (prompt, chosen id, rejected id, chosen score, rejected score, note)
-    fn summary(pairs: &[FfiPair]) -> Vec<(String, String, String, f64, f64, String)> {
+    type Row = (String, String, String, f64, f64, String);
+
+    fn summary(pairs: &[FfiPair]) -> Vec<Row> {
         pairs
             .iter()
             .map(|p| {
