@@ -31,6 +31,36 @@ pub struct TokenizedPair {
     pub rejected_ids: Vec<u32>,
 }
 
+impl TokenizedPair {
+    /// Tokenizes a [`srlm_core::PreferencePair`] without ever re-tokenizing joined text (case T4).
+    ///
+    /// `prompt_ids` is the templated prompt (the caller renders and encodes it once, so both
+    /// rows share it). Each response uses its sampled ids (`chosen_token_ids` /
+    /// `rejected_token_ids`) when the pair carries them, else `encode_response(text)`, which
+    /// must encode the response alone and append the template's end token. The id is the
+    /// pair's `prompt_id`.
+    pub fn from_preference_pair<E>(
+        pair: &srlm_core::PreferencePair,
+        prompt_ids: Vec<u32>,
+        mut encode_response: impl FnMut(&str) -> std::result::Result<Vec<u32>, E>,
+    ) -> std::result::Result<Self, E> {
+        let chosen_ids = match &pair.chosen_token_ids {
+            Some(ids) => ids.clone(),
+            None => encode_response(&pair.chosen)?,
+        };
+        let rejected_ids = match &pair.rejected_token_ids {
+            Some(ids) => ids.clone(),
+            None => encode_response(&pair.rejected)?,
+        };
+        Ok(TokenizedPair {
+            id: pair.prompt_id.clone(),
+            prompt_ids,
+            chosen_ids,
+            rejected_ids,
+        })
+    }
+}
+
 /// What [`truncate_pairs`] did to the data.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FilterStats {
@@ -323,6 +353,25 @@ mod tests {
         let (out, st) = truncate_pairs(&[pair("full", &[1, 2, 3], &[4], &[5])], Some(3), None);
         assert!(out.is_empty());
         assert_eq!(st.dropped_empty_response, 1);
+    }
+
+    /// Case T4: sampled ids are used as they are; only missing sides are encoded, alone.
+    #[test]
+    fn t4_from_preference_pair_never_joins_text() {
+        let mut pp = srlm_core::PreferencePair::from_texts("p1", "Total: ", "7", "$7");
+        pp.chosen_token_ids = Some(vec![22, 2]);
+        let mut seen = Vec::new();
+        let t = TokenizedPair::from_preference_pair(&pp, vec![1, 5, 6], |text| {
+            seen.push(text.to_string());
+            Ok::<_, ()>(vec![30, 31, 2])
+        })
+        .unwrap();
+        assert_eq!(
+            seen,
+            vec!["$7".to_string()],
+            "only the rejected text is encoded, alone"
+        );
+        assert_eq!(t, pair("p1", &[1, 5, 6], &[22, 2], &[30, 31, 2]));
     }
 
     trait Tap: Sized {

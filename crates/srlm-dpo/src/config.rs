@@ -47,7 +47,8 @@ pub struct DpoConfig {
     /// Clip the global L2 norm of the gradient to this value; `None` disables clipping.
     /// Default 1.0.
     pub max_grad_norm: Option<f64>,
-    /// AdamW decoupled weight decay. Default 0.
+    /// AdamW decoupled weight decay. Default 0. Note: candle-nn's AdamW decays every var
+    /// (HF exempts biases and norm weights), so keep it 0 or small.
     pub weight_decay: f64,
     /// AdamW β1. Default 0.9.
     pub adam_beta1: f64,
