@@ -383,6 +383,15 @@ mod field_list_tests {
     use super::*;
 
     #[test]
+    fn json_schema_lists_every_field() {
+        let schema = serde_json::to_value(schemars::schema_for!(DpoConfig)).unwrap();
+        let props = schema["properties"].as_object().unwrap();
+        for f in DpoConfig::FIELDS {
+            assert!(props.contains_key(*f), "{f} missing from the schema");
+        }
+    }
+
+    #[test]
     fn field_list_matches_serialised_keys() {
         let json = serde_json::to_value(DpoConfig::default()).unwrap();
         let mut keys: Vec<_> = json.as_object().unwrap().keys().cloned().collect();

@@ -29,9 +29,10 @@ pub enum DpoError {
     /// A loss or gradient became NaN or infinite; training stopped before the update.
     #[error("non-finite {what} at optimizer step {step} (pairs: {})", pair_ids.join(", "))]
     NonFinite {
-        /// 1-based optimizer step at which it happened.
+        /// 1-based optimizer step at which it happened (0: before the first step, i.e. while
+        /// precomputing reference log-probs).
         step: u64,
-        /// What was non-finite: `"loss"`, `"gradient"` or `"weights"`.
+        /// What was non-finite: `"loss"`, `"gradient"`, `"reference log-probs"` or `"weights"`.
         what: &'static str,
         /// Ids of the pairs in the offending (accumulated) batch.
         pair_ids: Vec<String>,
