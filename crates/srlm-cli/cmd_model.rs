@@ -1,24 +1,171 @@
-//! `srlm tokenize`, `srlm logits`, `srlm generate` (not built yet).
+//! `srlm tokenize`, `srlm logits`, `srlm generate`: the model backend alone, in a form anyone
+//! can compare with llama.cpp.
+
+use anyhow::Context;
+use srlm_core::SamplingConfig;
+use srlm_model::{default_device, LanguageModel, Mode, Tensor};
 
 /// Arguments of `srlm tokenize`.
 #[derive(clap::Args)]
-pub struct TokenizeArgs {}
+pub struct TokenizeArgs {
+    /// Model: `default`, a .gguf file, or an HF-style directory.
+    #[arg(long, default_value = "default")]
+    model: String,
+    /// Text to tokenize (no BOS added; special tokens such as <|im_start|> parsed whole).
+    #[arg(long)]
+    text: String,
+    /// Print `{"ids": [...]}` instead of one `id<TAB>token` line per token.
+    #[arg(long)]
+    json: bool,
+}
+
 /// Arguments of `srlm logits`.
 #[derive(clap::Args)]
-pub struct LogitsArgs {}
+pub struct LogitsArgs {
+    /// Model: `default`, a .gguf file, or an HF-style directory.
+    #[arg(long, default_value = "default")]
+    model: String,
+    /// A user message, rendered with the model's chat template (generation prompt added).
+    #[arg(long, conflicts_with = "text", required_unless_present = "text")]
+    chat: Option<String>,
+    /// Raw text, tokenized as is.
+    #[arg(long)]
+    text: Option<String>,
+    /// How many of the highest logits to print.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+    /// Print `{"ids": [...], "logits": [...]}`.
+    #[arg(long)]
+    json: bool,
+}
+
 /// Arguments of `srlm generate`.
 #[derive(clap::Args)]
-pub struct GenerateArgs {}
+pub struct GenerateArgs {
+    /// Model: `default`, a .gguf file, an HF-style directory, or a checkpoint written by srlm.
+    #[arg(long, default_value = "default")]
+    model: String,
+    /// The user message (rendered with the model's chat template).
+    #[arg(long)]
+    prompt: String,
+    /// Number of samples (K).
+    #[arg(short, long, default_value_t = 1)]
+    k: usize,
+    /// Seed of the sampler.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Maximum new tokens per sample.
+    #[arg(long, default_value_t = 128)]
+    max_new_tokens: usize,
+    /// Softmax temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.7)]
+    temperature: f64,
+    /// Nucleus mass (1 disables).
+    #[arg(long, default_value_t = 0.9)]
+    top_p: f64,
+    /// Keep the k most likely tokens (0 disables).
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// One JSON object per sample: {"text", "token_ids", "logprob"}.
+    #[arg(long)]
+    json: bool,
+}
+
+fn load(model: &str) -> anyhow::Result<LanguageModel> {
+    LanguageModel::load(model, &default_device())
+        .with_context(|| format!("loading model `{model}`"))
+}
 
 /// `srlm tokenize`.
-pub fn tokenize(_a: TokenizeArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+pub fn tokenize(a: TokenizeArgs) -> anyhow::Result<()> {
+    let m = load(&a.model)?;
+    let ids = m.tokenizer.encode(&a.text)?;
+    if a.json {
+        println!("{}", serde_json::json!({ "ids": ids }));
+    } else {
+        for id in ids {
+            println!(
+                "{id}\t{:?}",
+                m.tokenizer.id_to_token(id).unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
 }
+
 /// `srlm logits`.
-pub fn logits(_a: LogitsArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+pub fn logits(a: LogitsArgs) -> anyhow::Result<()> {
+    let m = load(&a.model)?;
+    let ids = match (&a.chat, &a.text) {
+        (Some(c), _) => m.encode_prompt(c)?,
+        (None, Some(t)) => m.tokenizer.encode(t)?,
+        (None, None) => unreachable!("clap requires one of --chat/--text"),
+    };
+    anyhow::ensure!(!ids.is_empty(), "the input has no tokens");
+    let t = Tensor::new(ids.as_slice(), m.model.device())?.unsqueeze(0)?;
+    let h = m.model.hidden_states(&t, Mode::Infer)?;
+    let last = m
+        .model
+        .lm_head(&h.get(0)?.get(ids.len() - 1)?.unsqueeze(0)?)?
+        .squeeze(0)?
+        .to_vec1::<f32>()?;
+    let mut order: Vec<usize> = (0..last.len()).collect();
+    order.sort_by(|&x, &y| last[y].total_cmp(&last[x]));
+    order.truncate(a.top);
+    if a.json {
+        let top_ids: Vec<usize> = order.clone();
+        let vals: Vec<f32> = order.iter().map(|&i| last[i]).collect();
+        println!("{}", serde_json::json!({ "ids": top_ids, "logits": vals }));
+    } else {
+        for i in order {
+            println!(
+                "{i}\t{:.4}\t{:?}",
+                last[i],
+                m.tokenizer.id_to_token(i as u32).unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
 }
+
 /// `srlm generate`.
-pub fn generate(_a: GenerateArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+pub fn generate(a: GenerateArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(a.k >= 1, "-k must be at least 1");
+    anyhow::ensure!(
+        a.top_p > 0.0 && a.top_p <= 1.0,
+        "--top-p must be in (0, 1], got {}",
+        a.top_p
+    );
+    anyhow::ensure!(
+        a.temperature >= 0.0,
+        "--temperature must be >= 0, got {}",
+        a.temperature
+    );
+    let m = load(&a.model)?;
+    let cfg = SamplingConfig {
+        k: a.k,
+        temperature: a.temperature,
+        top_p: a.top_p,
+        top_k: a.top_k,
+        max_new_tokens: a.max_new_tokens,
+        seed: a.seed,
+    };
+    let prompt = m.encode_prompt(&a.prompt)?;
+    let gens = m.generate(std::slice::from_ref(&prompt), &cfg)?;
+    for (i, g) in gens[0].iter().enumerate() {
+        if a.json {
+            println!(
+                "{}",
+                serde_json::json!({ "text": g.text, "token_ids": g.token_ids, "logprob": g.logprob() })
+            );
+        } else {
+            println!(
+                "--- sample {i} ({} tokens, logprob {:.3})\n{}",
+                g.token_ids.len(),
+                g.logprob(),
+                g.text
+            );
+        }
+    }
+    Ok(())
 }

@@ -2,6 +2,7 @@
 //!
 //! | subcommand | module | what it does |
 //! |---|---|---|
+//! | `fetch` | [`cmd_fetch`] | fetch the default model and evaluation data |
 //! | `tokenize`, `logits`, `generate` | [`cmd_model`] | the model backend alone (compare with llama.cpp) |
 //! | `judge` | [`cmd_judge`] | score responses with a judge |
 //! | `train-dpo` | [`cmd_train`] | DPO on a preference-pair file |
@@ -9,6 +10,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod cmd_fetch;
 mod cmd_judge;
 mod cmd_model;
 mod cmd_plugins;
@@ -24,6 +26,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Fetch the default model and evaluation data into the cache (as first use would).
+    Fetch(cmd_fetch::FetchArgs),
     /// Print the token ids of a text (no BOS added, special tokens parsed).
     Tokenize(cmd_model::TokenizeArgs),
     /// Print the top logits at the last position of a (chat-rendered) prompt.
@@ -49,6 +53,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Fetch(a) => cmd_fetch::run(a),
         Command::Tokenize(a) => cmd_model::tokenize(a),
         Command::Logits(a) => cmd_model::logits(a),
         Command::Generate(a) => cmd_model::generate(a),

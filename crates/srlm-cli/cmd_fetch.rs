@@ -1,0 +1,17 @@
+//! `srlm fetch`: fetch the default model and evaluation data ahead of time (what first use
+//! would do), and print where they are.
+
+use srlm_model::fetch::{fetch_asset, ALPACA_EVAL_BASELINE, DEFAULT_MODEL, IFEVAL_PROMPTS};
+
+/// Arguments of `srlm fetch`.
+#[derive(clap::Args)]
+pub struct FetchArgs {}
+
+/// Fetches every built-in asset (model, IFEval prompts, AlpacaEval baseline) into the cache.
+pub fn run(_a: FetchArgs) -> anyhow::Result<()> {
+    for asset in [DEFAULT_MODEL, IFEVAL_PROMPTS, ALPACA_EVAL_BASELINE] {
+        let p = fetch_asset(&asset)?;
+        println!("{}\t{}", asset.member, p.display());
+    }
+    Ok(())
+}
