@@ -1,10 +1,243 @@
-//! `cargo xtask bench`: strategy comparison (built with the pipeline).
+//! `cargo xtask bench [--quick] [--out DIR]`: the strategy comparison of issue 6.
+//!
+//! Builds the release `srlm`, then runs the same config (model, prompts, seed, K) under four
+//! strategies, one run folder each under `DIR`:
+//!
+//! | folder | command-line strategy |
+//! |---|---|
+//! | `self-rewarding` | `--strategy self-rewarding` |
+//! | `temporal` | `--strategy temporal` |
+//! | `temporal-past-only` | `--strategy temporal --set future_guided_chosen=false` |
+//! | `temporal-future-only` | `--strategy temporal --set anchored_rejection=false` |
+//!
+//! with `--config configs/bench.toml` (`configs/bench-quick.toml` with `--quick`), and ends
+//! with `srlm compare <the four folders> --out DIR`, which prints the table and writes
+//! `DIR/comparison.md` and `DIR/plots/`. `DIR` defaults to `runs/bench` (`runs/bench-quick`).
+//! A run folder that already holds a `config.json` is continued with `srlm run --resume`
+//! (finished work is replayed from its cache), so an interrupted bench picks up where it
+//! stopped; delete `DIR` to start over.
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// One strategy run of the bench.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchRun {
+    /// The run folder's name under the bench folder.
+    pub label: &'static str,
+    /// `--strategy`.
+    pub strategy: &'static str,
+    /// `--set key=value` options.
+    pub set: &'static [&'static str],
+}
+
+/// The strategies compared, in table order.
+pub const RUNS: [BenchRun; 4] = [
+    BenchRun {
+        label: "self-rewarding",
+        strategy: "self-rewarding",
+        set: &[],
+    },
+    BenchRun {
+        label: "temporal",
+        strategy: "temporal",
+        set: &[],
+    },
+    BenchRun {
+        label: "temporal-past-only",
+        strategy: "temporal",
+        set: &["future_guided_chosen=false"],
+    },
+    BenchRun {
+        label: "temporal-future-only",
+        strategy: "temporal",
+        set: &["anchored_rejection=false"],
+    },
+];
+
+/// Parsed `bench` arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchArgs {
+    /// `--quick`: the small config.
+    pub quick: bool,
+    /// `--out DIR`, if given.
+    pub out: Option<PathBuf>,
+}
+
+const USAGE: &str = "usage: cargo xtask bench [--quick] [--out DIR]";
+
+/// Parses `[--quick] [--out DIR]` (also `--out=DIR`).
+pub fn parse_args(args: &[String]) -> Result<BenchArgs> {
+    let mut parsed = BenchArgs {
+        quick: false,
+        out: None,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => parsed.quick = true,
+            "--out" => {
+                let dir = it
+                    .next()
+                    .with_context(|| format!("--out needs a folder; {USAGE}"))?;
+                parsed.out = Some(PathBuf::from(dir));
+            }
+            "-h" | "--help" => bail!("{USAGE}"),
+            other => match other.strip_prefix("--out=") {
+                Some(dir) => parsed.out = Some(PathBuf::from(dir)),
+                None => bail!("unknown argument `{other}`; {USAGE}"),
+            },
+        }
+    }
+    Ok(parsed)
+}
+
+/// The config file, relative to the workspace root.
+pub fn config_file(quick: bool) -> &'static str {
+    if quick {
+        "configs/bench-quick.toml"
+    } else {
+        "configs/bench.toml"
+    }
+}
+
+/// The arguments of `srlm` for one run into `dir`: a fresh run, or `--resume` when `dir`
+/// already holds a run (`config.json`).
+pub fn run_args(run: &BenchRun, config: &str, dir: &Path, resume: bool) -> Vec<String> {
+    if resume {
+        return vec!["run".into(), "--resume".into(), dir.display().to_string()];
+    }
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "--config".into(),
+        config.into(),
+        "--strategy".into(),
+        run.strategy.into(),
+    ];
+    for s in run.set {
+        args.push("--set".into());
+        args.push((*s).into());
+    }
+    args.push("--out".into());
+    args.push(dir.display().to_string());
+    args
+}
 
 /// Runs the benchmark task.
-pub fn run(_args: &[String]) -> Result<()> {
-    anyhow::bail!(
-        "the strategy comparison needs `srlm run` (not built yet); micro-benchmarks: cargo bench"
-    )
+pub fn run(args: &[String]) -> Result<()> {
+    let args = parse_args(args)?;
+    let root = crate::root();
+    let config = config_file(args.quick);
+    if !root.join(config).is_file() {
+        bail!(
+            "{} is missing: the bench config",
+            root.join(config).display()
+        );
+    }
+    // A folder the user named is relative to where the command was typed; the default one
+    // is under the workspace root. Commands themselves run in the workspace root.
+    let out = match args.out {
+        Some(dir) => std::env::current_dir()?.join(dir),
+        None => root.join(if args.quick {
+            "runs/bench-quick"
+        } else {
+            "runs/bench"
+        }),
+    };
+    let srlm = crate::srlm_binary()?;
+    let started = Instant::now();
+    let mut dirs = Vec::new();
+    for r in &RUNS {
+        let dir = out.join(r.label);
+        let resume = dir.join("config.json").is_file();
+        if resume {
+            eprintln!(
+                "bench: {}: continuing {} (delete it to start over)",
+                r.label,
+                dir.display()
+            );
+        }
+        eprintln!("bench: {} ({})", r.label, config);
+        let t = Instant::now();
+        crate::run(Command::new(&srlm).args(run_args(r, config, &dir, resume)))?;
+        eprintln!(
+            "bench: {} done in {:.0} s",
+            r.label,
+            t.elapsed().as_secs_f64()
+        );
+        dirs.push(dir);
+    }
+    let mut compare = Command::new(&srlm);
+    compare.arg("compare").args(&dirs).arg("--out").arg(&out);
+    crate::run(&mut compare)?;
+    eprintln!(
+        "bench: all runs in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_arguments() {
+        let p = |a: &[&str]| parse_args(&strings(a));
+        assert_eq!(
+            p(&[]).unwrap(),
+            BenchArgs {
+                quick: false,
+                out: None
+            }
+        );
+        assert_eq!(
+            p(&["--quick", "--out", "x/y"]).unwrap(),
+            BenchArgs {
+                quick: true,
+                out: Some("x/y".into())
+            }
+        );
+        assert_eq!(p(&["--out=z"]).unwrap().out, Some(PathBuf::from("z")));
+        assert!(p(&["--out"])
+            .unwrap_err()
+            .to_string()
+            .starts_with("--out needs a folder"));
+        assert!(p(&["--fast"])
+            .unwrap_err()
+            .to_string()
+            .starts_with("unknown argument `--fast`"));
+    }
+
+    #[test]
+    fn the_four_runs_differ_only_in_strategy_flags() {
+        let dir = Path::new("/b");
+        let args: Vec<String> = RUNS
+            .iter()
+            .map(|r| run_args(r, config_file(false), &dir.join(r.label), false).join(" "))
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "run --config configs/bench.toml --strategy self-rewarding --out /b/self-rewarding",
+                "run --config configs/bench.toml --strategy temporal --out /b/temporal",
+                "run --config configs/bench.toml --strategy temporal --set future_guided_chosen=false --out /b/temporal-past-only",
+                "run --config configs/bench.toml --strategy temporal --set anchored_rejection=false --out /b/temporal-future-only",
+            ]
+        );
+        assert_eq!(
+            run_args(&RUNS[0], config_file(true), dir, false)[2],
+            "configs/bench-quick.toml"
+        );
+        assert_eq!(
+            run_args(&RUNS[2], "c", dir, true).join(" "),
+            "run --resume /b"
+        );
+    }
 }
