@@ -1,0 +1,498 @@
+//! The strategy comparison: reads several run folders and lays their diagnostics side by side
+//! (`srlm compare`, `cargo xtask bench`).
+//!
+//! [`compare_runs`] returns a [`ComparisonTable`] (one row per metric, one column per run, so
+//! four strategies fit a terminal) and writes `comparison.md` with combined plots (one line
+//! per run) under `out_dir/plots/`. Rows: the held-out score of every model M_i (M0 included),
+//! the chosen–rejected score gap and the hidden-state cosine per iteration, pairs kept, and
+//! the compute counters summed over the run, so "same compute" comparisons are explicit.
+//! Units as in [`crate::report`]: judge points 0–5, cosine unitless, tokens, seconds.
+
+use std::fmt::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use crate::report::{format_value, plots, points, read_run, write_plot, ReportError, Run};
+
+/// One metric across runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComparisonRow {
+    /// The row label, with its unit (e.g. `held-out score M1 (0–5)`).
+    pub metric: String,
+    /// One cell per run, in [`ComparisonTable::runs`] order; `None` when not recorded.
+    pub cells: Vec<Option<f64>>,
+    /// Decimals shown.
+    pub decimals: usize,
+}
+
+/// Runs compared metric by metric. `Display` renders it as an aligned markdown table
+/// (readable in a terminal), `–` for values a run did not record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComparisonTable {
+    /// The column labels: the run folder names (made unique with strategy and options).
+    pub runs: Vec<String>,
+    /// The rows, in display order.
+    pub rows: Vec<ComparisonRow>,
+}
+
+impl ComparisonTable {
+    /// The value of `metric` (a row label) for `run` (a column label).
+    pub fn cell(&self, metric: &str, run: &str) -> Option<f64> {
+        let col = self.runs.iter().position(|r| r == run)?;
+        self.rows.iter().find(|r| r.metric == metric)?.cells[col]
+    }
+
+    /// The cell as displayed (`–`, `NaN`, or the number with the row's decimals); `None`
+    /// when there is no such row or column.
+    pub fn cell_text(&self, metric: &str, run: &str) -> Option<String> {
+        let col = self.runs.iter().position(|r| r == run)?;
+        let row = self.rows.iter().find(|r| r.metric == metric)?;
+        Some(format_value(row.cells[col], row.decimals))
+    }
+}
+
+impl fmt::Display for ComparisonTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut grid: Vec<Vec<String>> = vec![std::iter::once("metric".to_string())
+            .chain(self.runs.iter().cloned())
+            .collect()];
+        for r in &self.rows {
+            grid.push(
+                std::iter::once(r.metric.clone())
+                    .chain(r.cells.iter().map(|c| format_value(*c, r.decimals)))
+                    .collect(),
+            );
+        }
+        let ncol = self.runs.len() + 1;
+        let width: Vec<usize> = (0..ncol)
+            .map(|c| {
+                grid.iter()
+                    .map(|row| row[c].chars().count())
+                    .max()
+                    .unwrap_or(0)
+                    .max(3)
+            })
+            .collect();
+        let pad = |s: &str, w: usize, right: bool| {
+            let fill = " ".repeat(w - s.chars().count());
+            if right {
+                format!("{fill}{s}")
+            } else {
+                format!("{s}{fill}")
+            }
+        };
+        for (i, row) in grid.iter().enumerate() {
+            let cells: Vec<String> = row
+                .iter()
+                .enumerate()
+                .map(|(c, s)| pad(s, width[c], c > 0))
+                .collect();
+            writeln!(f, "| {} |", cells.join(" | "))?;
+            if i == 0 {
+                let seps: Vec<String> = width
+                    .iter()
+                    .enumerate()
+                    .map(|(c, &w)| {
+                        if c == 0 {
+                            "-".repeat(w)
+                        } else {
+                            format!("{}:", "-".repeat(w - 1))
+                        }
+                    })
+                    .collect();
+                writeln!(f, "| {} |", seps.join(" | "))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Column labels: folder names; where two runs share one, strategy and options are added,
+/// then a counter.
+fn labels(runs: &[Run]) -> Vec<String> {
+    let base: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            r.dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| r.dir.display().to_string())
+        })
+        .collect();
+    let mut out: Vec<String> = base
+        .iter()
+        .zip(runs)
+        .map(|(b, r)| {
+            if base.iter().filter(|x| *x == b).count() > 1 {
+                let strategy = r.config.strategy().unwrap_or("?");
+                format!("{b} ({strategy}; {})", r.config.options_text())
+            } else {
+                b.clone()
+            }
+        })
+        .collect();
+    for i in 0..out.len() {
+        let same = out[..i].iter().filter(|x| **x == out[i]).count();
+        if same > 0 {
+            out[i] = format!("{} #{}", out[i], same + 1);
+        }
+    }
+    out
+}
+
+/// Iterations (ascending, distinct) at which any run recorded `key`.
+fn iterations_with(runs: &[Run], key: &str) -> Vec<u32> {
+    let mut its: Vec<u32> = runs
+        .iter()
+        .flat_map(|r| r.metrics.series(key).into_iter().map(|p| p.0))
+        .collect();
+    its.sort_unstable();
+    its.dedup();
+    its
+}
+
+/// Builds the table from runs already read.
+pub fn comparison_table(runs: &[Run]) -> ComparisonTable {
+    let mut rows = Vec::new();
+    let mut per_iteration = |key: &str, name: &dyn Fn(u32) -> String, decimals: usize| {
+        for i in iterations_with(runs, key) {
+            rows.push(ComparisonRow {
+                metric: name(i),
+                cells: runs.iter().map(|r| r.metrics.get(i, key)).collect(),
+                decimals,
+            });
+        }
+    };
+    per_iteration("eval/score", &|i| format!("held-out score M{i} (0–5)"), 3);
+    per_iteration(
+        "score/gap",
+        &|i| format!("score gap, iteration {i} (0–5)"),
+        2,
+    );
+    per_iteration(
+        "hidden_cosine",
+        &|i| format!("hidden cosine, iteration {i}"),
+        4,
+    );
+    let total = |metric: &str, key: &str, decimals: usize| ComparisonRow {
+        metric: metric.into(),
+        cells: runs.iter().map(|r| r.metrics.total(key)).collect(),
+        decimals,
+    };
+    rows.push(total("pairs kept (total)", "pairs", 0));
+    rows.push(ComparisonRow {
+        metric: "pairs per prompt (overall)".into(),
+        cells: runs
+            .iter()
+            .map(|r| r.metrics.pairs_per_prompt_overall())
+            .collect(),
+        decimals: 2,
+    });
+    rows.push(total("tokens sampled (total)", "compute/tokens_sampled", 0));
+    rows.push(total("tokens judged (total)", "compute/tokens_judged", 0));
+    rows.push(total("tokens trained (total)", "compute/tokens_trained", 0));
+    rows.push(total("wall time (s, total)", "compute/wall_seconds", 1));
+    ComparisonTable {
+        runs: labels(runs),
+        rows,
+    }
+}
+
+/// Reads every run folder (`config.json`, `metrics.jsonl`) and builds the table, writing
+/// nothing.
+pub fn load_comparison(run_dirs: &[PathBuf]) -> Result<(Vec<Run>, ComparisonTable), ReportError> {
+    if run_dirs.is_empty() {
+        return Err(ReportError::NoRuns);
+    }
+    let runs = run_dirs
+        .iter()
+        .map(|d| read_run(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let table = comparison_table(&runs);
+    Ok((runs, table))
+}
+
+/// The combined plots: file under `plots/`, title, y label, metrics key.
+const PLOTS: [(&str, &str, &str, &str); 6] = [
+    (
+        "compare_eval_score.svg",
+        "Held-out score per iteration (0 = M0)",
+        "judge points (0–5)",
+        "eval/score",
+    ),
+    (
+        "compare_score_gap.svg",
+        "Chosen − rejected judge-score gap",
+        "judge points (0–5)",
+        "score/gap",
+    ),
+    (
+        "compare_hidden_cosine.svg",
+        "Cosine of chosen vs rejected hidden states",
+        "cosine similarity",
+        "hidden_cosine",
+    ),
+    (
+        "compare_pairs_per_prompt.svg",
+        "Pairs kept per prompt",
+        "pairs / prompt",
+        "pairs_per_prompt",
+    ),
+    (
+        "compare_grad_norm.svg",
+        "DPO gradient norm",
+        "grad_norm",
+        "dpo/grad_norm",
+    ),
+    (
+        "compare_dpo_margins.svg",
+        "DPO rewards/margins",
+        "margin (nats, beta-scaled)",
+        "dpo/rewards/margins",
+    ),
+];
+
+/// Settings that should agree for a fair comparison.
+const SHARED_SETTINGS: [&str; 5] = ["model", "judge", "seed", "k", "iterations"];
+
+fn render(runs: &[Run], table: &ComparisonTable, drawn: &[(&str, &str)]) -> String {
+    let mut out = String::from("# srlm strategy comparison\n\n");
+    out.push_str(
+        "Generated by `srlm compare`; every cell is read from the runs' `metrics.jsonl`. \
+         `–` = not recorded.\n\n",
+    );
+    out.push_str("| run | folder | strategy | options | model | judge | seed | iterations | K |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|\n");
+    for (label, r) in table.runs.iter().zip(runs) {
+        let c = &r.config;
+        let _ = writeln!(
+            out,
+            "| {label} | `{}` | {} | {} | {} | {} | {} | {} | {} |",
+            r.dir.display(),
+            c.text("strategy"),
+            c.options_text(),
+            c.text("model"),
+            c.text("judge"),
+            c.text("seed"),
+            c.text("iterations"),
+            c.text("k"),
+        );
+    }
+    out.push('\n');
+    for key in SHARED_SETTINGS {
+        let mut values: Vec<String> = runs.iter().map(|r| r.config.text(key)).collect();
+        values.sort();
+        values.dedup();
+        if values.len() > 1 && key != "iterations" {
+            let _ = writeln!(
+                out,
+                "**Warning:** the runs differ in `{key}` ({}): the comparison is not like for like.\n",
+                values.join(", ")
+            );
+        }
+    }
+    out.push_str("## Table\n\n");
+    let _ = write!(out, "{table}");
+    out.push_str(
+        "\nCompute rows are totals over the run (the M0 evaluation included): compare \
+         strategies at equal tokens or wall time, not only at equal iterations (the paper counts \
+         2 TSR iterations as about 5 SR iterations).\n\n## Plots\n\n",
+    );
+    for (file, title) in drawn {
+        let _ = writeln!(out, "### {title}\n\n![{title}](plots/{file})\n");
+    }
+    out.push_str(
+        "## How to read this\n\nA shrinking score gap and a rising hidden cosine across \
+         iterations are the collapse of Self-Rewarding that Temporal Self-Rewarding addresses \
+         (Wang et al. 2025, arXiv 2508.06026); its ablations (past-only: anchored rejection \
+         alone; future-only: future-guided chosen alone) show which component keeps the signal. \
+         The held-out score says whether it pays off.\n",
+    );
+    out
+}
+
+/// Reads `run_dirs`, writes `out_dir/comparison.md` and combined plots (one line per run)
+/// under `out_dir/plots/`, each atomically, and returns the table.
+pub fn compare_runs(run_dirs: &[PathBuf], out_dir: &Path) -> Result<ComparisonTable, ReportError> {
+    let (runs, table) = load_comparison(run_dirs)?;
+    let mut drawn = Vec::new();
+    for (file, title, y_label, key) in PLOTS {
+        let series: Vec<plots::Series> = table
+            .runs
+            .iter()
+            .zip(&runs)
+            .map(|(label, r)| plots::Series {
+                label: label.clone(),
+                points: points(&r.metrics, key),
+            })
+            .collect();
+        if write_plot(&out_dir.join("plots").join(file), title, y_label, &series)? {
+            drawn.push((file, title));
+        }
+    }
+    let md = render(&runs, &table, &drawn);
+    let path = out_dir.join("comparison.md");
+    srlm_core::write_atomic(&path, md.as_bytes()).map_err(|e| ReportError::Io {
+        path: path.clone(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::plots::tests::{has_text, polyline_points};
+    use crate::report::tests::{fresh_dir, write_run, TEMPORAL_CONFIG, TEMPORAL_METRICS};
+
+    const SR_CONFIG: &str = r#"{"strategy": "self-rewarding", "strategy_options": {},
+        "model": "default", "judge": "ifeval", "seed": 1, "iterations": 3, "k": 4}"#;
+    const SR_METRICS: [&str; 4] = [
+        r#"{"iteration": 0, "eval/score": 2.5, "eval/n": 20}"#,
+        r#"{"iteration": 1, "prompts": 10, "pairs": 9, "score/gap": 2.0, "hidden_cosine": 0.9, "eval/score": 2.6, "compute/tokens_sampled": 500, "compute/wall_seconds": 30.0}"#,
+        r#"{"iteration": 2, "prompts": 10, "pairs": 7, "score/gap": 1.0, "hidden_cosine": 0.95, "eval/score": 2.7, "compute/tokens_sampled": 500, "compute/wall_seconds": 30.0}"#,
+        r#"{"iteration": 3, "prompts": 10, "pairs": 5, "score/gap": 0.25, "hidden_cosine": 0.99, "eval/score": 2.65, "compute/tokens_sampled": 500, "compute/wall_seconds": 30.0}"#,
+    ];
+
+    fn two_runs(name: &str) -> (PathBuf, Vec<PathBuf>) {
+        let base = fresh_dir(name);
+        let a = write_run(&base, "self-rewarding", SR_CONFIG, &SR_METRICS);
+        let b = write_run(&base, "temporal", TEMPORAL_CONFIG, &TEMPORAL_METRICS);
+        (base, vec![a, b])
+    }
+
+    #[test]
+    fn cells_come_from_each_run() {
+        let (base, dirs) = two_runs("cells");
+        let t = compare_runs(&dirs, &base).unwrap();
+        assert_eq!(t.runs, ["self-rewarding", "temporal"]);
+        let metrics: Vec<&str> = t.rows.iter().map(|r| r.metric.as_str()).collect();
+        assert_eq!(
+            metrics,
+            [
+                "held-out score M0 (0–5)",
+                "held-out score M1 (0–5)",
+                "held-out score M2 (0–5)",
+                "held-out score M3 (0–5)",
+                "score gap, iteration 1 (0–5)",
+                "score gap, iteration 2 (0–5)",
+                "score gap, iteration 3 (0–5)",
+                "hidden cosine, iteration 1",
+                "hidden cosine, iteration 2",
+                "hidden cosine, iteration 3",
+                "pairs kept (total)",
+                "pairs per prompt (overall)",
+                "tokens sampled (total)",
+                "tokens judged (total)",
+                "tokens trained (total)",
+                "wall time (s, total)",
+            ]
+        );
+        let check = |m: &str, sr: &str, tsr: &str| {
+            assert_eq!(t.cell_text(m, "self-rewarding").unwrap(), sr, "{m}");
+            assert_eq!(t.cell_text(m, "temporal").unwrap(), tsr, "{m}");
+        };
+        check("held-out score M0 (0–5)", "2.500", "2.500");
+        check("held-out score M3 (0–5)", "2.650", "–");
+        check("score gap, iteration 2 (0–5)", "1.00", "2.25");
+        check("hidden cosine, iteration 3", "0.9900", "–");
+        check("pairs kept (total)", "21", "14");
+        check("pairs per prompt (overall)", "0.70", "0.70");
+        check("tokens sampled (total)", "1500", "2100");
+        check("tokens judged (total)", "–", "4100");
+        check("wall time (s, total)", "90.0", "119.0");
+        assert_eq!(t.cell("pairs kept (total)", "temporal"), Some(14.0));
+        assert_eq!(t.cell("no such row", "temporal"), None);
+    }
+
+    #[test]
+    fn display_is_an_aligned_markdown_table() {
+        let (base, dirs) = two_runs("display");
+        let text = compare_runs(&dirs, &base).unwrap().to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "| metric                       | self-rewarding | temporal |"
+        );
+        assert_eq!(
+            lines[1],
+            "| ---------------------------- | -------------: | -------: |"
+        );
+        assert!(
+            lines.contains(&"| pairs kept (total)           |             21 |       14 |"),
+            "{text}"
+        );
+        assert!(
+            lines.contains(&"| held-out score M3 (0–5)      |          2.650 |        – |"),
+            "{text}"
+        );
+        let widths: Vec<usize> = lines.iter().map(|l| l.chars().count()).collect();
+        assert!(widths.iter().all(|w| *w == widths[0]), "{text}");
+    }
+
+    #[test]
+    fn writes_comparison_md_and_one_line_per_run() {
+        let (base, dirs) = two_runs("files");
+        let out = base.join("out");
+        let t = compare_runs(&dirs, &out).unwrap();
+        let md = std::fs::read_to_string(out.join("comparison.md")).unwrap();
+        assert!(md.contains(&t.to_string()), "{md}");
+        assert!(md.contains("| temporal | `"), "{md}");
+        assert!(
+            md.contains("anchored_rejection=true, future_guided_chosen=false"),
+            "{md}"
+        );
+        assert!(!md.contains("Warning"), "same model, judge, seed, K: {md}");
+        assert!(
+            md.contains("![Held-out score per iteration (0 = M0)](plots/compare_eval_score.svg)")
+        );
+        let svg = std::fs::read_to_string(out.join("plots/compare_eval_score.svg")).unwrap();
+        assert!(svg.starts_with("<svg"));
+        // SR: M0..M3 (4 points), TSR: M0..M2 (3 points), then two legend entries.
+        let mut pts = polyline_points(&svg);
+        pts.sort_unstable();
+        assert_eq!(pts, [2, 2, 3, 4]);
+        assert!(has_text(&svg, "self-rewarding") && has_text(&svg, "temporal"));
+        // Only temporal recorded margins: its line, and no legend.
+        let svg = std::fs::read_to_string(out.join("plots/compare_dpo_margins.svg")).unwrap();
+        assert_eq!(polyline_points(&svg), [2]);
+        assert!(!has_text(&svg, "self-rewarding"));
+    }
+
+    #[test]
+    fn differing_settings_warn_and_same_names_get_unique_labels() {
+        let base = fresh_dir("labels");
+        let a = write_run(&base.join("x"), "run", SR_CONFIG, &SR_METRICS);
+        let other = TEMPORAL_CONFIG.replace("\"seed\": 1", "\"seed\": 2");
+        let b = write_run(&base.join("y"), "run", &other, &TEMPORAL_METRICS);
+        let c = write_run(&base.join("z"), "run", &other, &TEMPORAL_METRICS);
+        let t = compare_runs(&[a, b, c], &base).unwrap();
+        assert_eq!(
+            t.runs,
+            [
+                "run (self-rewarding; (defaults))",
+                "run (temporal; anchored_rejection=true, future_guided_chosen=false)",
+                "run (temporal; anchored_rejection=true, future_guided_chosen=false) #2",
+            ]
+        );
+        let md = std::fs::read_to_string(base.join("comparison.md")).unwrap();
+        assert!(
+            md.contains("**Warning:** the runs differ in `seed` (1, 2)"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn errors() {
+        assert!(matches!(
+            compare_runs(&[], Path::new(".")),
+            Err(ReportError::NoRuns)
+        ));
+        let base = fresh_dir("cmp-bad");
+        let a = write_run(&base, "a", SR_CONFIG, &[SR_METRICS[0], "{oops"]);
+        let e = compare_runs(std::slice::from_ref(&a), &base).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("{}:2: ", a.join("metrics.jsonl").display())),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,278 @@
+//! Tests of the run report on fixture run folders written by the tests themselves.
+
+use super::*;
+
+/// A fresh, empty folder under the system temp dir, unique per process and `name`.
+pub(crate) fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("srlm-report-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes a run folder `parent/name` with `config.json` and `metrics.jsonl` (lines joined).
+pub(crate) fn write_run(parent: &Path, name: &str, config: &str, lines: &[&str]) -> PathBuf {
+    let dir = parent.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config.json"), config).unwrap();
+    std::fs::write(dir.join("metrics.jsonl"), lines.join("\n") + "\n").unwrap();
+    dir
+}
+
+pub(crate) const TEMPORAL_CONFIG: &str = r#"{"strategy": "temporal",
+ "strategy_options": {"anchored_rejection": true, "future_guided_chosen": false},
+ "model": "default", "judge": "ifeval", "seed": 1, "iterations": 2, "k": 4,
+ "max_new_tokens": 64}"#;
+
+/// Two iterations with every key of the contract, a NaN grad_norm, a strategy key, and an
+/// iteration-0 line holding the M0 evaluation (and its wall time).
+pub(crate) const TEMPORAL_METRICS: [&str; 3] = [
+    r#"{"iteration": 0, "eval/score": 2.5, "eval/n": 20, "compute/wall_seconds": 3.5}"#,
+    r#"{"iteration": 1, "prompts": 10, "pairs": 8, "pairs_per_prompt": 0.8, "score/chosen_mean": 4.25, "score/rejected_mean": 1.5, "score/gap": 2.75, "hidden_cosine": 0.8125, "dpo/loss": 0.6931, "dpo/rewards/chosen": 0.01, "dpo/rewards/rejected": -0.02, "dpo/rewards/margins": 0.03, "dpo/rewards/accuracies": 0.625, "dpo/grad_norm": 1.5, "dpo/steps": 4, "judge/parse_failure_rate": 0.0, "judge/mean": 3.0, "eval/score": 2.75, "eval/n": 20, "compute/tokens_sampled": 1000, "compute/tokens_judged": 2000, "compute/tokens_trained": 500, "compute/wall_seconds": 60.0, "strategy/future_upgrades": 3}"#,
+    r#"{"iteration": 2, "prompts": 10, "pairs": 6, "pairs_per_prompt": 0.6, "score/chosen_mean": 4.0, "score/rejected_mean": 1.75, "score/gap": 2.25, "hidden_cosine": 0.875, "dpo/loss": 0.65, "dpo/rewards/chosen": null, "dpo/rewards/margins": 0.05, "dpo/rewards/accuracies": 0.75, "dpo/grad_norm": "NaN", "judge/parse_failure_rate": 0.05, "eval/score": 3.0, "eval/n": 20, "compute/tokens_sampled": 1100, "compute/tokens_judged": 2100, "compute/tokens_trained": 400, "compute/wall_seconds": 55.5, "strategy/future_upgrades": 2}"#,
+];
+
+use plots::tests::{has_text, polyline_points};
+
+fn svg(dir: &Path, file: &str) -> String {
+    std::fs::read_to_string(dir.join("plots").join(file))
+        .unwrap_or_else(|e| panic!("plots/{file}: {e}"))
+}
+
+#[test]
+fn report_holds_the_exact_table_rows() {
+    let base = fresh_dir("rows");
+    let dir = write_run(&base, "tsr", TEMPORAL_CONFIG, &TEMPORAL_METRICS);
+    let path = write_report(&dir).unwrap();
+    assert_eq!(path, dir.join("report.md"));
+    let md = std::fs::read_to_string(&path).unwrap();
+    for line in [
+        "# srlm run report: tsr",
+        "| strategy | temporal |",
+        "| strategy options | anchored_rejection=true, future_guided_chosen=false |",
+        "| model | default |",
+        "| judge | ifeval |",
+        "| seed | 1 |",
+        "| K (samples per prompt) | 4 |",
+        "| max_new_tokens | `64` |",
+        "Held-out score: M0 2.500 → M2 3.000 (judge points, 0–5).",
+        // pairs, scores, eval
+        "| 0 (M0) | – | – | – | – | – | – | – | – | – | 2.500 | 20 |",
+        "| 1 | 10 | 8 | 0.80 | 4.25 | 1.50 | 2.75 | 0.8125 | 3.00 | 0.000 | 2.750 | 20 |",
+        "| 2 | 10 | 6 | 0.60 | 4.00 | 1.75 | 2.25 | 0.8750 | – | 0.050 | 3.000 | 20 |",
+        "| **total** | 20 | 14 | 0.70 |  |  |  |  |  |  |  |  |",
+        // DPO (no M0 row; null and missing are both "–"; NaN shown as such)
+        "| 1 | 0.6931 | 0.0100 | -0.0200 | 0.0300 | 0.625 | 1.5000 | 4 |",
+        "| 2 | 0.6500 | – | – | 0.0500 | 0.750 | NaN | – |",
+        // compute, with the M0 evaluation's wall time and totals
+        "| 0 (M0) | – | – | – | 3.5 |",
+        "| 1 | 1000 | 2000 | 500 | 60.0 |",
+        "| 2 | 1100 | 2100 | 400 | 55.5 |",
+        "| **total** | 2100 | 4100 | 900 | 119.0 |",
+        // plugin keys
+        "| iteration | strategy/future_upgrades |",
+        "| 1 | 3 |",
+        "| 2 | 2 |",
+        "![Held-out evaluation score (iteration 0 = M0)](plots/eval_score.svg)",
+        "![Cosine of chosen vs rejected last-layer hidden states](plots/hidden_cosine.svg)",
+    ] {
+        assert!(
+            md.lines().any(|l| l == line),
+            "missing line {line:?} in\n{md}"
+        );
+    }
+    assert_eq!(
+        md.matches("| 0 (M0) |").count(),
+        3,
+        "M0 rows: pairs, compute, other"
+    );
+    assert!(!md.contains("Not plotted"), "{md}");
+}
+
+#[test]
+fn plots_are_svg_with_one_point_per_recorded_iteration() {
+    let base = fresh_dir("plots");
+    let dir = write_run(&base, "tsr", TEMPORAL_CONFIG, &TEMPORAL_METRICS);
+    write_report(&dir).unwrap();
+    for p in &PLOTS {
+        let s = svg(&dir, p.file);
+        assert!(
+            s.starts_with("<svg"),
+            "{}: {}",
+            p.file,
+            &s[..40.min(s.len())]
+        );
+        assert!(s.trim_end().ends_with("</svg>"), "{}", p.file);
+    }
+    // Iterations 0, 1, 2: one line of three points.
+    assert_eq!(polyline_points(&svg(&dir, "eval_score.svg")), vec![3]);
+    assert_eq!(polyline_points(&svg(&dir, "hidden_cosine.svg")), vec![2]);
+    // grad_norm is NaN at iteration 2: the line stops at iteration 1.
+    assert_eq!(polyline_points(&svg(&dir, "grad_norm.svg")), vec![1]);
+    // Three series of two points, plus three two-point legend entries.
+    assert_eq!(polyline_points(&svg(&dir, "scores.svg")), vec![2; 6]);
+    assert!(has_text(&svg(&dir, "scores.svg"), "gap"));
+}
+
+#[test]
+fn missing_metrics_are_dashes_and_their_plots_are_skipped() {
+    let base = fresh_dir("missing");
+    let dir = write_run(
+        &base,
+        "sr",
+        r#"{"strategy": "self-rewarding", "strategy_options": {}, "seed": 7}"#,
+        &[r#"{"iteration": 1, "pairs": 3, "prompts": 4, "score/gap": 1.0}"#],
+    );
+    // A stale plot from an earlier render must go.
+    std::fs::create_dir_all(dir.join("plots")).unwrap();
+    std::fs::write(dir.join("plots/eval_score.svg"), "<svg/>").unwrap();
+    let md = std::fs::read_to_string(write_report(&dir).unwrap()).unwrap();
+    for line in [
+        "| strategy options | (defaults) |",
+        "| model | – |",
+        "| 1 | 4 | 3 | – | – | – | 1.00 | – | – | – | – | – |",
+        "| 1 | – | – | – | – | – | – | – |",
+        "| **total** | – | – | – | – |",
+    ] {
+        assert!(
+            md.lines().any(|l| l == line),
+            "missing line {line:?} in\n{md}"
+        );
+    }
+    // pairs_per_prompt total is recomputed from the counts even when the key is missing.
+    assert!(
+        md.lines()
+            .any(|l| l == "| **total** | 4 | 3 | 0.75 |  |  |  |  |  |  |  |  |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("Not plotted (no finite values recorded): "),
+        "{md}"
+    );
+    assert!(
+        md.contains("Held-out evaluation score (iteration 0 = M0)."),
+        "{md}"
+    );
+    assert!(!md.contains("plots/eval_score.svg"));
+    assert!(
+        !dir.join("plots/eval_score.svg").exists(),
+        "stale plot removed"
+    );
+    assert_eq!(polyline_points(&svg(&dir, "scores.svg")), vec![1]);
+}
+
+#[test]
+fn an_empty_metrics_file_still_renders() {
+    let base = fresh_dir("empty");
+    let dir = write_run(&base, "new", "{}", &[]);
+    let md = std::fs::read_to_string(write_report(&dir).unwrap()).unwrap();
+    assert!(md.contains("holds no iteration yet"), "{md}");
+}
+
+fn metrics_error(lines: &[&str]) -> String {
+    let base = fresh_dir(&format!("bad{}", lines.len()));
+    let path = base.join("metrics.jsonl");
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    let err = read_metrics(&path).unwrap_err().to_string();
+    let prefix = format!("{}:", path.display());
+    assert!(err.starts_with(&prefix), "{err}");
+    err[prefix.len()..].to_string()
+}
+
+#[test]
+fn a_bad_line_names_file_and_line() {
+    let ok = r#"{"iteration": 0, "eval/score": 1.0}"#;
+    let e = metrics_error(&[ok, "", r#"{"iteration": 1, "pairs": }"#]);
+    assert!(e.starts_with("3: not valid JSON"), "{e}");
+    let e = metrics_error(&[ok, r#"{"pairs": 2}"#]);
+    assert_eq!(e, "2: missing field `iteration`");
+    let e = metrics_error(&[r#"{"iteration": -1}"#]);
+    assert_eq!(e, "1: `iteration` must be a non-negative integer, got -1");
+    let e = metrics_error(&[ok, ok, ok, r#"{"iteration": 1, "score/gap": "big"}"#]);
+    assert_eq!(e, "4: `score/gap` must be a number, got \"big\"");
+    let e = metrics_error(&[ok, "[1, 2]"]);
+    assert_eq!(e, "2: expected a JSON object");
+}
+
+#[test]
+fn errors_name_missing_files() {
+    let base = fresh_dir("nofiles");
+    let err = write_report(&base).unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!("{}:", base.join("config.json").display())),
+        "{err}"
+    );
+    std::fs::write(base.join("config.json"), "[]").unwrap();
+    let err = write_report(&base).unwrap_err().to_string();
+    assert!(
+        err.ends_with("config.json: expected a JSON object"),
+        "{err}"
+    );
+}
+
+#[test]
+fn non_finite_values_are_read_from_strings_and_python_tokens() {
+    let base = fresh_dir("nonfinite");
+    let path = base.join("metrics.jsonl");
+    std::fs::write(
+        &path,
+        concat!(
+            r#"{"iteration": 1, "dpo/loss": NaN, "dpo/grad_norm": -Infinity, "hidden_cosine": Infinity, "#,
+            r#""strategy/note": "NaN is \"fine\" here", "score/gap": "-inf", "strategy/flag": true}"#
+        ),
+    )
+    .unwrap();
+    let m = read_metrics(&path).unwrap();
+    assert!(m.get(1, "dpo/loss").unwrap().is_nan());
+    assert_eq!(m.get(1, "dpo/grad_norm"), Some(f64::NEG_INFINITY));
+    assert_eq!(m.get(1, "hidden_cosine"), Some(f64::INFINITY));
+    assert_eq!(m.get(1, "score/gap"), Some(f64::NEG_INFINITY));
+    let it = &m.iterations[0];
+    assert_eq!(
+        it.values["strategy/note"],
+        MetricValue::Text("NaN is \"fine\" here".into())
+    );
+    assert_eq!(it.values["strategy/flag"], MetricValue::Text("true".into()));
+}
+
+#[test]
+fn repeated_iterations_merge_with_later_lines_winning() {
+    let base = fresh_dir("merge");
+    let path = base.join("metrics.jsonl");
+    std::fs::write(
+        &path,
+        "{\"iteration\": 2, \"pairs\": 1, \"prompts\": 2}\n{\"iteration\": 1, \"pairs\": 5}\n\
+         {\"iteration\": 2, \"pairs\": 3}\n",
+    )
+    .unwrap();
+    let m = read_metrics(&path).unwrap();
+    assert_eq!(
+        m.iterations.iter().map(|i| i.iteration).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(m.get(2, "pairs"), Some(3.0));
+    assert_eq!(m.get(2, "prompts"), Some(2.0));
+    assert_eq!(m.total("pairs"), Some(8.0));
+    assert_eq!(m.total("eval/score"), None);
+}
+
+#[test]
+fn format_value_cases() {
+    let check = |v: Option<f64>, d: usize, want: &str| assert_eq!(format_value(v, d), want);
+    check(None, 2, "–");
+    check(Some(f64::NAN), 2, "NaN");
+    check(Some(f64::INFINITY), 0, "inf");
+    check(Some(f64::NEG_INFINITY), 3, "-inf");
+    check(Some(1.23456), 3, "1.235");
+    check(Some(-0.0001), 2, "0.00");
+    check(Some(-0.5), 1, "-0.5");
+    check(Some(1234.0), 0, "1234");
+}
+
+#[test]
+fn quote_non_finite_leaves_strings_alone() {
+    assert_eq!(
+        quote_non_finite(r#"{"a": NaN, "NaN": "Infinity \" NaN", "b": [-Infinity, Infinity]}"#),
+        r#"{"a": "NaN", "NaN": "Infinity \" NaN", "b": ["-inf", "inf"]}"#
+    );
+}
