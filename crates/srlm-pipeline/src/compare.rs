@@ -489,7 +489,9 @@ mod tests {
         ));
         let base = fresh_dir("cmp-bad");
         let a = write_run(&base, "a", SR_CONFIG, &[SR_METRICS[0], "{oops"]);
-        let e = compare_runs(std::slice::from_ref(&a), &base).unwrap_err().to_string();
+        let e = compare_runs(std::slice::from_ref(&a), &base)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with(&format!("{}:2: ", a.join("metrics.jsonl").display())),
             "{e}"

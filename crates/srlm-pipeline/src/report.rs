@@ -442,9 +442,9 @@ struct Table {
     not_summed: &'static [&'static str],
 }
 
-const TABLES: [Table; 3] = [
+const TABLES: [Table; 4] = [
     Table {
-        title: "Pairs, judge scores and held-out evaluation",
+        title: "Pairs and judge scores",
         columns: &[
             col("prompts", "prompts", 0),
             col("pairs", "pairs", 0),
@@ -459,10 +459,8 @@ const TABLES: [Table; 3] = [
                 "judge parse failures (fraction)",
                 3,
             ),
-            col("eval/score", "held-out score (0–5)", 3),
-            col("eval/n", "held-out prompts", 0),
         ],
-        with_m0: true,
+        with_m0: false,
         totals: Totals::Sum,
         not_summed: &[
             "score/chosen_mean",
@@ -471,9 +469,22 @@ const TABLES: [Table; 3] = [
             "hidden_cosine",
             "judge/mean",
             "judge/parse_failure_rate",
-            "eval/score",
-            "eval/n",
         ],
+    },
+    Table {
+        title: "Held-out evaluation (model M_i after iteration i; 0 = M0)",
+        columns: &[
+            col("eval/score", "held-out score (0–5)", 3),
+            col("eval/n", "held-out prompts", 0),
+            col(
+                "eval/parse_failure_rate",
+                "eval parse failures (fraction)",
+                3,
+            ),
+        ],
+        with_m0: true,
+        totals: Totals::None,
+        not_summed: &[],
     },
     Table {
         title: "DPO (TRL's metric names; rewards in nats, beta-scaled)",

@@ -137,7 +137,10 @@ pub fn line_chart(title: &str, y_label: &str, series: &[Series]) -> Result<Optio
                     .map_err(|x| e(&x))?;
             }
         }
-        let with_data = series.iter().filter(|s| !segments(&s.points).is_empty()).count();
+        let with_data = series
+            .iter()
+            .filter(|s| !segments(&s.points).is_empty())
+            .count();
         if with_data > 1 {
             chart
                 .configure_series_labels()

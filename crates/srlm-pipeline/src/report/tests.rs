@@ -27,7 +27,7 @@ pub(crate) const TEMPORAL_CONFIG: &str = r#"{"strategy": "temporal",
 /// Two iterations with every key of the contract, a NaN grad_norm, a strategy key, and an
 /// iteration-0 line holding the M0 evaluation (and its wall time).
 pub(crate) const TEMPORAL_METRICS: [&str; 3] = [
-    r#"{"iteration": 0, "eval/score": 2.5, "eval/n": 20, "compute/wall_seconds": 3.5}"#,
+    r#"{"iteration": 0, "eval/score": 2.5, "eval/n": 20, "eval/parse_failure_rate": 0.1, "compute/wall_seconds": 3.5}"#,
     r#"{"iteration": 1, "prompts": 10, "pairs": 8, "pairs_per_prompt": 0.8, "score/chosen_mean": 4.25, "score/rejected_mean": 1.5, "score/gap": 2.75, "hidden_cosine": 0.8125, "dpo/loss": 0.6931, "dpo/rewards/chosen": 0.01, "dpo/rewards/rejected": -0.02, "dpo/rewards/margins": 0.03, "dpo/rewards/accuracies": 0.625, "dpo/grad_norm": 1.5, "dpo/steps": 4, "judge/parse_failure_rate": 0.0, "judge/mean": 3.0, "eval/score": 2.75, "eval/n": 20, "compute/tokens_sampled": 1000, "compute/tokens_judged": 2000, "compute/tokens_trained": 500, "compute/wall_seconds": 60.0, "strategy/future_upgrades": 3}"#,
     r#"{"iteration": 2, "prompts": 10, "pairs": 6, "pairs_per_prompt": 0.6, "score/chosen_mean": 4.0, "score/rejected_mean": 1.75, "score/gap": 2.25, "hidden_cosine": 0.875, "dpo/loss": 0.65, "dpo/rewards/chosen": null, "dpo/rewards/margins": 0.05, "dpo/rewards/accuracies": 0.75, "dpo/grad_norm": "NaN", "judge/parse_failure_rate": 0.05, "eval/score": 3.0, "eval/n": 20, "compute/tokens_sampled": 1100, "compute/tokens_judged": 2100, "compute/tokens_trained": 400, "compute/wall_seconds": 55.5, "strategy/future_upgrades": 2}"#,
 ];
@@ -56,11 +56,14 @@ fn report_holds_the_exact_table_rows() {
         "| K (samples per prompt) | 4 |",
         "| max_new_tokens | `64` |",
         "Held-out score: M0 2.500 → M2 3.000 (judge points, 0–5).",
-        // pairs, scores, eval
-        "| 0 (M0) | – | – | – | – | – | – | – | – | – | 2.500 | 20 |",
-        "| 1 | 10 | 8 | 0.80 | 4.25 | 1.50 | 2.75 | 0.8125 | 3.00 | 0.000 | 2.750 | 20 |",
-        "| 2 | 10 | 6 | 0.60 | 4.00 | 1.75 | 2.25 | 0.8750 | – | 0.050 | 3.000 | 20 |",
-        "| **total** | 20 | 14 | 0.70 |  |  |  |  |  |  |  |  |",
+        // pairs and judge scores (no M0 row: M0 has no pairs)
+        "| 1 | 10 | 8 | 0.80 | 4.25 | 1.50 | 2.75 | 0.8125 | 3.00 | 0.000 |",
+        "| 2 | 10 | 6 | 0.60 | 4.00 | 1.75 | 2.25 | 0.8750 | – | 0.050 |",
+        "| **total** | 20 | 14 | 0.70 |  |  |  |  |  |  |",
+        // held-out evaluation, M0 first
+        "| 0 (M0) | 2.500 | 20 | 0.100 |",
+        "| 1 | 2.750 | 20 | – |",
+        "| 2 | 3.000 | 20 | – |",
         // DPO (no M0 row; null and missing are both "–"; NaN shown as such)
         "| 1 | 0.6931 | 0.0100 | -0.0200 | 0.0300 | 0.625 | 1.5000 | 4 |",
         "| 2 | 0.6500 | – | – | 0.0500 | 0.750 | NaN | – |",
@@ -130,7 +133,8 @@ fn missing_metrics_are_dashes_and_their_plots_are_skipped() {
     for line in [
         "| strategy options | (defaults) |",
         "| model | – |",
-        "| 1 | 4 | 3 | – | – | – | 1.00 | – | – | – | – | – |",
+        "| 1 | 4 | 3 | – | – | – | 1.00 | – | – | – |",
+        "| 1 | – | – | – |",
         "| 1 | – | – | – | – | – | – | – |",
         "| **total** | – | – | – | – |",
     ] {
@@ -142,7 +146,7 @@ fn missing_metrics_are_dashes_and_their_plots_are_skipped() {
     // pairs_per_prompt total is recomputed from the counts even when the key is missing.
     assert!(
         md.lines()
-            .any(|l| l == "| **total** | 4 | 3 | 0.75 |  |  |  |  |  |  |  |  |"),
+            .any(|l| l == "| **total** | 4 | 3 | 0.75 |  |  |  |  |  |  |"),
         "{md}"
     );
     assert!(
