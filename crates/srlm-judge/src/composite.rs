@@ -21,7 +21,10 @@ pub struct SpecTerm {
 /// [`JudgeError::Spec`] for an empty spec or term, a weight that is not a finite number ≥ 0,
 /// or a repeated name.
 pub fn parse_spec(spec: &str) -> Result<Vec<SpecTerm>, JudgeError> {
-    let err = |m: String| JudgeError::Spec { spec: spec.to_string(), message: m };
+    let err = |m: String| JudgeError::Spec {
+        spec: spec.to_string(),
+        message: m,
+    };
     if spec.trim().is_empty() {
         return Err(err("empty judge specification".into()));
     }
@@ -30,7 +33,10 @@ pub fn parse_spec(spec: &str) -> Result<Vec<SpecTerm>, JudgeError> {
         let raw = raw.trim();
         let (weight, name) = match raw.split_once('*') {
             Some((w, n)) => {
-                let w: f64 = w.trim().parse().map_err(|_| err(format!("weight {:?} is not a number", w.trim())))?;
+                let w: f64 = w
+                    .trim()
+                    .parse()
+                    .map_err(|_| err(format!("weight {:?} is not a number", w.trim())))?;
                 (w, n.trim())
             }
             None => (1.0, raw),
@@ -39,12 +45,17 @@ pub fn parse_spec(spec: &str) -> Result<Vec<SpecTerm>, JudgeError> {
             return Err(err(format!("term {raw:?} is not WEIGHT*NAME or NAME")));
         }
         if !weight.is_finite() || weight < 0.0 {
-            return Err(err(format!("weight {weight} of {name:?} must be a finite number >= 0")));
+            return Err(err(format!(
+                "weight {weight} of {name:?} must be a finite number >= 0"
+            )));
         }
         if terms.iter().any(|t| t.name == name) {
             return Err(err(format!("judge {name:?} appears twice")));
         }
-        terms.push(SpecTerm { weight, name: name.to_string() });
+        terms.push(SpecTerm {
+            weight,
+            name: name.to_string(),
+        });
     }
     Ok(terms)
 }
@@ -66,8 +77,15 @@ impl<'a> CompositeJudge<'a> {
     /// [`JudgeError::Spec`] when there are no parts, a weight is negative or not finite, or
     /// the weights do not sum to 1.
     pub fn new(parts: Vec<(f64, Box<dyn Judge + 'a>)>) -> Result<Self, JudgeError> {
-        let spec = parts.iter().map(|(w, j)| format!("{w}*{}", j.name())).collect::<Vec<_>>().join("+");
-        let err = |m: &str| JudgeError::Spec { spec: spec.clone(), message: m.to_string() };
+        let spec = parts
+            .iter()
+            .map(|(w, j)| format!("{w}*{}", j.name()))
+            .collect::<Vec<_>>()
+            .join("+");
+        let err = |m: &str| JudgeError::Spec {
+            spec: spec.clone(),
+            message: m.to_string(),
+        };
         if parts.is_empty() {
             return Err(err("a composite needs at least one judge"));
         }
@@ -76,7 +94,9 @@ impl<'a> CompositeJudge<'a> {
         }
         let sum: f64 = parts.iter().map(|(w, _)| w).sum();
         if (sum - 1.0).abs() > 1e-6 {
-            return Err(err(&format!("weights sum to {sum}, not 1 (the composite must stay on the 0-5 scale)")));
+            return Err(err(&format!(
+                "weights sum to {sum}, not 1 (the composite must stay on the 0-5 scale)"
+            )));
         }
         Ok(CompositeJudge { parts })
     }
@@ -100,7 +120,11 @@ impl<'a> CompositeJudge<'a> {
 
 impl Judge for CompositeJudge<'_> {
     fn name(&self) -> String {
-        self.parts.iter().map(|(w, j)| format!("{w}*{}", j.name())).collect::<Vec<_>>().join("+")
+        self.parts
+            .iter()
+            .map(|(w, j)| format!("{w}*{}", j.name()))
+            .collect::<Vec<_>>()
+            .join("+")
     }
 
     fn judge_batch(&self, items: &[JudgeItem]) -> Result<Vec<Verdict>, JudgeError> {

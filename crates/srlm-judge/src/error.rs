@@ -50,7 +50,15 @@ pub enum JudgeError {
 
 impl JudgeError {
     /// A [`JudgeError::Record`] error.
-    pub fn record(at: impl Into<String>, field: impl Into<String>, message: impl Into<String>) -> Self {
-        JudgeError::Record { at: at.into(), field: field.into(), message: message.into() }
+    pub fn record(
+        at: impl Into<String>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        JudgeError::Record {
+            at: at.into(),
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }

@@ -47,8 +47,21 @@ impl JudgeHealth {
         let std = mean.map(|m| (present.iter().map(|s| (s - m).powi(2)).sum::<f64>() / n).sqrt());
         let min = present.iter().copied().reduce(f64::min);
         let max = present.iter().copied().reduce(f64::max);
-        let no_score_rate = if count == 0 { 0.0 } else { no_score as f64 / count as f64 };
-        JudgeHealth { count, no_score, no_score_rate, histogram, mean, std, min, max }
+        let no_score_rate = if count == 0 {
+            0.0
+        } else {
+            no_score as f64 / count as f64
+        };
+        JudgeHealth {
+            count,
+            no_score,
+            no_score_rate,
+            histogram,
+            mean,
+            std,
+            min,
+            max,
+        }
     }
 }
 
@@ -56,13 +69,22 @@ impl fmt::Display for JudgeHealth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let o = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
         writeln!(f, "judged      {}", self.count)?;
-        writeln!(f, "no score    {} ({:.1}%)", self.no_score, 100.0 * self.no_score_rate)?;
+        writeln!(
+            f,
+            "no score    {} ({:.1}%)",
+            self.no_score,
+            100.0 * self.no_score_rate
+        )?;
         writeln!(f, "mean ± std  {} ± {}", o(self.mean), o(self.std))?;
         writeln!(f, "min / max   {} / {}", o(self.min), o(self.max))?;
         let scored: usize = self.histogram.iter().sum();
         write!(f, "histogram")?;
         for (k, &c) in self.histogram.iter().enumerate() {
-            let bar = if scored == 0 { 0 } else { (c * 30).div_ceil(scored) };
+            let bar = if scored == 0 {
+                0
+            } else {
+                (c * 30).div_ceil(scored)
+            };
             write!(f, "\n  {k}  {c:>6}  {}", "#".repeat(bar))?;
         }
         Ok(())
@@ -85,8 +107,19 @@ pub struct PairwiseAgreement {
 impl fmt::Display for PairwiseAgreement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.rate {
-            Some(r) => write!(f, "pairwise agreement {:.1}% ({} of {} pairs compared, {} given)", 100.0 * r, self.agree, self.compared, self.pairs),
-            None => write!(f, "pairwise agreement - (0 of {} pairs comparable)", self.pairs),
+            Some(r) => write!(
+                f,
+                "pairwise agreement {:.1}% ({} of {} pairs compared, {} given)",
+                100.0 * r,
+                self.agree,
+                self.compared,
+                self.pairs
+            ),
+            None => write!(
+                f,
+                "pairwise agreement - (0 of {} pairs comparable)",
+                self.pairs
+            ),
         }
     }
 }
@@ -100,7 +133,11 @@ impl fmt::Display for PairwiseAgreement {
 ///
 /// # Panics
 /// If a pair indexes outside either slice.
-pub fn pairwise_agreement(a: &[Option<f64>], b: &[Option<f64>], pairs: &[(usize, usize)]) -> PairwiseAgreement {
+pub fn pairwise_agreement(
+    a: &[Option<f64>],
+    b: &[Option<f64>],
+    pairs: &[(usize, usize)],
+) -> PairwiseAgreement {
     let mut compared = 0;
     let mut agree = 0;
     for &(i, j) in pairs {
@@ -111,7 +148,12 @@ pub fn pairwise_agreement(a: &[Option<f64>], b: &[Option<f64>], pairs: &[(usize,
             }
         }
     }
-    PairwiseAgreement { pairs: pairs.len(), compared, agree, rate: (compared > 0).then(|| agree as f64 / compared as f64) }
+    PairwiseAgreement {
+        pairs: pairs.len(),
+        compared,
+        agree,
+        rate: (compared > 0).then(|| agree as f64 / compared as f64),
+    }
 }
 
 /// Every unordered pair (i, j), i < j, of items with the same prompt, in input order.
@@ -168,20 +210,47 @@ mod tests {
 
     #[test]
     fn agreement() {
-        fn check(a: &[Option<f64>], b: &[Option<f64>], pairs: &[(usize, usize)], expected: (usize, usize, Option<f64>)) {
+        fn check(
+            a: &[Option<f64>],
+            b: &[Option<f64>],
+            pairs: &[(usize, usize)],
+            expected: (usize, usize, Option<f64>),
+        ) {
             let r = pairwise_agreement(a, b, pairs);
-            assert_eq!((r.compared, r.agree, r.rate), expected, "{a:?} {b:?} {pairs:?}");
+            assert_eq!(
+                (r.compared, r.agree, r.rate),
+                expected,
+                "{a:?} {b:?} {pairs:?}"
+            );
         }
         let a = [Some(1.0), Some(2.0), Some(3.0), None];
-        check(&a, &[Some(0.0), Some(5.0), Some(4.0), Some(1.0)], &[(0, 1), (1, 2), (0, 2), (2, 3)], (3, 2, Some(2.0 / 3.0)));
-        check(&[Some(1.0), Some(1.0)], &[Some(2.0), Some(2.0)], &[(0, 1)], (1, 1, Some(1.0)));
-        check(&[Some(1.0), Some(1.0)], &[Some(2.0), Some(3.0)], &[(0, 1)], (1, 0, Some(0.0)));
+        check(
+            &a,
+            &[Some(0.0), Some(5.0), Some(4.0), Some(1.0)],
+            &[(0, 1), (1, 2), (0, 2), (2, 3)],
+            (3, 2, Some(2.0 / 3.0)),
+        );
+        check(
+            &[Some(1.0), Some(1.0)],
+            &[Some(2.0), Some(2.0)],
+            &[(0, 1)],
+            (1, 1, Some(1.0)),
+        );
+        check(
+            &[Some(1.0), Some(1.0)],
+            &[Some(2.0), Some(3.0)],
+            &[(0, 1)],
+            (1, 0, Some(0.0)),
+        );
         check(&a, &a, &[(0, 3)], (0, 0, None));
     }
 
     #[test]
     fn pairs_by_prompt() {
-        assert_eq!(same_prompt_pairs(&["a", "b", "a", "a", "b"]), vec![(0, 2), (0, 3), (2, 3), (1, 4)]);
+        assert_eq!(
+            same_prompt_pairs(&["a", "b", "a", "a", "b"]),
+            vec![(0, 2), (0, 3), (2, 3), (1, 4)]
+        );
         assert!(same_prompt_pairs::<&str>(&[]).is_empty());
     }
 }

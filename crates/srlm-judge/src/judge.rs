@@ -23,7 +23,11 @@ pub struct JudgeItem {
 impl JudgeItem {
     /// An item without metadata or origin.
     pub fn new(prompt: impl Into<String>, response: impl Into<String>) -> Self {
-        JudgeItem { prompt: prompt.into(), response: response.into(), ..Default::default() }
+        JudgeItem {
+            prompt: prompt.into(),
+            response: response.into(),
+            ..Default::default()
+        }
     }
 
     /// The same item with `metadata` attached.
@@ -40,7 +44,9 @@ impl JudgeItem {
 
     /// The origin for error messages: [`origin`](Self::origin), or `item {index}`.
     pub fn at(&self, index: usize) -> String {
-        self.origin.clone().unwrap_or_else(|| format!("item {index}"))
+        self.origin
+            .clone()
+            .unwrap_or_else(|| format!("item {index}"))
     }
 }
 
@@ -61,7 +67,11 @@ pub struct Verdict {
 impl Verdict {
     /// Converts into the shared record, naming the sample judged.
     pub fn into_judgment(self, sample_id: impl Into<String>) -> srlm_core::Judgment {
-        srlm_core::Judgment { sample_id: sample_id.into(), score: self.score, details: self.details }
+        srlm_core::Judgment {
+            sample_id: sample_id.into(),
+            score: self.score,
+            details: self.details,
+        }
     }
 }
 
@@ -112,6 +122,10 @@ pub(crate) fn check_len(judge: &str, expected: usize, got: usize) -> Result<(), 
     if expected == got {
         Ok(())
     } else {
-        Err(JudgeError::BatchLength { judge: judge.to_string(), expected, got })
+        Err(JudgeError::BatchLength {
+            judge: judge.to_string(),
+            expected,
+            got,
+        })
     }
 }

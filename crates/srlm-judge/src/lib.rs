@@ -35,7 +35,7 @@ pub use health::{pairwise_agreement, same_prompt_pairs, JudgeHealth, PairwiseAgr
 pub use ifeval::{IfevalJudge, InstructionResult};
 pub use judge::{Judge, JudgeItem, Verdict};
 pub use llm::{
-    expected_score, quote_for_judge, JudgeMode, JudgeModel, LlmJudge, DEFAULT_ANSWER_PREFIX, DEFAULT_TEMPLATE,
-    TRUNCATION_NOTE,
+    expected_score, quote_for_judge, JudgeMode, JudgeModel, LlmJudge, DEFAULT_ANSWER_PREFIX,
+    DEFAULT_TEMPLATE, TRUNCATION_NOTE,
 };
 pub use score::parse_score;

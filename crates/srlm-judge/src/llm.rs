@@ -37,7 +37,12 @@ pub trait JudgeModel {
     fn context_length(&self) -> usize;
     /// `n` sampled completions per prompt (token ids), returned as texts only, without the
     /// prompt and without the end token.
-    fn sample(&self, prompts: &[Vec<u32>], n: usize, cfg: &SamplingConfig) -> Result<Vec<Vec<String>>, JudgeError>;
+    fn sample(
+        &self,
+        prompts: &[Vec<u32>],
+        n: usize,
+        cfg: &SamplingConfig,
+    ) -> Result<Vec<Vec<String>>, JudgeError>;
     /// Logits (natural-log scale, unnormalised) at the last position of each sequence: one
     /// vocabulary-sized row per prompt.
     fn last_logits(&self, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, JudgeError>;
@@ -53,7 +58,12 @@ impl<T: JudgeModel + ?Sized> JudgeModel for &T {
     fn context_length(&self) -> usize {
         (**self).context_length()
     }
-    fn sample(&self, prompts: &[Vec<u32>], n: usize, cfg: &SamplingConfig) -> Result<Vec<Vec<String>>, JudgeError> {
+    fn sample(
+        &self,
+        prompts: &[Vec<u32>],
+        n: usize,
+        cfg: &SamplingConfig,
+    ) -> Result<Vec<Vec<String>>, JudgeError> {
         (**self).sample(prompts, n, cfg)
     }
     fn last_logits(&self, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, JudgeError> {
@@ -71,7 +81,12 @@ impl<T: JudgeModel + ?Sized> JudgeModel for Box<T> {
     fn context_length(&self) -> usize {
         (**self).context_length()
     }
-    fn sample(&self, prompts: &[Vec<u32>], n: usize, cfg: &SamplingConfig) -> Result<Vec<Vec<String>>, JudgeError> {
+    fn sample(
+        &self,
+        prompts: &[Vec<u32>],
+        n: usize,
+        cfg: &SamplingConfig,
+    ) -> Result<Vec<Vec<String>>, JudgeError> {
         (**self).sample(prompts, n, cfg)
     }
     fn last_logits(&self, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, JudgeError> {
@@ -109,10 +124,12 @@ pub const DEFAULT_ANSWER_PREFIX: &str = "Score: ";
 /// The note appended to a response cut to fit the context.
 pub const TRUNCATION_NOTE: &str = "\n[... response truncated to fit the judge's context ...]";
 
-static SCORE_WORD: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?i)\b(score|points?|rating|grade)(\s*)([:=：])").expect("regex"));
-static MARKER: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?i)\[\s*(begin|end)\s+(question|response)\s*\]").expect("regex"));
+static SCORE_WORD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(score|points?|rating|grade)(\s*)([:=：])").expect("regex")
+});
+static MARKER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\[\s*(begin|end)\s+(question|response)\s*\]").expect("regex")
+});
 
 /// Prepares untrusted text (a response, or a question) for the judge prompt.
 ///
@@ -125,9 +142,15 @@ static MARKER: LazyLock<Regex> =
 /// Everything else is kept verbatim.
 pub fn quote_for_judge(text: &str) -> String {
     let t = MARKER.replace_all(text, |c: &regex::Captures| {
-        format!("(quoted {} {} marker)", c[1].to_uppercase(), c[2].to_uppercase())
+        format!(
+            "(quoted {} {} marker)",
+            c[1].to_uppercase(),
+            c[2].to_uppercase()
+        )
     });
-    SCORE_WORD.replace_all(&t, "${1} (quoted)${2}${3}").into_owned()
+    SCORE_WORD
+        .replace_all(&t, "${1} (quoted)${2}${3}")
+        .into_owned()
 }
 
 /// Expected score from last-position logits: softmax over the logits of the six digit tokens
@@ -198,7 +221,10 @@ pub struct LlmJudge<M> {
 impl<M: JudgeModel> LlmJudge<M> {
     /// A judge with the defaults above.
     pub fn new(model: M) -> Self {
-        let sampling = SamplingConfig { max_new_tokens: 256, ..SamplingConfig::default() };
+        let sampling = SamplingConfig {
+            max_new_tokens: 256,
+            ..SamplingConfig::default()
+        };
         LlmJudge {
             model,
             mode: JudgeMode::default(),
@@ -211,7 +237,9 @@ impl<M: JudgeModel> LlmJudge<M> {
     /// Sets the mode. `Sampled { samples: 0 }` is raised to 1.
     pub fn mode(mut self, mode: JudgeMode) -> Self {
         self.mode = match mode {
-            JudgeMode::Sampled { samples } => JudgeMode::Sampled { samples: samples.max(1) },
+            JudgeMode::Sampled { samples } => JudgeMode::Sampled {
+                samples: samples.max(1),
+            },
             m => m,
         };
         self
@@ -232,7 +260,9 @@ impl<M: JudgeModel> LlmJudge<M> {
         let template = template.into();
         let probe = render_template(&template, "QUESTION_PROBE", "RESPONSE_PROBE")?;
         if !probe.contains("RESPONSE_PROBE") {
-            return Err(JudgeError::Template("the template never shows `{{ response }}`".into()));
+            return Err(JudgeError::Template(
+                "the template never shows `{{ response }}`".into(),
+            ));
         }
         self.template = template;
         Ok(self)
@@ -266,7 +296,10 @@ impl<M: JudgeModel> LlmJudge<M> {
         };
         let ids = build(&response)?;
         if ids.len() <= budget {
-            return Ok(Ok(Prepared { ids, truncated: None }));
+            return Ok(Ok(Prepared {
+                ids,
+                truncated: None,
+            }));
         }
         let chars: Vec<(usize, char)> = response.char_indices().collect();
         let cut = |k: usize| -> String {
@@ -280,7 +313,8 @@ impl<M: JudgeModel> LlmJudge<M> {
                  (context {ctx}{})",
                 empty.len(),
                 match self.mode {
-                    JudgeMode::Sampled { .. } => format!(" minus {} new tokens", self.sampling.max_new_tokens),
+                    JudgeMode::Sampled { .. } =>
+                        format!(" minus {} new tokens", self.sampling.max_new_tokens),
                     JudgeMode::Expected => String::new(),
                 }
             )));
@@ -297,7 +331,10 @@ impl<M: JudgeModel> LlmJudge<M> {
                 hi = mid;
             }
         }
-        Ok(Ok(Prepared { ids: best, truncated: Some((chars.len(), lo)) }))
+        Ok(Ok(Prepared {
+            ids: best,
+            truncated: Some((chars.len(), lo)),
+        }))
     }
 }
 
@@ -310,8 +347,11 @@ struct Prepared {
 fn render_template(template: &str, prompt: &str, response: &str) -> Result<String, JudgeError> {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    env.render_str(template, minijinja::context! { prompt => prompt, response => response })
-        .map_err(|e| JudgeError::Template(format!("{e:#}")))
+    env.render_str(
+        template,
+        minijinja::context! { prompt => prompt, response => response },
+    )
+    .map_err(|e| JudgeError::Template(format!("{e:#}")))
 }
 
 fn base_details(mode: &str, p: &Prepared) -> serde_json::Map<String, serde_json::Value> {
@@ -355,24 +395,38 @@ impl<M: JudgeModel> Judge for LlmJudge<M> {
                 JudgeMode::Sampled { samples } => {
                     let out = self.model.sample(&prompts, samples, &self.sampling)?;
                     if out.len() != prompts.len() {
-                        return Err(JudgeError::Model(format!("sample returned {} rows for {} prompts", out.len(), prompts.len())));
+                        return Err(JudgeError::Model(format!(
+                            "sample returned {} rows for {} prompts",
+                            out.len(),
+                            prompts.len()
+                        )));
                     }
                     for ((i, p), texts) in ready.iter().zip(out) {
-                        let scores: Vec<Option<u8>> = texts.iter().map(|t| parse_score(t)).collect();
-                        let parsed: Vec<f64> = scores.iter().flatten().map(|&s| f64::from(s)).collect();
-                        let score = (!parsed.is_empty()).then(|| parsed.iter().sum::<f64>() / parsed.len() as f64);
+                        let scores: Vec<Option<u8>> =
+                            texts.iter().map(|t| parse_score(t)).collect();
+                        let parsed: Vec<f64> =
+                            scores.iter().flatten().map(|&s| f64::from(s)).collect();
+                        let score = (!parsed.is_empty())
+                            .then(|| parsed.iter().sum::<f64>() / parsed.len() as f64);
                         let mut d = base_details("sampled", p);
                         d.insert("parse_failures".into(), json!(scores.len() - parsed.len()));
                         d.insert("sample_scores".into(), json!(scores));
                         d.insert("samples".into(), json!(texts));
-                        verdicts[*i] = Some(Verdict { score, details: d.into() });
+                        verdicts[*i] = Some(Verdict {
+                            score,
+                            details: d.into(),
+                        });
                     }
                 }
                 JudgeMode::Expected => {
                     let digit_ids = self.digit_ids()?;
                     let rows = self.model.last_logits(&prompts)?;
                     if rows.len() != prompts.len() {
-                        return Err(JudgeError::Model(format!("last_logits returned {} rows for {} prompts", rows.len(), prompts.len())));
+                        return Err(JudgeError::Model(format!(
+                            "last_logits returned {} rows for {} prompts",
+                            rows.len(),
+                            prompts.len()
+                        )));
                     }
                     for ((i, p), row) in ready.iter().zip(rows) {
                         let mut d = base_details("expected", p);
@@ -382,16 +436,25 @@ impl<M: JudgeModel> Judge for LlmJudge<M> {
                                 Some(s)
                             }
                             None => {
-                                d.insert("error".into(), json!("no finite logit for the digits 0-5"));
+                                d.insert(
+                                    "error".into(),
+                                    json!("no finite logit for the digits 0-5"),
+                                );
                                 None
                             }
                         };
-                        verdicts[*i] = Some(Verdict { score, details: d.into() });
+                        verdicts[*i] = Some(Verdict {
+                            score,
+                            details: d.into(),
+                        });
                     }
                 }
             }
         }
-        Ok(verdicts.into_iter().map(|v| v.expect("every item judged")).collect())
+        Ok(verdicts
+            .into_iter()
+            .map(|v| v.expect("every item judged"))
+            .collect())
     }
 }
 

@@ -20,7 +20,8 @@ const KNOWN_DIFFERENCES: &[(u64, &str, &str)] = &[(
 )];
 
 fn fixture() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/ifeval-reference-verdicts.jsonl");
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/ifeval-reference-verdicts.jsonl");
     assert!(
         p.exists(),
         "IFEval reference fixture not found at {} (expected the shared folder next to the repository: \
@@ -31,7 +32,12 @@ fn fixture() -> PathBuf {
 }
 
 fn language_dependent(id: &str) -> bool {
-    matches!(id, "language:response_language" | "change_case:english_capital" | "change_case:english_lowercase")
+    matches!(
+        id,
+        "language:response_language"
+            | "change_case:english_capital"
+            | "change_case:english_lowercase"
+    )
 }
 
 #[derive(Default)]
@@ -46,15 +52,24 @@ impl Tally {
         self.agree += usize::from(ok);
     }
     fn rate(&self) -> f64 {
-        if self.total == 0 { 1.0 } else { self.agree as f64 / self.total as f64 }
+        if self.total == 0 {
+            1.0
+        } else {
+            self.agree as f64 / self.total as f64
+        }
     }
 }
 
 #[test]
 fn agrees_with_reference_verdicts() {
     let text = std::fs::read_to_string(fixture()).unwrap();
-    let (mut strict, mut loose, mut lang_strict, mut lang_loose, mut known) =
-        (Tally::default(), Tally::default(), Tally::default(), Tally::default(), 0usize);
+    let (mut strict, mut loose, mut lang_strict, mut lang_loose, mut known) = (
+        Tally::default(),
+        Tally::default(),
+        Tally::default(),
+        Tally::default(),
+        0usize,
+    );
     let mut unexpected = Vec::new();
     let mut lang_misses = Vec::new();
     let mut records = 0;
@@ -77,11 +92,17 @@ fn agrees_with_reference_verdicts() {
                 lang_strict.add(r.strict == want_s);
                 lang_loose.add(r.loose == want_l);
                 if r.strict != want_s || r.loose != want_l {
-                    lang_misses.push(format!("key {key} {variant} {}: ours {}/{} ref {want_s}/{want_l}", r.id, r.strict, r.loose));
+                    lang_misses.push(format!(
+                        "key {key} {variant} {}: ours {}/{} ref {want_s}/{want_l}",
+                        r.id, r.strict, r.loose
+                    ));
                 }
                 continue;
             }
-            if KNOWN_DIFFERENCES.iter().any(|(k, id, _)| *k == key && *id == r.id) {
+            if KNOWN_DIFFERENCES
+                .iter()
+                .any(|(k, id, _)| *k == key && *id == r.id)
+            {
                 known += 1;
                 continue;
             }
@@ -108,8 +129,15 @@ fn agrees_with_reference_verdicts() {
         println!("    language difference: {m}");
     }
     assert_eq!(records, 924);
-    assert!(unexpected.is_empty(), "{} unexpected disagreements:\n{}", unexpected.len(), unexpected.join("\n"));
-    assert!(lang_strict.rate() >= LANGUAGE_LOWER_BOUND && lang_loose.rate() >= LANGUAGE_LOWER_BOUND);
+    assert!(
+        unexpected.is_empty(),
+        "{} unexpected disagreements:\n{}",
+        unexpected.len(),
+        unexpected.join("\n")
+    );
+    assert!(
+        lang_strict.rate() >= LANGUAGE_LOWER_BOUND && lang_loose.rate() >= LANGUAGE_LOWER_BOUND
+    );
 }
 
 /// Lower bound on the agreement of language-dependent verdicts (whatlang vs langdetect).

@@ -8,7 +8,9 @@
 //! Deliberate differences are listed on [`Instruction::check`].
 
 use super::lang::detect_language;
-use super::text::{count_sections, count_sentences, count_words, py_islower, py_isupper, word_tokens};
+use super::text::{
+    count_sections, count_sentences, count_words, py_islower, py_isupper, word_tokens,
+};
 use crate::JudgeError;
 use regex::Regex;
 use serde_json::{Map, Value};
@@ -76,7 +78,10 @@ impl Pattern {
     fn new(text: &str, wrap: impl Fn(&str) -> String) -> Pattern {
         let regex = Regex::new(&wrap(text))
             .unwrap_or_else(|_| Regex::new(&wrap(&regex::escape(text))).expect("escaped regex"));
-        Pattern { text: text.to_string(), regex }
+        Pattern {
+            text: text.to_string(),
+            regex,
+        }
     }
 }
 
@@ -88,24 +93,42 @@ pub enum Instruction {
     KeywordsExistence { keywords: Vec<Pattern> },
     /// `keywords:frequency` (`keyword`, `frequency`, `relation`): non-overlapping
     /// case-insensitive matches of the keyword, substrings included.
-    KeywordFrequency { keyword: Pattern, frequency: usize, relation: Relation },
+    KeywordFrequency {
+        keyword: Pattern,
+        frequency: usize,
+        relation: Relation,
+    },
     /// `keywords:forbidden_words` (`forbidden_words`): none occurs as a whole word (`\bw\b`).
     ForbiddenWords { words: Vec<Pattern> },
     /// `keywords:letter_frequency` (`letter`, `let_frequency`, `let_relation`): occurrences of
     /// the letter in the lowercased response.
-    LetterFrequency { letter: String, frequency: usize, relation: Relation },
+    LetterFrequency {
+        letter: String,
+        frequency: usize,
+        relation: Relation,
+    },
     /// `language:response_language` (`language`, ISO 639-1): detected language equals it.
     ResponseLanguage { language: String },
     /// `length_constraints:number_sentences` (`num_sentences`, `relation`).
-    NumberSentences { num_sentences: usize, relation: Relation },
+    NumberSentences {
+        num_sentences: usize,
+        relation: Relation,
+    },
     /// `length_constraints:number_paragraphs` (`num_paragraphs`): exactly that many paragraphs
     /// separated by the markdown divider `***`.
     NumberParagraphs { num_paragraphs: usize },
     /// `length_constraints:number_words` (`num_words`, `relation`): `\w+` runs (case I1).
-    NumberWords { num_words: usize, relation: Relation },
+    NumberWords {
+        num_words: usize,
+        relation: Relation,
+    },
     /// `length_constraints:nth_paragraph_first_word` (`num_paragraphs`, `nth_paragraph`,
     /// `first_word`): paragraphs separated by `\n\n`.
-    NthParagraphFirstWord { num_paragraphs: usize, nth_paragraph: usize, first_word: String },
+    NthParagraphFirstWord {
+        num_paragraphs: usize,
+        nth_paragraph: usize,
+        first_word: String,
+    },
     /// `detectable_content:number_placeholders` (`num_placeholders`): at least that many `[...]`.
     NumberPlaceholders { num_placeholders: usize },
     /// `detectable_content:postscript` (`postscript_marker`): a line containing the marker.
@@ -120,7 +143,11 @@ pub enum Instruction {
     /// `detectable_format:multiple_sections` (`section_spliter`, `num_sections`): at least that
     /// many `Splitter N` headers; a punctuation-only divider (e.g. `* * *`) splits literally
     /// (case I2).
-    MultipleSections { splitter: String, num_sections: usize, pattern: Option<Regex> },
+    MultipleSections {
+        splitter: String,
+        num_sections: usize,
+        pattern: Option<Regex>,
+    },
     /// `detectable_format:json_format`: the response (optionally in a ``` fence) parses as JSON.
     JsonFormat,
     /// `detectable_format:title`: a non-blank `<<title>>` on one line.
@@ -134,7 +161,10 @@ pub enum Instruction {
     /// surrounding quotes ignored).
     EndChecker { end_phrase: String },
     /// `change_case:capital_word_frequency` (`capital_frequency`, `capital_relation`).
-    CapitalWordFrequency { capital_frequency: usize, relation: Relation },
+    CapitalWordFrequency {
+        capital_frequency: usize,
+        relation: Relation,
+    },
     /// `change_case:english_capital`: all letters uppercase and detected as English.
     EnglishCapital,
     /// `change_case:english_lowercase`: all letters lowercase and detected as English.
@@ -158,12 +188,25 @@ impl<'a> Args<'a> {
     fn new(kwargs: &Value, at: &'a str, index: usize) -> Result<Self, JudgeError> {
         let map = match kwargs {
             Value::Null => Map::new(),
-            Value::Object(m) => m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Value::Object(m) => m
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             other => {
-                return Err(JudgeError::record(at, format!("kwargs[{index}]"), format!("expected an object, got {other}")))
+                return Err(JudgeError::record(
+                    at,
+                    format!("kwargs[{index}]"),
+                    format!("expected an object, got {other}"),
+                ))
             }
         };
-        Ok(Args { map, at, index, used: Vec::new() })
+        Ok(Args {
+            map,
+            at,
+            index,
+            used: Vec::new(),
+        })
     }
 
     fn err(&self, key: &str, message: impl Into<String>) -> JudgeError {
@@ -172,16 +215,23 @@ impl<'a> Args<'a> {
 
     fn get(&mut self, key: &'static str) -> Result<&Value, JudgeError> {
         self.used.push(key);
-        self.map.get(key).ok_or_else(|| JudgeError::record(self.at, format!("kwargs[{}].{key}", self.index), "missing"))
+        self.map.get(key).ok_or_else(|| {
+            JudgeError::record(self.at, format!("kwargs[{}].{key}", self.index), "missing")
+        })
     }
 
     fn uint(&mut self, key: &'static str) -> Result<usize, JudgeError> {
         let v = self.get(key)?.clone();
         let n = match &v {
-            Value::Number(n) => n.as_u64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64)),
+            Value::Number(n) => n.as_u64().or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                    .map(|f| f as u64)
+            }),
             _ => None,
         };
-        n.map(|n| n as usize).ok_or_else(|| self.err(key, format!("expected a non-negative integer, got {v}")))
+        n.map(|n| n as usize)
+            .ok_or_else(|| self.err(key, format!("expected a non-negative integer, got {v}")))
     }
 
     fn string(&mut self, key: &'static str) -> Result<String, JudgeError> {
@@ -193,10 +243,17 @@ impl<'a> Args<'a> {
 
     fn strings(&mut self, key: &'static str) -> Result<Vec<String>, JudgeError> {
         let v = self.get(key)?.clone();
-        let list = v.as_array().and_then(|a| a.iter().map(|x| x.as_str().map(str::to_string)).collect::<Option<Vec<_>>>());
+        let list = v.as_array().and_then(|a| {
+            a.iter()
+                .map(|x| x.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+        });
         match list {
             Some(l) if !l.is_empty() => Ok(l),
-            _ => Err(self.err(key, format!("expected a non-empty list of strings, got {v}"))),
+            _ => Err(self.err(
+                key,
+                format!("expected a non-empty list of strings, got {v}"),
+            )),
         }
     }
 
@@ -204,46 +261,70 @@ impl<'a> Args<'a> {
         match self.string(key)?.as_str() {
             "less than" => Ok(Relation::LessThan),
             "at least" => Ok(Relation::AtLeast),
-            other => Err(self.err(key, format!("expected \"less than\" or \"at least\", got {other:?}"))),
+            other => Err(self.err(
+                key,
+                format!("expected \"less than\" or \"at least\", got {other:?}"),
+            )),
         }
     }
 
     /// Errors on any key the instruction does not take.
     fn finish(self) -> Result<(), JudgeError> {
         match self.map.keys().find(|k| !self.used.contains(&k.as_str())) {
-            Some(k) => Err(JudgeError::record(self.at, format!("kwargs[{}].{k}", self.index), "unknown argument for this instruction")),
+            Some(k) => Err(JudgeError::record(
+                self.at,
+                format!("kwargs[{}].{k}", self.index),
+                "unknown argument for this instruction",
+            )),
             None => Ok(()),
         }
     }
 }
 
 static PLACEHOLDER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\[.*?\]").expect("regex"));
-static BULLET_STAR: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?m)^\s*\*[^\*].*$").expect("regex"));
+static BULLET_STAR: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?m)^\s*\*[^\*].*$").expect("regex"));
 static BULLET_DASH: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?m)^\s*-.*$").expect("regex"));
 static HIGHLIGHT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\*[^\n\*]*\*").expect("regex"));
-static DOUBLE_HIGHLIGHT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\*\*[^\n\*]*\*\*").expect("regex"));
-static PARAGRAPH_DIVIDER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\s?\*\*\*\s?").expect("regex"));
+static DOUBLE_HIGHLIGHT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\*\*[^\n\*]*\*\*").expect("regex"));
+static PARAGRAPH_DIVIDER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\s?\*\*\*\s?").expect("regex"));
 static TITLE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"<<[^\n]+>>").expect("regex"));
 
-const CONSTRAINED_OPTIONS: [&str; 3] = ["My answer is yes.", "My answer is no.", "My answer is maybe."];
+const CONSTRAINED_OPTIONS: [&str; 3] = [
+    "My answer is yes.",
+    "My answer is no.",
+    "My answer is maybe.",
+];
 
 impl Instruction {
     /// Parses one instruction from its IFEval id and kwargs object.
     ///
     /// `at` names the record (e.g. `in.jsonl:3`) and `index` the instruction's position, so
-    /// errors read `in.jsonl:3: field `kwargs[1].num_words`: missing`.
+    /// errors read ``in.jsonl:3: field `kwargs[1].num_words`: missing``.
     ///
     /// # Errors
     /// [`JudgeError::Record`] for an unknown id (field `instruction_id_list[index]`), a missing,
     /// mistyped or out-of-range argument, or an argument the instruction does not take.
     /// Where the reference would silently draw a *random* argument (e.g. a missing
     /// `num_words`), srlm refuses: a judge must be deterministic.
-    pub fn parse(id: &str, kwargs: &Value, at: &str, index: usize) -> Result<Instruction, JudgeError> {
+    pub fn parse(
+        id: &str,
+        kwargs: &Value,
+        at: &str,
+        index: usize,
+    ) -> Result<Instruction, JudgeError> {
         let mut a = Args::new(kwargs, at, index)?;
         let ins = match id {
             "keywords:existence" => {
                 let kws = a.strings("keywords")?;
-                Instruction::KeywordsExistence { keywords: kws.iter().map(|k| Pattern::new(k, |p| format!("(?i){p}"))).collect() }
+                Instruction::KeywordsExistence {
+                    keywords: kws
+                        .iter()
+                        .map(|k| Pattern::new(k, |p| format!("(?i){p}")))
+                        .collect(),
+                }
             }
             "keywords:frequency" => {
                 let kw = a.string("keyword")?;
@@ -261,14 +342,26 @@ impl Instruction {
                 let mut ws = a.strings("forbidden_words")?;
                 ws.sort();
                 ws.dedup();
-                Instruction::ForbiddenWords { words: ws.iter().map(|w| Pattern::new(w, |p| format!(r"(?i)\b{p}\b"))).collect() }
+                Instruction::ForbiddenWords {
+                    words: ws
+                        .iter()
+                        .map(|w| Pattern::new(w, |p| format!(r"(?i)\b{p}\b")))
+                        .collect(),
+                }
             }
             "keywords:letter_frequency" => {
                 let letter = a.string("letter")?.trim().to_lowercase();
                 if letter.chars().count() != 1 {
-                    return Err(a.err("letter", format!("expected a single character, got {letter:?}")));
+                    return Err(a.err(
+                        "letter",
+                        format!("expected a single character, got {letter:?}"),
+                    ));
                 }
-                Instruction::LetterFrequency { letter, frequency: a.uint("let_frequency")?, relation: a.relation("let_relation")? }
+                Instruction::LetterFrequency {
+                    letter,
+                    frequency: a.uint("let_frequency")?,
+                    relation: a.relation("let_relation")?,
+                }
             }
             "language:response_language" => {
                 let language = a.string("language")?;
@@ -277,25 +370,36 @@ impl Instruction {
                 }
                 Instruction::ResponseLanguage { language }
             }
-            "length_constraints:number_sentences" => {
-                Instruction::NumberSentences { num_sentences: a.uint("num_sentences")?, relation: a.relation("relation")? }
-            }
-            "length_constraints:number_paragraphs" => Instruction::NumberParagraphs { num_paragraphs: a.uint("num_paragraphs")? },
-            "length_constraints:number_words" => {
-                Instruction::NumberWords { num_words: a.uint("num_words")?, relation: a.relation("relation")? }
-            }
+            "length_constraints:number_sentences" => Instruction::NumberSentences {
+                num_sentences: a.uint("num_sentences")?,
+                relation: a.relation("relation")?,
+            },
+            "length_constraints:number_paragraphs" => Instruction::NumberParagraphs {
+                num_paragraphs: a.uint("num_paragraphs")?,
+            },
+            "length_constraints:number_words" => Instruction::NumberWords {
+                num_words: a.uint("num_words")?,
+                relation: a.relation("relation")?,
+            },
             "length_constraints:nth_paragraph_first_word" => {
                 let num_paragraphs = a.uint("num_paragraphs")?;
                 let nth_paragraph = a.uint("nth_paragraph")?;
                 if nth_paragraph == 0 || nth_paragraph > num_paragraphs {
-                    return Err(a.err("nth_paragraph", format!("must be in 1..={num_paragraphs}, got {nth_paragraph}")));
+                    return Err(a.err(
+                        "nth_paragraph",
+                        format!("must be in 1..={num_paragraphs}, got {nth_paragraph}"),
+                    ));
                 }
                 let first_word = a.string("first_word")?.to_lowercase();
-                Instruction::NthParagraphFirstWord { num_paragraphs, nth_paragraph, first_word }
+                Instruction::NthParagraphFirstWord {
+                    num_paragraphs,
+                    nth_paragraph,
+                    first_word,
+                }
             }
-            "detectable_content:number_placeholders" => {
-                Instruction::NumberPlaceholders { num_placeholders: a.uint("num_placeholders")? }
-            }
+            "detectable_content:number_placeholders" => Instruction::NumberPlaceholders {
+                num_placeholders: a.uint("num_placeholders")?,
+            },
             "detectable_content:postscript" => {
                 let marker = a.string("postscript_marker")?.trim().to_string();
                 let body = match marker.as_str() {
@@ -303,27 +407,42 @@ impl Instruction {
                     "P.S." => r"\s*p\.\s?s\.".to_string(),
                     m => {
                         let m = m.to_lowercase();
-                        if Regex::new(&m).is_ok() { format!(r"\s*{m}") } else { format!(r"\s*{}", regex::escape(&m)) }
+                        if Regex::new(&m).is_ok() {
+                            format!(r"\s*{m}")
+                        } else {
+                            format!(r"\s*{}", regex::escape(&m))
+                        }
                     }
                 };
-                let pattern = Regex::new(&format!("(?m){body}.*$")).expect("valid postscript regex");
+                let pattern =
+                    Regex::new(&format!("(?m){body}.*$")).expect("valid postscript regex");
                 Instruction::Postscript { marker, pattern }
             }
-            "detectable_format:number_bullet_lists" => Instruction::NumberBulletLists { num_bullets: a.uint("num_bullets")? },
+            "detectable_format:number_bullet_lists" => Instruction::NumberBulletLists {
+                num_bullets: a.uint("num_bullets")?,
+            },
             "detectable_format:constrained_response" => Instruction::ConstrainedResponse,
             "detectable_format:number_highlighted_sections" => {
-                Instruction::NumberHighlightedSections { num_highlights: a.uint("num_highlights")? }
+                Instruction::NumberHighlightedSections {
+                    num_highlights: a.uint("num_highlights")?,
+                }
             }
             "detectable_format:multiple_sections" => {
                 let splitter = a.string("section_spliter")?.trim().to_string();
                 let num_sections = a.uint("num_sections")?;
                 let pattern = if splitter.chars().any(char::is_alphanumeric) {
                     let p = |s: &str| format!(r"\s?{s}\s?\d+\s?");
-                    Some(Regex::new(&p(&splitter)).unwrap_or_else(|_| Regex::new(&p(&regex::escape(&splitter))).expect("regex")))
+                    Some(Regex::new(&p(&splitter)).unwrap_or_else(|_| {
+                        Regex::new(&p(&regex::escape(&splitter))).expect("regex")
+                    }))
                 } else {
                     None
                 };
-                Instruction::MultipleSections { splitter, num_sections, pattern }
+                Instruction::MultipleSections {
+                    splitter,
+                    num_sections,
+                    pattern,
+                }
             }
             "detectable_format:json_format" => Instruction::JsonFormat,
             "detectable_format:title" => Instruction::Title,
@@ -333,9 +452,13 @@ impl Instruction {
                 if p.is_empty() {
                     return Err(a.err("prompt_to_repeat", "must not be empty"));
                 }
-                Instruction::RepeatPrompt { prompt_to_repeat: p }
+                Instruction::RepeatPrompt {
+                    prompt_to_repeat: p,
+                }
             }
-            "startend:end_checker" => Instruction::EndChecker { end_phrase: a.string("end_phrase")?.trim().to_string() },
+            "startend:end_checker" => Instruction::EndChecker {
+                end_phrase: a.string("end_phrase")?.trim().to_string(),
+            },
             "change_case:capital_word_frequency" => Instruction::CapitalWordFrequency {
                 capital_frequency: a.uint("capital_frequency")?,
                 relation: a.relation("capital_relation")?,
@@ -348,7 +471,10 @@ impl Instruction {
                 return Err(JudgeError::record(
                     at,
                     format!("instruction_id_list[{index}]"),
-                    format!("unknown IFEval instruction id {other:?} (known: {})", INSTRUCTION_IDS.join(", ")),
+                    format!(
+                        "unknown IFEval instruction id {other:?} (known: {})",
+                        INSTRUCTION_IDS.join(", ")
+                    ),
                 ))
             }
         };
@@ -376,16 +502,32 @@ impl Instruction {
     ///   out-of-range numbers that Python's `json.loads` accepts.
     pub fn check(&self, response: &str) -> bool {
         match self {
-            Instruction::KeywordsExistence { keywords } => keywords.iter().all(|k| k.regex.is_match(response)),
-            Instruction::KeywordFrequency { keyword, frequency, relation } => {
-                relation.holds(keyword.regex.find_iter(response).count(), *frequency)
+            Instruction::KeywordsExistence { keywords } => {
+                keywords.iter().all(|k| k.regex.is_match(response))
             }
-            Instruction::ForbiddenWords { words } => !words.iter().any(|w| w.regex.is_match(response)),
-            Instruction::LetterFrequency { letter, frequency, relation } => {
-                relation.holds(response.to_lowercase().matches(letter.as_str()).count(), *frequency)
+            Instruction::KeywordFrequency {
+                keyword,
+                frequency,
+                relation,
+            } => relation.holds(keyword.regex.find_iter(response).count(), *frequency),
+            Instruction::ForbiddenWords { words } => {
+                !words.iter().any(|w| w.regex.is_match(response))
             }
-            Instruction::ResponseLanguage { language } => detect_language(response).is_none_or(|l| l == language),
-            Instruction::NumberSentences { num_sentences, relation } => relation.holds(count_sentences(response), *num_sentences),
+            Instruction::LetterFrequency {
+                letter,
+                frequency,
+                relation,
+            } => relation.holds(
+                response.to_lowercase().matches(letter.as_str()).count(),
+                *frequency,
+            ),
+            Instruction::ResponseLanguage { language } => {
+                detect_language(response).is_none_or(|l| l == language)
+            }
+            Instruction::NumberSentences {
+                num_sentences,
+                relation,
+            } => relation.holds(count_sentences(response), *num_sentences),
             Instruction::NumberParagraphs { num_paragraphs } => {
                 let parts: Vec<&str> = PARAGRAPH_DIVIDER.split(response).collect();
                 let mut count = parts.len();
@@ -400,15 +542,24 @@ impl Instruction {
                 }
                 count == *num_paragraphs
             }
-            Instruction::NumberWords { num_words, relation } => relation.holds(count_words(response), *num_words),
-            Instruction::NthParagraphFirstWord { num_paragraphs, nth_paragraph, first_word } => {
+            Instruction::NumberWords {
+                num_words,
+                relation,
+            } => relation.holds(count_words(response), *num_words),
+            Instruction::NthParagraphFirstWord {
+                num_paragraphs,
+                nth_paragraph,
+                first_word,
+            } => {
                 let parts: Vec<&str> = response.split("\n\n").collect();
                 let count = parts.iter().filter(|p| !p.trim().is_empty()).count();
                 if *nth_paragraph > count {
                     return false;
                 }
                 let para = parts[*nth_paragraph - 1].trim();
-                let Some(word) = para.split_whitespace().next() else { return false };
+                let Some(word) = para.split_whitespace().next() else {
+                    return false;
+                };
                 let word = word.trim_start_matches('\'').trim_start_matches('"');
                 let found: String = word
                     .chars()
@@ -417,24 +568,34 @@ impl Instruction {
                     .collect();
                 count == *num_paragraphs && found == *first_word
             }
-            Instruction::NumberPlaceholders { num_placeholders } => PLACEHOLDER.find_iter(response).count() >= *num_placeholders,
+            Instruction::NumberPlaceholders { num_placeholders } => {
+                PLACEHOLDER.find_iter(response).count() >= *num_placeholders
+            }
             Instruction::Postscript { pattern, .. } => pattern.is_match(&response.to_lowercase()),
             Instruction::NumberBulletLists { num_bullets } => {
-                BULLET_STAR.find_iter(response).count() + BULLET_DASH.find_iter(response).count() == *num_bullets
+                BULLET_STAR.find_iter(response).count() + BULLET_DASH.find_iter(response).count()
+                    == *num_bullets
             }
             Instruction::ConstrainedResponse => {
                 let r = response.trim();
                 CONSTRAINED_OPTIONS.iter().any(|o| r.contains(o))
             }
             Instruction::NumberHighlightedSections { num_highlights } => {
-                let single = HIGHLIGHT.find_iter(response).filter(|m| !m.as_str().trim_matches('*').trim().is_empty()).count();
+                let single = HIGHLIGHT
+                    .find_iter(response)
+                    .filter(|m| !m.as_str().trim_matches('*').trim().is_empty())
+                    .count();
                 let double = DOUBLE_HIGHLIGHT
                     .find_iter(response)
                     .filter(|m| !m.as_str()[2..m.as_str().len() - 2].trim().is_empty())
                     .count();
                 single + double >= *num_highlights
             }
-            Instruction::MultipleSections { splitter, num_sections, pattern } => {
+            Instruction::MultipleSections {
+                splitter,
+                num_sections,
+                pattern,
+            } => {
                 let n = match pattern {
                     Some(re) => re.find_iter(response).count(),
                     None => count_sections(response, splitter),
@@ -449,9 +610,13 @@ impl Instruction {
                 let v = v.strip_suffix("```").unwrap_or(v).trim();
                 serde_json::from_str::<Value>(v).is_ok()
             }
-            Instruction::Title => TITLE
-                .find_iter(response)
-                .any(|m| !m.as_str().trim_start_matches('<').trim_end_matches('>').trim().is_empty()),
+            Instruction::Title => TITLE.find_iter(response).any(|m| {
+                !m.as_str()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .trim()
+                    .is_empty()
+            }),
             Instruction::TwoResponses => {
                 let parts: Vec<&str> = response.split("******").collect();
                 let mut valid = Vec::new();
@@ -466,17 +631,31 @@ impl Instruction {
                 }
                 valid.len() == 2 && valid[0] != valid[1]
             }
-            Instruction::RepeatPrompt { prompt_to_repeat } => {
-                response.trim().to_lowercase().starts_with(&prompt_to_repeat.trim().to_lowercase())
+            Instruction::RepeatPrompt { prompt_to_repeat } => response
+                .trim()
+                .to_lowercase()
+                .starts_with(&prompt_to_repeat.trim().to_lowercase()),
+            Instruction::EndChecker { end_phrase } => response
+                .trim()
+                .trim_matches('"')
+                .to_lowercase()
+                .ends_with(&end_phrase.trim().to_lowercase()),
+            Instruction::CapitalWordFrequency {
+                capital_frequency,
+                relation,
+            } => relation.holds(
+                word_tokens(response)
+                    .into_iter()
+                    .filter(|w| py_isupper(w))
+                    .count(),
+                *capital_frequency,
+            ),
+            Instruction::EnglishCapital => {
+                py_isupper(response) && detect_language(response).is_none_or(|l| l == "en")
             }
-            Instruction::EndChecker { end_phrase } => {
-                response.trim().trim_matches('"').to_lowercase().ends_with(&end_phrase.trim().to_lowercase())
+            Instruction::EnglishLowercase => {
+                py_islower(response) && detect_language(response).is_none_or(|l| l == "en")
             }
-            Instruction::CapitalWordFrequency { capital_frequency, relation } => {
-                relation.holds(word_tokens(response).into_iter().filter(|w| py_isupper(w)).count(), *capital_frequency)
-            }
-            Instruction::EnglishCapital => py_isupper(response) && detect_language(response).is_none_or(|l| l == "en"),
-            Instruction::EnglishLowercase => py_islower(response) && detect_language(response).is_none_or(|l| l == "en"),
             Instruction::NoComma => !response.contains(','),
             Instruction::Quotation => {
                 let v = response.trim();

@@ -13,7 +13,10 @@ mod text;
 
 pub use instructions::{Instruction, Pattern, Relation, INSTRUCTION_IDS};
 pub use lang::detect_language;
-pub use text::{count_sections, count_sentences, count_words, py_islower, py_isupper, split_sentences, word_tokens};
+pub use text::{
+    count_sections, count_sentences, count_words, py_islower, py_isupper, split_sentences,
+    word_tokens,
+};
 
 use crate::{Judge, JudgeError, JudgeItem, Verdict};
 use serde::{Deserialize, Serialize};
@@ -37,7 +40,13 @@ pub struct InstructionResult {
 pub fn loose_variants(response: &str) -> [String; 8] {
     let lines: Vec<&str> = response.split('\n').collect();
     let n = lines.len();
-    let join = |a: usize, b: usize| if a < b { lines[a..b].join("\n").trim().to_string() } else { String::new() };
+    let join = |a: usize, b: usize| {
+        if a < b {
+            lines[a..b].join("\n").trim().to_string()
+        } else {
+            String::new()
+        }
+    };
     let first = join(1, n);
     let last = join(0, n.saturating_sub(1));
     let both = join(1, n.saturating_sub(1));
@@ -67,7 +76,11 @@ pub fn evaluate(response: &str, instructions: &[(String, Instruction)]) -> Vec<I
             let follows = |r: &str| !r.trim().is_empty() && ins.check(r);
             let strict = follows(response);
             let loose = strict || variants.iter().any(|v| follows(v));
-            InstructionResult { id: id.clone(), strict, loose }
+            InstructionResult {
+                id: id.clone(),
+                strict,
+                loose,
+            }
         })
         .collect()
 }
@@ -78,25 +91,48 @@ pub fn evaluate(response: &str, instructions: &[(String, Instruction)]) -> Vec<I
 /// [`JudgeError::Record`] naming `at` and the field: a missing or mistyped
 /// `instruction_id_list`/`kwargs`, lists of different lengths, an unknown instruction id, or
 /// malformed kwargs (see [`Instruction::parse`]).
-pub fn parse_instructions(metadata: &Value, at: &str) -> Result<Vec<(String, Instruction)>, JudgeError> {
-    let ids = metadata
-        .get("instruction_id_list")
-        .ok_or_else(|| JudgeError::record(at, "instruction_id_list", "missing (the ifeval judge needs IFEval records)"))?;
+pub fn parse_instructions(
+    metadata: &Value,
+    at: &str,
+) -> Result<Vec<(String, Instruction)>, JudgeError> {
+    let ids = metadata.get("instruction_id_list").ok_or_else(|| {
+        JudgeError::record(
+            at,
+            "instruction_id_list",
+            "missing (the ifeval judge needs IFEval records)",
+        )
+    })?;
     let ids: Vec<&str> = ids
         .as_array()
         .and_then(|a| a.iter().map(Value::as_str).collect::<Option<Vec<_>>>())
-        .ok_or_else(|| JudgeError::record(at, "instruction_id_list", format!("expected a list of strings, got {ids}")))?;
+        .ok_or_else(|| {
+            JudgeError::record(
+                at,
+                "instruction_id_list",
+                format!("expected a list of strings, got {ids}"),
+            )
+        })?;
     let empty = Vec::new();
     let kwargs = match metadata.get("kwargs") {
         None | Some(Value::Null) => &empty,
         Some(Value::Array(a)) => a,
-        Some(other) => return Err(JudgeError::record(at, "kwargs", format!("expected a list of objects, got {other}"))),
+        Some(other) => {
+            return Err(JudgeError::record(
+                at,
+                "kwargs",
+                format!("expected a list of objects, got {other}"),
+            ))
+        }
     };
     if !kwargs.is_empty() && kwargs.len() != ids.len() {
         return Err(JudgeError::record(
             at,
             "kwargs",
-            format!("has {} entries but instruction_id_list has {}", kwargs.len(), ids.len()),
+            format!(
+                "has {} entries but instruction_id_list has {}",
+                kwargs.len(),
+                ids.len()
+            ),
         ));
     }
     ids.iter()
@@ -138,7 +174,13 @@ impl IfevalJudge {
         let n = results.len();
         let strict = results.iter().filter(|r| r.strict).count();
         let loose = results.iter().filter(|r| r.loose).count();
-        let frac = |k: usize| if n == 0 { None } else { Some(k as f64 / n as f64) };
+        let frac = |k: usize| {
+            if n == 0 {
+                None
+            } else {
+                Some(k as f64 / n as f64)
+            }
+        };
         let details = json!({
             "judge": "ifeval",
             "instructions": results,
@@ -148,7 +190,10 @@ impl IfevalJudge {
             "follow_all_strict": n > 0 && strict == n,
             "follow_all_loose": n > 0 && loose == n,
         });
-        Ok(Verdict { score: frac(strict).map(|f| 5.0 * f), details })
+        Ok(Verdict {
+            score: frac(strict).map(|f| 5.0 * f),
+            details,
+        })
     }
 }
 
@@ -158,7 +203,11 @@ impl Judge for IfevalJudge {
     }
 
     fn judge_batch(&self, items: &[JudgeItem]) -> Result<Vec<Verdict>, JudgeError> {
-        items.iter().enumerate().map(|(i, it)| self.judge_item(it, i)).collect()
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, it)| self.judge_item(it, i))
+            .collect()
     }
 }
 

@@ -76,19 +76,39 @@ pub fn split_sentences(text: &str) -> Vec<String> {
     t = r.digits.replace_all(&t, "${1}<prd>${2}").into_owned();
     t = r
         .multiple_dots
-        .replace_all(&t, |c: &regex::Captures| "<prd>".repeat(c[0].len()) + "<stop>")
+        .replace_all(&t, |c: &regex::Captures| {
+            "<prd>".repeat(c[0].len()) + "<stop>"
+        })
         .into_owned();
     t = t.replace("Ph.D.", "Ph<prd>D<prd>");
     t = r.single_letter.replace_all(&t, " ${1}<prd> ").into_owned();
-    t = r.acronym_starter.replace_all(&t, "${1}<stop> ${2}").into_owned();
-    t = r.three_letters.replace_all(&t, "${1}<prd>${2}<prd>${3}<prd>").into_owned();
-    t = r.two_letters.replace_all(&t, "${1}<prd>${2}<prd>").into_owned();
-    t = r.suffix_starter.replace_all(&t, " ${1}<stop> ${2}").into_owned();
+    t = r
+        .acronym_starter
+        .replace_all(&t, "${1}<stop> ${2}")
+        .into_owned();
+    t = r
+        .three_letters
+        .replace_all(&t, "${1}<prd>${2}<prd>${3}<prd>")
+        .into_owned();
+    t = r
+        .two_letters
+        .replace_all(&t, "${1}<prd>${2}<prd>")
+        .into_owned();
+    t = r
+        .suffix_starter
+        .replace_all(&t, " ${1}<stop> ${2}")
+        .into_owned();
     t = r.suffix.replace_all(&t, " ${1}<prd>").into_owned();
     t = r.letter_dot.replace_all(&t, " ${1}<prd>").into_owned();
-    t = t.replace(".\u{201d}", "\u{201d}.").replace(".\"", "\".").replace("!\"", "\"!");
+    t = t
+        .replace(".\u{201d}", "\u{201d}.")
+        .replace(".\"", "\".")
+        .replace("!\"", "\"!");
     t = t.replace("?\"", "\"?");
-    t = t.replace('.', ".<stop>").replace('?', "?<stop>").replace('!', "!<stop>");
+    t = t
+        .replace('.', ".<stop>")
+        .replace('?', "?<stop>")
+        .replace('!', "!<stop>");
     t = t.replace("<prd>", ".");
     let mut sentences: Vec<String> = t.split("<stop>").map(|s| s.trim().to_string()).collect();
     if sentences.last().is_some_and(|s| s.is_empty()) {
@@ -100,7 +120,10 @@ pub fn split_sentences(text: &str) -> Vec<String> {
 /// Number of sentences by [`split_sentences`]; a text without final punctuation still counts
 /// its last sentence, and a blank text has 0.
 pub fn count_sentences(text: &str) -> usize {
-    split_sentences(text).iter().filter(|s| !s.is_empty()).count()
+    split_sentences(text)
+        .iter()
+        .filter(|s| !s.is_empty())
+        .count()
 }
 
 /// Unicode titlecase letters (general category `Lt`): Python's `isupper`/`islower` reject them.
@@ -195,7 +218,11 @@ mod tests {
     #[test]
     fn sections_case_i2() {
         fn check(text: &str, divider: &str, expected: usize) {
-            assert_eq!(count_sections(text, divider), expected, "{text:?} / {divider:?}");
+            assert_eq!(
+                count_sections(text, divider),
+                expected,
+                "{text:?} / {divider:?}"
+            );
         }
         check("A b.\n* * *\nC d.", "* * *", 2);
         check("A b.\n* * *\nC d.", "***", 1);
@@ -206,7 +233,12 @@ mod tests {
     #[test]
     fn sentences() {
         fn check(text: &str, expected: usize) {
-            assert_eq!(count_sentences(text), expected, "{text:?}: {:?}", split_sentences(text));
+            assert_eq!(
+                count_sentences(text),
+                expected,
+                "{text:?}: {:?}",
+                split_sentences(text)
+            );
         }
         check("One. Two! Three?", 3);
         check("Mr. Smith went to Washington. He met Dr. Who.", 2);
@@ -236,8 +268,14 @@ mod tests {
         fn check(s: &str, expected: &[&str]) {
             assert_eq!(word_tokens(s), expected, "{s:?}");
         }
-        check("I DON'T know, OK?", &["I", "DO", "N'T", "know", ",", "OK", "?"]);
-        check("\"Quoted\" (paren)", &["\"", "Quoted", "\"", "(", "paren", ")"]);
+        check(
+            "I DON'T know, OK?",
+            &["I", "DO", "N'T", "know", ",", "OK", "?"],
+        );
+        check(
+            "\"Quoted\" (paren)",
+            &["\"", "Quoted", "\"", "(", "paren", ")"],
+        );
         check("WELL-KNOWN U.S.", &["WELL-KNOWN", "U.S", "."]);
         check("...", &[".", ".", "."]);
     }
