@@ -12,8 +12,8 @@
 use anyhow::Context;
 use serde_json::{json, Map, Value};
 use srlm_judge::{
-    pairwise_agreement, same_prompt_pairs, CompositeJudge, IfevalJudge, Judge, JudgeError, JudgeHealth, JudgeItem,
-    JudgeMode, JudgeModel, LlmJudge, Verdict,
+    pairwise_agreement, same_prompt_pairs, CompositeJudge, IfevalJudge, Judge, JudgeError,
+    JudgeHealth, JudgeItem, JudgeMode, JudgeModel, LlmJudge, Verdict,
 };
 use std::path::{Path, PathBuf};
 
@@ -64,7 +64,12 @@ pub fn run(args: JudgeArgs) -> anyhow::Result<()> {
     for chunk in items.chunks(args.batch_size.max(1)) {
         verdicts.extend(judge.judge_batch(chunk)?);
     }
-    anyhow::ensure!(verdicts.len() == items.len(), "judge returned {} verdicts for {} items", verdicts.len(), items.len());
+    anyhow::ensure!(
+        verdicts.len() == items.len(),
+        "judge returned {} verdicts for {} items",
+        verdicts.len(),
+        items.len()
+    );
 
     let out: Vec<Value> = records
         .into_iter()
@@ -81,8 +86,10 @@ pub fn run(args: JudgeArgs) -> anyhow::Result<()> {
     let health = JudgeHealth::from_scores(&scores);
     let agreements = part_agreements(&items, &verdicts);
     if args.json {
-        let agreements: Vec<Value> =
-            agreements.iter().map(|(a, b, r)| json!({"a": a, "b": b, "agreement": r})).collect();
+        let agreements: Vec<Value> = agreements
+            .iter()
+            .map(|(a, b, r)| json!({"a": a, "b": b, "agreement": r}))
+            .collect();
         let summary = json!({"judge": judge.name(), "output": args.output, "health": health, "agreement": agreements});
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
@@ -98,7 +105,8 @@ pub fn run(args: JudgeArgs) -> anyhow::Result<()> {
 /// Reads the input: each line's object (kept for the output) and its [`JudgeItem`], whose
 /// origin is `FILE:LINE` so judge errors name the line.
 fn read_items(path: &Path) -> anyhow::Result<(Vec<Map<String, Value>>, Vec<JudgeItem>)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut records = Vec::new();
     let mut items = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -106,11 +114,14 @@ fn read_items(path: &Path) -> anyhow::Result<(Vec<Map<String, Value>>, Vec<Judge
             continue;
         }
         let at = format!("{}:{}", path.display(), i + 1);
-        let rec: Map<String, Value> = serde_json::from_str(line).with_context(|| format!("{at}: not a JSON object"))?;
+        let rec: Map<String, Value> =
+            serde_json::from_str(line).with_context(|| format!("{at}: not a JSON object"))?;
         let field = |name: &str| -> anyhow::Result<String> {
             match rec.get(name) {
                 Some(Value::String(s)) => Ok(s.clone()),
-                Some(other) => anyhow::bail!("{at}: field `{name}`: expected a string, got {other}"),
+                Some(other) => {
+                    anyhow::bail!("{at}: field `{name}`: expected a string, got {other}")
+                }
                 None => anyhow::bail!("{at}: field `{name}`: missing"),
             }
         };
@@ -118,7 +129,11 @@ fn read_items(path: &Path) -> anyhow::Result<(Vec<Map<String, Value>>, Vec<Judge
         let mut metadata = rec.clone();
         metadata.remove("prompt");
         metadata.remove("response");
-        items.push(JudgeItem::new(prompt, response).with_metadata(Value::Object(metadata)).with_origin(at));
+        items.push(
+            JudgeItem::new(prompt, response)
+                .with_metadata(Value::Object(metadata))
+                .with_origin(at),
+        );
         records.push(rec);
     }
     Ok((records, items))
@@ -130,7 +145,9 @@ fn build_judge(args: &JudgeArgs) -> anyhow::Result<Box<dyn Judge>> {
     if !spec.contains('+') && !spec.contains('*') {
         return Ok(resolve(spec, args)?);
     }
-    Ok(Box::new(CompositeJudge::from_spec(spec, |name| resolve(name, args))?))
+    Ok(Box::new(CompositeJudge::from_spec(spec, |name| {
+        resolve(name, args)
+    })?))
 }
 
 /// One judge by name.
@@ -158,9 +175,14 @@ pub fn load_judge_model(which: &str) -> Result<Box<dyn JudgeModel>, JudgeError> 
 }
 
 /// An LLM judge over `model` with the command line's mode, samples and template.
-pub fn model_judge<'a>(model: Box<dyn JudgeModel + 'a>, args: &JudgeArgs) -> Result<Box<dyn Judge + 'a>, JudgeError> {
+pub fn model_judge<'a>(
+    model: Box<dyn JudgeModel + 'a>,
+    args: &JudgeArgs,
+) -> Result<Box<dyn Judge + 'a>, JudgeError> {
     let mode = match args.mode {
-        ModeArg::Sampled => JudgeMode::Sampled { samples: args.samples },
+        ModeArg::Sampled => JudgeMode::Sampled {
+            samples: args.samples,
+        },
         ModeArg::Expected => JudgeMode::Expected,
     };
     let mut judge = LlmJudge::new(model).mode(mode);
@@ -173,20 +195,39 @@ pub fn model_judge<'a>(model: Box<dyn JudgeModel + 'a>, args: &JudgeArgs) -> Res
 }
 
 /// For a composite, the pairwise agreement of every two parts on responses to the same prompt.
-fn part_agreements(items: &[JudgeItem], verdicts: &[Verdict]) -> Vec<(String, String, srlm_judge::PairwiseAgreement)> {
-    let Some(parts) = verdicts.first().and_then(|v| v.details.get("parts")).and_then(Value::as_array) else {
+fn part_agreements(
+    items: &[JudgeItem],
+    verdicts: &[Verdict],
+) -> Vec<(String, String, srlm_judge::PairwiseAgreement)> {
+    let Some(parts) = verdicts
+        .first()
+        .and_then(|v| v.details.get("parts"))
+        .and_then(Value::as_array)
+    else {
         return Vec::new();
     };
-    let names: Vec<String> = parts.iter().map(|p| p["name"].as_str().unwrap_or("?").to_string()).collect();
+    let names: Vec<String> = parts
+        .iter()
+        .map(|p| p["name"].as_str().unwrap_or("?").to_string())
+        .collect();
     let scores: Vec<Vec<Option<f64>>> = (0..names.len())
-        .map(|k| verdicts.iter().map(|v| v.details["parts"][k]["score"].as_f64()).collect())
+        .map(|k| {
+            verdicts
+                .iter()
+                .map(|v| v.details["parts"][k]["score"].as_f64())
+                .collect()
+        })
         .collect();
     let prompts: Vec<&str> = items.iter().map(|i| i.prompt.as_str()).collect();
     let pairs = same_prompt_pairs(&prompts);
     let mut out = Vec::new();
     for a in 0..names.len() {
         for b in a + 1..names.len() {
-            out.push((names[a].clone(), names[b].clone(), pairwise_agreement(&scores[a], &scores[b], &pairs)));
+            out.push((
+                names[a].clone(),
+                names[b].clone(),
+                pairwise_agreement(&scores[a], &scores[b], &pairs),
+            ));
         }
     }
     out
