@@ -163,15 +163,16 @@ fn resolve(name: &str, args: &JudgeArgs) -> Result<Box<dyn Judge>, JudgeError> {
     }
 }
 
-/// The model behind `self` (the default model) or `model:PATH`.
+/// The model behind `self` (here: the default model, the policy `srlm judge` would train) or
+/// `model:PATH`, through srlm-pipeline's adapter of srlm-model to [`JudgeModel`].
 ///
 /// This is the one function the model backend replaces: load the model and return it as a
 /// [`JudgeModel`] (srlm-model's adapter implements the trait).
 pub fn load_judge_model(which: &str) -> Result<Box<dyn JudgeModel>, JudgeError> {
-    Err(JudgeError::Model(format!(
-        "judge `{which}` needs the model backend (srlm-model), which is not wired into `srlm judge` yet; \
-         use --judge ifeval meanwhile"
-    )))
+    let reference = if which == "self" { "default" } else { which.strip_prefix("model:").unwrap_or(which) };
+    let model = srlm_model::LanguageModel::load(reference, &srlm_model::default_device())
+        .map_err(|e| JudgeError::Model(format!("loading judge model `{reference}`: {e}")))?;
+    Ok(Box::new(srlm_pipeline::judges::AsJudgeModel(model)))
 }
 
 /// An LLM judge over `model` with the command line's mode, samples and template.

@@ -2,11 +2,13 @@
 //!
 //! | subcommand | module | what it does |
 //! |---|---|---|
+//! | `run`, `config` | [`cmd_run`] | the main job: iterate a strategy plugin; the config schema |
 //! | `fetch` | [`cmd_fetch`] | fetch the default model and evaluation data |
 //! | `tokenize`, `logits`, `generate` | [`cmd_model`] | the model backend alone (compare with llama.cpp) |
 //! | `judge` | [`cmd_judge`] | score responses with a judge |
 //! | `train-dpo` | [`cmd_train`] | DPO on a preference-pair file |
 //! | `plugins` | [`cmd_plugins`] | list, describe and check strategy plugins |
+//! | `report`, `compare` | [`cmd_report`] | re-render a run's report; compare runs in one table |
 
 use clap::{Parser, Subcommand};
 
@@ -14,6 +16,8 @@ mod cmd_fetch;
 mod cmd_judge;
 mod cmd_model;
 mod cmd_plugins;
+mod cmd_report;
+mod cmd_run;
 mod cmd_train;
 
 /// Train language models that reward themselves (Self-Rewarding, Temporal Self-Rewarding).
@@ -28,6 +32,11 @@ struct Cli {
 enum Command {
     /// Fetch the default model and evaluation data into the cache (as first use would).
     Fetch(cmd_fetch::FetchArgs),
+    /// Run self-rewarding iterations with a strategy plugin (the main job).
+    Run(cmd_run::RunArgs),
+    /// Print the run config's JSON Schema or the built-in default.
+    #[command(subcommand)]
+    Config(cmd_run::ConfigCommand),
     /// Print the token ids of a text (no BOS added, special tokens parsed).
     Tokenize(cmd_model::TokenizeArgs),
     /// Print the top logits at the last position of a (chat-rendered) prompt.
@@ -41,6 +50,10 @@ enum Command {
     /// List, describe and check strategy plugins.
     #[command(subcommand)]
     Plugins(cmd_plugins::PluginsCommand),
+    /// Re-render a run folder's report.md and plots; print the report's path.
+    Report(cmd_report::ReportArgs),
+    /// Compare run folders in one table (held-out score, score gap, hidden cosine, compute).
+    Compare(cmd_report::CompareArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,6 +66,8 @@ fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(a) => cmd_run::run(a),
+        Command::Config(c) => cmd_run::config(c),
         Command::Fetch(a) => cmd_fetch::run(a),
         Command::Tokenize(a) => cmd_model::tokenize(a),
         Command::Logits(a) => cmd_model::logits(a),
@@ -60,6 +75,8 @@ fn main() -> std::process::ExitCode {
         Command::Judge(a) => cmd_judge::run(a),
         Command::TrainDpo(a) => cmd_train::run(a),
         Command::Plugins(c) => cmd_plugins::run(c),
+        Command::Report(a) => cmd_report::report(a),
+        Command::Compare(a) => cmd_report::compare(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -34,7 +34,7 @@ pub use chat::{ChatMessage, ChatTemplate};
 pub use config::{Architecture, LlamaConfig};
 pub use error::{ModelError, Result};
 pub use llama::{KvCache, Llama, Mode};
-pub use model::{default_device, LanguageModel};
+pub use model::{default_device, LanguageModel, TINY_RANDOM};
 pub use sampling::Generation;
 pub use scoring::{cosine, ResponseLogps};
 pub use tokenizer::Tokenizer;

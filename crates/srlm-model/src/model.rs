@@ -10,6 +10,9 @@ use crate::weights::{load_gguf, load_hf_dir};
 use candle_core::Device;
 use std::path::Path;
 
+/// The model reference of [`LanguageModel::tiny_random`].
+pub const TINY_RANDOM: &str = "tiny-random";
+
 /// A loaded causal LM ready for sampling, scoring and training.
 pub struct LanguageModel {
     /// The network (weights in a `VarMap`, trainable).
@@ -43,6 +46,9 @@ impl LanguageModel {
     ///
     /// Errors: every [`ModelError`] of fetching, reading and validating the files.
     pub fn load(reference: &str, device: &Device) -> Result<Self> {
+        if reference == TINY_RANDOM {
+            return Self::tiny_random(device);
+        }
         match resolve_model(reference)? {
             ModelFiles::Gguf(path) => {
                 let g = load_gguf(&path, device)?;
@@ -110,6 +116,38 @@ impl LanguageModel {
                 ))
             }
         }
+    }
+
+    /// A 2-layer, 64-wide Llama with random weights (seed 0) and the default model's real
+    /// tokenizer and chat template: for fast plumbing tests of the whole loop, never for results.
+    /// Needs the default model's GGUF (fetched on first use) for its tokenizer metadata only.
+    pub fn tiny_random(device: &Device) -> Result<Self> {
+        let path = crate::fetch::fetch_asset(&crate::fetch::DEFAULT_MODEL)?;
+        let mut f = std::fs::File::open(&path).map_err(io_err(&path))?;
+        let ct = candle_core::quantized::gguf_file::Content::read(&mut f)
+            .map_err(|e| ModelError::Corrupt { path: path.clone(), format: "GGUF", message: e.to_string() })?;
+        let tokenizer = Tokenizer::from_gguf(&ct.metadata)?;
+        let source = crate::config::meta_str(&ct, "tokenizer.chat_template")?;
+        let template = ChatTemplate::new(source, "<|im_start|>", "<|im_end|>")?;
+        let cfg = crate::config::LlamaConfig {
+            architecture: crate::config::Architecture::Llama,
+            vocab_size: tokenizer.vocab_size(),
+            hidden_size: 64,
+            intermediate_size: 128,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            head_dim: 16,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10000.0,
+            max_position_embeddings: 2048,
+            tie_word_embeddings: true,
+            attention_bias: false,
+            bos_token_id: Some(1),
+            eos_token_id: Some(2),
+        };
+        let model = Llama::random(cfg, 0, device)?;
+        Ok(Self::from_parts(model, tokenizer, template, TINY_RANDOM.to_string()))
     }
 
     /// Assembles a model; stop ids are the config's EOS plus `<|im_end|>`, `<|endoftext|>`,

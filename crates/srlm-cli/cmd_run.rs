@@ -1,0 +1,89 @@
+//! `srlm run` (the main job: iterate a strategy plugin), `srlm eval` (score a model on held-out
+//! prompts) and `srlm config schema` (the run config's JSON Schema).
+
+use anyhow::Context;
+use srlm_pipeline::config::RunConfig;
+use srlm_pipeline::run::{run as run_pipeline, RunOptions};
+use std::path::PathBuf;
+
+/// Arguments of `srlm run`.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// A TOML config (see configs/; schema: `srlm config schema`). Without one, the built-in
+    /// default: SmolLM2-135M-Instruct, strategy `temporal`, 2 iterations on IFEval prompts, K=4,
+    /// the `ifeval` rule judge.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override any config key: `-c sampling.k=2 -c judge.spec=self -c dpo.beta=0.2` (values
+    /// are TOML: numbers, booleans, "strings"; bare words are strings). Repeatable.
+    #[arg(short = 'c', long = "config-set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Strategy plugin: a name (`temporal`, `self-rewarding`, `spin`) or a path to a library.
+    #[arg(long)]
+    strategy: Option<String>,
+    /// Strategy option, validated against the plugin's schema: `--set anchored_rejection=false`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Extra folder to search for strategy plugins.
+    #[arg(long)]
+    plugin_dir: Vec<PathBuf>,
+    /// Run folder (default: runs/<strategy>-<unix time>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in this folder after a crash or Ctrl-C (finished stages are replayed
+    /// from its cache; its config.json wins).
+    #[arg(long, conflicts_with_all = ["out", "config"])]
+    resume: Option<PathBuf>,
+}
+
+/// Arguments of `srlm config`.
+#[derive(clap::Subcommand)]
+pub enum ConfigCommand {
+    /// Print the JSON Schema of the run config.
+    Schema,
+    /// Print the built-in default config as TOML.
+    Default,
+}
+
+/// `srlm run`.
+pub fn run(a: RunArgs) -> anyhow::Result<()> {
+    let mut config = match &a.config {
+        Some(p) => RunConfig::from_toml_file(p)?,
+        None => RunConfig::default(),
+    };
+    if let Some(s) = &a.strategy {
+        config.strategy = s.clone();
+    }
+    let config = config.with_overrides(&a.overrides)?;
+    let (out, resume) = match a.resume {
+        Some(dir) => (dir, true),
+        None => {
+            let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let name = std::path::Path::new(&config.strategy).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            (a.out.unwrap_or_else(|| PathBuf::from(format!("runs/{name}-{secs}"))), false)
+        }
+    };
+    let opts = RunOptions { out: out.clone(), resume, set_flags: a.set, plugin_dirs: a.plugin_dir };
+    let summary = run_pipeline(config, &opts)?;
+    let report = srlm_pipeline::report::write_report(&summary.run_dir).context("writing the report")?;
+    let fmt = |s: Option<f64>| s.map(|x| format!("{x:.3}")).unwrap_or_else(|| "–".into());
+    let scores: Vec<String> = summary.eval_scores.iter().map(|s| fmt(*s)).collect();
+    println!("report: {}", report.display());
+    println!("held-out score (0–5) M0 → M{}: {}", summary.eval_scores.len() - 1, scores.join(" → "));
+    println!(
+        "pairs kept per iteration: {} (of {} prompts each)",
+        summary.pairs.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
+        summary.prompts_per_iteration
+    );
+    println!("wall time: {:.1} s", summary.wall_seconds);
+    Ok(())
+}
+
+/// `srlm config …`.
+pub fn config(c: ConfigCommand) -> anyhow::Result<()> {
+    match c {
+        ConfigCommand::Schema => println!("{}", serde_json::to_string_pretty(&schemars::schema_for!(RunConfig))?),
+        ConfigCommand::Default => println!("{}", toml::to_string_pretty(&RunConfig::default())?),
+    }
+    Ok(())
+}

