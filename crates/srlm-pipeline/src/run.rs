@@ -86,7 +86,13 @@ pub fn run(config: RunConfig, opts: &RunOptions) -> Result<RunSummary, RunError>
     let cfg_path = dir.join("config.json");
     let mut config = if opts.resume {
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| RunError::Other(format!("--resume {}: {e} (is it a run folder?)", cfg_path.display())))?;
-        serde_json::from_str::<RunConfig>(&text).map_err(|e| RunError::Other(format!("{}: {e}", cfg_path.display())))?
+        let mut v: Value = serde_json::from_str(&text).map_err(|e| RunError::Other(format!("{}: {e}", cfg_path.display())))?;
+        // Informational keys written beside the config.
+        if let Some(o) = v.as_object_mut() {
+            o.remove("k");
+            o.remove("strategy_plugin");
+        }
+        serde_json::from_value::<RunConfig>(v).map_err(|e| RunError::Other(format!("{}: {e}", cfg_path.display())))?
     } else {
         if cfg_path.exists() {
             return Err(RunError::Other(format!("{} already holds a run; pass --resume {} to continue it, or choose another --out", dir.display(), dir.display())));

@@ -1,0 +1,182 @@
+//! End to end on a tiny random model (real tokenizer and chat template, random 2-layer
+//! weights): every plugin runs a whole iteration through the real host, the run folder has
+//! its files, and a resumed run reproduces the pairs and metrics of an uninterrupted one.
+//!
+//! The plugins are found next to the test binary's target folder (`target/release`), where
+//! `cargo test --workspace` builds them.
+
+use serde_json::Value;
+use srlm_pipeline::config::RunConfig;
+use srlm_pipeline::run::{run, RunOptions};
+use std::path::{Path, PathBuf};
+
+fn plugin_dir() -> PathBuf {
+    // target/release/deps/e2e-xxxx → target/release
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+/// Prompts whose instructions a random model passes or fails by chance (commas, case), so the
+/// judge's scores vary and pairs get kept.
+fn prompts(dir: &Path) -> PathBuf {
+    let p = dir.join("prompts.jsonl");
+    let mut s = String::new();
+    for i in 0..10 {
+        s += &serde_json::json!({
+            "key": i, "prompt": format!("Write a short note number {i}. Do not use commas."),
+            "instruction_id_list": ["punctuation:no_comma", "change_case:english_lowercase"], "kwargs": [{}, {}],
+            "reference": format!("note {i}")
+        })
+        .to_string();
+        s.push('\n');
+    }
+    std::fs::write(&p, s).unwrap();
+    p
+}
+
+fn config(prompts: &Path, strategy: &str) -> RunConfig {
+    let mut c = RunConfig::default();
+    c.model = "tiny-random".into();
+    c.strategy = strategy.into();
+    c.iterations = 2;
+    c.prompts.source = prompts.display().to_string();
+    c.prompts.per_iteration = 4;
+    c.prompts.eval = 2;
+    c.sampling.k = 3;
+    c.sampling.max_new_tokens = 6;
+    c.eval.max_new_tokens = 6;
+    c.dpo.learning_rate = 1e-3;
+    c.dpo.max_length = Some(128);
+    c.dpo.max_prompt_length = Some(96);
+    c
+}
+
+fn opts(out: &Path) -> RunOptions {
+    RunOptions { out: out.to_path_buf(), resume: false, set_flags: vec![], plugin_dirs: vec![plugin_dir()] }
+}
+
+fn lines(p: &Path) -> Vec<Value> {
+    std::fs::read_to_string(p).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn every_plugin_runs_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pr = prompts(tmp.path());
+    for strategy in ["self-rewarding", "temporal", "spin"] {
+        let out = tmp.path().join(strategy);
+        let s = run(config(&pr, strategy), &opts(&out)).unwrap_or_else(|e| panic!("{strategy}: {e}"));
+        assert_eq!(s.metrics.len(), 3, "{strategy}: M0 eval + 2 iterations");
+        assert_eq!(s.eval_scores.len(), 3);
+        for f in ["config.json", "metrics.jsonl", "eval/M0.jsonl", "eval/M2.jsonl", "iter_1/samples.jsonl", "iter_1/judgments.jsonl", "iter_1/pairs.jsonl", "iter_2/checkpoint/model.safetensors"] {
+            assert!(out.join(f).is_file(), "{strategy}: {f} missing");
+        }
+        let pairs = lines(&out.join("iter_1/pairs.jsonl"));
+        for p in &pairs {
+            let (c, r) = (&p["provenance"]["chosen_source"], &p["provenance"]["rejected_source"]);
+            match strategy {
+                "spin" => assert_eq!((c.as_str(), r.as_str()), (Some("reference"), Some("current"))),
+                "self-rewarding" => {
+                    assert_eq!((c.as_str(), r.as_str()), (Some("current"), Some("current")));
+                    assert!(p["chosen_score"].as_f64() > p["rejected_score"].as_f64(), "{p}");
+                }
+                _ => assert!(p["chosen_score"].as_f64() > p["rejected_score"].as_f64(), "{p}"),
+            }
+        }
+        let samples = lines(&out.join("iter_1/samples.jsonl"));
+        let k_per_prompt = samples.iter().filter(|s| s["source"] == "current").count() / 4;
+        // The plugins' `k` defaults to the run's sampling.k (3 here), spin included.
+        assert_eq!(k_per_prompt, 3, "{strategy}");
+        if strategy == "temporal" {
+            assert!(samples.iter().any(|s| s["source"] == "initial"), "anchored rejection samples M0");
+            let m = &s.metrics[1];
+            assert!(m["temporal/candidates"].as_f64().unwrap() >= 1.0, "{m}");
+        }
+        let m1 = &s.metrics[1];
+        // SPIN judges nothing by default (its chosen side is the data's reference answer).
+        let judged: &[&str] = if strategy == "spin" { &[] } else { &["judge/parse_failure_rate"] };
+        for k in ["compute/tokens_sampled", "compute/wall_seconds", "pairs"].iter().chain(judged) {
+            assert!(m1[k].as_f64().is_some_and(f64::is_finite), "{strategy}: {k} = {}", m1[k]);
+        }
+        if m1["pairs"].as_u64().unwrap() > 0 {
+            let gap: &[&str] = if strategy == "spin" { &[] } else { &["score/gap"] };
+            for k in ["dpo/loss", "dpo/rewards/margins", "dpo/grad_norm", "hidden_cosine"].iter().chain(gap) {
+                assert!(m1[k].as_f64().is_some_and(f64::is_finite), "{strategy}: {k} = {}", m1[k]);
+            }
+        }
+    }
+}
+
+#[test]
+fn resume_reproduces_an_uninterrupted_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pr = prompts(tmp.path());
+    let full = tmp.path().join("full");
+    let a = run(config(&pr, "temporal"), &opts(&full)).unwrap();
+    // A crash after iteration 1: the folder holds iteration 1's files and cache entries, but
+    // nothing of iteration 2, and a stray temporary file of an interrupted write.
+    let crashed = tmp.path().join("crashed");
+    copy_dir(&full, &crashed);
+    std::fs::remove_dir_all(crashed.join("iter_2")).unwrap();
+    std::fs::remove_file(crashed.join("eval/M2.jsonl")).unwrap();
+    for e in std::fs::read_dir(crashed.join("cache")).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("iteration-") {
+            std::fs::remove_file(&p).unwrap();
+        }
+    }
+    std::fs::write(crashed.join("cache/.sample-x.json.123.tmp"), b"{half").unwrap();
+    let mut o = opts(&crashed);
+    o.resume = true;
+    let b = run(RunConfig::default(), &o).unwrap();
+    let strip = |m: &[Value]| -> Vec<Value> {
+        m.iter()
+            .map(|l| {
+                let mut l = l.clone();
+                l.as_object_mut().unwrap().remove("compute/wall_seconds");
+                l
+            })
+            .collect()
+    };
+    assert_eq!(strip(&a.metrics), strip(&b.metrics));
+    for it in ["iter_1", "iter_2"] {
+        assert_eq!(
+            std::fs::read_to_string(full.join(it).join("pairs.jsonl")).unwrap(),
+            std::fs::read_to_string(crashed.join(it).join("pairs.jsonl")).unwrap(),
+            "{it}"
+        );
+    }
+    // A new run into an existing folder is refused with a hint.
+    let err = run(config(&pr, "temporal"), &opts(&full)).unwrap_err().to_string();
+    assert!(err.contains("--resume"), "{err}");
+}
+
+#[test]
+fn bad_input_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"prompt\": \"ok\"}\n{\"prompt\": 3}\n").unwrap();
+    let err = run(config(&bad, "temporal"), &opts(&tmp.path().join("a"))).unwrap_err().to_string();
+    assert_eq!(err, format!("{}:2: field `prompt` must be a string", bad.display()));
+    let pr = prompts(tmp.path());
+    let err = run(config(&pr, "no-such-strategy"), &opts(&tmp.path().join("b"))).unwrap_err().to_string();
+    assert!(err.contains("temporal") && err.contains("self-rewarding"), "{err}");
+    let mut o = opts(&tmp.path().join("c"));
+    o.set_flags = vec!["bogus=1".into()];
+    let err = run(config(&pr, "temporal"), &o).unwrap_err().to_string();
+    assert!(err.contains("bogus"), "{err}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let t = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &t);
+        } else {
+            std::fs::copy(&p, &t).unwrap();
+        }
+    }
+}
