@@ -1,0 +1,59 @@
+//! `srlm report` and `srlm compare`: re-render a run's `report.md` and plots, and compare
+//! several runs in one table (what `cargo xtask bench` prints).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+/// Arguments of `srlm report`.
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    /// The run folder (holds `config.json` and `metrics.jsonl`).
+    pub run_dir: PathBuf,
+}
+
+/// Writes `RUN_DIR/report.md` and `RUN_DIR/plots/*.svg` and prints the report's path.
+pub fn report(a: ReportArgs) -> anyhow::Result<()> {
+    let path = srlm_pipeline::report::write_report(&a.run_dir)
+        .with_context(|| format!("rendering the report of {}", a.run_dir.display()))?;
+    println!("{}", path.display());
+    Ok(())
+}
+
+/// Arguments of `srlm compare`.
+#[derive(clap::Args)]
+pub struct CompareArgs {
+    /// Run folders to compare (a shell glob such as `runs/bench/*` is fine: paths without a
+    /// `metrics.jsonl`, like `comparison.md` or `plots`, are skipped with a note).
+    #[arg(required = true, value_name = "RUN_DIR")]
+    pub run_dirs: Vec<PathBuf>,
+    /// Where to write `comparison.md` and `plots/compare_*.svg`; without it only the table is
+    /// printed.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+fn is_run_dir(p: &Path) -> bool {
+    p.join("metrics.jsonl").is_file()
+}
+
+/// Prints the comparison table and, with `--out`, writes `comparison.md` and the plots.
+pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
+    let (runs, skipped): (Vec<PathBuf>, Vec<PathBuf>) =
+        a.run_dirs.into_iter().partition(|p| is_run_dir(p));
+    for p in &skipped {
+        eprintln!("note: skipping {} (no metrics.jsonl)", p.display());
+    }
+    if runs.is_empty() {
+        anyhow::bail!("none of the paths given is a run folder (with a metrics.jsonl)");
+    }
+    let table = match &a.out {
+        Some(out) => srlm_pipeline::compare::compare_runs(&runs, out)?,
+        None => srlm_pipeline::compare::load_comparison(&runs)?.1,
+    };
+    print!("{table}");
+    if let Some(out) = &a.out {
+        println!("\n{}", out.join("comparison.md").display());
+    }
+    Ok(())
+}
