@@ -92,7 +92,7 @@ impl Default for RunConfig {
 
 impl Default for PromptsConfig {
     fn default() -> Self {
-        PromptsConfig { source: "ifeval".into(), per_iteration: 24, eval: 32 }
+        PromptsConfig { source: "ifeval".into(), per_iteration: 16, eval: 24 }
     }
 }
 
