@@ -11,7 +11,9 @@
 use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 
-use crate::report::{format_value, plots, points, read_run, write_plot, ReportError, Run};
+use crate::report::{
+    format_value, plots, points, read_run, write_file, write_plot, ReportError, Run,
+};
 
 /// One metric across runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -331,10 +333,7 @@ pub fn compare_runs(run_dirs: &[PathBuf], out_dir: &Path) -> Result<ComparisonTa
     }
     let md = render(&runs, &table, &drawn);
     let path = out_dir.join("comparison.md");
-    srlm_core::write_atomic(&path, md.as_bytes()).map_err(|e| ReportError::Io {
-        path: path.clone(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
+    write_file(&path, md.as_bytes())?;
     Ok(table)
 }
 

@@ -28,12 +28,12 @@ use serde_json::{Map, Value};
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (in the message, not chained, so anyhow prints one line).
+        error: std::io::Error,
     },
     /// A line of `metrics.jsonl` is not a metrics record.
     #[error("{}:{line}: {message}", path.display())]
@@ -67,18 +67,21 @@ pub enum ReportError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
-    move |source| ReportError::Io {
+    move |error| ReportError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
     srlm_core::write_atomic(path, bytes).map_err(|e| match e {
-        srlm_core::JsonlError::Io { path, source } => ReportError::Io { path, source },
+        srlm_core::JsonlError::Io { path, source } => ReportError::Io {
+            path,
+            error: source,
+        },
         other => ReportError::Io {
             path: path.to_path_buf(),
-            source: std::io::Error::other(other.to_string()),
+            error: std::io::Error::other(other.to_string()),
         },
     })
 }
