@@ -138,9 +138,26 @@ impl RunConfig {
     }
 }
 
+/// A config value for display: strings unquoted; an object as `k=v, …`, led by its `spec`
+/// (how judges are written: `ifeval (n=3, …)`); nested objects in braces.
 fn value_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
+        Value::Object(m) => {
+            let rest: Vec<String> = m
+                .iter()
+                .filter(|(k, _)| k.as_str() != "spec")
+                .map(|(k, v)| match v {
+                    Value::Object(_) => format!("{k}={{{}}}", value_text(v)),
+                    _ => format!("{k}={}", value_text(v)),
+                })
+                .collect();
+            match m.get("spec") {
+                Some(spec) if rest.is_empty() => value_text(spec),
+                Some(spec) => format!("{} ({})", value_text(spec), rest.join(", ")),
+                None => rest.join(", "),
+            }
+        }
         other => other.to_string(),
     }
 }
@@ -609,6 +626,9 @@ fn render_other(out: &mut String, metrics: &RunMetrics) {
     let headers: Vec<&str> = keys.iter().map(String::as_str).collect();
     header(out, "iteration", &headers);
     for m in &metrics.iterations {
+        if !keys.iter().any(|k| m.values.contains_key(k)) {
+            continue;
+        }
         let mut cells = vec![iteration_label(m.iteration)];
         cells.extend(keys.iter().map(|k| match m.values.get(k) {
             Some(MetricValue::Number(x)) => format_number(*x),

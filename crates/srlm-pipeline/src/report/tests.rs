@@ -22,7 +22,7 @@ pub(crate) fn write_run(parent: &Path, name: &str, config: &str, lines: &[&str])
 pub(crate) const TEMPORAL_CONFIG: &str = r#"{"strategy": "temporal",
  "strategy_options": {"anchored_rejection": true, "future_guided_chosen": false},
  "model": "default", "judge": "ifeval", "seed": 1, "iterations": 2, "k": 4,
- "max_new_tokens": 64}"#;
+ "max_new_tokens": 64, "dpo": {"beta": 0.1, "loss_type": "sigmoid", "lr": {"peak": 5e-6}}}"#;
 
 /// Two iterations with every key of the contract, a NaN grad_norm, a strategy key, and an
 /// iteration-0 line holding the M0 evaluation (and its wall time).
@@ -55,6 +55,7 @@ fn report_holds_the_exact_table_rows() {
         "| seed | 1 |",
         "| K (samples per prompt) | 4 |",
         "| max_new_tokens | `64` |",
+        "| dpo | `beta=0.1, loss_type=sigmoid, lr={peak=5e-6}` |",
         "Held-out score: M0 2.500 → M2 3.000 (judge points, 0–5).",
         // pairs and judge scores (no M0 row: M0 has no pairs)
         "| 1 | 10 | 8 | 0.80 | 4.25 | 1.50 | 2.75 | 0.8125 | 3.00 | 0.000 |",
@@ -86,8 +87,8 @@ fn report_holds_the_exact_table_rows() {
     }
     assert_eq!(
         md.matches("| 0 (M0) |").count(),
-        3,
-        "M0 rows: pairs, compute, other"
+        2,
+        "M0 rows: eval and compute (M0 has no pairs, no plugin keys)"
     );
     assert!(!md.contains("Not plotted"), "{md}");
 }
@@ -126,6 +127,11 @@ fn missing_metrics_are_dashes_and_their_plots_are_skipped() {
         r#"{"strategy": "self-rewarding", "strategy_options": {}, "seed": 7}"#,
         &[r#"{"iteration": 1, "pairs": 3, "prompts": 4, "score/gap": 1.0}"#],
     );
+    assert_eq!(
+        value_text(&serde_json::json!({"spec": "self", "n": 3, "extra": {"a": "b"}})),
+        "self (extra={a=b}, n=3)"
+    );
+    assert_eq!(value_text(&serde_json::json!({"spec": "ifeval"})), "ifeval");
     // A stale plot from an earlier render must go.
     std::fs::create_dir_all(dir.join("plots")).unwrap();
     std::fs::write(dir.join("plots/eval_score.svg"), "<svg/>").unwrap();
