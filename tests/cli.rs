@@ -43,7 +43,7 @@ fn smoke_run_on_the_default_model() {
     // The pairs carry each side's source model, iteration and score.
     let pair: Value = serde_json::from_str(std::fs::read_to_string(out.join("iter_1/pairs.jsonl")).unwrap().lines().next().unwrap()).unwrap();
     assert!(pair["chosen_score"].as_f64() > pair["rejected_score"].as_f64());
-    assert!(pair["provenance"]["chosen_source"].is_string());
+    assert!(!pair["provenance"]["chosen_source"].is_null() && !pair["provenance"]["rejected_source"].is_null(), "{pair}");
     assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains(".svg"));
     // The checkpoint is a model srlm loads again.
     let g = srlm().args(["generate", "--prompt", "Hi", "--max-new-tokens", "4", "--json", "--model"]).arg(out.join("iter_1/checkpoint")).output().unwrap();
