@@ -1,10 +1,189 @@
-//! `srlm train` (not built yet).
+//! `srlm train-dpo`: DPO (Rafailov et al. 2023) on a preference-pair file, M_{i+1} = DPO(M_i,
+//! pairs) with M_i as the reference (its log-probs precomputed once, TRL's default).
+//!
+//! Settings: the defaults of [`srlm_dpo::DpoConfig`] (TRL names), then `--config FILE.toml`,
+//! then the named flags (`--beta`, …), then every `--set key=value` in order. Outputs:
+//! the trained model as an HF-style checkpoint in `--out DIR` (loadable by
+//! `srlm generate --model DIR`; written atomically, replacing what was there), and the per-step
+//! metrics log (TRL keys, one JSON object a line) **beside** it, `DIR.dpo_log.jsonl`, so the
+//! checkpoint folder stays a clean HF directory (`--log FILE` overrides; the file is started
+//! afresh). A progress bar runs on stderr and one summary line goes to stdout.
 
-/// Arguments of this subcommand.
+use anyhow::Context;
+use srlm_dpo::{
+    read_preference_pairs, tokenize_pairs, DpoConfig, DpoTrainer, MetricsWriter, TrainSummary,
+};
+use srlm_model::{default_device, LanguageModel};
+use std::path::{Path, PathBuf};
+
+/// Arguments of `srlm train-dpo`.
 #[derive(clap::Args)]
-pub struct TrainDpoArgs {}
+pub struct TrainDpoArgs {
+    /// Model to train, also the reference M_i: `default`, a .gguf file, or an HF-style
+    /// directory (e.g. an earlier checkpoint).
+    #[arg(long, default_value = "default")]
+    model: String,
+    /// Preference pairs, JSONL: TRL's `{"prompt","chosen","rejected"}` (strings or chat
+    /// messages) or srlm's pair records (sampled token ids used as sampled).
+    #[arg(long, value_name = "FILE.jsonl")]
+    pairs: PathBuf,
+    /// Checkpoint folder to write (HF layout; replaced if it exists).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Metrics log (JSONL, one line per optimizer step). Default: `<DIR>.dpo_log.jsonl`.
+    #[arg(long, value_name = "FILE.jsonl")]
+    log: Option<PathBuf>,
+    /// Preference loss: `sigmoid` (DPO), `robust`, `hinge`, `ipo` (config `loss_type`).
+    #[arg(long)]
+    loss_type: Option<String>,
+    /// β, strength of the pull towards the reference (config `beta`; default 0.1).
+    #[arg(long)]
+    beta: Option<f64>,
+    /// Peak AdamW learning rate (config `learning_rate`; default 1e-6).
+    #[arg(long)]
+    learning_rate: Option<f64>,
+    /// Total optimizer steps; overrides `--epochs` (config `max_steps`).
+    #[arg(long)]
+    max_steps: Option<u64>,
+    /// Passes over the pairs (config `num_train_epochs`; default 1).
+    #[arg(long)]
+    epochs: Option<u32>,
+    /// Pairs per forward/backward pass (config `per_device_train_batch_size`; default 2).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// TOML file of config fields under TRL's names (`beta = 0.1`, `loss_type = "ipo"`, …).
+    #[arg(long, value_name = "FILE.toml")]
+    config: Option<PathBuf>,
+    /// Sets any config field, applied last and in order: `--set warmup_ratio=0.1`. The value is
+    /// JSON (`3`, `0.5`, `null`, `"x"`), or a bare string when it does not parse as JSON.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
 
-/// Runs the subcommand.
-pub fn run(_args: TrainDpoArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+/// The config from defaults, `--config`, the named flags and `--set`, validated.
+fn build_config(a: &TrainDpoArgs) -> anyhow::Result<DpoConfig> {
+    let mut cfg = match &a.config {
+        Some(path) => DpoConfig::from_toml_file(path)?,
+        None => DpoConfig::default(),
+    };
+    let mut set = |field: &str, v: serde_json::Value, flag: &str| -> anyhow::Result<()> {
+        cfg.set(field, v).with_context(|| format!("--{flag}"))
+    };
+    use serde_json::json;
+    if let Some(v) = &a.loss_type {
+        set("loss_type", json!(v), "loss-type")?;
+    }
+    if let Some(v) = a.beta {
+        set("beta", json!(v), "beta")?;
+    }
+    if let Some(v) = a.learning_rate {
+        set("learning_rate", json!(v), "learning-rate")?;
+    }
+    if let Some(v) = a.max_steps {
+        set("max_steps", json!(v), "max-steps")?;
+    }
+    if let Some(v) = a.epochs {
+        set("num_train_epochs", json!(v), "epochs")?;
+    }
+    if let Some(v) = a.batch_size {
+        set("per_device_train_batch_size", json!(v), "batch-size")?;
+    }
+    for kv in &a.set {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--set `{kv}`: expected KEY=VALUE"))?;
+        let value = serde_json::from_str(v.trim()).unwrap_or_else(|_| json!(v.trim()));
+        set(k.trim(), value, "set")?;
+    }
+    Ok(cfg)
+}
+
+/// `<parent>/<name>.dpo_log.jsonl` for checkpoint folder `<parent>/<name>`.
+fn default_log_path(out: &Path) -> anyhow::Result<PathBuf> {
+    let name = out.file_name().with_context(|| {
+        format!(
+            "--out {}: needs a folder name (or pass --log)",
+            out.display()
+        )
+    })?;
+    Ok(out.with_file_name(format!("{}.dpo_log.jsonl", name.to_string_lossy())))
+}
+
+/// One summary line: steps, final metrics, throughput, wall time, where things went.
+fn summary_line(s: &TrainSummary, log: &Path) -> String {
+    let m = &s.final_metrics;
+    let tok_s = if s.wall_time_s > 0.0 {
+        s.tokens_trained as f64 / s.wall_time_s
+    } else {
+        0.0
+    };
+    format!(
+        "trained {} steps ({:.2} epochs, {} pairs): final loss {:.4}, rewards/margins {:+.4}, \
+         rewards/accuracies {:.2}, {:.0} trained tokens/s, wall {:.1} s; checkpoint {}; log {}",
+        s.steps,
+        s.epochs,
+        s.filter.kept,
+        m.loss,
+        m.rewards_margins,
+        m.rewards_accuracies,
+        tok_s,
+        s.wall_time_s,
+        s.checkpoint
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        log.display()
+    )
+}
+
+/// Runs `srlm train-dpo`.
+pub fn run(a: TrainDpoArgs) -> anyhow::Result<()> {
+    let cfg = build_config(&a)?;
+    let pairs = read_preference_pairs(&a.pairs)?;
+    let log = match &a.log {
+        Some(p) => p.clone(),
+        None => default_log_path(&a.out)?,
+    };
+    let model = LanguageModel::load(&a.model, &default_device())
+        .with_context(|| format!("loading model `{}`", a.model))?;
+    let tok = tokenize_pairs(&model, &pairs)?;
+    eprintln!(
+        "train-dpo: {} pairs from {} ({} failed to tokenize), model {}, loss {} beta {} lr {}",
+        tok.pairs.len(),
+        a.pairs.display(),
+        tok.failures.len(),
+        model.origin,
+        cfg.loss_type,
+        cfg.beta,
+        cfg.learning_rate
+    );
+    for f in &tok.failures {
+        eprintln!("  skipped pair `{}`: {}", f.id, f.message);
+    }
+    match std::fs::remove_file(&log) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("starting log {}", log.display())),
+    }
+    eprintln!("train-dpo: metrics log {}", log.display());
+    let summary = DpoTrainer::new(cfg)?
+        .with_metrics(MetricsWriter::append(&log)?)
+        .with_progress_bar(!a.no_progress)
+        .with_checkpoint_dir(&a.out)
+        .train(&model, &tok.pairs)?;
+    let f = &summary.filter;
+    if f.kept < f.total {
+        eprintln!(
+            "train-dpo: {} of {} pairs dropped by truncation (empty response {}, empty prompt {})",
+            f.total - f.kept,
+            f.total,
+            f.dropped_empty_response,
+            f.dropped_empty_prompt
+        );
+    }
+    println!("{}", summary_line(&summary, &log));
+    Ok(())
 }

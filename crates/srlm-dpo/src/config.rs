@@ -207,6 +207,44 @@ impl DpoConfig {
         Ok(())
     }
 
+    /// Parses a TOML table of config fields (TRL names, e.g. `beta = 0.1`,
+    /// `loss_type = "ipo"`), starting from the defaults, then validates.
+    ///
+    /// `path` is only used in errors: a syntax error, an unknown field or a wrong type is
+    /// [`crate::DpoError::Data`] with the file, the 1-based line and the field (`config` when
+    /// TOML cannot say); an out-of-range value is [`crate::DpoError::Config`].
+    pub fn from_toml_str(text: &str, path: &std::path::Path) -> Result<Self> {
+        let cfg: DpoConfig = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|r| text[..r.start.min(text.len())].matches('\n').count() + 1)
+                .unwrap_or(0);
+            let message = e.message().trim().to_string();
+            let field = Self::FIELDS
+                .iter()
+                .find(|f| message.contains(&format!("`{f}`")))
+                .map_or("config", |f| *f);
+            crate::DpoError::Data {
+                path: path.to_path_buf(),
+                line,
+                field: field.to_string(),
+                message,
+            }
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads `path` and parses it with [`DpoConfig::from_toml_str`].
+    /// Errors: [`crate::DpoError::Io`] when the file cannot be read, else as `from_toml_str`.
+    pub fn from_toml_file(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| crate::DpoError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml_str(&text, path)
+    }
+
     /// The field names, as serialised (TRL names).
     pub const FIELDS: &'static [&'static str] = &[
         "beta",
@@ -375,6 +413,35 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("loss_type"));
+    }
+}
+
+#[cfg(test)]
+mod toml_tests {
+    use super::*;
+
+    #[test]
+    fn toml_sets_fields_and_errors_name_line_and_field() {
+        let p = std::path::Path::new("dpo.toml");
+        let c = DpoConfig::from_toml_str("beta = 0.2\nloss_type = \"ipo\"\nmax_steps = 3\n", p)
+            .unwrap();
+        assert_eq!(
+            (c.beta, c.loss_type, c.max_steps),
+            (0.2, LossType::Ipo, Some(3))
+        );
+        assert_eq!(c.learning_rate, DpoConfig::default().learning_rate);
+        let e = DpoConfig::from_toml_str("beta = 0.2\nbetta = 1\n", p)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("dpo.toml:2:") && e.contains("betta"), "{e}");
+        let e = DpoConfig::from_toml_str("\nloss_type = 3\n", p)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("dpo.toml:2:"), "{e}");
+        let e = DpoConfig::from_toml_str("beta = -1.0\n", p)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`beta`"), "{e}");
     }
 }
 

@@ -61,7 +61,7 @@ pub enum DpoError {
         /// What it got.
         got: String,
     },
-    /// A preference file could not be read or a line is malformed (`file:line: field: message`).
+    /// A preference file or a TOML config file has a malformed line (`file:line: field: message`).
     #[error("{}:{line}: `{field}`: {message}", path.display())]
     Data {
         /// The file.

@@ -2,8 +2,11 @@
 //! loop: M_{i+1} = DPO(M_i, pairs) with M_i as the reference.
 //!
 //! - [`PolicyModel`]: the three-method interface the trainer needs from a causal LM (target
-//!   log-probs of a batch, its trainable vars, a checkpoint writer). srlm-model implements it
-//!   for the trainable Llama; [`BigramLm`] is a toy implementation for tests.
+//!   log-probs of a batch, its trainable vars, a checkpoint writer). Implemented here for
+//!   srlm-model's [`srlm_model::LanguageModel`] (full-sequence logits in training mode, HF
+//!   checkpoints); [`BigramLm`] is a toy implementation for tests.
+//! - [`tokenize_pairs`]: [`srlm_core::PreferencePair`]s → [`TokenizedPair`]s with a
+//!   `LanguageModel`'s chat template and tokenizer (cases T1–T4), failures counted.
 //! - Losses as free functions over per-pair tensors, under TRL's `loss_type` names:
 //!   [`sigmoid_loss`] (DPO, cDPO), [`robust_loss`], [`hinge_loss`], [`ipo_loss`], and RPO's
 //!   [`rpo_nll`]; [`preference_loss`] dispatches on [`LossType`].
@@ -18,8 +21,9 @@
 //! update, and detached** by default (`precompute_ref_log_probs`, as in TRL): the policy at
 //! step 0 *is* M_i, so no second copy of the weights is needed and no gradient can ever reach
 //! the reference. A separate frozen reference model is still supported (its output is detached
-//! at every step). srlm-dpo knows nothing about tokenizers or model files: it trains whatever
-//! implements [`PolicyModel`] on already-tokenized pairs.
+//! at every step). The trainer itself knows nothing about tokenizers or model files: it trains
+//! whatever implements [`PolicyModel`] on already-tokenized pairs; only the `llm` module (the
+//! `LanguageModel` glue) touches srlm-model.
 
 #![deny(missing_docs)]
 
@@ -27,6 +31,7 @@ mod batch;
 mod config;
 mod data;
 mod error;
+mod llm;
 mod loss;
 mod metrics;
 mod model;
@@ -41,6 +46,7 @@ pub use batch::{
 pub use config::DpoConfig;
 pub use data::read_preference_pairs;
 pub use error::{DpoError, Result};
+pub use llm::{tokenize_pair, tokenize_pairs, PairFailure, TokenizedPairs};
 pub use loss::{
     dpo_logits, hinge_loss, ipo_loss, log_sigmoid, preference_loss, robust_loss, rpo_nll,
     sigmoid_loss, LossType,

@@ -1,0 +1,151 @@
+//! DPO on srlm-model's [`LanguageModel`]: the [`PolicyModel`] implementation (full-sequence
+//! logits in [`Mode::Train`], target log-probs, every weight trainable, HF checkpoints) and
+//! [`tokenize_pairs`], which turns [`PreferencePair`]s into [`TokenizedPair`]s with the model's
+//! own chat template and tokenizer.
+//!
+//! Tokenization follows cases T1–T4 of `../shared/cases`: the conversation is templated once and
+//! split into prompt and response text ([`LanguageModel::encode_exchange`]); both are encoded
+//! separately and concatenated as ids, never re-tokenized joined. Responses end with the
+//! template's end-of-turn text (`<|im_end|>\n` for ChatML), so stopping is trained. Sampled
+//! token ids carried by a pair are used as sampled ([`LanguageModel::response_ids_from_sample`]).
+
+use crate::batch::TokenizedPair;
+use crate::error::{DpoError, Result};
+use crate::model::PolicyModel;
+use candle_core::{Device, Tensor, Var};
+use srlm_core::PreferencePair;
+use srlm_model::scoring::target_logps;
+use srlm_model::{LanguageModel, Mode, ModelError};
+use std::path::Path;
+
+/// A [`ModelError`] as a candle error (the trait's error type), unwrapping candle's own errors.
+fn to_candle(e: ModelError) -> candle_core::Error {
+    match e {
+        ModelError::Candle(c) => c,
+        other => candle_core::Error::wrap(other),
+    }
+}
+
+impl PolicyModel for LanguageModel {
+    /// `log_softmax(model.forward(ids, Mode::Train))` at the target ids: `[b, s]` u32 →
+    /// `[b, s − 1]` f32 nats, differentiable w.r.t. every weight (the composed, backward-capable
+    /// RMSNorm / RoPE / softmax). Deterministic on the CPU for a given input shape.
+    fn token_logps(&self, input_ids: &Tensor) -> candle_core::Result<Tensor> {
+        let logits = self
+            .model
+            .forward(input_ids, Mode::Train)
+            .map_err(to_candle)?;
+        target_logps(&logits, input_ids).map_err(to_candle)
+    }
+
+    /// Every weight of the network ([`srlm_model::Llama::vars`], sorted by HF name).
+    fn trainable_vars(&self) -> Vec<Var> {
+        self.model.vars()
+    }
+
+    /// An HF-style checkpoint ([`LanguageModel::save`]: `model.safetensors`, `config.json`,
+    /// `tokenizer.json`, `tokenizer_config.json`), written into a temporary sibling folder and
+    /// renamed into `dir`; loadable with `LanguageModel::load(dir)` / `srlm generate --model dir`.
+    fn save_checkpoint(&self, dir: &Path) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.save(dir).map_err(|e| Box::new(e) as _)
+    }
+
+    /// The device the weights live on.
+    fn device(&self) -> Device {
+        self.model.device().clone()
+    }
+}
+
+/// A pair that could not be tokenized, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairFailure {
+    /// The pair's id ([`PreferencePair::prompt_id`]).
+    pub id: String,
+    /// What went wrong (a template or tokenizer error, or prompt ids that differ between the
+    /// chosen and rejected renderings).
+    pub message: String,
+}
+
+/// The result of [`tokenize_pairs`]: the pairs that tokenized, in input order, and the ones
+/// that did not.
+#[derive(Debug, Clone, Default)]
+pub struct TokenizedPairs {
+    /// Successfully tokenized pairs, in input order.
+    pub pairs: Vec<TokenizedPair>,
+    /// Pairs skipped, in input order, with the reason.
+    pub failures: Vec<PairFailure>,
+}
+
+/// Tokenizes one pair for `model` (see the module docs for the rules).
+///
+/// Prompt ids come from the chat template split of the prompt with the chosen response and
+/// must equal those of the rejected rendering (else the pair is ambiguous and rejected: case
+/// T3). Each response uses its sampled ids when the pair carries them (`chosen_token_ids` /
+/// `rejected_token_ids`; end-of-turn suffix appended), else the encoded template split.
+///
+/// Errors: [`DpoError::InvalidPair`] naming the pair, with the template or tokenizer message.
+pub fn tokenize_pair(model: &LanguageModel, pair: &PreferencePair) -> Result<TokenizedPair> {
+    let fail = |message: String| DpoError::InvalidPair {
+        id: pair.prompt_id.clone(),
+        message,
+    };
+    let side = |text: &str, sampled: &Option<Vec<u32>>| -> Result<(Vec<u32>, Vec<u32>)> {
+        let (prompt_ids, text_ids) = model
+            .encode_exchange(&pair.prompt, text)
+            .map_err(|e| fail(e.to_string()))?;
+        let ids = match sampled {
+            Some(s) => model
+                .response_ids_from_sample(&pair.prompt, s)
+                .map_err(|e| fail(e.to_string()))?,
+            None => text_ids,
+        };
+        Ok((prompt_ids, ids))
+    };
+    let (prompt_ids, chosen_ids) = side(&pair.chosen, &pair.chosen_token_ids)?;
+    let (prompt_r, rejected_ids) = side(&pair.rejected, &pair.rejected_token_ids)?;
+    if prompt_ids != prompt_r {
+        return Err(fail(
+            "the chat template renders a different prompt for the chosen and the rejected \
+             response (case T3)"
+                .into(),
+        ));
+    }
+    Ok(TokenizedPair {
+        id: pair.prompt_id.clone(),
+        prompt_ids,
+        chosen_ids,
+        rejected_ids,
+    })
+}
+
+/// Tokenizes every pair with [`tokenize_pair`], keeping going past failures.
+///
+/// Returns the tokenized pairs and the failures (each counted once, with its reason).
+/// Errors: [`DpoError::InvalidPair`] when `pairs` is non-empty and **every** pair failed (the
+/// message gives the count and the first reason), since training would have nothing to do.
+pub fn tokenize_pairs(model: &LanguageModel, pairs: &[PreferencePair]) -> Result<TokenizedPairs> {
+    let mut out = TokenizedPairs::default();
+    for pair in pairs {
+        match tokenize_pair(model, pair) {
+            Ok(t) => out.pairs.push(t),
+            Err(DpoError::InvalidPair { id, message }) => {
+                tracing::warn!(pair = %id, "skipping pair: {message}");
+                out.failures.push(PairFailure { id, message });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if out.pairs.is_empty() {
+        if let Some(first) = out.failures.first() {
+            return Err(DpoError::InvalidPair {
+                id: first.id.clone(),
+                message: format!(
+                    "all {} pairs failed to tokenize; first: {}",
+                    out.failures.len(),
+                    first.message
+                ),
+            });
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,237 @@
+//! DPO throughput on the default model (SmolLM2-135M-Instruct, f32, CPU): the figures of
+//! `docs/benchmarks.md`, section "DPO training". Ignored by default (minutes of CPU); run
+//!
+//! ```sh
+//! CARGO_TARGET_DIR=target-dpo cargo test --release -p srlm-dpo --test bench_dpo -- \
+//!     --ignored --nocapture --test-threads 1 step_2x256     # or epoch_64_pairs
+//! ```
+//!
+//! Each test prints `BENCH` lines: seconds, tokens/s, pairs/s, GFLOP/s (model FLOPs 6·N per
+//! trained token + 2·N per reference-only token, N = 134.5M parameters), the share of a
+//! 340 GFLOP/s f32 GEMM ceiling, the ratio to PyTorch's 2.75 s/step anchor, and the process's
+//! peak RSS (`VmHWM`). Environment: `SRLM_BENCH_STEPS` (default 5) for `step_2x256`.
+
+use candle_core::backprop::GradStore;
+use candle_core::Device;
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use srlm_dpo::*;
+use srlm_model::scoring::target_logps;
+use srlm_model::{LanguageModel, Mode};
+use std::time::Instant;
+
+/// Parameters of SmolLM2-135M (embedding tied with the LM head, counted once).
+const N_PARAMS: f64 = 134.5e6;
+/// OpenBLAS f32 sgemm ceiling measured on this machine (2 threads), FLOP/s.
+const GEMM_CEILING: f64 = 340e9;
+/// PyTorch 2.15 eager, 2 threads, f32: fwd+bwd+AdamW on 2 × 256 tokens, seconds per step.
+const TORCH_STEP_S: f64 = 2.75;
+
+fn peak_rss_mib() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// `n` real token ids of ordinary English text (the content does not matter for speed).
+fn filler(m: &LanguageModel, n: usize) -> Vec<u32> {
+    let text = "The quick brown fox jumps over the lazy dog while the sea is wide and calm \
+                today, and children walk to school along the river, counting boats and birds. ";
+    let one = m.tokenizer.encode(text).unwrap();
+    one.iter().copied().cycle().take(n).collect()
+}
+
+/// One pair whose chosen and rejected rows are exactly `len` tokens (`prompt` of them prompt).
+fn pair(m: &LanguageModel, id: &str, prompt: usize, len: usize, shift: usize) -> TokenizedPair {
+    let all = filler(m, 2 * len + shift);
+    TokenizedPair {
+        id: id.into(),
+        prompt_ids: all[shift..shift + prompt].to_vec(),
+        chosen_ids: all[shift + prompt..shift + len].to_vec(),
+        rejected_ids: all[shift + len + prompt..shift + 2 * len].to_vec(),
+    }
+}
+
+fn line(what: &str, secs: f64, trained_tokens: f64, ref_tokens: f64, pairs: f64) {
+    let flops = 6.0 * N_PARAMS * trained_tokens + 2.0 * N_PARAMS * ref_tokens;
+    println!(
+        "BENCH {what}: {secs:.3} s, {:.1} trained tokens/s, {:.3} pairs/s, {:.1} GFLOP/s = {:.1}% \
+         of the 340 GFLOP/s GEMM ceiling; peak RSS {:.0} MiB",
+        trained_tokens / secs,
+        pairs / secs,
+        flops / secs / 1e9,
+        100.0 * flops / secs / GEMM_CEILING,
+        peak_rss_mib()
+    );
+}
+
+/// One optimizer step on one pair of 2 × 256 tokens (prompt 64, responses 192), as PyTorch's
+/// anchor: the trainer's own step time, and a breakdown (network forward, log-softmax +
+/// gather, DPO loss, backward, AdamW).
+#[test]
+#[ignore = "benchmark: minutes of CPU; run with --ignored --nocapture"]
+fn step_2x256() {
+    let steps: u64 = std::env::var("SRLM_BENCH_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let t = Instant::now();
+    let m = LanguageModel::load("default", &Device::Cpu).unwrap();
+    println!(
+        "BENCH load: {:.2} s, peak RSS {:.0} MiB",
+        t.elapsed().as_secs_f64(),
+        peak_rss_mib()
+    );
+    let p = pair(&m, "bench", 64, 256, 0);
+    let batch = PairBatch::new(&[&p], &Device::Cpu).unwrap();
+    assert_eq!(batch.ids.dims(), &[2, 256]);
+    let cfg = DpoConfig {
+        per_device_train_batch_size: 1,
+        max_length: Some(256),
+        max_prompt_length: Some(128),
+        ..DpoConfig::default()
+    };
+
+    // Breakdown, by hand, `steps` times; report the median of each phase.
+    let refs = reference_logps(&m, &batch).unwrap();
+    let vars = m.trainable_vars();
+    let mut opt = AdamW::new(
+        vars.clone(),
+        ParamsAdamW {
+            lr: 1e-6,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut phases: Vec<[f64; 6]> = Vec::new();
+    for _ in 0..steps {
+        let t0 = Instant::now();
+        let logits = m.model.forward(&batch.ids, Mode::Train).unwrap();
+        let t1 = Instant::now();
+        let lp = target_logps(&logits, &batch.ids).unwrap();
+        let _ = masked_sum(&lp, &batch.mask)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let t2 = Instant::now();
+        drop((logits, lp));
+        // The trainer's path: forward again inside the loss (graph kept for backward).
+        let t3 = Instant::now();
+        let out = dpo_batch_loss(&m, &batch, &refs, &cfg).unwrap();
+        let t4 = Instant::now();
+        let grads = out.loss.backward().unwrap();
+        let t5 = Instant::now();
+        let mut store = GradStore::default();
+        for v in &vars {
+            if let Some(g) = grads.get(v.as_tensor()) {
+                store.insert(v.as_tensor(), g.clone());
+            }
+        }
+        drop(grads);
+        opt.step(&store).unwrap();
+        let t6 = Instant::now();
+        let s = |a: Instant, b: Instant| (b - a).as_secs_f64();
+        phases.push([
+            s(t0, t1),
+            s(t1, t2),
+            s(t3, t4),
+            s(t4, t5),
+            s(t5, t6),
+            s(t3, t6),
+        ]);
+    }
+    let median = |k: usize| {
+        let mut v: Vec<f64> = phases.iter().map(|p| p[k]).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "BENCH breakdown (median of {steps}): network forward {:.3} s, log-softmax+gather {:.3} s, \
+         loss forward (network+log-softmax, graph kept) {:.3} s, backward {:.3} s, AdamW {:.3} s, \
+         step {:.3} s",
+        median(0),
+        median(1),
+        median(2),
+        median(3),
+        median(4),
+        median(5)
+    );
+    line("hand step 2x256 (median)", median(5), 512.0, 0.0, 1.0);
+
+    // The trainer itself (reference precomputed first, not in the step times).
+    let policy = m.deep_copy().unwrap();
+    drop(m);
+    let s = train_dpo(
+        &policy,
+        None,
+        std::slice::from_ref(&p),
+        DpoConfig {
+            max_steps: Some(steps),
+            ..cfg
+        },
+    )
+    .unwrap();
+    let mut secs: Vec<f64> = s
+        .history
+        .iter()
+        .map(|h| h.tokens as f64 / h.tokens_per_second)
+        .collect();
+    println!("BENCH trainer step times: {secs:.3?}");
+    secs.sort_by(f64::total_cmp);
+    let med = secs[secs.len() / 2];
+    line("trainer step 2x256 (median)", med, 512.0, 0.0, 1.0);
+    println!(
+        "BENCH vs PyTorch (2.75 s/step, 186 tokens/s): {:.2}x PyTorch's tokens/s",
+        TORCH_STEP_S / med
+    );
+}
+
+/// One epoch over 64 pairs at the default batch size (2 pairs = 4 rows a step), rows of 160 to
+/// 256 tokens (prompt 48–96, responses to fill), reference log-probs precomputed first: the wall
+/// time of the whole `train` call, and its throughput.
+#[test]
+#[ignore = "benchmark: minutes of CPU; run with --ignored --nocapture"]
+fn epoch_64_pairs() {
+    let m = LanguageModel::load("default", &Device::Cpu).unwrap();
+    let pairs: Vec<TokenizedPair> = (0..64)
+        .map(|i| {
+            pair(
+                &m,
+                &format!("p{i}"),
+                48 + (i * 7) % 49,
+                160 + (i * 37) % 97,
+                i,
+            )
+        })
+        .collect();
+    let tokens: usize = pairs
+        .iter()
+        .map(|p| 2 * p.prompt_ids.len() + p.chosen_ids.len() + p.rejected_ids.len())
+        .sum();
+    let s = train_dpo(
+        &m,
+        None,
+        &pairs,
+        DpoConfig {
+            max_length: Some(256),
+            max_prompt_length: Some(128),
+            ..DpoConfig::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(s.steps, 32);
+    assert_eq!(s.tokens_trained as usize, tokens);
+    println!(
+        "BENCH epoch: {} pairs, {} steps, {} trained tokens, {} reference tokens, wall {:.1} s",
+        s.filter.kept, s.steps, s.tokens_trained, s.reference_tokens, s.wall_time_s
+    );
+    line(
+        "epoch 64 pairs (whole call)",
+        s.wall_time_s,
+        s.tokens_trained as f64,
+        s.reference_tokens as f64,
+        64.0,
+    );
+}
