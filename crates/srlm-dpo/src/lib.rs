@@ -35,6 +35,7 @@ mod llm;
 mod loss;
 mod metrics;
 mod model;
+mod optim;
 mod schedule;
 mod toy;
 mod trainer;
@@ -53,6 +54,7 @@ pub use loss::{
 };
 pub use metrics::{MetricsWriter, StepMetrics};
 pub use model::{all_finite, save_checkpoint_checked, PolicyModel};
+pub use optim::FusedAdamW;
 pub use schedule::{lr_at, warmup_len, LrSchedulerType};
 pub use toy::BigramLm;
 pub use trainer::{

@@ -6,7 +6,8 @@
 //! the policy as one right-padded batch ([`PairBatch`]), computes the batch-mean loss, scales it
 //! by its share of the step's pairs and back-propagates; the gradients of the trainable vars
 //! are summed by hand, their global L2 norm is measured, clipped to `max_grad_norm`, and
-//! candle-nn's `AdamW` applies them at the scheduled learning rate.
+//! [`crate::FusedAdamW`] (candle-nn's AdamW update, fused and in place on the CPU) applies them at
+//! the scheduled learning rate.
 
 use crate::batch::{sequence_logps, truncate_pairs, FilterStats, PairBatch, TokenizedPair};
 use crate::config::DpoConfig;
@@ -15,9 +16,9 @@ use crate::loss::{dpo_logits, preference_loss, rpo_nll};
 use crate::metrics::{MetricsWriter, StepMetrics};
 use crate::model::{save_checkpoint_checked, PolicyModel};
 use crate::schedule::{lr_at, warmup_len};
-use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use crate::optim::FusedAdamW;
+use candle_nn::ParamsAdamW;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use schemars::JsonSchema;
@@ -119,11 +120,7 @@ pub fn dpo_batch_loss(
 pub fn global_grad_norm<'a>(grads: impl IntoIterator<Item = &'a Tensor>) -> Result<f64> {
     let mut sq = 0f64;
     for g in grads {
-        sq += g
-            .to_dtype(candle_core::DType::F64)?
-            .sqr()?
-            .sum_all()?
-            .to_scalar::<f64>()?;
+        sq += crate::optim::sum_sq_f64(g)?;
     }
     Ok(sq.sqrt())
 }
@@ -297,7 +294,7 @@ impl<'a> DpoTrainer<'a> {
             .max_steps
             .unwrap_or(steps_per_epoch * u64::from(cfg.num_train_epochs));
         let warmup = warmup_len(cfg.warmup_steps, cfg.warmup_ratio, total_steps);
-        let mut opt = AdamW::new(
+        let mut opt = FusedAdamW::new(
             vars.clone(),
             ParamsAdamW {
                 lr: cfg.learning_rate,
@@ -406,13 +403,6 @@ impl<'a> DpoTrainer<'a> {
             let clip = cfg
                 .max_grad_norm
                 .map_or(1.0, |m| (m / (grad_norm + 1e-6)).min(1.0));
-            let mut store = GradStore::default();
-            for (v, g) in vars.iter().zip(acc) {
-                if let Some(g) = g {
-                    let g = if clip < 1.0 { (g * clip)? } else { g };
-                    store.insert(v.as_tensor(), g);
-                }
-            }
             let lr = lr_at(
                 cfg.lr_scheduler_type,
                 cfg.learning_rate,
@@ -420,8 +410,8 @@ impl<'a> DpoTrainer<'a> {
                 total_steps,
                 warmup,
             );
-            opt.set_learning_rate(lr);
-            opt.step(&store)?;
+            opt.step(&acc, clip, lr)?;
+            drop(acc);
             tokens_trained += tokens;
 
             let m = group_pairs as f64;

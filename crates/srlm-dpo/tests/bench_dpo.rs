@@ -11,9 +11,8 @@
 //! 340 GFLOP/s f32 GEMM ceiling, the ratio to PyTorch's 2.75 s/step anchor, and the process's
 //! peak RSS (`VmHWM`). Environment: `SRLM_BENCH_STEPS` (default 5) for `step_2x256`.
 
-use candle_core::backprop::GradStore;
 use candle_core::Device;
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use candle_nn::ParamsAdamW;
 use srlm_dpo::*;
 use srlm_model::scoring::target_logps;
 use srlm_model::{LanguageModel, Mode};
@@ -97,14 +96,8 @@ fn step_2x256() {
     // Breakdown, by hand, `steps` times; report the median of each phase.
     let refs = reference_logps(&m, &batch).unwrap();
     let vars = m.trainable_vars();
-    let mut opt = AdamW::new(
-        vars.clone(),
-        ParamsAdamW {
-            lr: 1e-6,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let mut opt = FusedAdamW::new(vars.clone(), ParamsAdamW::default()).unwrap();
+    assert!(opt.is_fused());
     let mut phases: Vec<[f64; 6]> = Vec::new();
     for _ in 0..steps {
         let t0 = Instant::now();
@@ -123,14 +116,9 @@ fn step_2x256() {
         let t4 = Instant::now();
         let grads = out.loss.backward().unwrap();
         let t5 = Instant::now();
-        let mut store = GradStore::default();
-        for v in &vars {
-            if let Some(g) = grads.get(v.as_tensor()) {
-                store.insert(v.as_tensor(), g.clone());
-            }
-        }
+        let g: Vec<_> = vars.iter().map(|v| grads.get(v.as_tensor()).cloned()).collect();
         drop(grads);
-        opt.step(&store).unwrap();
+        opt.step(&g, 1.0, 1e-6).unwrap();
         let t6 = Instant::now();
         let s = |a: Instant, b: Instant| (b - a).as_secs_f64();
         phases.push([
@@ -149,7 +137,7 @@ fn step_2x256() {
     };
     println!(
         "BENCH breakdown (median of {steps}): network forward {:.3} s, log-softmax+gather {:.3} s, \
-         loss forward (network+log-softmax, graph kept) {:.3} s, backward {:.3} s, AdamW {:.3} s, \
+         loss forward (network+log-softmax, graph kept) {:.3} s, backward {:.3} s, AdamW (fused) {:.3} s, \
          step {:.3} s",
         median(0),
         median(1),
