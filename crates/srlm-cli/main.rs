@@ -3,6 +3,7 @@
 //! | subcommand | module | what it does |
 //! |---|---|---|
 //! | `run`, `config` | [`cmd_run`] | the main job: iterate a strategy plugin; the config schema |
+//! | `eval` | [`cmd_eval`] | score a model's greedy answers with a judge; win rate against baseline outputs |
 //! | `fetch` | [`cmd_fetch`] | fetch the default model and evaluation data |
 //! | `tokenize`, `logits`, `generate` | [`cmd_model`] | the model backend alone (compare with llama.cpp) |
 //! | `judge` | [`cmd_judge`] | score responses with a judge |
@@ -12,6 +13,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod cmd_eval;
 mod cmd_fetch;
 mod cmd_judge;
 mod cmd_model;
@@ -37,6 +39,8 @@ enum Command {
     /// Print the run config's JSON Schema or the built-in default.
     #[command(subcommand)]
     Config(cmd_run::ConfigCommand),
+    /// Score a model's greedy answers on a prompt set with a judge (win rate against baseline outputs).
+    Eval(cmd_eval::EvalArgs),
     /// Print the token ids of a text (no BOS added, special tokens parsed).
     Tokenize(cmd_model::TokenizeArgs),
     /// Print the top logits at the last position of a (chat-rendered) prompt.
@@ -68,6 +72,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Run(a) => cmd_run::run(a),
         Command::Config(c) => cmd_run::config(c),
+        Command::Eval(a) => cmd_eval::run(a),
         Command::Fetch(a) => cmd_fetch::run(a),
         Command::Tokenize(a) => cmd_model::tokenize(a),
         Command::Logits(a) => cmd_model::logits(a),

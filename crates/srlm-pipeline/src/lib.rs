@@ -17,6 +17,7 @@
 
 pub mod compare;
 pub mod config;
+pub mod eval;
 pub mod host;
 pub mod judges;
 pub mod prompts;

@@ -1,0 +1,121 @@
+//! `srlm eval`: greedy answers of a model on a prompt set, scored by a judge; prints the mean
+//! score, n, the no-score rate and the judge's health, and — with baseline outputs (AlpacaEval's
+//! GPT-4 Turbo answers, or `reference`/`chosen`/`output` fields) — the pairwise win rate
+//! against them under the same judge (a score comparison under srlm's judge, not AlpacaEval's
+//! length-controlled GPT-4 annotator). The logic is [`srlm_pipeline::eval::evaluate_model`].
+
+use srlm_pipeline::config::JudgeConfig;
+use srlm_pipeline::eval::{evaluate_model, load_eval_prompts, EvalOptions};
+use srlm_pipeline::judges::external_models;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// Arguments of `srlm eval`.
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    /// The model: `default`, a .gguf file, an HF directory, or a run's `iter_<i>/checkpoint`.
+    #[arg(long, default_value = "default")]
+    pub model: String,
+    /// Prompts: `ifeval` (IFEval's 541), `alpaca-eval` (AlpacaEval 2.0's 805 instructions with
+    /// GPT-4 Turbo baseline outputs), or a file: srlm/TRL JSONL, IFEval records, AlpacaEval
+    /// JSON (`instruction`, `output`).
+    #[arg(long)]
+    pub prompts: String,
+    /// The judge: `ifeval`, `self` (the model judges its own answers), `model:PATH`, or a
+    /// weighted sum such as `0.5*ifeval+0.5*self`.
+    #[arg(long)]
+    pub judge: String,
+    /// Model judges: `sampled` or `expected`.
+    #[arg(long, default_value = "sampled")]
+    pub mode: String,
+    /// Model judges in sampled mode: samples per answer.
+    #[arg(long, default_value_t = 3)]
+    pub samples: usize,
+    /// Model judges: a minijinja template (variables `prompt`, `response`) replacing the rubric.
+    #[arg(long)]
+    pub template: Option<String>,
+    /// Evaluate only the first N prompts.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// New tokens per greedy answer.
+    #[arg(long, default_value_t = 96)]
+    pub max_new_tokens: usize,
+    /// Prompts per generation / judge call.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Require baseline outputs and report the win rate against them (it is reported anyway
+    /// whenever the prompts carry baseline outputs).
+    #[arg(long)]
+    pub baseline: bool,
+    /// Write every answer with its scores (and the baseline's) as JSONL.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `srlm eval`.
+pub fn run(a: EvalArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(matches!(a.mode.as_str(), "sampled" | "expected"), "--mode must be `sampled` or `expected`, not `{}`", a.mode);
+    anyhow::ensure!(a.max_new_tokens > 0, "--max-new-tokens must be at least 1");
+    let mut prompts = load_eval_prompts(&a.prompts)?;
+    if a.judge.contains("ifeval") && !prompts.iter().any(|p| p.metadata.get("instruction_id_list").is_some()) {
+        anyhow::bail!(
+            "judge `{}`: the ifeval judge needs IFEval records (`instruction_id_list`), and {} has none; use --judge self or model:PATH",
+            a.judge,
+            a.prompts
+        );
+    }
+    if let Some(n) = a.limit {
+        prompts.truncate(n);
+    }
+    let device = srlm_model::default_device();
+    eprintln!("srlm: loading model `{}`", a.model);
+    let model = srlm_model::LanguageModel::load(&a.model, &device).map_err(|e| anyhow::anyhow!("model `{}`: {e}", a.model))?;
+    let mut external = HashMap::new();
+    for p in external_models(&a.judge) {
+        let m = srlm_model::LanguageModel::load(&p, &device).map_err(|e| anyhow::anyhow!("judge model `{p}`: {e}"))?;
+        external.insert(p, m);
+    }
+    let cfg = JudgeConfig { spec: a.judge.clone(), mode: a.mode.clone(), samples: a.samples, template: a.template.clone() };
+    let opts = EvalOptions {
+        max_new_tokens: a.max_new_tokens,
+        batch_size: a.batch_size,
+        baseline: a.baseline,
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    eprintln!("srlm: evaluating on {} prompts", prompts.len());
+    let r = evaluate_model(&model, &prompts, &a.judge, &cfg, &external, &opts)?;
+    if let Some(out) = &a.out {
+        srlm_core::write_jsonl_atomic(out, &r.rows)?;
+    }
+    if a.json {
+        let mut v = serde_json::to_value(&r)?;
+        v.as_object_mut().expect("object").remove("rows");
+        v["model"] = serde_json::json!(a.model);
+        v["prompts"] = serde_json::json!(a.prompts);
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let f = |x: Option<f64>| x.map_or("–".to_string(), |x| format!("{x:.3}"));
+    println!("model {} on {} ({} prompts), judge {}", a.model, a.prompts, r.n, r.judge);
+    println!("mean score (0–5): {}   n: {}   no-score rate: {:.1}%", f(r.mean), r.n, 100.0 * r.no_score_rate);
+    if let Some(w) = &r.win_rate {
+        println!(
+            "win rate vs baseline: {} ({} wins, {} ties, {} losses; {} of {} pairs excluded for a missing score)",
+            w.rate.map_or("–".to_string(), |x| format!("{:.1}%", 100.0 * x)),
+            w.wins,
+            w.ties,
+            w.losses,
+            w.excluded,
+            w.pairs
+        );
+        println!("  (judge-score comparison under `{}`, not AlpacaEval's length-controlled GPT-4 annotator)", r.judge);
+    }
+    println!("judge health:\n{}", r.health);
+    if let Some(out) = &a.out {
+        println!("answers: {}", out.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,383 @@
+//! Standalone evaluation (`srlm eval`): greedy answers of a model on a prompt set, scored by a
+//! judge, with the judge's health and — when the prompts carry reference (baseline) outputs —
+//! a pairwise win rate against them.
+//!
+//! Prompt sets: `ifeval` (IFEval's 541 prompts), `alpaca-eval` (AlpacaEval 2.0's 805
+//! instructions with GPT-4 Turbo's outputs, `gpt4_1106_preview`, as the baseline), or a file
+//! that [`read_prompts`] reads (srlm/TRL JSONL, IFEval records, AlpacaEval JSON arrays of
+//! `{"instruction", "output"}`; the baseline output is `reference`, `chosen` or `output`).
+//!
+//! **The win rate is a score-based pairwise comparison under srlm's judge**, not AlpacaEval's
+//! length-controlled win rate with a GPT-4 annotator: for each prompt the judge scores the
+//! model's answer and the baseline answer independently on its 0–5 scale; the model wins (1)
+//! when its score is higher, ties (½) when equal, loses (0) when lower. Pairs in which either
+//! side got no score are excluded from the rate and counted.
+
+use crate::config::JudgeConfig;
+use crate::judges::build_judge;
+use crate::prompts::{load_pool, read_prompts, PromptsError};
+use serde::{Deserialize, Serialize};
+use srlm_core::{PromptRecord, SamplingConfig};
+use srlm_judge::{JudgeHealth, JudgeItem};
+use srlm_model::LanguageModel;
+use std::collections::HashMap;
+
+/// Name of the built-in AlpacaEval 2.0 prompt set (with GPT-4 Turbo baseline outputs).
+pub const ALPACA_EVAL: &str = "alpaca-eval";
+
+/// Errors of an evaluation: one line each, naming the prompt, file or judge concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// The prompt set could not be read (names file, line and field).
+    #[error(transparent)]
+    Prompts(#[from] PromptsError),
+    /// Encoding or generating failed (names the prompt id).
+    #[error("prompt `{id}`: {message}")]
+    Model {
+        /// The prompt's id.
+        id: String,
+        /// The model's error.
+        message: String,
+    },
+    /// The judge could not be built or failed (names the judge spec).
+    #[error("judge `{spec}`: {message}")]
+    Judge {
+        /// The judge spec.
+        spec: String,
+        /// The judge's error (names the item where it can).
+        message: String,
+    },
+    /// `--baseline` was asked for but no prompt carries a baseline output.
+    #[error("{0}: no baseline outputs (fields `reference`, `chosen` or `output`); drop --baseline or use a file that has them")]
+    NoBaseline(String),
+    /// Nothing to evaluate.
+    #[error("no prompts to evaluate")]
+    Empty,
+}
+
+/// How to evaluate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalOptions {
+    /// New tokens per greedy answer (tokens).
+    pub max_new_tokens: usize,
+    /// Prompts per generation and judge call (a memory bound; results do not depend on it).
+    pub batch_size: usize,
+    /// Compare with the baseline outputs even if only some prompts carry one. Without it the
+    /// comparison still runs whenever any prompt carries a baseline output.
+    pub baseline: bool,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions { max_new_tokens: 96, batch_size: 8, baseline: false, progress: false }
+    }
+}
+
+/// One evaluated prompt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalRow {
+    /// The prompt's id.
+    pub prompt_id: String,
+    /// The prompt (user turn).
+    pub prompt: String,
+    /// The model's greedy answer.
+    pub response: String,
+    /// The judge's score of the answer (0–5), none when the judge gave none.
+    pub score: Option<f64>,
+    /// The judge's details for the answer.
+    pub details: serde_json::Value,
+    /// The baseline's answer, if the prompt has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<String>,
+    /// The judge's score of the baseline answer (0–5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_score: Option<f64>,
+    /// The pairwise outcome: 1 win, 0.5 tie, 0 loss; none when excluded or not compared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<f64>,
+}
+
+/// The pairwise comparison against the baseline answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WinRate {
+    /// Pairs given (prompts with a baseline answer).
+    pub pairs: usize,
+    /// Pairs where the model's answer scored higher.
+    pub wins: usize,
+    /// Pairs with equal scores.
+    pub ties: usize,
+    /// Pairs where the baseline's answer scored higher.
+    pub losses: usize,
+    /// Pairs left out because either side got no score.
+    pub excluded: usize,
+    /// `(wins + ties / 2) / (wins + ties + losses)` (fraction, 0–1); none when nothing was
+    /// compared.
+    pub rate: Option<f64>,
+}
+
+/// What an evaluation reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    /// The judge's name.
+    pub judge: String,
+    /// Prompts evaluated.
+    pub n: usize,
+    /// Mean score (0–5) of the answers the judge scored; none when it scored none.
+    pub mean: Option<f64>,
+    /// Fraction of answers without a score (0–1).
+    pub no_score_rate: f64,
+    /// The judge's health on the model's answers.
+    pub health: JudgeHealth,
+    /// The comparison with the baseline answers, when there are any.
+    pub win_rate: Option<WinRate>,
+    /// Every prompt's answer and scores, in prompt order.
+    pub rows: Vec<EvalRow>,
+}
+
+/// The pairwise outcome of two scores: 1 when `model > baseline`, 0.5 when equal, 0 when
+/// lower; none when either is missing.
+pub fn outcome(model: Option<f64>, baseline: Option<f64>) -> Option<f64> {
+    let (m, b) = (model?, baseline?);
+    Some(if m > b {
+        1.0
+    } else if m == b {
+        0.5
+    } else {
+        0.0
+    })
+}
+
+/// The win rate of paired scores `(model, baseline)` (each 0–5 or none).
+pub fn win_rate(pairs: &[(Option<f64>, Option<f64>)]) -> WinRate {
+    let mut w = WinRate { pairs: pairs.len(), wins: 0, ties: 0, losses: 0, excluded: 0, rate: None };
+    for &(m, b) in pairs {
+        match (m, b) {
+            (Some(m), Some(b)) if m > b => w.wins += 1,
+            (Some(m), Some(b)) if m == b => w.ties += 1,
+            (Some(_), Some(_)) => w.losses += 1,
+            _ => w.excluded += 1,
+        }
+    }
+    let compared = w.wins + w.ties + w.losses;
+    if compared > 0 {
+        w.rate = Some((w.wins as f64 + 0.5 * w.ties as f64) / compared as f64);
+    }
+    w
+}
+
+/// Reads a prompt set: [`ALPACA_EVAL`] (fetched once into srlm's cache), `ifeval`, or a file
+/// (see [`read_prompts`]). Errors: [`PromptsError`] naming file, line and field.
+pub fn load_eval_prompts(source: &str) -> Result<Vec<PromptRecord>, PromptsError> {
+    if source == ALPACA_EVAL {
+        let path = srlm_model::fetch::fetch_asset(&srlm_model::fetch::ALPACA_EVAL_BASELINE)
+            .map_err(|e| PromptsError::Io { path: ALPACA_EVAL.into(), message: e.to_string() })?;
+        return read_prompts(&path);
+    }
+    load_pool(source)
+}
+
+/// Greedy answers of `model` to `prompts` (at most `opts.max_new_tokens` tokens each), scored
+/// by the judge `judge_spec` (`ifeval`, `self` = `model` judging itself, `model:PATH` = the
+/// model loaded in `external` under PATH, or a weighted sum), with the judge's health; when
+/// prompts carry a baseline output (`reference`) or `opts.baseline` is set, the baseline
+/// answers are scored by the same judge and compared pairwise ([`win_rate`]).
+///
+/// Errors: [`EvalError::Empty`], [`EvalError::NoBaseline`] (`opts.baseline` without any
+/// baseline output), [`EvalError::Model`] naming the prompt (e.g. a prompt longer than the
+/// context), [`EvalError::Judge`] naming the judge (and the item where the judge does).
+pub fn evaluate_model(
+    model: &LanguageModel,
+    prompts: &[PromptRecord],
+    judge_spec: &str,
+    judge_cfg: &JudgeConfig,
+    external: &HashMap<String, LanguageModel>,
+    opts: &EvalOptions,
+) -> Result<EvalReport, EvalError> {
+    if prompts.is_empty() {
+        return Err(EvalError::Empty);
+    }
+    let with_baseline = prompts.iter().any(|p| p.reference.is_some());
+    if opts.baseline && !with_baseline {
+        return Err(EvalError::NoBaseline(format!("{} prompts", prompts.len())));
+    }
+    let judge_err = |e: srlm_judge::JudgeError| EvalError::Judge { spec: judge_spec.to_string(), message: e.to_string() };
+    let judge = build_judge(judge_spec, judge_cfg, model, external).map_err(judge_err)?;
+    let cfg = SamplingConfig { k: 1, temperature: 0.0, top_p: 1.0, top_k: 0, max_new_tokens: opts.max_new_tokens, seed: 0 };
+    let bar = if opts.progress {
+        let b = indicatif::ProgressBar::new(prompts.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("eval {bar:30} {pos}/{len} prompts [{elapsed_precise} < {eta_precise}]")
+                .expect("valid template"),
+        );
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut rows = Vec::with_capacity(prompts.len());
+    for chunk in prompts.chunks(opts.batch_size.max(1)) {
+        let ids: Vec<Vec<u32>> = chunk
+            .iter()
+            .map(|p| {
+                let ids = model.encode_prompt(&p.prompt).map_err(|e| EvalError::Model { id: p.id.clone(), message: e.to_string() })?;
+                if ids.len() + cfg.max_new_tokens > model.context_length() {
+                    return Err(EvalError::Model {
+                        id: p.id.clone(),
+                        message: format!(
+                            "{} prompt tokens + {} new tokens exceed the model's context of {}",
+                            ids.len(),
+                            cfg.max_new_tokens,
+                            model.context_length()
+                        ),
+                    });
+                }
+                Ok(ids)
+            })
+            .collect::<Result<_, _>>()?;
+        let gens = model.generate(&ids, &cfg).map_err(|e| EvalError::Model { id: chunk[0].id.clone(), message: e.to_string() })?;
+        let item = |p: &PromptRecord, response: &str, origin: String| {
+            JudgeItem::new(p.prompt.clone(), response.to_string()).with_metadata(p.metadata.clone()).with_origin(origin)
+        };
+        let answers: Vec<String> = gens.iter().map(|g| g.first().map(|x| x.text.clone()).unwrap_or_default()).collect();
+        let items: Vec<JudgeItem> = chunk.iter().zip(&answers).map(|(p, a)| item(p, a, p.id.clone())).collect();
+        let verdicts = judge.judge_batch(&items).map_err(judge_err)?;
+        // The baseline answers of the prompts that have one, judged in the same call style.
+        let base: Vec<(usize, JudgeItem)> = chunk
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.reference.as_ref().map(|r| (i, item(p, r, format!("{} (baseline)", p.id)))))
+            .collect();
+        let mut base_scores: Vec<Option<f64>> = vec![None; chunk.len()];
+        if !base.is_empty() {
+            let items: Vec<JudgeItem> = base.iter().map(|(_, it)| it.clone()).collect();
+            for ((i, _), v) in base.iter().zip(judge.judge_batch(&items).map_err(judge_err)?) {
+                base_scores[*i] = v.score;
+            }
+        }
+        for (((p, a), v), bs) in chunk.iter().zip(answers).zip(verdicts).zip(base_scores) {
+            let has = p.reference.is_some();
+            rows.push(EvalRow {
+                prompt_id: p.id.clone(),
+                prompt: p.prompt.clone(),
+                response: a,
+                score: v.score,
+                details: v.details,
+                baseline: p.reference.clone(),
+                baseline_score: bs,
+                outcome: if has { outcome(v.score, bs) } else { None },
+            });
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let scores: Vec<Option<f64>> = rows.iter().map(|r| r.score).collect();
+    let health = JudgeHealth::from_scores(&scores);
+    let win = with_baseline.then(|| {
+        let pairs: Vec<(Option<f64>, Option<f64>)> = rows.iter().filter(|r| r.baseline.is_some()).map(|r| (r.score, r.baseline_score)).collect();
+        win_rate(&pairs)
+    });
+    Ok(EvalReport { judge: judge.name(), n: rows.len(), mean: health.mean, no_score_rate: health.no_score_rate, health, win_rate: win, rows })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use srlm_model::Device;
+
+    #[test]
+    fn win_rate_arithmetic() {
+        let pairs = [
+            (Some(5.0), Some(2.5)), // win
+            (Some(2.5), Some(2.5)), // tie
+            (Some(0.0), Some(5.0)), // loss
+            (Some(4.0), Some(1.0)), // win
+            (None, Some(3.0)),      // excluded
+            (Some(3.0), None),      // excluded
+        ];
+        let w = win_rate(&pairs);
+        assert_eq!((w.pairs, w.wins, w.ties, w.losses, w.excluded), (6, 2, 1, 1, 2));
+        // (2 + 0.5) / 4
+        assert_eq!(w.rate, Some(0.625));
+        assert_eq!(win_rate(&[(None, None)]).rate, None);
+        assert_eq!(win_rate(&[]).rate, None);
+        assert_eq!((outcome(Some(1.0), Some(1.0)), outcome(Some(0.0), Some(0.1)), outcome(None, Some(1.0))), (Some(0.5), Some(0.0), None));
+    }
+
+    #[test]
+    fn alpaca_eval_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("a.json");
+        std::fs::write(
+            &f,
+            r#"[{"dataset": "koala", "instruction": "Name a color.", "output": "Blue.", "generator": "gpt4_1106_preview"},
+                {"dataset": "oasst", "instruction": "Say hi.", "output": "Hi!", "generator": "gpt4_1106_preview"}]"#,
+        )
+        .unwrap();
+        let p = load_eval_prompts(f.to_str().unwrap()).unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!((p[0].id.as_str(), p[0].prompt.as_str(), p[0].reference.as_deref()), ("line1", "Name a color.", Some("Blue.")));
+        assert_eq!((p[1].prompt.as_str(), p[1].reference.as_deref()), ("Say hi.", Some("Hi!")));
+        assert_eq!(p[1].metadata["dataset"], "oasst");
+        std::fs::write(&f, r#"[{"instruction": "ok", "output": "x"}, {"output": "y"}]"#).unwrap();
+        assert_eq!(load_eval_prompts(f.to_str().unwrap()).unwrap_err().to_string(), format!("{}:2: missing field `prompt` (or `instruction`)", f.display()));
+    }
+
+    /// The built-in AlpacaEval set: 805 instructions, each with GPT-4 Turbo's output.
+    #[test]
+    fn alpaca_eval_builtin() {
+        let p = load_eval_prompts(ALPACA_EVAL).unwrap();
+        assert_eq!(p.len(), 805);
+        assert!(p.iter().all(|r| r.reference.as_deref().is_some_and(|s| !s.is_empty())));
+        assert_eq!(p[0].metadata["generator"], "gpt4_1106_preview");
+    }
+
+    #[test]
+    fn tiny_random_model_with_the_ifeval_judge() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.jsonl");
+        let mut s = String::new();
+        let refs = ["all lowercase and no commas", "Has Capitals, And Commas", "short one"];
+        for i in 0..6u8 {
+            let mut r = serde_json::json!({
+                "key": i, "prompt": format!("Write note {i}. Use no commas, lowercase only."),
+                "instruction_id_list": ["punctuation:no_comma", "change_case:english_lowercase"], "kwargs": [{}, {}],
+            });
+            if i < 3 {
+                r["reference"] = serde_json::json!(refs[i as usize]);
+            }
+            s += &format!("{r}\n");
+        }
+        std::fs::write(&f, s).unwrap();
+        let prompts = read_prompts(&f).unwrap();
+        let model = LanguageModel::load("tiny-random", &Device::Cpu).unwrap();
+        let opts = EvalOptions { max_new_tokens: 6, batch_size: 4, ..Default::default() };
+        let r = evaluate_model(&model, &prompts, "ifeval", &JudgeConfig::default(), &HashMap::new(), &opts).unwrap();
+        assert_eq!((r.n, r.rows.len(), r.judge.as_str()), (6, 6, "ifeval"));
+        assert_eq!(r.no_score_rate, 0.0);
+        // Every score is 0, 2.5 or 5 (two instructions), and the mean is theirs.
+        for row in &r.rows {
+            assert!([0.0, 2.5, 5.0].contains(&row.score.unwrap()), "{row:?}");
+        }
+        let mean = r.rows.iter().map(|x| x.score.unwrap()).sum::<f64>() / 6.0;
+        assert_eq!(r.mean, Some(mean));
+        // Baselines: the ifeval judge scores them 5 (follows both), 0 (follows neither), 5.
+        let base: Vec<Option<f64>> = r.rows.iter().map(|x| x.baseline_score).collect();
+        assert_eq!(base, vec![Some(5.0), Some(0.0), Some(5.0), None, None, None]);
+        let w = r.win_rate.clone().unwrap();
+        assert_eq!((w.pairs, w.excluded, w.wins + w.ties + w.losses), (3, 0, 3));
+        let expect = win_rate(&r.rows[..3].iter().map(|x| (x.score, x.baseline_score)).collect::<Vec<_>>());
+        assert_eq!(w, expect);
+        // Greedy: the same answers again, whatever the batch size.
+        let again = evaluate_model(&model, &prompts, "ifeval", &JudgeConfig::default(), &HashMap::new(), &EvalOptions { batch_size: 1, ..opts.clone() }).unwrap();
+        assert_eq!(again.rows, r.rows);
+        // --baseline without any baseline output, and an unknown judge, are one-line errors.
+        let plain: Vec<PromptRecord> = prompts[3..].to_vec();
+        let err = evaluate_model(&model, &plain, "ifeval", &JudgeConfig::default(), &HashMap::new(), &EvalOptions { baseline: true, ..opts.clone() }).unwrap_err();
+        assert!(err.to_string().contains("no baseline outputs"), "{err}");
+        let none = evaluate_model(&model, &plain, "ifeval", &JudgeConfig::default(), &HashMap::new(), &opts).unwrap();
+        assert_eq!(none.win_rate, None);
+        let err = evaluate_model(&model, &plain, "bogus", &JudgeConfig::default(), &HashMap::new(), &opts).unwrap_err().to_string();
+        assert!(err.starts_with("judge `bogus`: ") && err.contains("unknown judge"), "{err}");
+    }
+}
