@@ -13,6 +13,12 @@
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc malloc: sampling allocates KV-cache tensors of a growing size every
+/// step, which glibc's heap does not reuse (RSS grew to 12 GB for 24 prompts × 96 tokens);
+/// mimalloc keeps it flat.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cmd_eval;
 mod cmd_fetch;
 mod cmd_judge;

@@ -359,6 +359,12 @@ impl Llama {
                 .down
                 .forward(&(blk.gate.forward(&h)?.silu()? * blk.up.forward(&h)?)?)?;
             x = (x + h)?;
+            if mode == Mode::Infer {
+                // No gradient is wanted: cut the op graph so this block's activations are freed
+                // now instead of living as long as the output (weights are `Var`s, so every
+                // result records its inputs).
+                x = x.detach();
+            }
         }
         rms_norm(&x, &self.norm, self.cfg.rms_norm_eps, mode)
     }
@@ -406,7 +412,10 @@ impl Llama {
                 k = Tensor::cat(&[pk, &k], 2)?;
                 v = Tensor::cat(&[pv, &v], 2)?;
             }
-            *slot = Some((k.clone(), v.clone()));
+            // Detached: the weights are `Var`s, so every activation records the ops that made
+            // it; a cached tensor that kept its graph would keep every earlier step's cache
+            // alive (memory grew by ~3 MB per row and step before this).
+            *slot = Some((k.detach(), v.detach()));
         }
         let kv_len = k.dim(2)?;
         let rep = nh / nkv;
