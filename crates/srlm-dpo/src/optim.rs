@@ -160,7 +160,12 @@ impl FusedAdamW {
     /// One update at learning rate `lr`. `grads[i]` is the gradient of the i-th var given to
     /// [`FusedAdamW::new`] (same shape; `None`: the var is left alone, its moments too), each
     /// multiplied by `clip` first (gradient clipping; 1 for none).
-    pub fn step(&mut self, grads: &[Option<Tensor>], clip: f64, lr: f64) -> candle_core::Result<()> {
+    pub fn step(
+        &mut self,
+        grads: &[Option<Tensor>],
+        clip: f64,
+        lr: f64,
+    ) -> candle_core::Result<()> {
         self.step_t += 1;
         let p = &self.params;
         match &mut self.imp {
@@ -191,7 +196,9 @@ impl FusedAdamW {
                     let g = if cpu_f32_contiguous(g) {
                         g.clone()
                     } else {
-                        g.to_dtype(DType::F32)?.to_device(&candle_core::Device::Cpu)?.contiguous()?
+                        g.to_dtype(DType::F32)?
+                            .to_device(&candle_core::Device::Cpu)?
+                            .contiguous()?
                     };
                     let k = Kernel {
                         m: Mutex::new(m.as_mut_slice()),
@@ -231,7 +238,9 @@ mod tests {
     fn fused_equals_candle_nn_adamw() {
         let d = Device::Cpu;
         let n = PAR_MIN * 2 + 3;
-        let init: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+        let init: Vec<f32> = (0..n)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+            .collect();
         let a = Var::from_tensor(&Tensor::from_vec(init.clone(), n, &d).unwrap()).unwrap();
         let b = Var::from_tensor(&Tensor::from_vec(init, n, &d).unwrap()).unwrap();
         let params = ParamsAdamW {
@@ -257,7 +266,11 @@ mod tests {
         }
         let x = a.as_tensor().to_vec1::<f32>().unwrap();
         let y = b.as_tensor().to_vec1::<f32>().unwrap();
-        let worst = x.iter().zip(&y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+        let worst = x
+            .iter()
+            .zip(&y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max);
         assert!(worst < 1e-6, "max difference {worst}");
         assert!(x != vec![0f32; n]);
     }

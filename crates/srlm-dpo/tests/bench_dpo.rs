@@ -116,7 +116,10 @@ fn step_2x256() {
         let t4 = Instant::now();
         let grads = out.loss.backward().unwrap();
         let t5 = Instant::now();
-        let g: Vec<_> = vars.iter().map(|v| grads.get(v.as_tensor()).cloned()).collect();
+        let g: Vec<_> = vars
+            .iter()
+            .map(|v| grads.get(v.as_tensor()).cloned())
+            .collect();
         drop(grads);
         opt.step(&g, 1.0, 1e-6).unwrap();
         let t6 = Instant::now();
@@ -222,4 +225,71 @@ fn epoch_64_pairs() {
         s.reference_tokens as f64,
         64.0,
     );
+}
+
+/// Same token count, different row counts: fwd+bwd of `sum(token_logps)` for `[1, 148]`,
+/// `[4, 37]` and `[8, 19]` ids. If the cost grows with rows at a fixed token count, it is the
+/// per-row weight gradients of broadcast matmuls (`Linear` on 3-D input, the LM head).
+#[test]
+#[ignore = "benchmark: run with --ignored --nocapture"]
+fn rows_vs_tokens() {
+    let m = LanguageModel::load("default", &Device::Cpu).unwrap();
+    for (rows, len) in [(1usize, 148usize), (4, 37), (8, 19), (1, 148)] {
+        let ids = filler(&m, rows * len);
+        let ids = candle_core::Tensor::from_vec(ids, (rows, len), &Device::Cpu).unwrap();
+        let t0 = Instant::now();
+        let lp = m.token_logps(&ids).unwrap().sum_all().unwrap();
+        let t1 = Instant::now();
+        let g = lp.backward().unwrap();
+        let t2 = Instant::now();
+        drop(g);
+        println!(
+            "BENCH rows {rows} x {len}: forward {:.3} s, backward {:.3} s",
+            (t1 - t0).as_secs_f64(),
+            (t2 - t1).as_secs_f64()
+        );
+    }
+}
+
+/// The token-independent part of the backward: one LM-head-sized weight `[49152, 576]` (28M)
+/// applied to `[2, 74, 576]` activations, three ways: candle-nn `Linear` on 3-D input (weight
+/// broadcast over the batch, then transposed), `broadcast_matmul(w.t())` (srlm-model's LM head),
+/// and `w.matmul(x2.t()).t()` with x flattened to 2-D (the weight enters the graph as is).
+#[test]
+#[ignore = "benchmark: run with --ignored --nocapture"]
+fn weight_side_views_in_backward() {
+    use candle_core::{Module, Tensor, Var};
+    let d = Device::Cpu;
+    let w = Var::randn(0f32, 0.02, (49152, 576), &d).unwrap();
+    let x = Tensor::randn(0f32, 1.0, (2, 74, 576), &d).unwrap();
+    for round in 0..2 {
+        for way in ["linear-3d", "broadcast_matmul", "w-matmul-x2t"] {
+            let t0 = Instant::now();
+            let y = match way {
+                "linear-3d" => candle_nn::Linear::new(w.as_tensor().clone(), None)
+                    .forward(&x)
+                    .unwrap(),
+                "broadcast_matmul" => x.broadcast_matmul(&w.as_tensor().t().unwrap()).unwrap(),
+                _ => w
+                    .as_tensor()
+                    .matmul(&x.reshape((148, 576)).unwrap().t().unwrap())
+                    .unwrap()
+                    .t()
+                    .unwrap()
+                    .reshape((2, 74, 49152))
+                    .unwrap(),
+            };
+            let loss = y.sqr().unwrap().sum_all().unwrap();
+            let t1 = Instant::now();
+            let g = loss.backward().unwrap();
+            let gw = g.get(w.as_tensor()).unwrap().sum_all().unwrap();
+            let t2 = Instant::now();
+            println!(
+                "BENCH round {round} {way}: forward {:.3} s, backward {:.3} s (grad sum {:.3})",
+                (t1 - t0).as_secs_f64(),
+                (t2 - t1).as_secs_f64(),
+                gw.to_scalar::<f32>().unwrap()
+            );
+        }
+    }
 }

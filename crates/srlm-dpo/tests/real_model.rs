@@ -36,7 +36,14 @@ fn fixture(name: &str) -> Value {
 /// The default model, loaded once per test binary. Tests that train use `deep_copy()`.
 fn model() -> &'static LanguageModel {
     static M: OnceLock<LanguageModel> = OnceLock::new();
-    M.get_or_init(|| LanguageModel::load("default", &Device::Cpu).expect("default model loads"))
+    M.get_or_init(|| {
+        // As `srlm train-dpo` does: one thread for candle's elementwise ops (its spin-barrier
+        // pool dominates a training step on a busy 2-core machine; docs/benchmarks.md).
+        if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+            std::env::set_var("CANDLE_NUM_THREADS", "1");
+        }
+        LanguageModel::load("default", &Device::Cpu).expect("default model loads")
+    })
 }
 
 fn ids(v: &Value) -> Vec<u32> {
