@@ -293,12 +293,18 @@ impl Llama {
     /// (`input_ids` `[batch, seq]` u32). Differentiable in [`Mode::Train`].
     pub fn forward(&self, input_ids: &Tensor, mode: Mode) -> Result<Tensor> {
         let h = self.hidden_states(input_ids, mode)?;
-        Ok(h.broadcast_matmul(&self.lm_head.t()?)?)
+        self.lm_head(&h)
     }
 
     /// Applies the LM head to hidden states `[.., hidden]` → logits `[.., vocab]`.
     pub fn lm_head(&self, hidden: &Tensor) -> Result<Tensor> {
-        Ok(hidden.broadcast_matmul(&self.lm_head.t()?)?)
+        let dims = hidden.dims().to_vec();
+        let d = *dims.last().expect("hidden states have a last dim");
+        let rows = hidden.elem_count() / d;
+        let logits = hidden.reshape((rows, d))?.matmul(&self.lm_head.t()?)?;
+        let mut out = dims;
+        *out.last_mut().expect("non-empty") = self.cfg.vocab_size;
+        Ok(logits.reshape(out)?)
     }
 
     /// One incremental step with a KV cache, for left-padded batches.
@@ -355,9 +361,11 @@ impl Llama {
             let h = self.attention(blk, &h, &cos, &sin, mask, layer_cache, mode)?;
             x = (x + h)?;
             let h = rms_norm(&x, &blk.post_norm, self.cfg.rms_norm_eps, mode)?;
+            let h = h.reshape((b * s, self.cfg.hidden_size))?;
             let h = blk
                 .down
-                .forward(&(blk.gate.forward(&h)?.silu()? * blk.up.forward(&h)?)?)?;
+                .forward(&(blk.gate.forward(&h)?.silu()? * blk.up.forward(&h)?)?)?
+                .reshape((b, s, self.cfg.hidden_size))?;
             x = (x + h)?;
             if mode == Mode::Infer {
                 // No gradient is wanted: cut the op graph so this block's activations are freed
@@ -380,7 +388,10 @@ impl Llama {
         cache: Option<&mut Option<(Tensor, Tensor)>>,
         mode: Mode,
     ) -> Result<Tensor> {
-        let (b, s, _) = x.dims3()?;
+        let (b, s, d) = x.dims3()?;
+        // Projections as plain 2-D matmuls over [b·s, d]: candle's Linear broadcasts the
+        // weight over a 3-D batch, which costs a [b, in, out] gradient in the backward pass.
+        let x = &x.reshape((b * s, d))?;
         let (nh, nkv, hd) = (
             self.cfg.num_attention_heads,
             self.cfg.num_key_value_heads,
@@ -433,8 +444,8 @@ impl Llama {
         let out = out
             .reshape((b, nh, s, hd))?
             .transpose(1, 2)?
-            .reshape((b, s, nh * hd))?;
-        Ok(blk.o.forward(&out)?)
+            .reshape((b * s, nh * hd))?;
+        Ok(blk.o.forward(&out)?.reshape((b, s, d))?)
     }
 }
 

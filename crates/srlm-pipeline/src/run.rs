@@ -11,12 +11,11 @@
 
 use crate::config::RunConfig;
 use crate::host::{Compute, RunHost, Snapshot};
-use crate::judges::{build_judge, external_models};
+use crate::judges::external_models;
 use crate::prompts::{load_pool, split};
 use crate::store::{key_of, Store};
 use serde_json::{json, Value};
-use srlm_core::{write_atomic, write_jsonl_atomic, PreferencePair, PromptRecord, SamplingConfig};
-use srlm_judge::JudgeItem;
+use srlm_core::{write_atomic, write_jsonl_atomic, PreferencePair, PromptRecord};
 use srlm_model::{default_device, LanguageModel};
 use srlm_strategy::{host_mut, resolve_strategy, FfiPrompt, IterationInfo};
 use std::collections::HashMap;
@@ -318,8 +317,9 @@ fn hidden_cosine(model: &LanguageModel, pairs: &[PreferencePair], store: &Store,
     Ok(Some(c))
 }
 
-/// Greedy answers of `snap` to the held-out prompts, scored by the eval judge. Returns (mean
-/// score over scored answers, answers, no-score rate). Memoised; writes `out` (JSONL).
+/// Greedy answers of `snap` to the held-out prompts, scored by the eval judge
+/// ([`crate::eval::evaluate_model`]). Returns (mean score over scored answers, answers,
+/// no-score rate). Memoised; writes `out` (JSONL, one [`crate::eval::EvalRow`] per prompt).
 pub fn evaluate(
     snap: &Snapshot,
     prompts: &[PromptRecord],
@@ -332,33 +332,20 @@ pub fn evaluate(
     if prompts.is_empty() {
         return Ok((None, 0, None));
     }
-    let cfg = SamplingConfig { k: 1, temperature: 0.0, top_p: 1.0, top_k: 0, max_new_tokens: config.eval.max_new_tokens, seed: 0 };
-    let key = key_of(&json!({"model": snap.id, "prompts": prompts, "sampling": cfg, "judge": spec, "judge_cfg": config.judge}));
-    let rows: Vec<Value> = match store.get("eval", &key) {
+    let opts = crate::eval::EvalOptions { max_new_tokens: config.eval.max_new_tokens, batch_size: 32, baseline: false, progress: false };
+    let key = key_of(&json!({"model": snap.id, "prompts": prompts, "max_new_tokens": opts.max_new_tokens, "judge": spec, "judge_cfg": config.judge}));
+    let rows: Vec<crate::eval::EvalRow> = match store.get("eval", &key) {
         Some(v) => v,
         None => {
             eprintln!("srlm: evaluating on {} held-out prompts", prompts.len());
-            let ids: Vec<Vec<u32>> = prompts.iter().map(|p| snap.model.encode_prompt(&p.prompt)).collect::<Result<_, _>>()?;
-            let gens = snap.model.generate(&ids, &cfg)?;
-            let items: Vec<JudgeItem> = prompts
-                .iter()
-                .zip(&gens)
-                .map(|(p, g)| JudgeItem::new(p.prompt.clone(), g[0].text.clone()).with_metadata(p.metadata.clone()).with_origin(p.id.clone()))
-                .collect();
-            let judge = build_judge(spec, &config.judge, &snap.model, external).map_err(|e| RunError::Other(format!("eval judge: {e}")))?;
-            let verdicts = judge.judge_batch(&items).map_err(|e| RunError::Other(format!("eval judge: {e}")))?;
-            let rows: Vec<Value> = prompts
-                .iter()
-                .zip(gens)
-                .zip(verdicts)
-                .map(|((p, g), v)| json!({"prompt_id": p.id, "prompt": p.prompt, "response": g[0].text, "score": v.score, "details": v.details}))
-                .collect();
-            store.put("eval", &key, &rows)?;
-            rows
+            let report = crate::eval::evaluate_model(&snap.model, prompts, spec, &config.judge, external, &opts)
+                .map_err(|e| RunError::Other(format!("evaluation: {e}")))?;
+            store.put("eval", &key, &report.rows)?;
+            report.rows
         }
     };
     write_jsonl_atomic(out, &rows)?;
-    let scores: Vec<f64> = rows.iter().filter_map(|r| r["score"].as_f64()).collect();
+    let scores: Vec<f64> = rows.iter().filter_map(|r| r.score).collect();
     let mean = if scores.is_empty() { None } else { Some(scores.iter().sum::<f64>() / scores.len() as f64) };
     Ok((mean, rows.len(), Some((rows.len() - scores.len()) as f64 / rows.len() as f64)))
 }
