@@ -82,29 +82,52 @@ impl Default for RunConfig {
             iterations: 2,
             seed: 1,
             prompts: PromptsConfig::default(),
-            sampling: SamplingConfig { k: 4, temperature: 0.7, top_p: 0.9, top_k: 0, max_new_tokens: 96, seed: 1 },
+            sampling: SamplingConfig {
+                k: 4,
+                temperature: 0.7,
+                top_p: 0.9,
+                top_k: 0,
+                max_new_tokens: 96,
+                seed: 1,
+            },
             judge: JudgeConfig::default(),
             eval: EvalConfig::default(),
-            dpo: DpoConfig { learning_rate: 5e-6, ..DpoConfig::default() },
+            dpo: DpoConfig {
+                learning_rate: 1e-5,
+                num_train_epochs: 2,
+                ..DpoConfig::default()
+            },
         }
     }
 }
 
 impl Default for PromptsConfig {
     fn default() -> Self {
-        PromptsConfig { source: "ifeval".into(), per_iteration: 16, eval: 24 }
+        PromptsConfig {
+            source: "ifeval".into(),
+            per_iteration: 16,
+            eval: 24,
+        }
     }
 }
 
 impl Default for JudgeConfig {
     fn default() -> Self {
-        JudgeConfig { spec: "ifeval".into(), mode: "sampled".into(), samples: 3, template: None }
+        JudgeConfig {
+            spec: "ifeval".into(),
+            mode: "sampled".into(),
+            samples: 3,
+            template: None,
+        }
     }
 }
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        EvalConfig { judge: "same".into(), max_new_tokens: 96 }
+        EvalConfig {
+            judge: "same".into(),
+            max_new_tokens: 96,
+        }
     }
 }
 
@@ -138,8 +161,14 @@ pub enum ConfigError {
 impl RunConfig {
     /// Reads a TOML file (missing keys take defaults; unknown keys are errors naming them).
     pub fn from_toml_file(path: &std::path::Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.display().to_string(), source })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.display().to_string(), message: e.to_string() })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
     }
 
     /// Applies `dotted.key=value` overrides (value parsed as TOML: `2`, `0.5`, `true`, `"x"`;
@@ -150,23 +179,34 @@ impl RunConfig {
         }
         let mut value = serde_json::to_value(&self).expect("config serialises");
         for o in overrides {
-            let (key, raw) = o.split_once('=').ok_or_else(|| ConfigError::Override(o.clone()))?;
-            let parsed: serde_json::Value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
-                Ok(t) => serde_json::to_value(&t["v"]).expect("toml to json"),
-                Err(_) => serde_json::Value::String(raw.to_string()),
-            };
+            let (key, raw) = o
+                .split_once('=')
+                .ok_or_else(|| ConfigError::Override(o.clone()))?;
+            let parsed: serde_json::Value =
+                match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+                    Ok(t) => serde_json::to_value(&t["v"]).expect("toml to json"),
+                    Err(_) => serde_json::Value::String(raw.to_string()),
+                };
             let mut cur = &mut value;
             let parts: Vec<&str> = key.trim().split('.').collect();
             for (i, part) in parts.iter().enumerate() {
-                let obj = cur.as_object_mut().ok_or_else(|| ConfigError::Parse { path: "-c".into(), message: format!("`{key}`: `{part}` is not inside a table") })?;
+                let obj = cur.as_object_mut().ok_or_else(|| ConfigError::Parse {
+                    path: "-c".into(),
+                    message: format!("`{key}`: `{part}` is not inside a table"),
+                })?;
                 if i + 1 == parts.len() {
                     obj.insert(part.to_string(), parsed.clone());
                     break;
                 }
-                cur = obj.entry(part.to_string()).or_insert_with(|| serde_json::json!({}));
+                cur = obj
+                    .entry(part.to_string())
+                    .or_insert_with(|| serde_json::json!({}));
             }
         }
-        serde_json::from_value(value).map_err(|e| ConfigError::Parse { path: "-c".into(), message: e.to_string() })
+        serde_json::from_value(value).map_err(|e| ConfigError::Parse {
+            path: "-c".into(),
+            message: e.to_string(),
+        })
     }
 
     /// Checks ranges. Errors: [`ConfigError::Invalid`] naming the key.
@@ -190,7 +230,9 @@ impl RunConfig {
         if !matches!(self.judge.mode.as_str(), "sampled" | "expected") {
             return bad("judge.mode must be `sampled` or `expected`");
         }
-        self.dpo.validate().map_err(|e| ConfigError::Invalid(format!("dpo: {e}")))?;
+        self.dpo
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("dpo: {e}")))?;
         Ok(())
     }
 }
@@ -200,15 +242,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn shipped_configs_parse_and_default_toml_is_the_builtin_default() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let default = RunConfig::from_toml_file(&dir.join("default.toml")).unwrap();
+        assert_eq!(default, RunConfig::default());
+        for f in [
+            "smoke.toml",
+            "bench.toml",
+            "bench-quick.toml",
+            "paper-llama-3.1-8b.toml",
+        ] {
+            let c = RunConfig::from_toml_file(&dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+            c.validate().unwrap_or_else(|e| panic!("{f}: {e}"));
+        }
+    }
+
+    #[test]
     fn overrides_and_unknown_keys() {
         let c = RunConfig::default()
-            .with_overrides(&["sampling.k=2".into(), "judge.spec=self".into(), "dpo.beta=0.2".into(), "strategy_options.anchored_rejection=false".into()])
+            .with_overrides(&[
+                "sampling.k=2".into(),
+                "judge.spec=self".into(),
+                "dpo.beta=0.2".into(),
+                "strategy_options.anchored_rejection=false".into(),
+            ])
             .unwrap();
-        assert_eq!((c.sampling.k, c.judge.spec.as_str(), c.dpo.beta), (2, "self", 0.2));
-        assert_eq!(c.strategy_options["anchored_rejection"], serde_json::json!(false));
-        let err = RunConfig::default().with_overrides(&["sampling.kk=2".into()]).unwrap_err().to_string();
+        assert_eq!(
+            (c.sampling.k, c.judge.spec.as_str(), c.dpo.beta),
+            (2, "self", 0.2)
+        );
+        assert_eq!(
+            c.strategy_options["anchored_rejection"],
+            serde_json::json!(false)
+        );
+        let err = RunConfig::default()
+            .with_overrides(&["sampling.kk=2".into()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("kk"), "{err}");
-        let err = toml::from_str::<RunConfig>("iterations = \"two\"").unwrap_err().to_string();
+        let err = toml::from_str::<RunConfig>("iterations = \"two\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("iterations"), "{err}");
     }
 }
