@@ -16,19 +16,57 @@ fn srlm() -> Command {
 fn smoke_run_on_the_default_model() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("smoke");
-    let o = srlm().args(["run", "--config", "configs/smoke.toml", "--out"]).arg(&out).output().unwrap();
+    let o = srlm()
+        .args(["run", "--config", "configs/smoke.toml", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&o.stderr));
-    assert!(stdout.contains("report: ") && stdout.contains("held-out score (0–5) M0 → M1") && stdout.contains("wall time"), "{stdout}");
-    for f in ["config.json", "metrics.jsonl", "report.md", "iter_1/pairs.jsonl", "iter_1/samples.jsonl", "iter_1/judgments.jsonl", "iter_1/checkpoint/model.safetensors", "eval/M1.jsonl"] {
+    assert!(
+        o.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        stdout.contains("report: ")
+            && stdout.contains("held-out score (0–5) M0 → M1")
+            && stdout.contains("wall time"),
+        "{stdout}"
+    );
+    for f in [
+        "config.json",
+        "metrics.jsonl",
+        "report.md",
+        "iter_1/pairs.jsonl",
+        "iter_1/samples.jsonl",
+        "iter_1/judgments.jsonl",
+        "iter_1/checkpoint/model.safetensors",
+        "eval/M1.jsonl",
+    ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
-    let svgs = std::fs::read_dir(out.join("plots")).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "svg")).count();
+    let svgs = std::fs::read_dir(out.join("plots"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "svg")
+        })
+        .count();
     assert!(svgs >= 4, "{svgs} SVG plots");
-    let metrics: Vec<Value> = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let metrics: Vec<Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(metrics.len(), 2);
     let m = &metrics[1];
-    assert!(m["pairs"].as_u64().unwrap() > 0, "the smoke config keeps pairs: {m}");
+    assert!(
+        m["pairs"].as_u64().unwrap() > 0,
+        "the smoke config keeps pairs: {m}"
+    );
     // Every metric that is present is finite.
     for line in &metrics {
         for (k, v) in line.as_object().unwrap() {
@@ -37,16 +75,49 @@ fn smoke_run_on_the_default_model() {
             }
         }
     }
-    for k in ["dpo/loss", "dpo/rewards/margins", "dpo/grad_norm", "hidden_cosine", "score/gap", "eval/score", "compute/tokens_trained"] {
+    for k in [
+        "dpo/loss",
+        "dpo/rewards/margins",
+        "dpo/grad_norm",
+        "hidden_cosine",
+        "score/gap",
+        "eval/score",
+        "compute/tokens_trained",
+    ] {
         assert!(m[k].as_f64().is_some(), "{k} missing: {m}");
     }
     // The pairs carry each side's source model, iteration and score.
-    let pair: Value = serde_json::from_str(std::fs::read_to_string(out.join("iter_1/pairs.jsonl")).unwrap().lines().next().unwrap()).unwrap();
+    let pair: Value = serde_json::from_str(
+        std::fs::read_to_string(out.join("iter_1/pairs.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
     assert!(pair["chosen_score"].as_f64() > pair["rejected_score"].as_f64());
-    assert!(!pair["provenance"]["chosen_source"].is_null() && !pair["provenance"]["rejected_source"].is_null(), "{pair}");
-    assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains(".svg"));
+    assert!(
+        !pair["provenance"]["chosen_source"].is_null()
+            && !pair["provenance"]["rejected_source"].is_null(),
+        "{pair}"
+    );
+    assert!(std::fs::read_to_string(out.join("report.md"))
+        .unwrap()
+        .contains(".svg"));
     // The checkpoint is a model srlm loads again.
-    let g = srlm().args(["generate", "--prompt", "Hi", "--max-new-tokens", "4", "--json", "--model"]).arg(out.join("iter_1/checkpoint")).output().unwrap();
+    let g = srlm()
+        .args([
+            "generate",
+            "--prompt",
+            "Hi",
+            "--max-new-tokens",
+            "4",
+            "--json",
+            "--model",
+        ])
+        .arg(out.join("iter_1/checkpoint"))
+        .output()
+        .unwrap();
     assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
 }
 
@@ -62,15 +133,30 @@ fn one_line_error(args: &[&str]) -> String {
 fn bad_input_gives_one_line_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let out = |n: &str| tmp.path().join(n).display().to_string();
-    let e = one_line_error(&["run", "--strategy", "./does-not-exist.so", "--out", &out("a")]);
+    let e = one_line_error(&[
+        "run",
+        "--strategy",
+        "./does-not-exist.so",
+        "--out",
+        &out("a"),
+    ]);
     assert!(e.contains("does-not-exist.so"), "{e}");
     let e = one_line_error(&["run", "--set", "bogus=1", "--out", &out("b")]);
     assert!(e.contains("bogus"), "{e}");
     let e = one_line_error(&["run", "--strategy", "nope", "--out", &out("c")]);
-    assert!(e.contains("temporal") && e.contains("self-rewarding") && e.contains("spin"), "{e}");
+    assert!(
+        e.contains("temporal") && e.contains("self-rewarding") && e.contains("spin"),
+        "{e}"
+    );
     let bad = tmp.path().join("p.jsonl");
     std::fs::write(&bad, "{\"prompt\":\"a\"}\n{\"instruction\":null}\n").unwrap();
-    let e = one_line_error(&["run", "-c", &format!("prompts.source=\"{}\"", bad.display()), "--out", &out("d")]);
+    let e = one_line_error(&[
+        "run",
+        "-c",
+        &format!("prompts.source=\"{}\"", bad.display()),
+        "--out",
+        &out("d"),
+    ]);
     assert!(e.contains("p.jsonl:2:"), "{e}");
     let e = one_line_error(&["run", "-c", "sampling.kk=2", "--out", &out("e")]);
     assert!(e.contains("kk"), "{e}");

@@ -79,18 +79,39 @@ fn spawn(args: &[&std::ffi::OsStr], log: &Path) -> Child {
 }
 
 fn start(config: &Path, out: &Path, log: &Path) -> Child {
-    spawn(&["run".as_ref(), "--config".as_ref(), config.as_os_str(), "--out".as_ref(), out.as_os_str()], log)
+    spawn(
+        &[
+            "run".as_ref(),
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ],
+        log,
+    )
 }
 
 fn resume(out: &Path, log: &Path) {
-    let status = spawn(&["run".as_ref(), "--resume".as_ref(), out.as_os_str()], log).wait().unwrap();
-    assert!(status.success(), "resume of {} failed:\n{}", out.display(), std::fs::read_to_string(log).unwrap_or_default());
+    let status = spawn(&["run".as_ref(), "--resume".as_ref(), out.as_os_str()], log)
+        .wait()
+        .unwrap();
+    assert!(
+        status.success(),
+        "resume of {} failed:\n{}",
+        out.display(),
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
 }
 
 /// Whether `dir` holds an entry whose name starts with `prefix` (temporary `.…tmp` files start
 /// with a dot, so they never match).
 fn has_entry(dir: &Path, prefix: &str) -> bool {
-    std::fs::read_dir(dir).map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().starts_with(prefix))).unwrap_or(false)
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        })
+        .unwrap_or(false)
 }
 
 /// Polls the run until `reached` holds, then SIGKILLs it. Returns whether the kill interrupted
@@ -99,7 +120,10 @@ fn kill_when(mut child: Child, out: &Path, reached: &dyn Fn(&Path) -> bool) -> b
     let t = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "the run exited with {status} before the kill point");
+            assert!(
+                status.success(),
+                "the run exited with {status} before the kill point"
+            );
             return false;
         }
         if reached(out) {
@@ -108,7 +132,10 @@ fn kill_when(mut child: Child, out: &Path, reached: &dyn Fn(&Path) -> bool) -> b
             assert!(!status.success());
             return true;
         }
-        assert!(t.elapsed() < Duration::from_secs(60), "kill point never reached");
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "kill point never reached"
+        );
         std::thread::sleep(Duration::from_micros(500));
     }
 }
@@ -132,7 +159,8 @@ fn assert_same_run(full: &Path, resumed: &Path, what: &str) {
     for it in ["iter_1", "iter_2"] {
         for f in ["pairs.jsonl", "samples.jsonl", "judgments.jsonl"] {
             let a = std::fs::read_to_string(full.join(it).join(f)).unwrap();
-            let b = std::fs::read_to_string(resumed.join(it).join(f)).unwrap_or_else(|e| panic!("{what}: {it}/{f}: {e}"));
+            let b = std::fs::read_to_string(resumed.join(it).join(f))
+                .unwrap_or_else(|e| panic!("{what}: {it}/{f}: {e}"));
             assert_eq!(a, b, "{what}: {it}/{f}");
         }
     }
@@ -142,7 +170,10 @@ fn assert_same_run(full: &Path, resumed: &Path, what: &str) {
         let name = e.file_name().to_string_lossy().into_owned();
         if !name.starts_with('.') && name.ends_with(".json") {
             let text = std::fs::read_to_string(&p).unwrap();
-            assert!(serde_json::from_str::<Value>(&text).is_ok(), "{what}: unreadable cache entry {name}");
+            assert!(
+                serde_json::from_str::<Value>(&text).is_ok(),
+                "{what}: unreadable cache entry {name}"
+            );
         }
     }
 }
@@ -150,23 +181,53 @@ fn assert_same_run(full: &Path, resumed: &Path, what: &str) {
 #[test]
 fn sigkill_at_every_stage_then_resume_equals_an_uninterrupted_run() {
     let t0 = Instant::now();
-    let lib = format!("{}srlm_plugin_temporal{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
-    assert!(plugin_dir().join(&lib).is_file(), "{lib} is not in {}: run `cargo build --release --workspace` first", plugin_dir().display());
+    let lib = format!(
+        "{}srlm_plugin_temporal{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
+    assert!(
+        plugin_dir().join(&lib).is_file(),
+        "{lib} is not in {}: run `cargo build --release --workspace` first",
+        plugin_dir().display()
+    );
     let tmp = tempfile::tempdir().unwrap();
     let config = setup(tmp.path());
     let full = tmp.path().join("full");
-    let status = start(&config, &full, &tmp.path().join("full.log")).wait().unwrap();
-    assert!(status.success(), "{}", std::fs::read_to_string(tmp.path().join("full.log")).unwrap());
-    let pairs: usize = metrics(&full)[1..].iter().map(|m| m["pairs"].as_u64().unwrap() as usize).sum();
-    assert!(pairs > 0, "the uninterrupted run keeps pairs, so training stages run");
+    let status = start(&config, &full, &tmp.path().join("full.log"))
+        .wait()
+        .unwrap();
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(tmp.path().join("full.log")).unwrap()
+    );
+    let pairs: usize = metrics(&full)[1..]
+        .iter()
+        .map(|m| m["pairs"].as_u64().unwrap() as usize)
+        .sum();
+    assert!(
+        pairs > 0,
+        "the uninterrupted run keeps pairs, so training stages run"
+    );
 
     type Point = (&'static str, fn(&Path) -> bool);
     let points: [Point; 5] = [
-        ("first cached sample", |d| has_entry(&d.join("cache"), "sample-")),
-        ("first trained model in the cache", |d| has_entry(&d.join("cache"), "model-")),
-        ("iter_1/pairs.jsonl", |d| d.join("iter_1/pairs.jsonl").is_file()),
-        ("iter_1/checkpoint", |d| d.join("iter_1/checkpoint").exists()),
-        ("iter_2/pairs.jsonl", |d| d.join("iter_2/pairs.jsonl").is_file()),
+        ("first cached sample", |d| {
+            has_entry(&d.join("cache"), "sample-")
+        }),
+        ("first trained model in the cache", |d| {
+            has_entry(&d.join("cache"), "model-")
+        }),
+        ("iter_1/pairs.jsonl", |d| {
+            d.join("iter_1/pairs.jsonl").is_file()
+        }),
+        ("iter_1/checkpoint", |d| {
+            d.join("iter_1/checkpoint").exists()
+        }),
+        ("iter_2/pairs.jsonl", |d| {
+            d.join("iter_2/pairs.jsonl").is_file()
+        }),
     ];
     let mut interrupted = Vec::new();
     for (n, (what, reached)) in points.iter().enumerate() {
@@ -183,11 +244,26 @@ fn sigkill_at_every_stage_then_resume_equals_an_uninterrupted_run() {
     }
     // Killed twice: at the first sample, then the resumed run at iteration 1's checkpoint.
     let out = tmp.path().join("killed_twice");
-    let killed = kill_when(start(&config, &out, &tmp.path().join("twice.log")), &out, &points[0].1);
-    let child = spawn(&["run".as_ref(), "--resume".as_ref(), out.as_os_str()], &tmp.path().join("twice_1.log"));
-    let killed_again = kill_when(child, &out, &|d: &Path| d.join("iter_1/checkpoint").exists());
+    let killed = kill_when(
+        start(&config, &out, &tmp.path().join("twice.log")),
+        &out,
+        &points[0].1,
+    );
+    let child = spawn(
+        &["run".as_ref(), "--resume".as_ref(), out.as_os_str()],
+        &tmp.path().join("twice_1.log"),
+    );
+    let killed_again = kill_when(child, &out, &|d: &Path| {
+        d.join("iter_1/checkpoint").exists()
+    });
     resume(&out, &tmp.path().join("twice_2.log"));
     assert_same_run(&full, &out, "killed twice");
-    eprintln!("kill points interrupted: {interrupted:?}, twice: {killed}/{killed_again}; {:.1} s", t0.elapsed().as_secs_f64());
-    assert!(interrupted.iter().filter(|k| **k).count() >= 3, "most kill points interrupt a running process: {interrupted:?}");
+    eprintln!(
+        "kill points interrupted: {interrupted:?}, twice: {killed}/{killed_again}; {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(
+        interrupted.iter().filter(|k| **k).count() >= 3,
+        "most kill points interrupt a running process: {interrupted:?}"
+    );
 }

@@ -57,10 +57,18 @@ pub struct EvalArgs {
 
 /// Runs `srlm eval`.
 pub fn run(a: EvalArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(matches!(a.mode.as_str(), "sampled" | "expected"), "--mode must be `sampled` or `expected`, not `{}`", a.mode);
+    anyhow::ensure!(
+        matches!(a.mode.as_str(), "sampled" | "expected"),
+        "--mode must be `sampled` or `expected`, not `{}`",
+        a.mode
+    );
     anyhow::ensure!(a.max_new_tokens > 0, "--max-new-tokens must be at least 1");
     let mut prompts = load_eval_prompts(&a.prompts)?;
-    if a.judge.contains("ifeval") && !prompts.iter().any(|p| p.metadata.get("instruction_id_list").is_some()) {
+    if a.judge.contains("ifeval")
+        && !prompts
+            .iter()
+            .any(|p| p.metadata.get("instruction_id_list").is_some())
+    {
         anyhow::bail!(
             "judge `{}`: the ifeval judge needs IFEval records (`instruction_id_list`), and {} has none; use --judge self or model:PATH",
             a.judge,
@@ -72,13 +80,20 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     }
     let device = srlm_model::default_device();
     eprintln!("srlm: loading model `{}`", a.model);
-    let model = srlm_model::LanguageModel::load(&a.model, &device).map_err(|e| anyhow::anyhow!("model `{}`: {e}", a.model))?;
+    let model = srlm_model::LanguageModel::load(&a.model, &device)
+        .map_err(|e| anyhow::anyhow!("model `{}`: {e}", a.model))?;
     let mut external = HashMap::new();
     for p in external_models(&a.judge) {
-        let m = srlm_model::LanguageModel::load(&p, &device).map_err(|e| anyhow::anyhow!("judge model `{p}`: {e}"))?;
+        let m = srlm_model::LanguageModel::load(&p, &device)
+            .map_err(|e| anyhow::anyhow!("judge model `{p}`: {e}"))?;
         external.insert(p, m);
     }
-    let cfg = JudgeConfig { spec: a.judge.clone(), mode: a.mode.clone(), samples: a.samples, template: a.template.clone() };
+    let cfg = JudgeConfig {
+        spec: a.judge.clone(),
+        mode: a.mode.clone(),
+        samples: a.samples,
+        template: a.template.clone(),
+    };
     let opts = EvalOptions {
         max_new_tokens: a.max_new_tokens,
         batch_size: a.batch_size,
@@ -99,8 +114,16 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let f = |x: Option<f64>| x.map_or("–".to_string(), |x| format!("{x:.3}"));
-    println!("model {} on {} ({} prompts), judge {}", a.model, a.prompts, r.n, r.judge);
-    println!("mean score (0–5): {}   n: {}   no-score rate: {:.1}%", f(r.mean), r.n, 100.0 * r.no_score_rate);
+    println!(
+        "model {} on {} ({} prompts), judge {}",
+        a.model, a.prompts, r.n, r.judge
+    );
+    println!(
+        "mean score (0–5): {}   n: {}   no-score rate: {:.1}%",
+        f(r.mean),
+        r.n,
+        100.0 * r.no_score_rate
+    );
     if let Some(w) = &r.win_rate {
         println!(
             "win rate vs baseline: {} ({} wins, {} ties, {} losses; {} of {} pairs excluded for a missing score)",

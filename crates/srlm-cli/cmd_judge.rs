@@ -169,7 +169,11 @@ fn resolve(name: &str, args: &JudgeArgs) -> Result<Box<dyn Judge>, JudgeError> {
 /// This is the one function the model backend replaces: load the model and return it as a
 /// [`JudgeModel`] (srlm-model's adapter implements the trait).
 pub fn load_judge_model(which: &str) -> Result<Box<dyn JudgeModel>, JudgeError> {
-    let reference = if which == "self" { "default" } else { which.strip_prefix("model:").unwrap_or(which) };
+    let reference = if which == "self" {
+        "default"
+    } else {
+        which.strip_prefix("model:").unwrap_or(which)
+    };
     let model = srlm_model::LanguageModel::load(reference, &srlm_model::default_device())
         .map_err(|e| JudgeError::Model(format!("loading judge model `{reference}`: {e}")))?;
     Ok(Box::new(srlm_pipeline::judges::AsJudgeModel(model)))

@@ -58,21 +58,46 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     let (out, resume) = match a.resume {
         Some(dir) => (dir, true),
         None => {
-            let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            let name = std::path::Path::new(&config.strategy).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            (a.out.unwrap_or_else(|| PathBuf::from(format!("runs/{name}-{secs}"))), false)
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let name = std::path::Path::new(&config.strategy)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (
+                a.out
+                    .unwrap_or_else(|| PathBuf::from(format!("runs/{name}-{secs}"))),
+                false,
+            )
         }
     };
-    let opts = RunOptions { out: out.clone(), resume, set_flags: a.set, plugin_dirs: a.plugin_dir };
+    let opts = RunOptions {
+        out: out.clone(),
+        resume,
+        set_flags: a.set,
+        plugin_dirs: a.plugin_dir,
+    };
     let summary = run_pipeline(config, &opts)?;
-    let report = srlm_pipeline::report::write_report(&summary.run_dir).context("writing the report")?;
+    let report =
+        srlm_pipeline::report::write_report(&summary.run_dir).context("writing the report")?;
     let fmt = |s: Option<f64>| s.map(|x| format!("{x:.3}")).unwrap_or_else(|| "–".into());
     let scores: Vec<String> = summary.eval_scores.iter().map(|s| fmt(*s)).collect();
     println!("report: {}", report.display());
-    println!("held-out score (0–5) M0 → M{}: {}", summary.eval_scores.len() - 1, scores.join(" → "));
+    println!(
+        "held-out score (0–5) M0 → M{}: {}",
+        summary.eval_scores.len() - 1,
+        scores.join(" → ")
+    );
     println!(
         "pairs kept per iteration: {} (of {} prompts each)",
-        summary.pairs.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
+        summary
+            .pairs
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         summary.prompts_per_iteration
     );
     println!("wall time: {:.1} s", summary.wall_seconds);
@@ -82,7 +107,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
 /// `srlm config …`.
 pub fn config(c: ConfigCommand) -> anyhow::Result<()> {
     match c {
-        ConfigCommand::Schema => println!("{}", serde_json::to_string_pretty(&schemars::schema_for!(RunConfig))?),
+        ConfigCommand::Schema => println!(
+            "{}",
+            serde_json::to_string_pretty(&schemars::schema_for!(RunConfig))?
+        ),
         ConfigCommand::Default => println!("{}", toml::to_string_pretty(&RunConfig::default())?),
     }
     Ok(())

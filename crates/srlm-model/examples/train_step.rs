@@ -4,7 +4,6 @@
 use srlm_model::{scoring::target_logps, Device, LanguageModel, Mode, Tensor};
 use std::time::Instant;
 
-
 fn main() -> srlm_model::Result<()> {
     let m = LanguageModel::load("default", &Device::Cpu)?;
     let ids: Vec<u32> = (0..512u32).map(|i| (i * 7919 + 13) % 49000 + 100).collect();

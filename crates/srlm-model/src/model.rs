@@ -124,8 +124,13 @@ impl LanguageModel {
     pub fn tiny_random(device: &Device) -> Result<Self> {
         let path = crate::fetch::fetch_asset(&crate::fetch::DEFAULT_MODEL)?;
         let mut f = std::fs::File::open(&path).map_err(io_err(&path))?;
-        let ct = candle_core::quantized::gguf_file::Content::read(&mut f)
-            .map_err(|e| ModelError::Corrupt { path: path.clone(), format: "GGUF", message: e.to_string() })?;
+        let ct = candle_core::quantized::gguf_file::Content::read(&mut f).map_err(|e| {
+            ModelError::Corrupt {
+                path: path.clone(),
+                format: "GGUF",
+                message: e.to_string(),
+            }
+        })?;
         let tokenizer = Tokenizer::from_gguf(&ct.metadata)?;
         let source = crate::config::meta_str(&ct, "tokenizer.chat_template")?;
         let template = ChatTemplate::new(source, "<|im_start|>", "<|im_end|>")?;
@@ -147,7 +152,12 @@ impl LanguageModel {
             eos_token_id: Some(2),
         };
         let model = Llama::random(cfg, 0, device)?;
-        Ok(Self::from_parts(model, tokenizer, template, TINY_RANDOM.to_string()))
+        Ok(Self::from_parts(
+            model,
+            tokenizer,
+            template,
+            TINY_RANDOM.to_string(),
+        ))
     }
 
     /// Assembles a model; stop ids are the config's EOS plus `<|im_end|>`, `<|endoftext|>`,

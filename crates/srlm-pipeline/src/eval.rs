@@ -71,7 +71,12 @@ pub struct EvalOptions {
 
 impl Default for EvalOptions {
     fn default() -> Self {
-        EvalOptions { max_new_tokens: 96, batch_size: 8, baseline: false, progress: false }
+        EvalOptions {
+            max_new_tokens: 96,
+            batch_size: 8,
+            baseline: false,
+            progress: false,
+        }
     }
 }
 
@@ -151,7 +156,14 @@ pub fn outcome(model: Option<f64>, baseline: Option<f64>) -> Option<f64> {
 
 /// The win rate of paired scores `(model, baseline)` (each 0–5 or none).
 pub fn win_rate(pairs: &[(Option<f64>, Option<f64>)]) -> WinRate {
-    let mut w = WinRate { pairs: pairs.len(), wins: 0, ties: 0, losses: 0, excluded: 0, rate: None };
+    let mut w = WinRate {
+        pairs: pairs.len(),
+        wins: 0,
+        ties: 0,
+        losses: 0,
+        excluded: 0,
+        rate: None,
+    };
     for &(m, b) in pairs {
         match (m, b) {
             (Some(m), Some(b)) if m > b => w.wins += 1,
@@ -172,7 +184,10 @@ pub fn win_rate(pairs: &[(Option<f64>, Option<f64>)]) -> WinRate {
 pub fn load_eval_prompts(source: &str) -> Result<Vec<PromptRecord>, PromptsError> {
     if source == ALPACA_EVAL {
         let path = srlm_model::fetch::fetch_asset(&srlm_model::fetch::ALPACA_EVAL_BASELINE)
-            .map_err(|e| PromptsError::Io { path: ALPACA_EVAL.into(), message: e.to_string() })?;
+            .map_err(|e| PromptsError::Io {
+                path: ALPACA_EVAL.into(),
+                message: e.to_string(),
+            })?;
         return read_prompts(&path);
     }
     load_pool(source)
@@ -202,14 +217,26 @@ pub fn evaluate_model(
     if opts.baseline && !with_baseline {
         return Err(EvalError::NoBaseline(format!("{} prompts", prompts.len())));
     }
-    let judge_err = |e: srlm_judge::JudgeError| EvalError::Judge { spec: judge_spec.to_string(), message: e.to_string() };
+    let judge_err = |e: srlm_judge::JudgeError| EvalError::Judge {
+        spec: judge_spec.to_string(),
+        message: e.to_string(),
+    };
     let judge = build_judge(judge_spec, judge_cfg, model, external).map_err(judge_err)?;
-    let cfg = SamplingConfig { k: 1, temperature: 0.0, top_p: 1.0, top_k: 0, max_new_tokens: opts.max_new_tokens, seed: 0 };
+    let cfg = SamplingConfig {
+        k: 1,
+        temperature: 0.0,
+        top_p: 1.0,
+        top_k: 0,
+        max_new_tokens: opts.max_new_tokens,
+        seed: 0,
+    };
     let bar = if opts.progress {
         let b = indicatif::ProgressBar::new(prompts.len() as u64);
         b.set_style(
-            indicatif::ProgressStyle::with_template("eval {bar:30} {pos}/{len} prompts [{elapsed_precise} < {eta_precise}]")
-                .expect("valid template"),
+            indicatif::ProgressStyle::with_template(
+                "eval {bar:30} {pos}/{len} prompts [{elapsed_precise} < {eta_precise}]",
+            )
+            .expect("valid template"),
         );
         b
     } else {
@@ -220,7 +247,12 @@ pub fn evaluate_model(
         let ids: Vec<Vec<u32>> = chunk
             .iter()
             .map(|p| {
-                let ids = model.encode_prompt(&p.prompt).map_err(|e| EvalError::Model { id: p.id.clone(), message: e.to_string() })?;
+                let ids = model
+                    .encode_prompt(&p.prompt)
+                    .map_err(|e| EvalError::Model {
+                        id: p.id.clone(),
+                        message: e.to_string(),
+                    })?;
                 if ids.len() + cfg.max_new_tokens > model.context_length() {
                     return Err(EvalError::Model {
                         id: p.id.clone(),
@@ -235,23 +267,42 @@ pub fn evaluate_model(
                 Ok(ids)
             })
             .collect::<Result<_, _>>()?;
-        let gens = model.generate(&ids, &cfg).map_err(|e| EvalError::Model { id: chunk[0].id.clone(), message: e.to_string() })?;
+        let gens = model.generate(&ids, &cfg).map_err(|e| EvalError::Model {
+            id: chunk[0].id.clone(),
+            message: e.to_string(),
+        })?;
         let item = |p: &PromptRecord, response: &str, origin: String| {
-            JudgeItem::new(p.prompt.clone(), response.to_string()).with_metadata(p.metadata.clone()).with_origin(origin)
+            JudgeItem::new(p.prompt.clone(), response.to_string())
+                .with_metadata(p.metadata.clone())
+                .with_origin(origin)
         };
-        let answers: Vec<String> = gens.iter().map(|g| g.first().map(|x| x.text.clone()).unwrap_or_default()).collect();
-        let items: Vec<JudgeItem> = chunk.iter().zip(&answers).map(|(p, a)| item(p, a, p.id.clone())).collect();
+        let answers: Vec<String> = gens
+            .iter()
+            .map(|g| g.first().map(|x| x.text.clone()).unwrap_or_default())
+            .collect();
+        let items: Vec<JudgeItem> = chunk
+            .iter()
+            .zip(&answers)
+            .map(|(p, a)| item(p, a, p.id.clone()))
+            .collect();
         let verdicts = judge.judge_batch(&items).map_err(judge_err)?;
         // The baseline answers of the prompts that have one, judged in the same call style.
         let base: Vec<(usize, JudgeItem)> = chunk
             .iter()
             .enumerate()
-            .filter_map(|(i, p)| p.reference.as_ref().map(|r| (i, item(p, r, format!("{} (baseline)", p.id)))))
+            .filter_map(|(i, p)| {
+                p.reference
+                    .as_ref()
+                    .map(|r| (i, item(p, r, format!("{} (baseline)", p.id))))
+            })
             .collect();
         let mut base_scores: Vec<Option<f64>> = vec![None; chunk.len()];
         if !base.is_empty() {
             let items: Vec<JudgeItem> = base.iter().map(|(_, it)| it.clone()).collect();
-            for ((i, _), v) in base.iter().zip(judge.judge_batch(&items).map_err(judge_err)?) {
+            for ((i, _), v) in base
+                .iter()
+                .zip(judge.judge_batch(&items).map_err(judge_err)?)
+            {
                 base_scores[*i] = v.score;
             }
         }
@@ -274,10 +325,22 @@ pub fn evaluate_model(
     let scores: Vec<Option<f64>> = rows.iter().map(|r| r.score).collect();
     let health = JudgeHealth::from_scores(&scores);
     let win = with_baseline.then(|| {
-        let pairs: Vec<(Option<f64>, Option<f64>)> = rows.iter().filter(|r| r.baseline.is_some()).map(|r| (r.score, r.baseline_score)).collect();
+        let pairs: Vec<(Option<f64>, Option<f64>)> = rows
+            .iter()
+            .filter(|r| r.baseline.is_some())
+            .map(|r| (r.score, r.baseline_score))
+            .collect();
         win_rate(&pairs)
     });
-    Ok(EvalReport { judge: judge.name(), n: rows.len(), mean: health.mean, no_score_rate: health.no_score_rate, health, win_rate: win, rows })
+    Ok(EvalReport {
+        judge: judge.name(),
+        n: rows.len(),
+        mean: health.mean,
+        no_score_rate: health.no_score_rate,
+        health,
+        win_rate: win,
+        rows,
+    })
 }
 
 #[cfg(test)]
@@ -296,12 +359,22 @@ mod tests {
             (Some(3.0), None),      // excluded
         ];
         let w = win_rate(&pairs);
-        assert_eq!((w.pairs, w.wins, w.ties, w.losses, w.excluded), (6, 2, 1, 1, 2));
+        assert_eq!(
+            (w.pairs, w.wins, w.ties, w.losses, w.excluded),
+            (6, 2, 1, 1, 2)
+        );
         // (2 + 0.5) / 4
         assert_eq!(w.rate, Some(0.625));
         assert_eq!(win_rate(&[(None, None)]).rate, None);
         assert_eq!(win_rate(&[]).rate, None);
-        assert_eq!((outcome(Some(1.0), Some(1.0)), outcome(Some(0.0), Some(0.1)), outcome(None, Some(1.0))), (Some(0.5), Some(0.0), None));
+        assert_eq!(
+            (
+                outcome(Some(1.0), Some(1.0)),
+                outcome(Some(0.0), Some(0.1)),
+                outcome(None, Some(1.0))
+            ),
+            (Some(0.5), Some(0.0), None)
+        );
     }
 
     #[test]
@@ -316,11 +389,33 @@ mod tests {
         .unwrap();
         let p = load_eval_prompts(f.to_str().unwrap()).unwrap();
         assert_eq!(p.len(), 2);
-        assert_eq!((p[0].id.as_str(), p[0].prompt.as_str(), p[0].reference.as_deref()), ("line1", "Name a color.", Some("Blue.")));
-        assert_eq!((p[1].prompt.as_str(), p[1].reference.as_deref()), ("Say hi.", Some("Hi!")));
+        assert_eq!(
+            (
+                p[0].id.as_str(),
+                p[0].prompt.as_str(),
+                p[0].reference.as_deref()
+            ),
+            ("line1", "Name a color.", Some("Blue."))
+        );
+        assert_eq!(
+            (p[1].prompt.as_str(), p[1].reference.as_deref()),
+            ("Say hi.", Some("Hi!"))
+        );
         assert_eq!(p[1].metadata["dataset"], "oasst");
-        std::fs::write(&f, r#"[{"instruction": "ok", "output": "x"}, {"output": "y"}]"#).unwrap();
-        assert_eq!(load_eval_prompts(f.to_str().unwrap()).unwrap_err().to_string(), format!("{}:2: missing field `prompt` (or `instruction`)", f.display()));
+        std::fs::write(
+            &f,
+            r#"[{"instruction": "ok", "output": "x"}, {"output": "y"}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            load_eval_prompts(f.to_str().unwrap())
+                .unwrap_err()
+                .to_string(),
+            format!(
+                "{}:2: missing field `prompt` (or `instruction`)",
+                f.display()
+            )
+        );
     }
 
     /// The built-in AlpacaEval set: 805 instructions, each with GPT-4 Turbo's output.
@@ -328,7 +423,9 @@ mod tests {
     fn alpaca_eval_builtin() {
         let p = load_eval_prompts(ALPACA_EVAL).unwrap();
         assert_eq!(p.len(), 805);
-        assert!(p.iter().all(|r| r.reference.as_deref().is_some_and(|s| !s.is_empty())));
+        assert!(p
+            .iter()
+            .all(|r| r.reference.as_deref().is_some_and(|s| !s.is_empty())));
         assert_eq!(p[0].metadata["generator"], "gpt4_1106_preview");
     }
 
@@ -337,7 +434,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("p.jsonl");
         let mut s = String::new();
-        let refs = ["all lowercase and no commas", "Has Capitals, And Commas", "short one"];
+        let refs = [
+            "all lowercase and no commas",
+            "Has Capitals, And Commas",
+            "short one",
+        ];
         for i in 0..6u8 {
             let mut r = serde_json::json!({
                 "key": i, "prompt": format!("Write note {i}. Use no commas, lowercase only."),
@@ -351,8 +452,20 @@ mod tests {
         std::fs::write(&f, s).unwrap();
         let prompts = read_prompts(&f).unwrap();
         let model = LanguageModel::load("tiny-random", &Device::Cpu).unwrap();
-        let opts = EvalOptions { max_new_tokens: 6, batch_size: 4, ..Default::default() };
-        let r = evaluate_model(&model, &prompts, "ifeval", &JudgeConfig::default(), &HashMap::new(), &opts).unwrap();
+        let opts = EvalOptions {
+            max_new_tokens: 6,
+            batch_size: 4,
+            ..Default::default()
+        };
+        let r = evaluate_model(
+            &model,
+            &prompts,
+            "ifeval",
+            &JudgeConfig::default(),
+            &HashMap::new(),
+            &opts,
+        )
+        .unwrap();
         assert_eq!((r.n, r.rows.len(), r.judge.as_str()), (6, 6, "ifeval"));
         assert_eq!(r.no_score_rate, 0.0);
         // Every score is 0, 2.5 or 5 (two instructions), and the mean is theirs.
@@ -363,21 +476,71 @@ mod tests {
         assert_eq!(r.mean, Some(mean));
         // Baselines: the ifeval judge scores them 5 (follows both), 0 (follows neither), 5.
         let base: Vec<Option<f64>> = r.rows.iter().map(|x| x.baseline_score).collect();
-        assert_eq!(base, vec![Some(5.0), Some(0.0), Some(5.0), None, None, None]);
+        assert_eq!(
+            base,
+            vec![Some(5.0), Some(0.0), Some(5.0), None, None, None]
+        );
         let w = r.win_rate.clone().unwrap();
         assert_eq!((w.pairs, w.excluded, w.wins + w.ties + w.losses), (3, 0, 3));
-        let expect = win_rate(&r.rows[..3].iter().map(|x| (x.score, x.baseline_score)).collect::<Vec<_>>());
+        let expect = win_rate(
+            &r.rows[..3]
+                .iter()
+                .map(|x| (x.score, x.baseline_score))
+                .collect::<Vec<_>>(),
+        );
         assert_eq!(w, expect);
         // Greedy: the same answers again, whatever the batch size.
-        let again = evaluate_model(&model, &prompts, "ifeval", &JudgeConfig::default(), &HashMap::new(), &EvalOptions { batch_size: 1, ..opts.clone() }).unwrap();
+        let again = evaluate_model(
+            &model,
+            &prompts,
+            "ifeval",
+            &JudgeConfig::default(),
+            &HashMap::new(),
+            &EvalOptions {
+                batch_size: 1,
+                ..opts.clone()
+            },
+        )
+        .unwrap();
         assert_eq!(again.rows, r.rows);
         // --baseline without any baseline output, and an unknown judge, are one-line errors.
         let plain: Vec<PromptRecord> = prompts[3..].to_vec();
-        let err = evaluate_model(&model, &plain, "ifeval", &JudgeConfig::default(), &HashMap::new(), &EvalOptions { baseline: true, ..opts.clone() }).unwrap_err();
+        let err = evaluate_model(
+            &model,
+            &plain,
+            "ifeval",
+            &JudgeConfig::default(),
+            &HashMap::new(),
+            &EvalOptions {
+                baseline: true,
+                ..opts.clone()
+            },
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("no baseline outputs"), "{err}");
-        let none = evaluate_model(&model, &plain, "ifeval", &JudgeConfig::default(), &HashMap::new(), &opts).unwrap();
+        let none = evaluate_model(
+            &model,
+            &plain,
+            "ifeval",
+            &JudgeConfig::default(),
+            &HashMap::new(),
+            &opts,
+        )
+        .unwrap();
         assert_eq!(none.win_rate, None);
-        let err = evaluate_model(&model, &plain, "bogus", &JudgeConfig::default(), &HashMap::new(), &opts).unwrap_err().to_string();
-        assert!(err.starts_with("judge `bogus`: ") && err.contains("unknown judge"), "{err}");
+        let err = evaluate_model(
+            &model,
+            &plain,
+            "bogus",
+            &JudgeConfig::default(),
+            &HashMap::new(),
+            &opts,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("judge `bogus`: ") && err.contains("unknown judge"),
+            "{err}"
+        );
     }
 }

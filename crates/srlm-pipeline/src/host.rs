@@ -6,11 +6,11 @@
 use crate::config::RunConfig;
 use crate::judges::build_judge;
 use crate::store::{key_of, Store};
-use srlm_strategy::abi_stable::std_types::{RResult, RStr, RString, RVec};
 use serde_json::json;
 use srlm_core::{Judgment, ModelSource, PreferencePair, PromptRecord, Sample, SamplingConfig};
 use srlm_judge::JudgeItem;
 use srlm_model::LanguageModel;
+use srlm_strategy::abi_stable::std_types::{RResult, RStr, RString, RVec};
 use srlm_strategy::{FfiJudgment, FfiPair, FfiSample, FfiSource, Host, StrategyError};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -79,28 +79,66 @@ impl<'a> RunHost<'a> {
         match source {
             ModelSource::Initial => Ok(self.initial),
             ModelSource::Current => Ok(self.current),
-            ModelSource::Temporary(h) => self.temporaries.get(h as usize).ok_or_else(|| host_err(format!("unknown temporary model handle {h}"))),
-            ModelSource::Reference => Err(host_err("cannot sample from `reference`: it is the data's own answer")),
+            ModelSource::Temporary(h) => self
+                .temporaries
+                .get(h as usize)
+                .ok_or_else(|| host_err(format!("unknown temporary model handle {h}"))),
+            ModelSource::Reference => Err(host_err(
+                "cannot sample from `reference`: it is the data's own answer",
+            )),
         }
     }
 
     /// Samples, memoised: returns the samples and whether they were computed now.
-    pub fn sample_impl(&mut self, prompt_ids: &[String], source: ModelSource, k: usize) -> Result<Vec<Sample>, StrategyError> {
+    pub fn sample_impl(
+        &mut self,
+        prompt_ids: &[String],
+        source: ModelSource,
+        k: usize,
+    ) -> Result<Vec<Sample>, StrategyError> {
         let snap = self.snapshot(source)?;
         let prompts: Vec<&PromptRecord> = prompt_ids
             .iter()
-            .map(|id| self.prompts.get(id).ok_or_else(|| host_err(format!("unknown prompt id `{id}`"))))
+            .map(|id| {
+                self.prompts
+                    .get(id)
+                    .ok_or_else(|| host_err(format!("unknown prompt id `{id}`")))
+            })
             .collect::<Result<_, _>>()?;
-        let seed = u64::from_str_radix(&key_of(&json!([self.config.seed, self.iteration, source.to_string()]))[..15], 16).expect("hex");
-        let cfg = SamplingConfig { k, seed, ..self.config.sampling.clone() };
-        let key = key_of(&json!({"model": snap.id, "prompts": prompts.iter().map(|p| &p.prompt).collect::<Vec<_>>(), "sampling": cfg}));
+        let seed = u64::from_str_radix(
+            &key_of(&json!([
+                self.config.seed,
+                self.iteration,
+                source.to_string()
+            ]))[..15],
+            16,
+        )
+        .expect("hex");
+        let cfg = SamplingConfig {
+            k,
+            seed,
+            ..self.config.sampling.clone()
+        };
+        let key = key_of(
+            &json!({"model": snap.id, "prompts": prompts.iter().map(|p| &p.prompt).collect::<Vec<_>>(), "sampling": cfg}),
+        );
         let texts: Vec<Vec<(String, Vec<u32>, f64)>> = match self.store.get("sample", &key) {
             Some(v) => v,
             None => {
-                let ids: Vec<Vec<u32>> = prompts.iter().map(|p| snap.model.encode_prompt(&p.prompt)).collect::<Result<_, _>>().map_err(host_err)?;
+                let ids: Vec<Vec<u32>> = prompts
+                    .iter()
+                    .map(|p| snap.model.encode_prompt(&p.prompt))
+                    .collect::<Result<_, _>>()
+                    .map_err(host_err)?;
                 let gens = snap.model.generate(&ids, &cfg).map_err(host_err)?;
-                let v: Vec<Vec<(String, Vec<u32>, f64)>> =
-                    gens.into_iter().map(|g| g.into_iter().map(|x| (x.text.clone(), x.token_ids.clone(), x.logprob())).collect()).collect();
+                let v: Vec<Vec<(String, Vec<u32>, f64)>> = gens
+                    .into_iter()
+                    .map(|g| {
+                        g.into_iter()
+                            .map(|x| (x.text.clone(), x.token_ids.clone(), x.logprob()))
+                            .collect()
+                    })
+                    .collect();
                 self.store.put("sample", &key, &v).map_err(host_err)?;
                 v
             }
@@ -109,7 +147,14 @@ impl<'a> RunHost<'a> {
         for (p, gens) in prompts.iter().zip(texts) {
             for (j, (text, token_ids, logprob)) in gens.into_iter().enumerate() {
                 self.compute.tokens_sampled += token_ids.len() as u64;
-                let s = Sample { id: format!("{}/{source}/{j}", p.id), prompt_id: p.id.clone(), source, text, token_ids, logprob };
+                let s = Sample {
+                    id: format!("{}/{source}/{j}", p.id),
+                    prompt_id: p.id.clone(),
+                    source,
+                    text,
+                    token_ids,
+                    logprob,
+                };
                 self.samples.insert(s.id.clone(), s.clone());
                 out.push(s);
             }
@@ -121,17 +166,28 @@ impl<'a> RunHost<'a> {
     pub fn judge_impl(&mut self, sample_ids: &[String]) -> Result<Vec<Judgment>, StrategyError> {
         let samples: Vec<Sample> = sample_ids
             .iter()
-            .map(|id| self.samples.get(id).cloned().ok_or_else(|| host_err(format!("unknown sample id `{id}`"))))
+            .map(|id| {
+                self.samples
+                    .get(id)
+                    .cloned()
+                    .ok_or_else(|| host_err(format!("unknown sample id `{id}`")))
+            })
             .collect::<Result<_, _>>()?;
         let items: Vec<JudgeItem> = samples
             .iter()
             .map(|s| {
                 let p = &self.prompts[&s.prompt_id];
-                JudgeItem::new(p.prompt.clone(), s.text.clone()).with_metadata(p.metadata.clone()).with_origin(s.id.clone())
+                JudgeItem::new(p.prompt.clone(), s.text.clone())
+                    .with_metadata(p.metadata.clone())
+                    .with_origin(s.id.clone())
             })
             .collect();
         let jc = &self.config.judge;
-        let judge_id = if jc.spec.contains("self") { self.current.id.clone() } else { String::new() };
+        let judge_id = if jc.spec.contains("self") {
+            self.current.id.clone()
+        } else {
+            String::new()
+        };
         let key = key_of(&json!({
             "judge": jc, "judge_model": judge_id,
             "items": items.iter().map(|i| json!([i.prompt, i.response, i.metadata])).collect::<Vec<_>>(),
@@ -139,9 +195,14 @@ impl<'a> RunHost<'a> {
         let verdicts: Vec<(Option<f64>, serde_json::Value)> = match self.store.get("judge", &key) {
             Some(v) => v,
             None => {
-                let judge = build_judge(&jc.spec, jc, &self.current.model, self.external).map_err(host_err)?;
-                let v: Vec<(Option<f64>, serde_json::Value)> =
-                    judge.judge_batch(&items).map_err(host_err)?.into_iter().map(|v| (v.score, v.details)).collect();
+                let judge = build_judge(&jc.spec, jc, &self.current.model, self.external)
+                    .map_err(host_err)?;
+                let v: Vec<(Option<f64>, serde_json::Value)> = judge
+                    .judge_batch(&items)
+                    .map_err(host_err)?
+                    .into_iter()
+                    .map(|v| (v.score, v.details))
+                    .collect();
                 self.store.put("judge", &key, &v).map_err(host_err)?;
                 v
             }
@@ -149,7 +210,11 @@ impl<'a> RunHost<'a> {
         let mut out = Vec::new();
         for (s, (score, details)) in samples.iter().zip(verdicts) {
             self.compute.tokens_judged += s.token_ids.len() as u64;
-            let j = Judgment { sample_id: s.id.clone(), score, details };
+            let j = Judgment {
+                sample_id: s.id.clone(),
+                score,
+                details,
+            };
             self.judgments.insert(s.id.clone(), j.clone());
             out.push(j);
         }
@@ -157,12 +222,19 @@ impl<'a> RunHost<'a> {
     }
 
     /// Resolves plugin pairs into preference pairs (texts, token ids, provenance).
-    pub fn resolve_pairs(&self, pairs: &[FfiPair], strategy: &str) -> Result<Vec<PreferencePair>, StrategyError> {
+    pub fn resolve_pairs(
+        &self,
+        pairs: &[FfiPair],
+        strategy: &str,
+    ) -> Result<Vec<PreferencePair>, StrategyError> {
         pairs
             .iter()
             .map(|p| {
-                let prompt = self.prompts.get(p.prompt_id.as_str()).ok_or_else(|| host_err(format!("pair names unknown prompt `{}`", p.prompt_id)))?;
-                p.to_preference_pair(prompt, |id| self.samples.get(id), strategy).map_err(host_err)
+                let prompt = self.prompts.get(p.prompt_id.as_str()).ok_or_else(|| {
+                    host_err(format!("pair names unknown prompt `{}`", p.prompt_id))
+                })?;
+                p.to_preference_pair(prompt, |id| self.samples.get(id), strategy)
+                    .map_err(host_err)
             })
             .collect()
     }
@@ -180,7 +252,11 @@ impl<'a> RunHost<'a> {
         let summary_key = format!("{key}-summary");
         if dir.join("model.safetensors").is_file() {
             if let Some(summary) = store.get::<serde_json::Value>("train", &summary_key) {
-                let model = LanguageModel::load(dir.to_str().expect("utf-8 path"), parent.model.model.device()).map_err(|e| e.to_string())?;
+                let model = LanguageModel::load(
+                    dir.to_str().expect("utf-8 path"),
+                    parent.model.model.device(),
+                )
+                .map_err(|e| e.to_string())?;
                 if let Some(log) = log_path {
                     if let Some(lines) = store.get::<Vec<serde_json::Value>>("trainlog", &key) {
                         srlm_core::write_jsonl_atomic(log, &lines).map_err(|e| e.to_string())?;
@@ -194,9 +270,14 @@ impl<'a> RunHost<'a> {
         let t0 = Instant::now();
         let mut history = Vec::new();
         let summary = {
-            let trainer = srlm_dpo::DpoTrainer::new(config.dpo.clone()).map_err(|e| e.to_string())?.with_progress_bar(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-            let trainer = trainer.on_step(|m| history.push(serde_json::to_value(m).expect("metrics serialise")));
-            trainer.train(&policy, &tok.pairs).map_err(|e| e.to_string())?
+            let trainer = srlm_dpo::DpoTrainer::new(config.dpo.clone())
+                .map_err(|e| e.to_string())?
+                .with_progress_bar(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+            let trainer = trainer
+                .on_step(|m| history.push(serde_json::to_value(m).expect("metrics serialise")));
+            trainer
+                .train(&policy, &tok.pairs)
+                .map_err(|e| e.to_string())?
         };
         policy.save(&dir).map_err(|e| e.to_string())?;
         let summary = json!({
@@ -205,12 +286,22 @@ impl<'a> RunHost<'a> {
             "wall_seconds": t0.elapsed().as_secs_f64(), "final": summary.final_metrics,
             "mean": mean_metrics(&history),
         });
-        store.put("trainlog", &key, &history).map_err(|e| e.to_string())?;
-        store.put("train", &summary_key, &summary).map_err(|e| e.to_string())?;
+        store
+            .put("trainlog", &key, &history)
+            .map_err(|e| e.to_string())?;
+        store
+            .put("train", &summary_key, &summary)
+            .map_err(|e| e.to_string())?;
         if let Some(log) = log_path {
             srlm_core::write_jsonl_atomic(log, &history).map_err(|e| e.to_string())?;
         }
-        Ok((Snapshot { model: policy, id: key }, summary))
+        Ok((
+            Snapshot {
+                model: policy,
+                id: key,
+            },
+            summary,
+        ))
     }
 }
 
@@ -228,21 +319,34 @@ fn mean_metrics(history: &[serde_json::Value]) -> serde_json::Value {
             }
         }
     }
-    serde_json::Value::Object(sums.into_iter().map(|(k, (s, n))| (k, json!(s / n as f64))).collect())
+    serde_json::Value::Object(
+        sums.into_iter()
+            .map(|(k, (s, n))| (k, json!(s / n as f64)))
+            .collect(),
+    )
 }
 
 fn guarded<T>(f: impl FnOnce() -> Result<T, StrategyError>) -> RResult<T, StrategyError> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(r) => r.into(),
         Err(p) => {
-            let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
             RResult::RErr(host_err(format!("host panicked: {msg}")))
         }
     }
 }
 
 impl Host for RunHost<'_> {
-    fn sample(&mut self, prompt_ids: RVec<RString>, source: FfiSource, k: u32) -> RResult<RVec<FfiSample>, StrategyError> {
+    fn sample(
+        &mut self,
+        prompt_ids: RVec<RString>,
+        source: FfiSource,
+        k: u32,
+    ) -> RResult<RVec<FfiSample>, StrategyError> {
         guarded(|| {
             let ids: Vec<String> = prompt_ids.iter().map(|s| s.to_string()).collect();
             let samples = self.sample_impl(&ids, source_of(source), k as usize)?;
@@ -253,15 +357,24 @@ impl Host for RunHost<'_> {
     fn judge(&mut self, sample_ids: RVec<RString>) -> RResult<RVec<FfiJudgment>, StrategyError> {
         guarded(|| {
             let ids: Vec<String> = sample_ids.iter().map(|s| s.to_string()).collect();
-            Ok(self.judge_impl(&ids)?.iter().map(FfiJudgment::from).collect())
+            Ok(self
+                .judge_impl(&ids)?
+                .iter()
+                .map(FfiJudgment::from)
+                .collect())
         })
     }
 
-    fn train_temporary(&mut self, source: FfiSource, pairs: RVec<FfiPair>) -> RResult<u32, StrategyError> {
+    fn train_temporary(
+        &mut self,
+        source: FfiSource,
+        pairs: RVec<FfiPair>,
+    ) -> RResult<u32, StrategyError> {
         guarded(|| {
             let prefs = self.resolve_pairs(&pairs, &self.config.strategy)?;
             let parent = self.snapshot(source_of(source))?;
-            let (snap, summary) = Self::train(self.store, self.config, parent, &prefs, None).map_err(host_err)?;
+            let (snap, summary) =
+                Self::train(self.store, self.config, parent, &prefs, None).map_err(host_err)?;
             self.compute.tokens_trained += summary["tokens_trained"].as_u64().unwrap_or(0);
             self.temporary_logs.push(summary);
             self.temporaries.push(snap);

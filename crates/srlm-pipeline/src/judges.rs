@@ -26,10 +26,21 @@ impl<M: Borrow<LanguageModel>> JudgeModel for AsJudgeModel<M> {
     fn context_length(&self) -> usize {
         self.0.borrow().context_length()
     }
-    fn sample(&self, prompts: &[Vec<u32>], n: usize, cfg: &SamplingConfig) -> Result<Vec<Vec<String>>, JudgeError> {
-        let cfg = SamplingConfig { k: n, ..cfg.clone() };
+    fn sample(
+        &self,
+        prompts: &[Vec<u32>],
+        n: usize,
+        cfg: &SamplingConfig,
+    ) -> Result<Vec<Vec<String>>, JudgeError> {
+        let cfg = SamplingConfig {
+            k: n,
+            ..cfg.clone()
+        };
         let gens = self.0.borrow().generate(prompts, &cfg).map_err(model_err)?;
-        Ok(gens.into_iter().map(|g| g.into_iter().map(|x| x.text).collect()).collect())
+        Ok(gens
+            .into_iter()
+            .map(|g| g.into_iter().map(|x| x.text).collect())
+            .collect())
     }
     fn last_logits(&self, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, JudgeError> {
         self.0.borrow().last_logits(prompts).map_err(model_err)
@@ -60,10 +71,17 @@ pub fn build_judge<'a>(
                 })
             }
         };
-        let mode = if cfg.mode == "expected" { JudgeMode::Expected } else { JudgeMode::Sampled { samples: cfg.samples } };
+        let mode = if cfg.mode == "expected" {
+            JudgeMode::Expected
+        } else {
+            JudgeMode::Sampled {
+                samples: cfg.samples,
+            }
+        };
         let mut j = LlmJudge::new(AsJudgeModel(model)).mode(mode);
         if let Some(t) = &cfg.template {
-            let text = std::fs::read_to_string(t).map_err(|e| JudgeError::Template(format!("{t}: {e}")))?;
+            let text = std::fs::read_to_string(t)
+                .map_err(|e| JudgeError::Template(format!("{t}: {e}")))?;
             j = j.template(text)?;
         }
         Ok(Box::new(j))

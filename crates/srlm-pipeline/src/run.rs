@@ -84,23 +84,38 @@ pub fn run(config: RunConfig, opts: &RunOptions) -> Result<RunSummary, RunError>
     let dir = &opts.out;
     let cfg_path = dir.join("config.json");
     let mut config = if opts.resume {
-        let text = std::fs::read_to_string(&cfg_path).map_err(|e| RunError::Other(format!("--resume {}: {e} (is it a run folder?)", cfg_path.display())))?;
-        let mut v: Value = serde_json::from_str(&text).map_err(|e| RunError::Other(format!("{}: {e}", cfg_path.display())))?;
+        let text = std::fs::read_to_string(&cfg_path).map_err(|e| {
+            RunError::Other(format!(
+                "--resume {}: {e} (is it a run folder?)",
+                cfg_path.display()
+            ))
+        })?;
+        let mut v: Value = serde_json::from_str(&text)
+            .map_err(|e| RunError::Other(format!("{}: {e}", cfg_path.display())))?;
         // Informational keys written beside the config.
         if let Some(o) = v.as_object_mut() {
             o.remove("k");
             o.remove("strategy_plugin");
         }
-        serde_json::from_value::<RunConfig>(v).map_err(|e| RunError::Other(format!("{}: {e}", cfg_path.display())))?
+        serde_json::from_value::<RunConfig>(v)
+            .map_err(|e| RunError::Other(format!("{}: {e}", cfg_path.display())))?
     } else {
         if cfg_path.exists() {
-            return Err(RunError::Other(format!("{} already holds a run; pass --resume {} to continue it, or choose another --out", dir.display(), dir.display())));
+            return Err(RunError::Other(format!(
+                "{} already holds a run; pass --resume {} to continue it, or choose another --out",
+                dir.display(),
+                dir.display()
+            )));
         }
         config
     };
     config.validate()?;
     // Strategy: config options first, then --set flags; the plugin's `k` defaults to sampling.k.
-    let mut flags: Vec<String> = config.strategy_options.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut flags: Vec<String> = config
+        .strategy_options
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     flags.extend(opts.set_flags.iter().cloned());
     let mut resolved = resolve_strategy(&config.strategy, &flags, &opts.plugin_dirs)?;
     if !flags.iter().any(|f| f.starts_with("k=")) && resolved.options.get("k").is_some() {
@@ -111,25 +126,45 @@ pub fn run(config: RunConfig, opts: &RunOptions) -> Result<RunSummary, RunError>
     let plugin_name = resolved.plugin.name().to_string();
     if !opts.resume {
         let mut v = serde_json::to_value(&config).expect("config serialises");
-        v["k"] = resolved.options.get("k").cloned().unwrap_or(json!(config.sampling.k));
+        v["k"] = resolved
+            .options
+            .get("k")
+            .cloned()
+            .unwrap_or(json!(config.sampling.k));
         v["strategy_plugin"] = json!({"name": plugin_name, "version": resolved.plugin.version().to_string(), "path": resolved.plugin.path().display().to_string()});
-        write_atomic(&cfg_path, serde_json::to_string_pretty(&v).expect("json").as_bytes())?;
+        write_atomic(
+            &cfg_path,
+            serde_json::to_string_pretty(&v).expect("json").as_bytes(),
+        )?;
     }
     let mut strategy = resolved.instantiate()?;
 
     let pool = load_pool(&config.prompts.source)?;
-    let sp = split(pool, config.seed, config.prompts.eval, config.prompts.per_iteration, config.iterations)?;
+    let sp = split(
+        pool,
+        config.seed,
+        config.prompts.eval,
+        config.prompts.per_iteration,
+        config.iterations,
+    )?;
     let device = default_device();
     let store = Store::new(dir.join("cache"));
     eprintln!("srlm: loading model `{}`", config.model);
     let m0 = LanguageModel::load(&config.model, &device)?;
     let m0_id = model_identity(&config.model)?;
-    let initial = Snapshot { model: m0, id: m0_id };
+    let initial = Snapshot {
+        model: m0,
+        id: m0_id,
+    };
     let mut external = HashMap::new();
     for p in external_models(&config.judge.spec) {
         external.insert(p.clone(), LanguageModel::load(&p, &device)?);
     }
-    let eval_spec = if config.eval.judge == "same" { config.judge.spec.clone() } else { config.eval.judge.clone() };
+    let eval_spec = if config.eval.judge == "same" {
+        config.judge.spec.clone()
+    } else {
+        config.eval.judge.clone()
+    };
     for p in external_models(&eval_spec) {
         if !external.contains_key(&p) {
             external.insert(p.clone(), LanguageModel::load(&p, &device)?);
@@ -139,7 +174,15 @@ pub fn run(config: RunConfig, opts: &RunOptions) -> Result<RunSummary, RunError>
     let mut metrics: Vec<Value> = Vec::new();
     let mut wall = 0.0;
     let t = Instant::now();
-    let e0 = evaluate(&initial, &sp.eval, &config, &eval_spec, &external, &store, &dir.join("eval/M0.jsonl"))?;
+    let e0 = evaluate(
+        &initial,
+        &sp.eval,
+        &config,
+        &eval_spec,
+        &external,
+        &store,
+        &dir.join("eval/M0.jsonl"),
+    )?;
     let e0_wall = store_wall(&store, "evalwall", &initial.id, t.elapsed().as_secs_f64());
     wall += e0_wall;
     metrics.push(json!({"iteration": 0, "eval/score": e0.0, "eval/n": e0.1, "eval/parse_failure_rate": e0.2, "compute/wall_seconds": e0_wall}));
@@ -151,17 +194,48 @@ pub fn run(config: RunConfig, opts: &RunOptions) -> Result<RunSummary, RunError>
         let it = i + 1;
         let cur = current.as_ref().unwrap_or(&initial);
         let iter_dir = dir.join(format!("iter_{it}"));
-        eprintln!("srlm: iteration {it}/{}: {} prompts, strategy {plugin_name}", config.iterations, chunk.len());
+        eprintln!(
+            "srlm: iteration {it}/{}: {} prompts, strategy {plugin_name}",
+            config.iterations,
+            chunk.len()
+        );
         let t = Instant::now();
-        let iter_key = key_of(&json!({"current": cur.id, "prompts": chunk.iter().map(|p| &p.id).collect::<Vec<_>>(), "config": config, "iteration": it}));
-        let (line, pairs, next) = match (store.get::<(Value, Vec<PreferencePair>, String)>("iteration", &iter_key), iter_dir.join("checkpoint/model.safetensors").is_file()) {
+        let iter_key = key_of(
+            &json!({"current": cur.id, "prompts": chunk.iter().map(|p| &p.id).collect::<Vec<_>>(), "config": config, "iteration": it}),
+        );
+        let (line, pairs, next) = match (
+            store.get::<(Value, Vec<PreferencePair>, String)>("iteration", &iter_key),
+            iter_dir.join("checkpoint/model.safetensors").is_file(),
+        ) {
             (Some((line, pairs, next_id)), true) => {
-                let model = LanguageModel::load(iter_dir.join("checkpoint").to_str().expect("utf-8"), &device)?;
+                let model = LanguageModel::load(
+                    iter_dir.join("checkpoint").to_str().expect("utf-8"),
+                    &device,
+                )?;
                 (line, pairs, Snapshot { model, id: next_id })
             }
             _ => {
-                let (mut line, pairs, next) = run_iteration(it, chunk, &initial, cur, &config, &external, &store, &iter_dir, &mut strategy, &plugin_name)?;
-                let ev = evaluate(&next, &sp.eval, &config, &eval_spec, &external, &store, &dir.join(format!("eval/M{it}.jsonl")))?;
+                let (mut line, pairs, next) = run_iteration(
+                    it,
+                    chunk,
+                    &initial,
+                    cur,
+                    &config,
+                    &external,
+                    &store,
+                    &iter_dir,
+                    &mut strategy,
+                    &plugin_name,
+                )?;
+                let ev = evaluate(
+                    &next,
+                    &sp.eval,
+                    &config,
+                    &eval_spec,
+                    &external,
+                    &store,
+                    &dir.join(format!("eval/M{it}.jsonl")),
+                )?;
                 line["eval/score"] = json!(ev.0);
                 line["eval/n"] = json!(ev.1);
                 line["eval/parse_failure_rate"] = json!(ev.2);
@@ -177,7 +251,14 @@ pub fn run(config: RunConfig, opts: &RunOptions) -> Result<RunSummary, RunError>
         current = Some(next);
     }
     let eval_scores = metrics.iter().map(|m| m["eval/score"].as_f64()).collect();
-    Ok(RunSummary { run_dir: dir.clone(), eval_scores, pairs: pairs_kept, prompts_per_iteration: config.prompts.per_iteration, wall_seconds: wall, metrics })
+    Ok(RunSummary {
+        run_dir: dir.clone(),
+        eval_scores,
+        pairs: pairs_kept,
+        prompts_per_iteration: config.prompts.per_iteration,
+        wall_seconds: wall,
+        metrics,
+    })
 }
 
 /// Wall time of a stage, remembered across resumes (the first measurement wins).
@@ -196,7 +277,9 @@ fn store_wall(store: &Store, kind: &str, id: &str, now: f64) -> f64 {
 fn model_identity(reference: &str) -> Result<String, RunError> {
     let file = match srlm_model::fetch::resolve_model(reference) {
         Ok(srlm_model::fetch::ModelFiles::Gguf(p)) => Some(p),
-        Ok(srlm_model::fetch::ModelFiles::HfDir(d)) => Some(d.join("model.safetensors")).filter(|p| p.is_file()),
+        Ok(srlm_model::fetch::ModelFiles::HfDir(d)) => {
+            Some(d.join("model.safetensors")).filter(|p| p.is_file())
+        }
         Err(_) => None,
     };
     let digest = match file {
@@ -235,18 +318,39 @@ fn run_iteration(
         temporary_logs: Vec::new(),
     };
     let ffi_prompts: Vec<FfiPrompt> = chunk.iter().map(FfiPrompt::from).collect();
-    let ctx = IterationInfo { iteration: it as u32, total_iterations: config.iterations as u32, seed: config.seed };
+    let ctx = IterationInfo {
+        iteration: it as u32,
+        total_iterations: config.iterations as u32,
+        seed: config.seed,
+    };
     let ffi_pairs = strategy.run_iteration(ctx, &ffi_prompts, host_mut(&mut host))?;
-    let pairs = host.resolve_pairs(&ffi_pairs, plugin_name).map_err(|e| RunError::Other(format!("iteration {it}: {e}")))?;
-    write_jsonl_atomic(&iter_dir.join("samples.jsonl"), &host.samples.values().collect::<Vec<_>>())?;
-    write_jsonl_atomic(&iter_dir.join("judgments.jsonl"), &host.judgments.values().collect::<Vec<_>>())?;
+    let pairs = host
+        .resolve_pairs(&ffi_pairs, plugin_name)
+        .map_err(|e| RunError::Other(format!("iteration {it}: {e}")))?;
+    write_jsonl_atomic(
+        &iter_dir.join("samples.jsonl"),
+        &host.samples.values().collect::<Vec<_>>(),
+    )?;
+    write_jsonl_atomic(
+        &iter_dir.join("judgments.jsonl"),
+        &host.judgments.values().collect::<Vec<_>>(),
+    )?;
     write_jsonl_atomic(&iter_dir.join("pairs.jsonl"), &pairs)?;
     for (n, log) in host.temporary_logs.iter().enumerate() {
-        write_atomic(&iter_dir.join(format!("temporary_{n}.json")), serde_json::to_string_pretty(log).expect("json").as_bytes())?;
+        write_atomic(
+            &iter_dir.join(format!("temporary_{n}.json")),
+            serde_json::to_string_pretty(log).expect("json").as_bytes(),
+        )?;
     }
 
     // Diagnostics (Wang et al. 2025, Sec. 2): judge-score gap and hidden-state cosine of pairs.
-    let mean = |v: &[f64]| if v.is_empty() { None } else { Some(v.iter().sum::<f64>() / v.len() as f64) };
+    let mean = |v: &[f64]| {
+        if v.is_empty() {
+            None
+        } else {
+            Some(v.iter().sum::<f64>() / v.len() as f64)
+        }
+    };
     let chosen: Vec<f64> = pairs.iter().filter_map(|p| p.chosen_score).collect();
     let rejected: Vec<f64> = pairs.iter().filter_map(|p| p.rejected_score).collect();
     let (cm, rm) = (mean(&chosen), mean(&rejected));
@@ -259,10 +363,23 @@ fn run_iteration(
     let mut compute = host.compute.clone();
     let (next, summary) = if pairs.is_empty() {
         eprintln!("srlm: iteration {it}: no pairs kept; M_{it} = M_{}", it - 1);
-        (Snapshot { model: current.model.deep_copy()?, id: current.id.clone() }, Value::Null)
+        (
+            Snapshot {
+                model: current.model.deep_copy()?,
+                id: current.id.clone(),
+            },
+            Value::Null,
+        )
     } else {
         let _ = std::fs::remove_dir_all(iter_dir.join("checkpoint"));
-        let (snap, summary) = RunHost::train(store, config, current, &pairs, Some(&iter_dir.join("dpo_log.jsonl"))).map_err(other("DPO"))?;
+        let (snap, summary) = RunHost::train(
+            store,
+            config,
+            current,
+            &pairs,
+            Some(&iter_dir.join("dpo_log.jsonl")),
+        )
+        .map_err(other("DPO"))?;
         snap.model.save(&iter_dir.join("checkpoint"))?;
         (snap, summary)
     };
@@ -296,7 +413,12 @@ fn run_iteration(
 
 /// Mean cosine similarity of the chosen and rejected responses' mean last-layer hidden states
 /// under `model` (unitless, in [-1, 1]); none without pairs. Memoised.
-fn hidden_cosine(model: &LanguageModel, pairs: &[PreferencePair], store: &Store, model_id: &str) -> Result<Option<f64>, RunError> {
+fn hidden_cosine(
+    model: &LanguageModel,
+    pairs: &[PreferencePair],
+    store: &Store,
+    model_id: &str,
+) -> Result<Option<f64>, RunError> {
     if pairs.is_empty() {
         return Ok(None);
     }
@@ -304,15 +426,29 @@ fn hidden_cosine(model: &LanguageModel, pairs: &[PreferencePair], store: &Store,
     if let Some(v) = store.get::<f64>("cosine", &key) {
         return Ok(Some(v));
     }
-    let tok = srlm_dpo::tokenize_pairs(model, pairs).map_err(|e| RunError::Other(format!("cosine: {e}")))?;
+    let tok = srlm_dpo::tokenize_pairs(model, pairs)
+        .map_err(|e| RunError::Other(format!("cosine: {e}")))?;
     if tok.pairs.is_empty() {
         return Ok(None);
     }
-    let chosen: Vec<(Vec<u32>, Vec<u32>)> = tok.pairs.iter().map(|p| (p.prompt_ids.clone(), p.chosen_ids.clone())).collect();
-    let rejected: Vec<(Vec<u32>, Vec<u32>)> = tok.pairs.iter().map(|p| (p.prompt_ids.clone(), p.rejected_ids.clone())).collect();
+    let chosen: Vec<(Vec<u32>, Vec<u32>)> = tok
+        .pairs
+        .iter()
+        .map(|p| (p.prompt_ids.clone(), p.chosen_ids.clone()))
+        .collect();
+    let rejected: Vec<(Vec<u32>, Vec<u32>)> = tok
+        .pairs
+        .iter()
+        .map(|p| (p.prompt_ids.clone(), p.rejected_ids.clone()))
+        .collect();
     let hc = model.mean_response_hidden(&chosen)?;
     let hr = model.mean_response_hidden(&rejected)?;
-    let c = hc.iter().zip(&hr).map(|(a, b)| srlm_model::cosine(a, b)).sum::<f64>() / hc.len() as f64;
+    let c = hc
+        .iter()
+        .zip(&hr)
+        .map(|(a, b)| srlm_model::cosine(a, b))
+        .sum::<f64>()
+        / hc.len() as f64;
     store.put("cosine", &key, &c)?;
     Ok(Some(c))
 }
@@ -332,20 +468,42 @@ pub fn evaluate(
     if prompts.is_empty() {
         return Ok((None, 0, None));
     }
-    let opts = crate::eval::EvalOptions { max_new_tokens: config.eval.max_new_tokens, batch_size: 32, baseline: false, progress: false };
-    let key = key_of(&json!({"model": snap.id, "prompts": prompts, "max_new_tokens": opts.max_new_tokens, "judge": spec, "judge_cfg": config.judge}));
+    let opts = crate::eval::EvalOptions {
+        max_new_tokens: config.eval.max_new_tokens,
+        batch_size: 32,
+        baseline: false,
+        progress: false,
+    };
+    let key = key_of(
+        &json!({"model": snap.id, "prompts": prompts, "max_new_tokens": opts.max_new_tokens, "judge": spec, "judge_cfg": config.judge}),
+    );
     let rows: Vec<crate::eval::EvalRow> = match store.get("eval", &key) {
         Some(v) => v,
         None => {
             eprintln!("srlm: evaluating on {} held-out prompts", prompts.len());
-            let report = crate::eval::evaluate_model(&snap.model, prompts, spec, &config.judge, external, &opts)
-                .map_err(|e| RunError::Other(format!("evaluation: {e}")))?;
+            let report = crate::eval::evaluate_model(
+                &snap.model,
+                prompts,
+                spec,
+                &config.judge,
+                external,
+                &opts,
+            )
+            .map_err(|e| RunError::Other(format!("evaluation: {e}")))?;
             store.put("eval", &key, &report.rows)?;
             report.rows
         }
     };
     write_jsonl_atomic(out, &rows)?;
     let scores: Vec<f64> = rows.iter().filter_map(|r| r.score).collect();
-    let mean = if scores.is_empty() { None } else { Some(scores.iter().sum::<f64>() / scores.len() as f64) };
-    Ok((mean, rows.len(), Some((rows.len() - scores.len()) as f64 / rows.len() as f64)))
+    let mean = if scores.is_empty() {
+        None
+    } else {
+        Some(scores.iter().sum::<f64>() / scores.len() as f64)
+    };
+    Ok((
+        mean,
+        rows.len(),
+        Some((rows.len() - scores.len()) as f64 / rows.len() as f64),
+    ))
 }

@@ -44,7 +44,12 @@ impl Store {
     }
 
     /// Writes an entry atomically.
-    pub fn put<T: Serialize>(&self, kind: &str, key: &str, value: &T) -> Result<(), srlm_core::JsonlError> {
+    pub fn put<T: Serialize>(
+        &self,
+        kind: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<(), srlm_core::JsonlError> {
         let bytes = serde_json::to_vec(value).expect("cache values serialise");
         srlm_core::write_atomic(&self.path(kind, key, ".json"), &bytes)
     }

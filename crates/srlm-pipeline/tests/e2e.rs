@@ -52,11 +52,20 @@ fn config(prompts: &Path, strategy: &str) -> RunConfig {
 }
 
 fn opts(out: &Path) -> RunOptions {
-    RunOptions { out: out.to_path_buf(), resume: false, set_flags: vec![], plugin_dirs: vec![plugin_dir()] }
+    RunOptions {
+        out: out.to_path_buf(),
+        resume: false,
+        set_flags: vec![],
+        plugin_dirs: vec![plugin_dir()],
+    }
 }
 
 fn lines(p: &Path) -> Vec<Value> {
-    std::fs::read_to_string(p).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 #[test]
@@ -65,22 +74,44 @@ fn every_plugin_runs_end_to_end() {
     let pr = prompts(tmp.path());
     for strategy in ["self-rewarding", "temporal", "spin"] {
         let out = tmp.path().join(strategy);
-        let s = run(config(&pr, strategy), &opts(&out)).unwrap_or_else(|e| panic!("{strategy}: {e}"));
+        let s =
+            run(config(&pr, strategy), &opts(&out)).unwrap_or_else(|e| panic!("{strategy}: {e}"));
         assert_eq!(s.metrics.len(), 3, "{strategy}: M0 eval + 2 iterations");
         assert_eq!(s.eval_scores.len(), 3);
-        for f in ["config.json", "metrics.jsonl", "eval/M0.jsonl", "eval/M2.jsonl", "iter_1/samples.jsonl", "iter_1/judgments.jsonl", "iter_1/pairs.jsonl", "iter_2/checkpoint/model.safetensors"] {
+        for f in [
+            "config.json",
+            "metrics.jsonl",
+            "eval/M0.jsonl",
+            "eval/M2.jsonl",
+            "iter_1/samples.jsonl",
+            "iter_1/judgments.jsonl",
+            "iter_1/pairs.jsonl",
+            "iter_2/checkpoint/model.safetensors",
+        ] {
             assert!(out.join(f).is_file(), "{strategy}: {f} missing");
         }
         let pairs = lines(&out.join("iter_1/pairs.jsonl"));
         for p in &pairs {
-            let (c, r) = (&p["provenance"]["chosen_source"], &p["provenance"]["rejected_source"]);
+            let (c, r) = (
+                &p["provenance"]["chosen_source"],
+                &p["provenance"]["rejected_source"],
+            );
             match strategy {
-                "spin" => assert_eq!((c.as_str(), r.as_str()), (Some("reference"), Some("current"))),
+                "spin" => assert_eq!(
+                    (c.as_str(), r.as_str()),
+                    (Some("reference"), Some("current"))
+                ),
                 "self-rewarding" => {
                     assert_eq!((c.as_str(), r.as_str()), (Some("current"), Some("current")));
-                    assert!(p["chosen_score"].as_f64() > p["rejected_score"].as_f64(), "{p}");
+                    assert!(
+                        p["chosen_score"].as_f64() > p["rejected_score"].as_f64(),
+                        "{p}"
+                    );
                 }
-                _ => assert!(p["chosen_score"].as_f64() > p["rejected_score"].as_f64(), "{p}"),
+                _ => assert!(
+                    p["chosen_score"].as_f64() > p["rejected_score"].as_f64(),
+                    "{p}"
+                ),
             }
         }
         let samples = lines(&out.join("iter_1/samples.jsonl"));
@@ -88,20 +119,50 @@ fn every_plugin_runs_end_to_end() {
         // The plugins' `k` defaults to the run's sampling.k (3 here), spin included.
         assert_eq!(k_per_prompt, 3, "{strategy}");
         if strategy == "temporal" {
-            assert!(samples.iter().any(|s| s["source"] == "initial"), "anchored rejection samples M0");
+            assert!(
+                samples.iter().any(|s| s["source"] == "initial"),
+                "anchored rejection samples M0"
+            );
             let m = &s.metrics[1];
             assert!(m["temporal/candidates"].as_f64().unwrap() >= 1.0, "{m}");
         }
         let m1 = &s.metrics[1];
         // SPIN judges nothing by default (its chosen side is the data's reference answer).
-        let judged: &[&str] = if strategy == "spin" { &[] } else { &["judge/parse_failure_rate"] };
-        for k in ["compute/tokens_sampled", "compute/wall_seconds", "pairs"].iter().chain(judged) {
-            assert!(m1[k].as_f64().is_some_and(f64::is_finite), "{strategy}: {k} = {}", m1[k]);
+        let judged: &[&str] = if strategy == "spin" {
+            &[]
+        } else {
+            &["judge/parse_failure_rate"]
+        };
+        for k in ["compute/tokens_sampled", "compute/wall_seconds", "pairs"]
+            .iter()
+            .chain(judged)
+        {
+            assert!(
+                m1[k].as_f64().is_some_and(f64::is_finite),
+                "{strategy}: {k} = {}",
+                m1[k]
+            );
         }
         if m1["pairs"].as_u64().unwrap() > 0 {
-            let gap: &[&str] = if strategy == "spin" { &[] } else { &["score/gap"] };
-            for k in ["dpo/loss", "dpo/rewards/margins", "dpo/grad_norm", "hidden_cosine"].iter().chain(gap) {
-                assert!(m1[k].as_f64().is_some_and(f64::is_finite), "{strategy}: {k} = {}", m1[k]);
+            let gap: &[&str] = if strategy == "spin" {
+                &[]
+            } else {
+                &["score/gap"]
+            };
+            for k in [
+                "dpo/loss",
+                "dpo/rewards/margins",
+                "dpo/grad_norm",
+                "hidden_cosine",
+            ]
+            .iter()
+            .chain(gap)
+            {
+                assert!(
+                    m1[k].as_f64().is_some_and(f64::is_finite),
+                    "{strategy}: {k} = {}",
+                    m1[k]
+                );
             }
         }
     }
@@ -148,7 +209,9 @@ fn resume_reproduces_an_uninterrupted_run() {
         );
     }
     // A new run into an existing folder is refused with a hint.
-    let err = run(config(&pr, "temporal"), &opts(&full)).unwrap_err().to_string();
+    let err = run(config(&pr, "temporal"), &opts(&full))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("--resume"), "{err}");
 }
 
@@ -157,11 +220,24 @@ fn bad_input_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     let bad = tmp.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"prompt\": \"ok\"}\n{\"prompt\": 3}\n").unwrap();
-    let err = run(config(&bad, "temporal"), &opts(&tmp.path().join("a"))).unwrap_err().to_string();
-    assert_eq!(err, format!("{}:2: field `prompt` must be a string", bad.display()));
+    let err = run(config(&bad, "temporal"), &opts(&tmp.path().join("a")))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        format!("{}:2: field `prompt` must be a string", bad.display())
+    );
     let pr = prompts(tmp.path());
-    let err = run(config(&pr, "no-such-strategy"), &opts(&tmp.path().join("b"))).unwrap_err().to_string();
-    assert!(err.contains("temporal") && err.contains("self-rewarding"), "{err}");
+    let err = run(
+        config(&pr, "no-such-strategy"),
+        &opts(&tmp.path().join("b")),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("temporal") && err.contains("self-rewarding"),
+        "{err}"
+    );
     let mut o = opts(&tmp.path().join("c"));
     o.set_flags = vec!["bogus=1".into()];
     let err = run(config(&pr, "temporal"), &o).unwrap_err().to_string();
