@@ -29,7 +29,7 @@ pub struct EvalArgs {
     #[arg(long, default_value = "sampled")]
     pub mode: String,
     /// Model judges in sampled mode: samples per answer.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), default_value_t = 3)]
     pub samples: usize,
     /// Model judges: a minijinja template (variables `prompt`, `response`) replacing the rubric.
     #[arg(long)]
@@ -38,10 +38,10 @@ pub struct EvalArgs {
     #[arg(long)]
     pub limit: Option<usize>,
     /// New tokens per greedy answer.
-    #[arg(long, default_value_t = 96)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), default_value_t = 96)]
     pub max_new_tokens: usize,
     /// Prompts per generation / judge call.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), default_value_t = 8)]
     pub batch_size: usize,
     /// Require baseline outputs and report the win rate against them (it is reported anyway
     /// whenever the prompts carry baseline outputs).

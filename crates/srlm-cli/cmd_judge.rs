@@ -37,7 +37,7 @@ pub struct JudgeArgs {
     #[arg(long, value_enum, default_value = "sampled")]
     pub mode: ModeArg,
     /// Samples per item in sampled mode.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), default_value_t = 3)]
     pub samples: usize,
     /// A minijinja template (variables `prompt`, `response`) replacing the default rubric prompt.
     #[arg(long)]
@@ -49,7 +49,7 @@ pub struct JudgeArgs {
     #[arg(long)]
     pub output: PathBuf,
     /// Items per judge call (model judges run one batched pass per call).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), default_value_t = 16)]
     pub batch_size: usize,
     /// Print the health summary as JSON instead of text.
     #[arg(long)]

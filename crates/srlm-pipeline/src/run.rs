@@ -124,19 +124,6 @@ pub fn run(config: RunConfig, opts: &RunOptions) -> Result<RunSummary, RunError>
     }
     config.strategy_options = resolved.options.as_object().cloned().unwrap_or_default();
     let plugin_name = resolved.plugin.name().to_string();
-    if !opts.resume {
-        let mut v = serde_json::to_value(&config).expect("config serialises");
-        v["k"] = resolved
-            .options
-            .get("k")
-            .cloned()
-            .unwrap_or(json!(config.sampling.k));
-        v["strategy_plugin"] = json!({"name": plugin_name, "version": resolved.plugin.version().to_string(), "path": resolved.plugin.path().display().to_string()});
-        write_atomic(
-            &cfg_path,
-            serde_json::to_string_pretty(&v).expect("json").as_bytes(),
-        )?;
-    }
     let mut strategy = resolved.instantiate()?;
 
     let pool = load_pool(&config.prompts.source)?;
@@ -171,6 +158,24 @@ pub fn run(config: RunConfig, opts: &RunOptions) -> Result<RunSummary, RunError>
         }
     }
 
+    // Check the judges before anything is written, so a typo leaves no run folder behind.
+    for spec in [&config.judge.spec, &eval_spec] {
+        crate::judges::build_judge(spec, &config.judge, &initial.model, &external)
+            .map_err(|e| RunError::Other(format!("judge `{spec}`: {e}")))?;
+    }
+    if !opts.resume {
+        let mut v = serde_json::to_value(&config).expect("config serialises");
+        v["k"] = resolved
+            .options
+            .get("k")
+            .cloned()
+            .unwrap_or(json!(config.sampling.k));
+        v["strategy_plugin"] = json!({"name": plugin_name, "version": resolved.plugin.version().to_string(), "path": resolved.plugin.path().display().to_string()});
+        write_atomic(
+            &cfg_path,
+            serde_json::to_string_pretty(&v).expect("json").as_bytes(),
+        )?;
+    }
     let mut metrics: Vec<Value> = Vec::new();
     let mut wall = 0.0;
     let t = Instant::now();
