@@ -47,6 +47,27 @@ pub enum PluginsCommand {
 
 /// Runs the subcommand.
 pub fn run(cmd: PluginsCommand) -> anyhow::Result<()> {
+    let with_bundled = |s: SearchArgs| SearchArgs {
+        plugin_dirs: crate::bundled::plugin_dirs(s.plugin_dirs),
+    };
+    let cmd = match cmd {
+        PluginsCommand::List { search } => PluginsCommand::List {
+            search: with_bundled(search),
+        },
+        PluginsCommand::Describe { strategy, search } => PluginsCommand::Describe {
+            strategy,
+            search: with_bundled(search),
+        },
+        PluginsCommand::Check {
+            strategy,
+            set,
+            search,
+        } => PluginsCommand::Check {
+            strategy,
+            set,
+            search: with_bundled(search),
+        },
+    };
     match cmd {
         PluginsCommand::List { search } => list(&search),
         PluginsCommand::Describe { strategy, search } => describe(&strategy, &search),

@@ -77,7 +77,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         out: out.clone(),
         resume,
         set_flags: a.set,
-        plugin_dirs: a.plugin_dir,
+        plugin_dirs: crate::bundled::plugin_dirs(a.plugin_dir),
     };
     let summary = run_pipeline(config, &opts)?;
     let report =

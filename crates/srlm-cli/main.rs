@@ -19,6 +19,7 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod bundled;
 mod cmd_eval;
 mod cmd_fetch;
 mod cmd_judge;
