@@ -12,7 +12,6 @@ use candle_core::{Device, Tensor, Var};
 use serde_json::Value;
 use srlm_core::PreferencePair;
 use srlm_dpo::*;
-use srlm_model::config::Architecture;
 use srlm_model::scoring::target_logps;
 use srlm_model::{LanguageModel, Llama, LlamaConfig, Mode};
 use std::path::Path;
@@ -324,34 +323,13 @@ impl PolicyModel for TinyPolicy {
     }
 }
 
-/// srlm-model's tiny test configuration: 2 layers, hidden 32, 4 query / 2 key-value heads.
-fn tiny_config() -> LlamaConfig {
-    LlamaConfig {
-        architecture: Architecture::Llama,
-        vocab_size: 64,
-        hidden_size: 32,
-        intermediate_size: 48,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        head_dim: 8,
-        rms_norm_eps: 1e-5,
-        rope_theta: 10000.0,
-        max_position_embeddings: 128,
-        tie_word_embeddings: true,
-        attention_bias: false,
-        bos_token_id: Some(1),
-        eos_token_id: Some(2),
-    }
-}
-
 /// It learns on a tiny random Llama: 8 fixed pairs (different prompts and response lengths),
 /// all pairs in every step (batch 4 × 2 accumulation), AdamW lr 1e-2: within 30 steps every pair
 /// is ranked right (`rewards/accuracies` = 1) with a positive margin, step 0 is ln 2, and every
 /// logged loss is finite.
 #[test]
 fn tiny_random_llama_learns_8_pairs() {
-    let policy = TinyPolicy(Llama::random(tiny_config(), 3, &Device::Cpu).unwrap());
+    let policy = TinyPolicy(Llama::random(LlamaConfig::tiny(), 3, &Device::Cpu).unwrap());
     let data: Vec<TokenizedPair> = (0..8u32)
         .map(|i| TokenizedPair {
             id: format!("t{i}"),

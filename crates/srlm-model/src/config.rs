@@ -247,6 +247,28 @@ impl LlamaConfig {
         })
     }
 
+    /// A 2-layer Llama config (vocabulary 64, width 32, 4 query / 2 key-value heads of width 8,
+    /// context 128) for fast plumbing tests with [`crate::Llama::random`]; never for results.
+    pub fn tiny() -> Self {
+        LlamaConfig {
+            architecture: Architecture::Llama,
+            vocab_size: 64,
+            hidden_size: 32,
+            intermediate_size: 48,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            head_dim: 8,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10000.0,
+            max_position_embeddings: 128,
+            tie_word_embeddings: true,
+            attention_bias: false,
+            bos_token_id: Some(1),
+            eos_token_id: Some(2),
+        }
+    }
+
     /// Number of parameters N (embedding counted once when tied).
     pub fn num_parameters(&self) -> usize {
         let d = self.hidden_size;

@@ -536,26 +536,9 @@ pub fn attention_mask(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::config::Architecture;
 
     pub(crate) fn tiny_config() -> LlamaConfig {
-        LlamaConfig {
-            architecture: Architecture::Llama,
-            vocab_size: 64,
-            hidden_size: 32,
-            intermediate_size: 48,
-            num_hidden_layers: 2,
-            num_attention_heads: 4,
-            num_key_value_heads: 2,
-            head_dim: 8,
-            rms_norm_eps: 1e-5,
-            rope_theta: 10000.0,
-            max_position_embeddings: 128,
-            tie_word_embeddings: true,
-            attention_bias: false,
-            bos_token_id: Some(1),
-            eos_token_id: Some(2),
-        }
+        LlamaConfig::tiny()
     }
 
     fn close(a: &[f32], b: &[f32], tol: f32) {
