@@ -237,15 +237,15 @@ impl PairBatch {
 /// (chosen rows first), differentiable w.r.t. the model's trainable vars. Checks the model's
 /// output shape and dtype.
 pub fn sequence_logps(model: &dyn PolicyModel, batch: &PairBatch) -> Result<Tensor> {
-    let lp = model.token_logps(&batch.ids)?;
-    let (rows, seq) = batch.ids.dims2()?;
-    if lp.dims() != [rows, seq - 1] || lp.dtype() != DType::F32 {
+    let lp = model.sequence_logps(&batch.ids, &batch.mask)?;
+    let rows = batch.ids.dim(0)?;
+    if lp.dims() != [rows] || lp.dtype() != DType::F32 {
         return Err(DpoError::ModelOutput {
-            expected: format!("[{rows}, {}] f32", seq - 1),
+            expected: format!("sequence_logps of [{rows}] f32"),
             got: format!("{:?} {:?}", lp.dims(), lp.dtype()),
         });
     }
-    Ok(masked_sum(&lp, &batch.mask)?)
+    Ok(lp)
 }
 
 #[cfg(test)]

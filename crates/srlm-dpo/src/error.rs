@@ -54,7 +54,7 @@ pub enum DpoError {
         message: String,
     },
     /// The model returned log-probs of an unexpected shape or dtype.
-    #[error("PolicyModel::token_logps returned {got}, expected {expected}")]
+    #[error("PolicyModel returned {got}, expected {expected}")]
     ModelOutput {
         /// What the trainer expected, e.g. `[4, 11] f32`.
         expected: String,

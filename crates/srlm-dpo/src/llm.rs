@@ -14,7 +14,6 @@ use crate::error::{DpoError, Result};
 use crate::model::PolicyModel;
 use candle_core::{Device, Tensor, Var};
 use srlm_core::PreferencePair;
-use srlm_model::scoring::target_logps;
 use srlm_model::{LanguageModel, Mode, ModelError};
 use std::path::Path;
 
@@ -31,14 +30,47 @@ impl PolicyModel for LanguageModel {
     /// `[b, s − 1]` f32 nats, differentiable w.r.t. every weight (the composed, backward-capable
     /// RMSNorm / RoPE / softmax). Deterministic on the CPU for a given input shape.
     fn token_logps(&self, input_ids: &Tensor) -> candle_core::Result<Tensor> {
-        let logits = self
-            .model
-            .forward(input_ids, Mode::Train)
-            .map_err(to_candle)?;
-        target_logps(&logits, input_ids).map_err(to_candle)
+        self.model
+            .token_logps(input_ids, Mode::Train)
+            .map_err(to_candle)
     }
 
     /// Every weight of the network ([`srlm_model::Llama::vars`], sorted by HF name).
+    /// Runs the LM head and log-softmax on the masked (response) positions only.
+    fn sequence_logps(&self, input_ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let (rows, s) = input_ids.dims2()?;
+        let mask = mask.to_vec2::<u8>()?;
+        let mut positions = Vec::new();
+        let mut owner = Vec::new();
+        for (r, m) in mask.iter().enumerate() {
+            for (t, &on) in m.iter().enumerate() {
+                if on != 0 {
+                    positions.push((r * s + t) as u32);
+                    owner.push(r);
+                }
+            }
+        }
+        if positions.is_empty() {
+            return Ok(Tensor::zeros(
+                rows,
+                candle_core::DType::F32,
+                input_ids.device(),
+            )?);
+        }
+        let lp = self
+            .model
+            .selected_token_logps(input_ids, &positions, Mode::Train)
+            .map_err(to_candle)?;
+
+        // Per-row sums as one [rows, M] × [M, 1] product with a 0/1 selector.
+        let mut sel = vec![0f32; rows * positions.len()];
+        for (i, &r) in owner.iter().enumerate() {
+            sel[r * positions.len() + i] = 1.0;
+        }
+        let sel = Tensor::from_vec(sel, (rows, positions.len()), lp.device())?;
+        Ok(sel.matmul(&lp.unsqueeze(1)?)?.squeeze(1)?)
+    }
+
     fn trainable_vars(&self) -> Vec<Var> {
         self.model.vars()
     }

@@ -8,8 +8,8 @@ use std::path::Path;
 /// A causal LM the trainer can score and update.
 ///
 /// Implemented by srlm-model's trainable Llama, and by the toy [`crate::BigramLm`] used in tests.
-/// The same trait serves the frozen reference model (only [`PolicyModel::token_logps`] is called
-/// on it, and its output is detached).
+/// The same trait serves the frozen reference model (only [`PolicyModel::sequence_logps`] is
+/// called on it, and its output is detached).
 pub trait PolicyModel {
     /// Target-token log-probs of a right-padded batch.
     ///
@@ -21,6 +21,29 @@ pub trait PolicyModel {
     /// mask); padding sits only after the real tokens, so a causal model's real positions
     /// never see it. Must be deterministic: the same input gives bit-identical output.
     fn token_logps(&self, input_ids: &Tensor) -> candle_core::Result<Tensor>;
+
+    /// Summed target-token log-probs over the masked positions of each row: `input_ids`
+    /// `[batch, seq]` u32 as in [`PolicyModel::token_logps`], `mask` `[batch, seq − 1]` u8
+    /// (1 = a response token's position) → `[batch]` f32 (nats), differentiable w.r.t.
+    /// [`PolicyModel::trainable_vars`].
+    ///
+    /// The default selects from [`PolicyModel::token_logps`] ([`crate::masked_sum`]); a model
+    /// may override it to skip the unmasked positions (srlm-model's Llama runs its LM head and
+    /// log-softmax on response positions only). Must agree with the default.
+    ///
+    /// Errors: [`DpoError::ModelOutput`] when `token_logps` returns another shape or dtype;
+    /// [`DpoError::Candle`] from the model.
+    fn sequence_logps(&self, input_ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let lp = self.token_logps(input_ids)?;
+        let (rows, seq) = input_ids.dims2()?;
+        if lp.dims() != [rows, seq - 1] || lp.dtype() != DType::F32 {
+            return Err(DpoError::ModelOutput {
+                expected: format!("token_logps of [{rows}, {}] f32", seq - 1),
+                got: format!("{:?} {:?}", lp.dims(), lp.dtype()),
+            });
+        }
+        Ok(crate::batch::masked_sum(&lp, mask)?)
+    }
 
     /// The trainable parameters, in a stable order (AdamW state follows this order).
     fn trainable_vars(&self) -> Vec<Var>;

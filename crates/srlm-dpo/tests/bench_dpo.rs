@@ -18,6 +18,11 @@ use srlm_model::scoring::target_logps;
 use srlm_model::{LanguageModel, Mode};
 use std::time::Instant;
 
+/// The `srlm` binary's allocator and its setting (see `srlm_model::alloc`), so the figures are
+/// the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Parameters of SmolLM2-135M (embedding tied with the LM head, counted once).
 const N_PARAMS: f64 = 134.5e6;
 /// OpenBLAS f32 sgemm ceiling measured on this machine (2 threads), FLOP/s.
@@ -77,6 +82,7 @@ fn step_2x256() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
     let t = Instant::now();
+    srlm_model::alloc::keep_freed_memory();
     let m = LanguageModel::load("default", &Device::Cpu).unwrap();
     println!(
         "BENCH load: {:.2} s, peak RSS {:.0} MiB",
@@ -185,6 +191,7 @@ fn step_2x256() {
 #[test]
 #[ignore = "benchmark: minutes of CPU; run with --ignored --nocapture"]
 fn epoch_64_pairs() {
+    srlm_model::alloc::keep_freed_memory();
     let m = LanguageModel::load("default", &Device::Cpu).unwrap();
     let pairs: Vec<TokenizedPair> = (0..64)
         .map(|i| {
@@ -233,6 +240,7 @@ fn epoch_64_pairs() {
 #[test]
 #[ignore = "benchmark: run with --ignored --nocapture"]
 fn rows_vs_tokens() {
+    srlm_model::alloc::keep_freed_memory();
     let m = LanguageModel::load("default", &Device::Cpu).unwrap();
     for (rows, len) in [(1usize, 148usize), (4, 37), (8, 19), (1, 148)] {
         let ids = filler(&m, rows * len);

@@ -103,7 +103,7 @@ fn tokenize_pairs_matches_fixture_ids_and_uses_sampled_ids() {
     assert_eq!(t.rejected_ids, vec![5230, 30, 2, 198]);
 }
 
-/// The policy's `token_logps`, summed over response tokens, equal PyTorch's `logps/chosen` and
+/// The policy's log-probs, summed over response tokens, equal PyTorch's `logps/chosen` and
 /// `logps/rejected` within 0.05 (all four pairs in one right-padded batch).
 #[test]
 fn policy_logps_match_pytorch() {
@@ -112,6 +112,18 @@ fn policy_logps_match_pytorch() {
     let data = tokenize_pairs(m, &pairs).unwrap().pairs;
     let batch = batch_of(&data);
     let sums = sequence_logps(m, &batch).unwrap().to_vec1::<f32>().unwrap();
+    // The model's own `sequence_logps` (LM head on response positions only) equals the
+    // trait's default, the masked sum of every position's log-prob.
+    let all = masked_sum(&m.token_logps(&batch.ids).unwrap(), &batch.mask)
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    for (a, b) in sums.iter().zip(&all) {
+        assert!(
+            (a - b).abs() < 1e-3,
+            "response-only {a} vs all positions {b}"
+        );
+    }
     let b = data.len();
     for (i, r) in recs.iter().enumerate() {
         for (side, got) in [("chosen", sums[i]), ("rejected", sums[b + i])] {

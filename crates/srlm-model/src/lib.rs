@@ -17,11 +17,13 @@
 
 #![deny(missing_docs)]
 
+pub mod alloc;
 pub mod chat;
 pub mod checkpoint;
 pub mod config;
 mod error;
 pub mod fetch;
+pub mod fused;
 pub mod llama;
 mod model;
 pub mod sampling;

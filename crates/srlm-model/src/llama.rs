@@ -94,6 +94,9 @@ pub struct Llama {
     /// `[max_position_embeddings, head_dim / 2]` f32.
     cos: Tensor,
     sin: Tensor,
+    /// Train mode on the CPU uses [`crate::fused`]'s kernels (one op each, with a backward)
+    /// instead of composing RMSNorm, RoPE, softmax and SwiGLU from primitives.
+    fused_kernels: bool,
 }
 
 /// HF names of every tensor the architecture needs, with their shapes.
@@ -201,6 +204,7 @@ impl Llama {
         };
         let (cos, sin) = rope_tables(&cfg, device)?;
         Ok(Llama {
+            fused_kernels: device.is_cpu(),
             norm: get("model.norm.weight"),
             cfg,
             varmap,
@@ -249,6 +253,16 @@ impl Llama {
         data.iter()
             .map(|(k, v)| Ok((k.clone(), v.as_tensor().detach().copy()?)))
             .collect()
+    }
+
+    /// Whether [`Mode::Train`] uses the fused kernels of [`crate::fused`] (the default on the
+    /// CPU, where they exist) or composes them from candle primitives (other devices; tests).
+    pub fn set_fused_kernels(&mut self, on: bool) {
+        self.fused_kernels = on && self.device.is_cpu();
+    }
+
+    fn fused(&self, mode: Mode) -> bool {
+        mode == Mode::Train && self.fused_kernels
     }
 
     /// The config.
@@ -307,6 +321,79 @@ impl Llama {
         Ok(logits.reshape(out)?)
     }
 
+    /// Target-token log-probs for every position of a right-padded batch: `input_ids`
+    /// `[batch, seq]` u32 → `[batch, seq − 1]` f32 (nats), out[b, t] = log p(ids[b, t+1] |
+    /// ids[b, ..=t]). The LM head runs on the `seq − 1` positions that predict a token only;
+    /// with the fused kernels the `[.., vocab]` log-softmax is never materialised.
+    /// Differentiable in [`Mode::Train`].
+    pub fn token_logps(&self, input_ids: &Tensor, mode: Mode) -> Result<Tensor> {
+        let (b, s) = input_ids.dims2()?;
+        if s < 2 {
+            return Err(ModelError::InvalidInput(format!(
+                "token_logps needs at least 2 tokens per row, got {s}"
+            )));
+        }
+        let h = self.hidden_states(input_ids, mode)?;
+        let h = h
+            .narrow(1, 0, s - 1)?
+            .reshape((b * (s - 1), self.cfg.hidden_size))?;
+        let targets = input_ids.narrow(1, 1, s - 1)?.flatten_all()?;
+        Ok(self.head_logps(&h, &targets)?.reshape((b, s - 1))?)
+    }
+
+    /// Target-token log-probs at chosen positions only (e.g. a DPO batch's response tokens):
+    /// `positions` are flat indices `row · seq + t` with `t < seq − 1`, each scoring token
+    /// `ids[row, t + 1]` → `[positions.len()]` f32 (nats), in the order given. The LM head and
+    /// the log-softmax run on those rows alone. Differentiable in [`Mode::Train`].
+    ///
+    /// Errors: [`ModelError::InvalidInput`] for a position outside the batch or in the last
+    /// column (which predicts nothing).
+    pub fn selected_token_logps(
+        &self,
+        input_ids: &Tensor,
+        positions: &[u32],
+        mode: Mode,
+    ) -> Result<Tensor> {
+        let (b, s) = input_ids.dims2()?;
+        if let Some(&p) = positions
+            .iter()
+            .find(|&&p| p as usize >= b * s || p as usize % s == s - 1)
+        {
+            return Err(ModelError::InvalidInput(format!(
+                "position {p} (row {}, column {}) does not predict a token of a [{b}, {s}] batch",
+                p as usize / s,
+                p as usize % s
+            )));
+        }
+        let ids = input_ids.flatten_all()?.to_vec1::<u32>()?;
+        let targets: Vec<u32> = positions.iter().map(|&p| ids[p as usize + 1]).collect();
+        let targets = Tensor::from_vec(targets, positions.len(), &self.device)?;
+        let idx = Tensor::new(positions, &self.device)?;
+        let h = self.hidden_states(input_ids, mode)?;
+        let h = h
+            .reshape((b * s, self.cfg.hidden_size))?
+            .index_select(&idx, 0)?;
+        self.head_logps(&h, &targets)
+    }
+
+    /// LM head + log-softmax + gather: `hidden` `[n, hidden]`, `targets` `[n]` u32 → `[n]`.
+    fn head_logps(&self, hidden: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        let logits = self.lm_head(hidden)?;
+        if self.fused_kernels {
+            Ok(crate::fused::target_logps(&logits, targets)?)
+        } else {
+            let max = logits.max_keepdim(D::Minus1)?.detach();
+            let lse = (logits
+                .broadcast_sub(&max)?
+                .exp()?
+                .sum_keepdim(D::Minus1)?
+                .log()?
+                + &max)?;
+            let picked = logits.gather(&targets.unsqueeze(1)?, D::Minus1)?;
+            Ok((picked - lse)?.squeeze(1)?)
+        }
+    }
+
     /// One incremental step with a KV cache, for left-padded batches.
     ///
     /// `input_ids` `[batch, new]` u32 are the next tokens of every row; `pad_left[r]` is the
@@ -357,14 +444,24 @@ impl Llama {
             .reshape((b, s, self.cfg.hidden_size))?;
         for (i, blk) in self.blocks.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            let h = rms_norm(&x, &blk.input_norm, self.cfg.rms_norm_eps, mode)?;
-            let h = self.attention(blk, &h, &cos, &sin, mask, layer_cache, mode)?;
+            let h = self.rms(&x, &blk.input_norm, mode)?;
+            let h = if self.fused(mode) {
+                self.attention_fused(blk, &h, &cos, &sin)?
+            } else {
+                self.attention(blk, &h, &cos, &sin, mask, layer_cache, mode)?
+            };
             x = (x + h)?;
-            let h = rms_norm(&x, &blk.post_norm, self.cfg.rms_norm_eps, mode)?;
+            let h = self.rms(&x, &blk.post_norm, mode)?;
             let h = h.reshape((b * s, self.cfg.hidden_size))?;
+            let (gate, up) = (blk.gate.forward(&h)?, blk.up.forward(&h)?);
+            let act = if self.fused(mode) {
+                crate::fused::swiglu(&gate, &up)?
+            } else {
+                (gate.silu()? * up)?
+            };
             let h = blk
                 .down
-                .forward(&(blk.gate.forward(&h)?.silu()? * blk.up.forward(&h)?)?)?
+                .forward(&act)?
                 .reshape((b, s, self.cfg.hidden_size))?;
             x = (x + h)?;
             if mode == Mode::Infer {
@@ -374,7 +471,53 @@ impl Llama {
                 x = x.detach();
             }
         }
-        rms_norm(&x, &self.norm, self.cfg.rms_norm_eps, mode)
+        self.rms(&x, &self.norm, mode)
+    }
+
+    fn rms(&self, x: &Tensor, weight: &Tensor, mode: Mode) -> Result<Tensor> {
+        if self.fused(mode) {
+            Ok(crate::fused::rms_norm(x, weight, self.cfg.rms_norm_eps)?)
+        } else {
+            rms_norm(x, weight, self.cfg.rms_norm_eps, mode)
+        }
+    }
+
+    /// Causal self-attention over a whole right-padded batch (no cache) with the fused
+    /// kernels: RoPE writes the per-head layout directly, and the causal mask lives in the
+    /// softmax. Same math as [`Self::attention`].
+    fn attention_fused(
+        &self,
+        blk: &Block,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+    ) -> Result<Tensor> {
+        use crate::fused;
+        let (b, s, d) = x.dims3()?;
+        let x = &x.reshape((b * s, d))?;
+        let (nh, nkv, hd) = (
+            self.cfg.num_attention_heads,
+            self.cfg.num_key_value_heads,
+            self.cfg.head_dim,
+        );
+        let q = fused::rope_bshd_to_bhsd(&blk.q.forward(x)?.reshape((b, s, nh, hd))?, cos, sin)?;
+        let k = fused::rope_bshd_to_bhsd(&blk.k.forward(x)?.reshape((b, s, nkv, hd))?, cos, sin)?;
+        let v = blk
+            .v
+            .forward(x)?
+            .reshape((b, s, nkv, hd))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let rep = nh / nkv;
+        let q = q.reshape((b, nkv, rep * s, hd))?;
+        let scores = q.matmul(&k.t()?)?; // [b, nkv, rep*s, s]
+        let probs = fused::causal_softmax(&scores, 1.0 / (hd as f64).sqrt(), s)?;
+        let out = probs.matmul(&v)?; // [b, nkv, rep*s, hd]
+        let out = out
+            .reshape((b, nh, s, hd))?
+            .transpose(1, 2)?
+            .reshape((b * s, nh * hd))?;
+        Ok(blk.o.forward(&out)?.reshape((b, s, d))?)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -693,6 +836,47 @@ pub(crate) mod tests {
                 .to_scalar::<f32>()
                 .unwrap();
             assert!(n.is_finite() && n > 0.0, "{name}: |g|² = {n}");
+        }
+    }
+
+    #[test]
+    fn fused_and_composed_training_agree() {
+        // Same weights, fused kernels on and off: logits, target log-probs and every weight's
+        // gradient agree (grouped-query attention, biases, untied head, batch of 2, 40 tokens).
+        let dev = Device::Cpu;
+        let mut cfg = tiny_config();
+        cfg.tie_word_embeddings = false;
+        cfg.attention_bias = true;
+        let fused = Llama::random(cfg, 11, &dev).unwrap();
+        let mut composed = fused.deep_copy().unwrap();
+        composed.set_fused_kernels(false);
+        assert!(fused.fused(Mode::Train) && !composed.fused(Mode::Train));
+        let ids: Vec<u32> = (0..80u32).map(|i| (i * 37 + 5) % 64).collect();
+        let ids = Tensor::from_vec(ids, (2, 40), &dev).unwrap();
+        let run = |m: &Llama| {
+            let logits = m.forward(&ids, Mode::Train).unwrap();
+            let lp = crate::scoring::target_logps(&logits, &ids).unwrap();
+            let grads = lp.sum_all().unwrap().backward().unwrap();
+            let g: Vec<(String, Vec<f32>)> = m
+                .named_vars()
+                .into_iter()
+                .map(|(n, v)| {
+                    let g = grads
+                        .get(v.as_tensor())
+                        .unwrap_or_else(|| panic!("no grad {n}"));
+                    (n, g.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+                })
+                .collect();
+            (logits.flatten_all().unwrap().to_vec1::<f32>().unwrap(), g)
+        };
+        let (la, ga) = run(&fused);
+        let (lb, gb) = run(&composed);
+        close(&la, &lb, 1e-4);
+        for ((name, a), (_, b)) in ga.iter().zip(&gb) {
+            let scale = b.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-3);
+            for (x, y) in a.iter().zip(b) {
+                assert!((x - y).abs() <= 1e-4 * scale, "{name}: {x} vs {y}");
+            }
         }
     }
 }

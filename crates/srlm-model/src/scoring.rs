@@ -100,10 +100,25 @@ impl LanguageModel {
                 .map(|(p, r)| [p.as_slice(), r.as_slice()].concat())
                 .collect();
             let ids = pad_right(&seqs, self.pad_id, self.model.device())?;
-            let logits = self.model.forward(&ids, Mode::Infer)?;
-            let lp = target_logps(&logits, &ids)?.to_vec2::<f32>()?;
-            for ((p, r), row) in chunk.iter().zip(lp) {
-                let tokens = row[p.len() - 1..p.len() - 1 + r.len()].to_vec();
+            // Only response positions go through the LM head: prompt tokens' log-probs are
+            // never read.
+            let width = ids.dim(1)?;
+            let positions: Vec<u32> = chunk
+                .iter()
+                .enumerate()
+                .flat_map(|(row, (p, r))| {
+                    let start = row * width + p.len() - 1;
+                    (start..start + r.len()).map(|i| i as u32)
+                })
+                .collect();
+            let lp = self
+                .model
+                .selected_token_logps(&ids, &positions, Mode::Infer)?
+                .to_vec1::<f32>()?;
+            let mut next = 0;
+            for (_, r) in chunk {
+                let tokens = lp[next..next + r.len()].to_vec();
+                next += r.len();
                 let sum: f64 = tokens.iter().map(|&x| x as f64).sum();
                 out.push(ResponseLogps {
                     sum,
