@@ -6,15 +6,18 @@
 //! A plain `harness = false` main rather than criterion: one batched-sampling run takes tens
 //! of seconds and its token count varies with EOS, so each figure is the median of a few timed
 //! repetitions after one warm-up. `SRLM_BENCH_REPS` overrides the repetition count (default 3);
-//! `SRLM_BENCH_ONLY=batched,single,prefill,train` runs a subset (the training step alone peaks
-//! near 10 GB RSS, so on a shared machine run it by itself).
+//! `SRLM_BENCH_ONLY=batched,single,prefill,train` runs a subset .
 //! Figures and the llama.cpp / PyTorch anchors are in `docs/benchmarks.md`.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use srlm_core::SamplingConfig;
-use srlm_model::{scoring::target_logps, Device, LanguageModel, Mode, Tensor};
+use srlm_model::{Device, LanguageModel, Mode, Tensor};
+
+/// The `srlm` binary's allocator and setting, so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Parameters of SmolLM2-135M (tied embeddings), for 6·N FLOPs per trained token.
 const N_PARAMS: f64 = 134_515_008.0;
@@ -78,6 +81,7 @@ fn long_prompt(m: &LanguageModel, n: usize) -> Result<Vec<u32>> {
 }
 
 fn main() -> Result<()> {
+    srlm_model::alloc::keep_freed_memory();
     // `cargo bench` passes `--bench`; a filter argument is not supported.
     let reps: usize = std::env::var("SRLM_BENCH_REPS")
         .ok()
@@ -191,8 +195,7 @@ fn main() -> Result<()> {
         let mut bwd_times = Vec::new();
         let (train_s, _, _) = timed(reps, || {
             let t = Instant::now();
-            let logits = m.model.forward(&x2, Mode::Train)?;
-            let loss = target_logps(&logits, &x2)?.sum_all()?;
+            let loss = m.model.token_logps(&x2, Mode::Train)?.sum_all()?;
             let _ = loss.to_scalar::<f32>()?;
             fwd_times.push(secs(t.elapsed()));
             let t = Instant::now();

@@ -52,6 +52,10 @@ pub struct TrainDpoArgs {
     /// Pairs per forward/backward pass (config `per_device_train_batch_size`; default 2).
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Recompute activations in the backward pass: far less memory, one more forward pass per
+    /// step (config `gradient_checkpointing`).
+    #[arg(long)]
+    gradient_checkpointing: bool,
     /// TOML file of config fields under TRL's names (`beta = 0.1`, `loss_type = "ipo"`, …).
     #[arg(long, value_name = "FILE.toml")]
     config: Option<PathBuf>,
@@ -91,6 +95,13 @@ fn build_config(a: &TrainDpoArgs) -> anyhow::Result<DpoConfig> {
     }
     if let Some(v) = a.batch_size {
         set("per_device_train_batch_size", json!(v), "batch-size")?;
+    }
+    if a.gradient_checkpointing {
+        set(
+            "gradient_checkpointing",
+            json!(true),
+            "gradient-checkpointing",
+        )?;
     }
     for kv in &a.set {
         let (k, v) = kv

@@ -68,6 +68,14 @@ pub struct DpoConfig {
     /// When `false`, a separate frozen reference model must be given to the trainer and is
     /// run at every step. Default `true`.
     pub precompute_ref_log_probs: bool,
+    /// Recompute each decoder block's activations in the backward pass instead of keeping
+    /// them (HF `TrainingArguments.gradient_checkpointing`; Chen et al. 2016). On the default
+    /// model it cuts a 4 × 256-token step's activations from ~1.8 GB to ~0.1 GB for one more
+    /// forward pass (docs/benchmarks.md). Only models that support it (srlm-model's Llama on
+    /// the CPU) use it; others ignore it with a warning. Default `true`, unlike TRL: srlm
+    /// targets small CPU machines, where it keeps a 64-pair epoch under 4 GB peak RSS
+    /// (4.8 GB without) for ~20% more time.
+    pub gradient_checkpointing: bool,
     /// Seed of the data shuffling. Default 42 (HF).
     pub seed: u64,
 }
@@ -95,6 +103,7 @@ impl Default for DpoConfig {
             max_length: Some(1024),
             max_prompt_length: Some(512),
             precompute_ref_log_probs: true,
+            gradient_checkpointing: true,
             seed: 42,
         }
     }
@@ -267,6 +276,7 @@ impl DpoConfig {
         "max_length",
         "max_prompt_length",
         "precompute_ref_log_probs",
+        "gradient_checkpointing",
         "seed",
     ];
 

@@ -71,6 +71,15 @@ impl PolicyModel for LanguageModel {
         Ok(sel.matmul(&lp.unsqueeze(1)?)?.squeeze(1)?)
     }
 
+    fn backward(&self, loss: &Tensor) -> candle_core::Result<candle_core::backprop::GradStore> {
+        self.model.backward(loss).map_err(to_candle)
+    }
+
+    fn set_gradient_checkpointing(&self, on: bool) -> bool {
+        self.model.set_gradient_checkpointing(on);
+        self.model.device().is_cpu()
+    }
+
     fn trainable_vars(&self) -> Vec<Var> {
         self.model.vars()
     }

@@ -2,6 +2,7 @@
 //! finite-weights check that guards every checkpoint.
 
 use crate::error::{DpoError, Result};
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 use std::path::Path;
 
@@ -43,6 +44,21 @@ pub trait PolicyModel {
             });
         }
         Ok(crate::batch::masked_sum(&lp, mask)?)
+    }
+
+    /// Gradients of `loss` (built from [`PolicyModel::sequence_logps`] /
+    /// [`PolicyModel::token_logps`]) for every trainable var. Default: `loss.backward()`. A
+    /// model whose forward pass recomputes activations (gradient checkpointing) adds the
+    /// gradients it computed during the backward pass here.
+    fn backward(&self, loss: &Tensor) -> candle_core::Result<GradStore> {
+        loss.backward()
+    }
+
+    /// Turns gradient checkpointing on or off; returns whether the model supports it (the
+    /// default: no, and nothing changes).
+    fn set_gradient_checkpointing(&self, on: bool) -> bool {
+        let _ = on;
+        false
     }
 
     /// The trainable parameters, in a stable order (AdamW state follows this order).

@@ -258,6 +258,28 @@ impl<'a> DpoTrainer<'a> {
             ));
         }
         let device = policy.device();
+        // Checkpointing is switched on for this call only (the guard restores "off").
+        struct Checkpointing<'a>(&'a dyn PolicyModel, bool);
+        impl Drop for Checkpointing<'_> {
+            fn drop(&mut self) {
+                if self.1 {
+                    self.0.set_gradient_checkpointing(false);
+                }
+            }
+        }
+        let _ckpt = Checkpointing(
+            policy,
+            cfg.gradient_checkpointing && {
+                let ok = policy.set_gradient_checkpointing(true);
+                if !ok {
+                    tracing::warn!(
+                        "gradient_checkpointing is on but this model does not support it; \
+                         training without it"
+                    );
+                }
+                ok
+            },
+        );
         let bs = cfg.per_device_train_batch_size;
         let ga = cfg.gradient_accumulation_steps;
         let n = data.len();
@@ -371,7 +393,7 @@ impl<'a> DpoTrainer<'a> {
                 }
                 let share = idxs.len() as f64 / group_pairs as f64;
                 loss_sum += value * share;
-                let grads = (out.loss * share)?.backward()?;
+                let grads = policy.backward(&(out.loss * share)?)?;
                 for (slot, v) in acc.iter_mut().zip(&vars) {
                     if let Some(g) = grads.get(v.as_tensor()) {
                         *slot = Some(match slot.take() {

@@ -191,6 +191,17 @@ fn step_2x256() {
 #[test]
 #[ignore = "benchmark: minutes of CPU; run with --ignored --nocapture"]
 fn epoch_64_pairs() {
+    epoch(false);
+}
+
+/// As [`epoch_64_pairs`], with `gradient_checkpointing = true`.
+#[test]
+#[ignore = "benchmark: minutes of CPU; run with --ignored --nocapture"]
+fn epoch_64_pairs_gradient_checkpointing() {
+    epoch(true);
+}
+
+fn epoch(gradient_checkpointing: bool) {
     srlm_model::alloc::keep_freed_memory();
     let m = LanguageModel::load("default", &Device::Cpu).unwrap();
     let pairs: Vec<TokenizedPair> = (0..64)
@@ -215,6 +226,7 @@ fn epoch_64_pairs() {
         DpoConfig {
             max_length: Some(256),
             max_prompt_length: Some(128),
+            gradient_checkpointing,
             ..DpoConfig::default()
         },
     )
@@ -226,7 +238,11 @@ fn epoch_64_pairs() {
         s.filter.kept, s.steps, s.tokens_trained, s.reference_tokens, s.wall_time_s
     );
     line(
-        "epoch 64 pairs (whole call)",
+        if gradient_checkpointing {
+            "epoch 64 pairs, gradient checkpointing (whole call)"
+        } else {
+            "epoch 64 pairs (whole call)"
+        },
         s.wall_time_s,
         s.tokens_trained as f64,
         s.reference_tokens as f64,

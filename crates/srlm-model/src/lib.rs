@@ -26,6 +26,7 @@ pub mod fetch;
 pub mod fused;
 pub mod llama;
 mod model;
+mod recompute;
 pub mod sampling;
 pub mod scoring;
 pub mod tokenizer;

@@ -1,0 +1,107 @@
+//! Gradient checkpointing for the decoder blocks (Chen et al. 2016, "Training Deep Nets with
+//! Sublinear Memory Cost", arXiv 1604.06174): the forward pass keeps only each block's input;
+//! the backward pass runs the block again, with its graph, and differentiates that.
+//!
+//! candle has no checkpointing, so a block becomes one custom op on its input `x`:
+//! - forward: run the block on a graph-less copy of `x`, return the output (the block's
+//!   activations are freed at once);
+//! - backward: run the block again on `x` as a fresh leaf, backpropagate the incoming gradient
+//!   through it, return d`x`, and leave the block's weight gradients in a [`Stash`] — a custom
+//!   op can only return gradients for its inputs. [`crate::Llama::backward`] merges the stash
+//!   into the outer gradient store.
+//!
+//! Both runs use the same deterministic kernels, so the recomputed activations are bit-identical
+//! and the gradients equal those without checkpointing (tested in `crate::llama`).
+
+use crate::config::LlamaConfig;
+use crate::error::Result;
+use crate::llama::{fused_block, Block};
+use candle_core::backprop::GradStore;
+use candle_core::{bail, CpuStorage, CustomOp1, Layout, Shape, Tensor, Var};
+use std::sync::{Arc, Mutex};
+
+/// Weight gradients (weight tensor, gradient) computed by recomputation, waiting to be merged.
+pub(crate) type Stash = Arc<Mutex<Vec<(Tensor, Tensor)>>>;
+
+struct Recompute {
+    cfg: LlamaConfig,
+    block: Block,
+    cos: Tensor,
+    sin: Tensor,
+    stash: Stash,
+}
+
+impl CustomOp1 for Recompute {
+    fn name(&self) -> &'static str {
+        "srlm-recompute-block"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(data) = s else {
+            bail!("srlm-recompute-block: expected f32 hidden states");
+        };
+        let Some((a, b)) = l.contiguous_offsets() else {
+            bail!("srlm-recompute-block: input must be contiguous");
+        };
+        let x = Tensor::from_slice(&data[a..b], l.shape(), &candle_core::Device::Cpu)?;
+        let y = fused_block(&self.cfg, &self.block, &x, &self.cos, &self.sin)
+            .map_err(candle_core::Error::wrap)?;
+        Ok((
+            CpuStorage::F32(y.flatten_all()?.to_vec1::<f32>()?),
+            l.shape().clone(),
+        ))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let leaf = Var::from_tensor(&x.detach())?;
+        let y = fused_block(
+            &self.cfg,
+            &self.block,
+            leaf.as_tensor(),
+            &self.cos,
+            &self.sin,
+        )
+        .map_err(candle_core::Error::wrap)?;
+        let grads = (y * grad.detach())?.sum_all()?.backward()?;
+        let mut stash = self.stash.lock().expect("recompute stash lock");
+        for w in self.block.weights() {
+            if let Some(g) = grads.get(&w) {
+                stash.push((w, g.clone()));
+            }
+        }
+        Ok(grads.get(leaf.as_tensor()).cloned())
+    }
+}
+
+/// Runs `block` on `x` `[b, s, hidden]` f32 (CPU, fused kernels) keeping only `x` for the
+/// backward pass; `cos`/`sin` `[b, s, head_dim/2]`. The block's weight gradients go to `stash`.
+pub(crate) fn block(
+    cfg: &LlamaConfig,
+    block: &Block,
+    x: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+    stash: &Stash,
+) -> Result<Tensor> {
+    Ok(x.contiguous()?.apply_op1(Recompute {
+        cfg: cfg.clone(),
+        block: block.clone(),
+        cos: cos.detach(),
+        sin: sin.detach(),
+        stash: stash.clone(),
+    })?)
+}
+
+/// Adds every stashed weight gradient into `grads` (summing with any gradient already there)
+/// and empties the stash.
+pub(crate) fn merge(stash: &Stash, grads: &mut GradStore) -> Result<()> {
+    let stashed = std::mem::take(&mut *stash.lock().expect("recompute stash lock"));
+    for (w, g) in stashed {
+        let total = match grads.remove(&w) {
+            Some(prev) => (prev + g)?,
+            None => g,
+        };
+        grads.insert(&w, total);
+    }
+    Ok(())
+}
