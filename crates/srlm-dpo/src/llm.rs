@@ -75,8 +75,13 @@ impl PolicyModel for LanguageModel {
         self.model.backward(loss).map_err(to_candle)
     }
 
+    /// On: [`srlm_model::Checkpointing::Attention`] (recompute the attention sublayers).
     fn set_gradient_checkpointing(&self, on: bool) -> bool {
-        self.model.set_gradient_checkpointing(on);
+        self.model.set_gradient_checkpointing(if on {
+            srlm_model::Checkpointing::Attention
+        } else {
+            srlm_model::Checkpointing::Off
+        });
         self.model.device().is_cpu()
     }
 

@@ -32,5 +32,9 @@ fn main() -> srlm_model::Result<()> {
             512.0 / t_bwd
         );
     }
+    let hwm = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string));
+    println!("{}", hwm.unwrap_or_default());
     Ok(())
 }

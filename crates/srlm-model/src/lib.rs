@@ -36,7 +36,7 @@ pub use candle_core::{DType, Device, Tensor, Var};
 pub use chat::{ChatMessage, ChatTemplate};
 pub use config::{Architecture, LlamaConfig};
 pub use error::{ModelError, Result};
-pub use llama::{KvCache, Llama, Mode};
+pub use llama::{Checkpointing, KvCache, Llama, Mode};
 pub use model::{default_device, LanguageModel, TINY_RANDOM};
 pub use sampling::Generation;
 pub use scoring::{cosine, ResponseLogps};

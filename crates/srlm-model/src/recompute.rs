@@ -1,8 +1,9 @@
 //! Gradient checkpointing for the decoder blocks (Chen et al. 2016, "Training Deep Nets with
-//! Sublinear Memory Cost", arXiv 1604.06174): the forward pass keeps only each block's input;
-//! the backward pass runs the block again, with its graph, and differentiates that.
+//! Sublinear Memory Cost", arXiv 1604.06174): the forward pass keeps only the input of a block
+//! (or of its attention sublayer, [`crate::Checkpointing`]); the backward pass runs that part
+//! again, with its graph, and differentiates it.
 //!
-//! candle has no checkpointing, so a block becomes one custom op on its input `x`:
+//! candle has no checkpointing, so the part becomes one custom op on its input `x`:
 //! - forward: run the block on a graph-less copy of `x`, return the output (the block's
 //!   activations are freed at once);
 //! - backward: run the block again on `x` as a fresh leaf, backpropagate the incoming gradient
@@ -15,7 +16,7 @@
 
 use crate::config::LlamaConfig;
 use crate::error::Result;
-use crate::llama::{fused_block, Block};
+use crate::llama::{fused_attention_sublayer, fused_block, Block};
 use candle_core::backprop::GradStore;
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Shape, Tensor, Var};
 use std::sync::{Arc, Mutex};
@@ -23,12 +24,33 @@ use std::sync::{Arc, Mutex};
 /// Weight gradients (weight tensor, gradient) computed by recomputation, waiting to be merged.
 pub(crate) type Stash = Arc<Mutex<Vec<(Tensor, Tensor)>>>;
 
+/// What one recompute op covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// x ↦ x + attention(rms_norm(x)).
+    Attention,
+    /// The whole block.
+    Block,
+}
+
 struct Recompute {
+    part: Part,
     cfg: LlamaConfig,
     block: Block,
     cos: Tensor,
     sin: Tensor,
     stash: Stash,
+}
+
+impl Recompute {
+    fn run(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (cfg, blk, cos, sin) = (&self.cfg, &self.block, &self.cos, &self.sin);
+        match self.part {
+            Part::Attention => fused_attention_sublayer(cfg, blk, x, cos, sin),
+            Part::Block => fused_block(cfg, blk, x, cos, sin),
+        }
+        .map_err(candle_core::Error::wrap)
+    }
 }
 
 impl CustomOp1 for Recompute {
@@ -44,8 +66,7 @@ impl CustomOp1 for Recompute {
             bail!("srlm-recompute-block: input must be contiguous");
         };
         let x = Tensor::from_slice(&data[a..b], l.shape(), &candle_core::Device::Cpu)?;
-        let y = fused_block(&self.cfg, &self.block, &x, &self.cos, &self.sin)
-            .map_err(candle_core::Error::wrap)?;
+        let y = self.run(&x)?;
         Ok((
             CpuStorage::F32(y.flatten_all()?.to_vec1::<f32>()?),
             l.shape().clone(),
@@ -54,14 +75,7 @@ impl CustomOp1 for Recompute {
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
         let leaf = Var::from_tensor(&x.detach())?;
-        let y = fused_block(
-            &self.cfg,
-            &self.block,
-            leaf.as_tensor(),
-            &self.cos,
-            &self.sin,
-        )
-        .map_err(candle_core::Error::wrap)?;
+        let y = self.run(leaf.as_tensor())?;
         let grads = (y * grad.detach())?.sum_all()?.backward()?;
         let mut stash = self.stash.lock().expect("recompute stash lock");
         for w in self.block.weights() {
@@ -73,9 +87,10 @@ impl CustomOp1 for Recompute {
     }
 }
 
-/// Runs `block` on `x` `[b, s, hidden]` f32 (CPU, fused kernels) keeping only `x` for the
-/// backward pass; `cos`/`sin` `[b, s, head_dim/2]`. The block's weight gradients go to `stash`.
-pub(crate) fn block(
+/// Runs `part` of `block` on `x` `[b, s, hidden]` f32 (CPU, fused kernels) keeping only `x`
+/// for the backward pass; `cos`/`sin` `[b, s, head_dim/2]`. The weight gradients go to `stash`.
+pub(crate) fn run(
+    part: Part,
     cfg: &LlamaConfig,
     block: &Block,
     x: &Tensor,
@@ -84,6 +99,7 @@ pub(crate) fn block(
     stash: &Stash,
 ) -> Result<Tensor> {
     Ok(x.contiguous()?.apply_op1(Recompute {
+        part,
         cfg: cfg.clone(),
         block: block.clone(),
         cos: cos.detach(),
