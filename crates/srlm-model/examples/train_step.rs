@@ -9,7 +9,7 @@ use std::time::Instant;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> srlm_model::Result<()> {
-    srlm_model::alloc::keep_freed_memory();
+    srlm_model::process::init();
     let m = LanguageModel::load("default", &Device::Cpu)?;
     let ids: Vec<u32> = (0..512u32).map(|i| (i * 7919 + 13) % 49000 + 100).collect();
     let ids = Tensor::from_vec(ids, (2, 256), &Device::Cpu)?;
@@ -34,7 +34,11 @@ fn main() -> srlm_model::Result<()> {
     }
     let hwm = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string));
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_string)
+        });
     println!("{}", hwm.unwrap_or_default());
     Ok(())
 }

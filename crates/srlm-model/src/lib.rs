@@ -17,7 +17,6 @@
 
 #![deny(missing_docs)]
 
-pub mod alloc;
 pub mod chat;
 pub mod checkpoint;
 pub mod config;
@@ -26,9 +25,11 @@ pub mod fetch;
 pub mod fused;
 pub mod llama;
 mod model;
+pub mod process;
 mod recompute;
 pub mod sampling;
 pub mod scoring;
+pub mod skinny;
 pub mod tokenizer;
 pub mod weights;
 

@@ -366,6 +366,16 @@ impl Llama {
         self.lm_head(&h)
     }
 
+    /// The LM head without a gradient, for sampling and judging: `hidden` `[rows, hidden]` →
+    /// logits `[rows, vocab]` f32. Few rows (one per sequence being decoded) go through
+    /// [`crate::skinny`], which streams the `[vocab, hidden]` weight once instead of packing it.
+    pub fn lm_head_infer(&self, hidden: &Tensor) -> Result<Tensor> {
+        Ok(crate::skinny::matmul_t(
+            &hidden.detach(),
+            &self.lm_head.detach(),
+        )?)
+    }
+
     /// Applies the LM head to hidden states `[.., hidden]` → logits `[.., vocab]`.
     pub fn lm_head(&self, hidden: &Tensor) -> Result<Tensor> {
         let dims = hidden.dims().to_vec();
@@ -520,11 +530,8 @@ impl Llama {
             x = (x + h)?;
             let h = self.rms(&x, &blk.post_norm, mode)?;
             let h = h.reshape((b * s, self.cfg.hidden_size))?;
-            let act = (blk.gate.forward(&h)?.silu()? * blk.up.forward(&h)?)?;
-            let h = blk
-                .down
-                .forward(&act)?
-                .reshape((b, s, self.cfg.hidden_size))?;
+            let act = (linear(&blk.gate, &h, mode)?.silu()? * linear(&blk.up, &h, mode)?)?;
+            let h = linear(&blk.down, &act, mode)?.reshape((b, s, self.cfg.hidden_size))?;
             x = (x + h)?;
             if mode == Mode::Infer {
                 // No gradient is wanted: cut the op graph so this block's activations are freed
@@ -564,21 +571,15 @@ impl Llama {
             self.cfg.num_key_value_heads,
             self.cfg.head_dim,
         );
-        let q = blk
-            .q
-            .forward(x)?
+        let q = linear(&blk.q, x, mode)?
             .reshape((b, s, nh, hd))?
             .transpose(1, 2)?
             .contiguous()?;
-        let k = blk
-            .k
-            .forward(x)?
+        let k = linear(&blk.k, x, mode)?
             .reshape((b, s, nkv, hd))?
             .transpose(1, 2)?
             .contiguous()?;
-        let v = blk
-            .v
-            .forward(x)?
+        let v = linear(&blk.v, x, mode)?
             .reshape((b, s, nkv, hd))?
             .transpose(1, 2)?
             .contiguous()?;
@@ -612,8 +613,21 @@ impl Llama {
             .reshape((b, nh, s, hd))?
             .transpose(1, 2)?
             .reshape((b * s, nh * hd))?;
-        Ok(blk.o.forward(&out)?.reshape((b, s, d))?)
+        Ok(linear(&blk.o, &out, mode)?.reshape((b, s, d))?)
     }
+}
+
+/// `l.forward(x)` for a 2-D `x`; in [`Mode::Infer`] a few rows go through [`crate::skinny`]
+/// (no gradient), which reads the weight in place instead of packing it.
+fn linear(l: &candle_nn::Linear, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    if mode == Mode::Infer && x.dim(0)? <= crate::skinny::MAX_ROWS {
+        let y = crate::skinny::matmul_t(&x.detach(), &l.weight().detach())?;
+        return Ok(match l.bias() {
+            Some(b) => y.broadcast_add(&b.detach())?,
+            None => y,
+        });
+    }
+    Ok(l.forward(x)?)
 }
 
 impl Block {

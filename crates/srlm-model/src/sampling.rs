@@ -79,7 +79,8 @@ pub fn sample_token(logits: &[f32], cfg: &SamplingConfig, rng: &mut impl Rng) ->
         .filter(|(_, &l)| l >= cutoff)
         .map(|(i, &l)| (i as u32, (l - max) / t))
         .collect();
-    cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    // Descending logit, then ascending id: a total order, so an unstable sort is deterministic.
+    cand.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     if cfg.top_k > 0 && cand.len() > cfg.top_k {
         cand.truncate(cfg.top_k);
     }
@@ -170,8 +171,10 @@ impl LanguageModel {
             &pad_left,
             &mut cache,
         )?;
-        let last = self.model.lm_head(&h.narrow(1, len - 1, 1)?.squeeze(1)?)?; // [p, V]
-                                                                               // Expand every prompt into k rows.
+        let last = self
+            .model
+            .lm_head_infer(&h.narrow(1, len - 1, 1)?.squeeze(1)?)?; // [p, V]
+                                                                    // Expand every prompt into k rows.
         let expand: Vec<u32> = (0..p * k).map(|r| (r / k) as u32).collect();
         let mut cache = cache.select_rows(&expand)?;
         let mut logits = last.index_select(&Tensor::new(expand.as_slice(), &dev)?, 0)?;
@@ -184,9 +187,23 @@ impl LanguageModel {
             vec![(Vec::new(), Vec::new(), false); p * k];
         for _step in 0..cfg.max_new_tokens {
             let rows = logits.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
+            // Each row draws from its own generator, so rows can be sampled in parallel.
+            let mut row_rngs: Vec<&mut ChaCha8Rng> = {
+                let mut by_row: Vec<Option<&mut ChaCha8Rng>> = rngs.iter_mut().map(Some).collect();
+                active
+                    .iter()
+                    .map(|&g| by_row[g].take().expect("active rows are distinct"))
+                    .collect()
+            };
+            let picks: Vec<(u32, f32)> = {
+                use rayon::prelude::*;
+                rows.par_iter()
+                    .zip(row_rngs.par_iter_mut())
+                    .map(|(row, rng)| sample_token(row, cfg, &mut **rng))
+                    .collect()
+            };
             let mut next = Vec::with_capacity(active.len());
-            for (b, &g) in active.iter().enumerate() {
-                let (tok, lp) = sample_token(&rows[b], cfg, &mut rngs[g]);
+            for (&g, (tok, lp)) in active.iter().zip(picks) {
                 gens[g].0.push(tok);
                 gens[g].1.push(lp);
                 if self.stop_ids.contains(&tok) {
@@ -212,7 +229,7 @@ impl LanguageModel {
                 &rows_pad,
                 &mut cache,
             )?;
-            logits = self.model.lm_head(&h.squeeze(1)?)?;
+            logits = self.model.lm_head_infer(&h.squeeze(1)?)?;
         }
         let mut out = Vec::with_capacity(p);
         for i in 0..p {

@@ -173,7 +173,7 @@ impl LanguageModel {
                 .map(|(b, s)| h.get(b)?.get(s.len() - 1))
                 .collect::<candle_core::Result<_>>()?;
             let last = Tensor::stack(&idx, 0)?;
-            out.extend(self.model.lm_head(&last)?.to_vec2::<f32>()?);
+            out.extend(self.model.lm_head_infer(&last)?.to_vec2::<f32>()?);
         }
         Ok(out)
     }
