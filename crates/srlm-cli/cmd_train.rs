@@ -8,7 +8,6 @@
 //! metrics log (TRL keys, one JSON object a line) **beside** it, `DIR.dpo_log.jsonl`, so the
 //! checkpoint folder stays a clean HF directory (`--log FILE` overrides; the file is started
 //! afresh). A progress bar runs on stderr and one summary line goes to stdout.
-//! `CANDLE_NUM_THREADS` defaults to 1 here (see [`run`]; docs/benchmarks.md, "DPO training").
 
 use anyhow::Context;
 use srlm_dpo::{
@@ -153,13 +152,6 @@ fn summary_line(s: &TrainSummary, log: &Path) -> String {
 
 /// Runs `srlm train-dpo`.
 pub fn run(a: TrainDpoArgs) -> anyhow::Result<()> {
-    // candle 0.11 runs elementwise ops on a spin-waiting barrier pool; with as many workers as
-    // cores, a training step on the 2-core reference machine spent most of its time spinning
-    // (step 17.5 s → 6.5 s with one elementwise thread; GEMMs keep every core, as they follow
-    // RAYON_NUM_THREADS). Default to 1 unless the user chose; set before candle's first op.
-    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        std::env::set_var("CANDLE_NUM_THREADS", "1");
-    }
     let cfg = build_config(&a)?;
     let pairs = read_preference_pairs(&a.pairs)?;
     let log = match &a.log {
