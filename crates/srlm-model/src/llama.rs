@@ -448,15 +448,7 @@ impl Llama {
         if self.fused_kernels {
             Ok(crate::fused::target_logps(&logits, targets)?)
         } else {
-            let max = logits.max_keepdim(D::Minus1)?.detach();
-            let lse = (logits
-                .broadcast_sub(&max)?
-                .exp()?
-                .sum_keepdim(D::Minus1)?
-                .log()?
-                + &max)?;
-            let picked = logits.gather(&targets.unsqueeze(1)?, D::Minus1)?;
-            Ok((picked - lse)?.squeeze(1)?)
+            crate::scoring::gather_logps(&logits, targets)
         }
     }
 
@@ -953,6 +945,19 @@ pub(crate) mod tests {
         }
     }
 
+    /// Every weight's gradient, by HF name (panics naming a weight without one).
+    fn named_grads(m: &Llama, grads: &candle_core::backprop::GradStore) -> Vec<(String, Vec<f32>)> {
+        m.named_vars()
+            .into_iter()
+            .map(|(n, v)| {
+                let g = grads
+                    .get(v.as_tensor())
+                    .unwrap_or_else(|| panic!("no grad {n}"));
+                (n, g.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            })
+            .collect()
+    }
+
     #[test]
     fn fused_and_composed_training_agree() {
         // Same weights, fused kernels on and off: logits, target log-probs and every weight's
@@ -971,16 +976,7 @@ pub(crate) mod tests {
             let logits = m.forward(&ids, Mode::Train).unwrap();
             let lp = crate::scoring::target_logps(&logits, &ids).unwrap();
             let grads = lp.sum_all().unwrap().backward().unwrap();
-            let g: Vec<(String, Vec<f32>)> = m
-                .named_vars()
-                .into_iter()
-                .map(|(n, v)| {
-                    let g = grads
-                        .get(v.as_tensor())
-                        .unwrap_or_else(|| panic!("no grad {n}"));
-                    (n, g.flatten_all().unwrap().to_vec1::<f32>().unwrap())
-                })
-                .collect();
+            let g = named_grads(m, &grads);
             (logits.flatten_all().unwrap().to_vec1::<f32>().unwrap(), g)
         };
         let (la, ga) = run(&fused);
@@ -1006,16 +1002,7 @@ pub(crate) mod tests {
             m.set_gradient_checkpointing(ckpt);
             let lp = m.token_logps(&ids, Mode::Train).unwrap();
             let grads = m.backward(&lp.sum_all().unwrap()).unwrap();
-            let g: Vec<(String, Vec<f32>)> = m
-                .named_vars()
-                .into_iter()
-                .map(|(n, v)| {
-                    let g = grads
-                        .get(v.as_tensor())
-                        .unwrap_or_else(|| panic!("no grad {n}"));
-                    (n, g.flatten_all().unwrap().to_vec1::<f32>().unwrap())
-                })
-                .collect();
+            let g = named_grads(&m, &grads);
             (lp.flatten_all().unwrap().to_vec1::<f32>().unwrap(), g)
         };
         let (la, ga) = run(Checkpointing::Off);

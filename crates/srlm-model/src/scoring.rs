@@ -26,8 +26,13 @@ pub struct ResponseLogps {
 /// Differentiable (log-sum-exp composed from primitives).
 pub fn target_logps(logits: &Tensor, ids: &Tensor) -> Result<Tensor> {
     let s = ids.dim(1)?;
-    let logits = logits.narrow(1, 0, s - 1)?;
-    let targets = ids.narrow(1, 1, s - 1)?.unsqueeze(D::Minus1)?;
+    gather_logps(&logits.narrow(1, 0, s - 1)?, &ids.narrow(1, 1, s - 1)?)
+}
+
+/// log softmax(logits)[target] over the last dim, from candle primitives (any device;
+/// differentiable): `logits` `[.., vocab]` f32, `targets` `[..]` u32 → `[..]` f32. The CPU's
+/// fused equivalent is [`crate::fused::target_logps`].
+pub(crate) fn gather_logps(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let max = logits.max_keepdim(D::Minus1)?.detach();
     let lse = (logits
         .broadcast_sub(&max)?
@@ -37,7 +42,7 @@ pub fn target_logps(logits: &Tensor, ids: &Tensor) -> Result<Tensor> {
         + &max)?;
     let picked = logits
         .contiguous()?
-        .gather(&targets.contiguous()?, D::Minus1)?;
+        .gather(&targets.unsqueeze(D::Minus1)?.contiguous()?, D::Minus1)?;
     Ok((picked - lse)?.squeeze(D::Minus1)?)
 }
 
