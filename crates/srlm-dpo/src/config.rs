@@ -68,13 +68,13 @@ pub struct DpoConfig {
     /// When `false`, a separate frozen reference model must be given to the trainer and is
     /// run at every step. Default `true`.
     pub precompute_ref_log_probs: bool,
-    /// Recompute each decoder block's activations in the backward pass instead of keeping
-    /// them (HF `TrainingArguments.gradient_checkpointing`; Chen et al. 2016). On the default
-    /// model it cuts a 4 × 256-token step's activations from ~1.8 GB to ~0.1 GB for one more
-    /// forward pass (docs/benchmarks.md). Only models that support it (srlm-model's Llama on
-    /// the CPU) use it; others ignore it with a warning. Default `true`, unlike TRL: srlm
-    /// targets small CPU machines, where it keeps a 64-pair epoch under 4 GB peak RSS
-    /// (4.8 GB without) for ~20% more time.
+    /// Recompute activations in the backward pass instead of keeping them (HF
+    /// `TrainingArguments.gradient_checkpointing`; Chen et al. 2016, arXiv 1604.06174).
+    /// srlm-model's Llama recomputes its attention sublayers
+    /// ([`srlm_model::Checkpointing::Attention`]): a 64-pair epoch at ≤ 256 tokens peaks at
+    /// 3.6 GiB instead of 4.6 GiB for ~10% more time (docs/benchmarks.md). Models without
+    /// support (other devices, other [`crate::PolicyModel`]s) train without it and log a
+    /// warning. Default `true`, unlike TRL: srlm targets small CPU machines.
     pub gradient_checkpointing: bool,
     /// Seed of the data shuffling. Default 42 (HF).
     pub seed: u64,

@@ -94,7 +94,7 @@ impl ChatTemplate {
     }
 
     /// Splits one exchange into (prompt text, response text), templating the whole conversation
-    /// once (case T3): P = render([user], add_generation_prompt), F = render([user, assistant]);
+    /// once (case T3): `P = render([user], add_generation_prompt)`, `F = render([user, assistant])`;
     /// the response is F with P removed from its start (for ChatML: `content<|im_end|>\n`).
     /// Errors: [`ModelError::Template`] if F does not start with P (never guesses).
     pub fn split_exchange(&self, prompt: &str, response: &str) -> Result<(String, String)> {

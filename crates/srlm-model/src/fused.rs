@@ -323,6 +323,73 @@ pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     gate.contiguous()?.apply_op2(&up.contiguous()?, SwiGlu)
 }
 
+/// y = (silu(gate) ⊙ up) · W_downᵀ: the SwiGLU activation never outlives the op. The backward
+/// recomputes it from `gate` and `up` (one elementwise pass) instead of keeping an
+/// `[n, intermediate]` tensor per layer for the whole step.
+struct SwiGluDown;
+
+impl CustomOp3 for SwiGluDown {
+    fn name(&self) -> &'static str {
+        "srlm-swiglu-down"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, i) = l1.shape().dims2()?;
+        let (d, i2) = l3.shape().dims2()?;
+        if i != i2 || l2.shape().dims2()? != (n, i) {
+            bail!("srlm-swiglu-down: gate/up [{n}, {i}] and W_down [{d}, {i2}] do not fit");
+        }
+        let (act, _) = SwiGlu.cpu_fwd(s1, l1, s2, l2)?;
+        let CpuStorage::F32(act) = act else {
+            bail!("srlm-swiglu-down: expected f32");
+        };
+        let act = Tensor::from_vec(act, (n, i), &candle_core::Device::Cpu)?;
+        let w = Tensor::from_slice(
+            f32s(s3, l3, self.name())?,
+            (d, i),
+            &candle_core::Device::Cpu,
+        )?;
+        let y = act.matmul(&w.t()?)?;
+        Ok((
+            CpuStorage::F32(y.flatten_all()?.to_vec1::<f32>()?),
+            Shape::from((n, d)),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (gate, up, w, g) = (gate.detach(), up.detach(), w.detach(), g.detach());
+        let act = gate.apply_op2_no_bwd(&up, &SwiGlu)?;
+        let d_act = g.matmul(&w)?.contiguous()?;
+        let dw = g.t()?.matmul(&act)?;
+        let both = gate.apply_op3_no_bwd(&up, &d_act, &SwiGluGrad)?;
+        Ok((Some(both.get(0)?), Some(both.get(1)?), Some(dw)))
+    }
+}
+
+/// The SwiGLU MLP's output projection with a fused backward: `gate`, `up` `[n, intermediate]`
+/// f32, `w_down` `[hidden, intermediate]` f32 (HF layout) → (silu(gate) ⊙ up) · w_downᵀ
+/// `[n, hidden]`. Gradients reach all three inputs; the activation is recomputed in the
+/// backward pass rather than stored. CPU only.
+pub fn swiglu_down(gate: &Tensor, up: &Tensor, w_down: &Tensor) -> Result<Tensor> {
+    gate.contiguous()?
+        .apply_op3(&up.contiguous()?, &w_down.contiguous()?, SwiGluDown)
+}
+
 // ---------------------------------------------------------------------------------------------
 // RoPE
 
@@ -641,7 +708,7 @@ impl CustomOp3 for TargetLogpsGrad {
     }
 }
 
-/// log softmax(logits)[target] per row with a fused backward: `logits` `[n, vocab]` f32,
+/// `log softmax(logits)[target]` per row with a fused backward: `logits` `[n, vocab]` f32,
 /// `targets` `[n]` u32 → `[n]` f32 (nats). Never materialises the `[n, vocab]` log-softmax; the
 /// backward writes one `[n, vocab]` gradient. CPU only.
 ///
@@ -739,6 +806,23 @@ mod tests {
             || (a.as_tensor().silu().unwrap() * b.as_tensor()).unwrap(),
             1e-5,
             "swiglu",
+        );
+    }
+
+    #[test]
+    fn swiglu_down_matches_composed() {
+        let a = randn(&[70, 300], 11);
+        let b = randn(&[70, 300], 12);
+        let w = randn(&[40, 300], 13);
+        check(
+            &[&a, &b, &w],
+            || swiglu_down(a.as_tensor(), b.as_tensor(), w.as_tensor()).unwrap(),
+            || {
+                let act = (a.as_tensor().silu().unwrap() * b.as_tensor()).unwrap();
+                act.matmul(&w.as_tensor().t().unwrap()).unwrap()
+            },
+            1e-4,
+            "swiglu_down",
         );
     }
 

@@ -689,13 +689,21 @@ pub(crate) fn fused_attention_sublayer(
     Ok((x + blk.o.forward(&out)?.reshape((b, s, d))?)?)
 }
 
-/// The MLP half of [`fused_block`]: x + down(silu(gate(h)) ⊙ up(h)), h = rms_norm(x).
+/// The MLP half of [`fused_block`]: x + down(silu(gate(h)) ⊙ up(h)), h = rms_norm(x); the
+/// activation is recomputed in the backward pass ([`crate::fused::swiglu_down`]).
 pub(crate) fn fused_mlp_sublayer(cfg: &LlamaConfig, blk: &Block, x: &Tensor) -> Result<Tensor> {
     use crate::fused;
     let (b, s, d) = x.dims3()?;
     let h = fused::rms_norm(x, &blk.post_norm, cfg.rms_norm_eps)?.reshape((b * s, d))?;
-    let act = fused::swiglu(&blk.gate.forward(&h)?, &blk.up.forward(&h)?)?;
-    Ok((x + blk.down.forward(&act)?.reshape((b, s, d))?)?)
+    let mut y = fused::swiglu_down(
+        &blk.gate.forward(&h)?,
+        &blk.up.forward(&h)?,
+        blk.down.weight(),
+    )?;
+    if let Some(bias) = blk.down.bias() {
+        y = y.broadcast_add(bias)?;
+    }
+    Ok((x + y.reshape((b, s, d))?)?)
 }
 
 /// `[max_position_embeddings, head_dim/2]` cos and sin tables: angle(p, i) = p · θ^(−2i/head_dim)
