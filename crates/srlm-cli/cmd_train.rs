@@ -51,10 +51,11 @@ pub struct TrainDpoArgs {
     /// Pairs per forward/backward pass (config `per_device_train_batch_size`; default 2).
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Recompute activations in the backward pass: far less memory, one more forward pass per
-    /// step (config `gradient_checkpointing`).
+    /// Keep every activation instead of recomputing the attention sublayers in the backward
+    /// pass: ~10% faster, ~1 GB more at 4 × 256 tokens (config `gradient_checkpointing`,
+    /// default true; this sets it false).
     #[arg(long)]
-    gradient_checkpointing: bool,
+    no_gradient_checkpointing: bool,
     /// TOML file of config fields under TRL's names (`beta = 0.1`, `loss_type = "ipo"`, …).
     #[arg(long, value_name = "FILE.toml")]
     config: Option<PathBuf>,
@@ -95,11 +96,11 @@ fn build_config(a: &TrainDpoArgs) -> anyhow::Result<DpoConfig> {
     if let Some(v) = a.batch_size {
         set("per_device_train_batch_size", json!(v), "batch-size")?;
     }
-    if a.gradient_checkpointing {
+    if a.no_gradient_checkpointing {
         set(
             "gradient_checkpointing",
-            json!(true),
-            "gradient-checkpointing",
+            json!(false),
+            "no-gradient-checkpointing",
         )?;
     }
     for kv in &a.set {
@@ -132,9 +133,10 @@ fn summary_line(s: &TrainSummary, log: &Path) -> String {
         0.0
     };
     format!(
-        "trained {} steps ({:.2} epochs, {} pairs): final loss {:.4}, rewards/margins {:+.4}, \
+        "trained {} step{} ({:.2} epochs, {} pairs): final loss {:.4}, rewards/margins {:+.4}, \
          rewards/accuracies {:.2}, {:.0} trained tokens/s, wall {:.1} s; checkpoint {}; log {}",
         s.steps,
+        if s.steps == 1 { "" } else { "s" },
         s.epochs,
         s.filter.kept,
         m.loss,
@@ -180,11 +182,21 @@ pub fn run(a: TrainDpoArgs) -> anyhow::Result<()> {
         Err(e) => return Err(e).with_context(|| format!("starting log {}", log.display())),
     }
     eprintln!("train-dpo: metrics log {}", log.display());
-    let summary = DpoTrainer::new(cfg)?
+    let trained = DpoTrainer::new(cfg)?
         .with_metrics(MetricsWriter::append(&log)?)
         .with_progress_bar(!a.no_progress)
         .with_checkpoint_dir(&a.out)
-        .train(&model, &tok.pairs)?;
+        .train(&model, &tok.pairs);
+    let summary = match trained {
+        Ok(s) => s,
+        Err(e) => {
+            // A run that failed before its first step leaves no empty log behind.
+            if std::fs::metadata(&log).is_ok_and(|m| m.len() == 0) {
+                let _ = std::fs::remove_file(&log);
+            }
+            return Err(e.into());
+        }
+    };
     let f = &summary.filter;
     if f.kept < f.total {
         eprintln!(

@@ -71,10 +71,10 @@ pub struct DpoConfig {
     /// Recompute activations in the backward pass instead of keeping them (HF
     /// `TrainingArguments.gradient_checkpointing`; Chen et al. 2016, arXiv 1604.06174).
     /// srlm-model's Llama recomputes its attention sublayers
-    /// ([`srlm_model::Checkpointing::Attention`]): a 64-pair epoch at ≤ 256 tokens peaks at
-    /// 3.6 GiB instead of 4.6 GiB for ~10% more time (docs/benchmarks.md). Models without
-    /// support (other devices, other [`crate::PolicyModel`]s) train without it and log a
-    /// warning. Default `true`, unlike TRL: srlm targets small CPU machines.
+    /// (`srlm_model::Checkpointing::Attention`): a 64-pair epoch at ≤ 256 tokens peaks at
+    /// 3.5 GiB instead of 4.5 GiB for ~10% more time (docs/benchmarks.md). Models without
+    /// support (other devices, other `PolicyModel`s) train without it and log a warning.
+    /// Default `true`, unlike TRL: srlm targets small CPU machines.
     pub gradient_checkpointing: bool,
     /// Seed of the data shuffling. Default 42 (HF).
     pub seed: u64,
@@ -228,15 +228,30 @@ impl DpoConfig {
                 .span()
                 .map(|r| text[..r.start.min(text.len())].matches('\n').count() + 1)
                 .unwrap_or(0);
-            let message = e.message().trim().to_string();
-            let field = Self::FIELDS
-                .iter()
-                .find(|f| message.contains(&format!("`{f}`")))
-                .map_or("config", |f| *f);
+            let mut message = e.message().trim().to_string();
+            // The field: the one an "unknown field" message names, else the key on the line.
+            let key_on_line = text
+                .lines()
+                .nth(line.saturating_sub(1))
+                .and_then(|l| l.split('=').next())
+                .map(|k| k.trim().trim_matches('"'))
+                .filter(|k| !k.is_empty() && !k.starts_with('[') && !k.starts_with('#'));
+            let field = message
+                .strip_prefix("unknown field `")
+                .and_then(|r| r.split('`').next())
+                .or(key_on_line)
+                .unwrap_or("config")
+                .to_string();
+            if field == "dpo" {
+                message.push_str(
+                    " (a DPO config file has the keys at the top level; the `[dpo]` table \
+                     belongs in a run config, `srlm run --config`)",
+                );
+            }
             crate::DpoError::Data {
                 path: path.to_path_buf(),
                 line,
-                field: field.to_string(),
+                field,
                 message,
             }
         })?;
@@ -284,12 +299,22 @@ impl DpoConfig {
     /// validates. Errors name the field.
     pub fn set(&mut self, field: &str, value: serde_json::Value) -> Result<()> {
         let Some(&name) = Self::FIELDS.iter().find(|f| **f == field) else {
+            // Suggest the known field sharing the longest prefix with the typo, if any.
+            let common = |f: &str| {
+                f.chars()
+                    .zip(field.chars())
+                    .take_while(|(a, b)| a == b)
+                    .count()
+            };
+            let hint = Self::FIELDS
+                .iter()
+                .max_by_key(|f| common(f))
+                .filter(|f| common(f) >= 4)
+                .map(|f| format!("did you mean `{f}`? "))
+                .unwrap_or_default();
             return Err(config_err(
-                "<unknown>",
-                format!(
-                    "no field named `{field}` (known: {})",
-                    Self::FIELDS.join(", ")
-                ),
+                field,
+                format!("no such field; {hint}known: {}", Self::FIELDS.join(", ")),
             ));
         };
         let mut obj = serde_json::to_value(&*self).expect("config serialises");
@@ -309,7 +334,7 @@ mod tests {
     use super::*;
     use crate::DpoError;
 
-    fn field_of(c: DpoConfig) -> &'static str {
+    fn field_of(c: DpoConfig) -> String {
         match c.validate() {
             Err(DpoError::Config { field, .. }) => field,
             other => panic!("expected a config error, got {other:?}"),
@@ -443,15 +468,44 @@ mod toml_tests {
         let e = DpoConfig::from_toml_str("beta = 0.2\nbetta = 1\n", p)
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("dpo.toml:2:") && e.contains("betta"), "{e}");
+        assert!(e.starts_with("dpo.toml:2: `betta`:"), "{e}");
         let e = DpoConfig::from_toml_str("\nloss_type = 3\n", p)
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("dpo.toml:2:"), "{e}");
+        assert!(e.starts_with("dpo.toml:2: `loss_type`:"), "{e}");
+        let e = DpoConfig::from_toml_str("beta = 0.1\ngradient_checkpointing = \"yes\"\n", p)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("dpo.toml:2: `gradient_checkpointing`:"),
+            "{e}"
+        );
+        // A run config's [dpo] table is not a DPO config file: say so.
+        let e = DpoConfig::from_toml_str("[dpo]\nbeta = 0.1\n", p)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`dpo`") && e.contains("top level"), "{e}");
         let e = DpoConfig::from_toml_str("beta = -1.0\n", p)
             .unwrap_err()
             .to_string();
         assert!(e.contains("`beta`"), "{e}");
+    }
+
+    #[test]
+    fn set_names_an_unknown_field_and_suggests_the_near_one() {
+        let mut c = DpoConfig::default();
+        let e = c
+            .set("gradient_checkpoint", serde_json::json!(true))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(
+                "`gradient_checkpoint`: no such field; did you mean `gradient_checkpointing`?"
+            ),
+            "{e}"
+        );
+        let e = c.set("zzz", serde_json::json!(1)).unwrap_err().to_string();
+        assert!(e.contains("`zzz`: no such field; known: beta"), "{e}");
     }
 }
 

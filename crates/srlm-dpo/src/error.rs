@@ -8,8 +8,8 @@ pub enum DpoError {
     /// A configuration value is out of range or inconsistent; `field` is its TRL name.
     #[error("invalid DPO config: `{field}`: {message}")]
     Config {
-        /// The offending field (TRL name, e.g. `label_smoothing`).
-        field: &'static str,
+        /// The offending field (TRL name, e.g. `label_smoothing`), or the unknown name given.
+        field: String,
         /// What is wrong and what is allowed.
         message: String,
     },
@@ -89,9 +89,9 @@ pub enum DpoError {
 /// Shorthand for results of this crate.
 pub type Result<T, E = DpoError> = std::result::Result<T, E>;
 
-pub(crate) fn config_err(field: &'static str, message: impl Into<String>) -> DpoError {
+pub(crate) fn config_err(field: impl Into<String>, message: impl Into<String>) -> DpoError {
     DpoError::Config {
-        field,
+        field: field.into(),
         message: message.into(),
     }
 }

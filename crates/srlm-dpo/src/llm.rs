@@ -35,7 +35,6 @@ impl PolicyModel for LanguageModel {
             .map_err(to_candle)
     }
 
-    /// Every weight of the network ([`srlm_model::Llama::vars`], sorted by HF name).
     /// Runs the LM head and log-softmax on the masked (response) positions only.
     fn sequence_logps(&self, input_ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let (rows, s) = input_ids.dims2()?;
@@ -85,6 +84,7 @@ impl PolicyModel for LanguageModel {
         self.model.device().is_cpu()
     }
 
+    /// Every weight of the network ([`srlm_model::Llama::vars`], sorted by HF name).
     fn trainable_vars(&self) -> Vec<Var> {
         self.model.vars()
     }

@@ -293,11 +293,8 @@ fn frozen_reference_model() {
     let err = train_dpo(&policy, None, &data, cfg.clone()).unwrap_err();
     assert!(
         matches!(
-            err,
-            DpoError::Config {
-                field: "precompute_ref_log_probs",
-                ..
-            }
+            &err,
+            DpoError::Config { field, .. } if field == "precompute_ref_log_probs"
         ),
         "{err}"
     );

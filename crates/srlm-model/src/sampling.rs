@@ -171,10 +171,10 @@ impl LanguageModel {
             &pad_left,
             &mut cache,
         )?;
+        // Logits at each prompt's last position, [p, V]; then every prompt expands into k rows.
         let last = self
             .model
-            .lm_head_infer(&h.narrow(1, len - 1, 1)?.squeeze(1)?)?; // [p, V]
-                                                                    // Expand every prompt into k rows.
+            .lm_head_infer(&h.narrow(1, len - 1, 1)?.squeeze(1)?)?;
         let expand: Vec<u32> = (0..p * k).map(|r| (r / k) as u32).collect();
         let mut cache = cache.select_rows(&expand)?;
         let mut logits = last.index_select(&Tensor::new(expand.as_slice(), &dev)?, 0)?;

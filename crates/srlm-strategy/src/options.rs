@@ -17,7 +17,11 @@ pub enum OptionsError {
     #[error("--set {0}: given twice")]
     Duplicate(String),
     /// A key the plugin does not have.
-    #[error("unknown option `{key}`; valid options: {}", valid.join(", "))]
+    #[error(
+        "unknown option `{key}`; valid options: {} (run settings such as `dpo.beta` are set \
+         with -c KEY=VALUE)",
+        valid.join(", ")
+    )]
     UnknownKey {
         /// The key given.
         key: String,
@@ -314,7 +318,7 @@ mod tests {
             (&["limit=null"], Ok(())),
             (&["limit=3"], Ok(())),
             (&["kind=slow"], Ok(())),
-            (&["bogus=1"], Err("unknown option `bogus`; valid options: anchored_rejection, beta, k, kind, limit, mode")),
+            (&["bogus=1"], Err("unknown option `bogus`; valid options: anchored_rejection, beta, k, kind, limit, mode (run settings such as `dpo.beta` are set with -c KEY=VALUE)")),
             (&["k=abc"], Err("option `k` expects integer, got string \"abc\"")),
             (&["k=1.5"], Err("option `k` expects integer, got number 1.5")),
             (&["k=-1"], Err("option `k`: must be >= 0, got -1")),

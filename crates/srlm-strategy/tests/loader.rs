@@ -257,7 +257,7 @@ fn resolve_strategy_validates_set_flags_before_running() {
 
     let path = lib("srlm_plugin_temporal").display().to_string();
     let table: &[(&str, String)] = &[
-        ("bogus=1", format!("{path}: unknown option `bogus`; valid options: anchored_rejection, future_guided_chosen, k")),
+        ("bogus=1", format!("{path}: unknown option `bogus`; valid options: anchored_rejection, future_guided_chosen, k (run settings such as `dpo.beta` are set with -c KEY=VALUE)")),
         ("k=abc", format!("{path}: option `k` expects integer, got string \"abc\"")),
         ("k=0", format!("{path}: option `k`: must be >= 1, got 0")),
         ("anchored_rejection=1", format!("{path}: option `anchored_rejection` expects boolean, got integer 1")),
