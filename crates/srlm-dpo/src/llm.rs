@@ -26,9 +26,9 @@ fn to_candle(e: ModelError) -> candle_core::Error {
 }
 
 impl PolicyModel for LanguageModel {
-    /// `log_softmax(model.forward(ids, Mode::Train))` at the target ids: `[b, s]` u32 →
-    /// `[b, s − 1]` f32 nats, differentiable w.r.t. every weight (the composed, backward-capable
-    /// RMSNorm / RoPE / softmax). Deterministic on the CPU for a given input shape.
+    /// [`srlm_model::Llama::token_logps`] in [`Mode::Train`]: `[b, s]` u32 → `[b, s − 1]` f32
+    /// nats, differentiable w.r.t. every weight. Deterministic on the CPU for a given input
+    /// shape.
     fn token_logps(&self, input_ids: &Tensor) -> candle_core::Result<Tensor> {
         self.model
             .token_logps(input_ids, Mode::Train)

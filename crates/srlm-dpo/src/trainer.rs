@@ -259,15 +259,15 @@ impl<'a> DpoTrainer<'a> {
         }
         let device = policy.device();
         // Checkpointing is switched on for this call only (the guard restores "off").
-        struct Checkpointing<'a>(&'a dyn PolicyModel, bool);
-        impl Drop for Checkpointing<'_> {
+        struct CheckpointingGuard<'a>(&'a dyn PolicyModel, bool);
+        impl Drop for CheckpointingGuard<'_> {
             fn drop(&mut self) {
                 if self.1 {
                     self.0.set_gradient_checkpointing(false);
                 }
             }
         }
-        let _ckpt = Checkpointing(
+        let _ckpt = CheckpointingGuard(
             policy,
             cfg.gradient_checkpointing && {
                 let ok = policy.set_gradient_checkpointing(true);

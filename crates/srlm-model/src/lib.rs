@@ -11,9 +11,10 @@
 //!   responses; [`Llama::forward`] in [`Mode::Train`] is differentiable to every weight.
 //! - [`LanguageModel::save`] writes an HF-loadable checkpoint atomically.
 //!
-//! Design choice: one model implementation serves sampling, scoring and training. It computes
-//! full-sequence logits and composes RMSNorm, RoPE and softmax from primitives when gradients
-//! are needed (candle's fused kernels have no backward), and uses the fused kernels otherwise.
+//! Design choice: one model implementation serves sampling, scoring and training. When
+//! gradients are needed it runs srlm's own fused CPU kernels, which have a backward
+//! ([`fused`]; candle's have none), or composes the ops from candle primitives on other
+//! devices; otherwise it uses candle's fused kernels.
 
 #![deny(missing_docs)]
 

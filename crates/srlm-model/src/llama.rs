@@ -3,9 +3,11 @@
 //! grouped-query attention, SwiGLU MLP.
 //!
 //! Unlike `candle-transformers`' llama, this model returns logits for **every** position and is
-//! differentiable to every weight: in training mode it composes RMSNorm, RoPE and softmax from
-//! primitive ops, because candle's fused kernels record no backward (case C1). Inference
-//! (sampling with a KV cache) uses the fused kernels; a test checks both paths agree.
+//! differentiable to every weight: candle's fused RMSNorm/RoPE/softmax kernels record no backward
+//! (case C1), so training mode uses srlm's own fused CPU kernels with a backward
+//! ([`crate::fused`]), or on other devices the same ops composed from candle primitives.
+//! Inference (sampling with a KV cache) uses candle's fused kernels; tests check that the three
+//! paths agree, and that gradient checkpointing ([`Checkpointing`]) changes no gradient.
 //!
 //! Weights live in a [`candle_nn::VarMap`] under HF tensor names
 //! (`model.layers.0.self_attn.q_proj.weight`, …), so checkpoints are HF-loadable.
