@@ -2,11 +2,14 @@
 //!
 //! - On the default model (SmolLM2-135M-Instruct, fetched on first use, loaded once per test
 //!   binary): tokenization of PyTorch's fixture pairs (cases T3/T4), response log-probs equal to
-//!   PyTorch's (`../shared/fixtures/smollm2-torch-logps.json`), the step-0 loss ln 2 with zero
+//!   PyTorch's (`tests/fixtures/smollm2-torch-logps.json`), the step-0 loss ln 2 with zero
 //!   rewards (case D4), and a short training run that raises `rewards/margins` on held-in pairs,
 //!   with a checkpoint that reloads to the same log-probs.
 //! - On a tiny random Llama (`Llama::random`): 8 fixed pairs reach `rewards/accuracies` = 1 and
 //!   a positive margin within a bounded number of steps.
+//!
+//! Case ids are defined in `tests/fixtures/cases.md`; the fixture's provenance is in
+//! `tests/fixtures/README.md`.
 
 use candle_core::{Device, Tensor, Var};
 use serde_json::Value;
@@ -21,14 +24,10 @@ const LN2: f64 = std::f64::consts::LN_2;
 
 fn fixture(name: &str) -> Value {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures")
+        .join("../../tests/fixtures")
         .join(name);
-    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| {
-        panic!(
-            "fixture {} missing ({e}): the checkout needs ../shared beside it",
-            p.display()
-        )
-    });
+    let text = std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("fixture {} unreadable: {e}", p.display()));
     serde_json::from_str(&text).unwrap()
 }
 

@@ -1,6 +1,6 @@
 //! End-to-end tests of the DPO trainer on the toy [`BigramLm`]: step-0 correctness (case D4),
 //! gradients reaching every var (case C1's property), learning, accumulation, the non-finite
-//! guard and checkpoints.
+//! guard and checkpoints. Case ids are defined in `tests/fixtures/cases.md`.
 
 use candle_core::{Device, Tensor, Var};
 use srlm_dpo::*;

@@ -1,5 +1,5 @@
-//! Agreement with Google's reference IFEval checker on `../shared/fixtures/ifeval-reference-verdicts.jsonl`
-//! (924 judged responses, per-instruction strict and loose verdicts; see the fixture README).
+//! Agreement with Google's reference IFEval checker on `tests/fixtures/ifeval-reference-verdicts.jsonl`
+//! (924 judged responses, per-instruction strict and loose verdicts; see `tests/fixtures/README.md`).
 //!
 //! Every verdict must agree except:
 //! - language-dependent ones (`language:response_language`, and `change_case:english_capital` /
@@ -21,13 +21,8 @@ const KNOWN_DIFFERENCES: &[(u64, &str, &str)] = &[(
 
 fn fixture() -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/ifeval-reference-verdicts.jsonl");
-    assert!(
-        p.exists(),
-        "IFEval reference fixture not found at {} (expected the shared folder next to the repository: \
-         <repo>/../shared/fixtures/ifeval-reference-verdicts.jsonl)",
-        p.display()
-    );
+        .join("../../tests/fixtures/ifeval-reference-verdicts.jsonl");
+    assert!(p.is_file(), "IFEval reference fixture {} missing", p.display());
     p
 }
 

