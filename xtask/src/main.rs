@@ -3,6 +3,9 @@
 //! - `cargo xtask fetch`: fetch the default model and the evaluation data into the cache
 //!   (`$SRLM_CACHE`, else `~/.cache/srlm`) ahead of time; same code path as first use.
 //! - `cargo xtask bench [--quick]`: compare strategies (see `docs/benchmarks.md`).
+//! - `cargo xtask tidy`: checks of the checkout that need no build (module docs, no path
+//!   leaving the repository, docs code blocks pinned to files; see `tidy.rs`). Also run by
+//!   `cargo test`, as a test of this crate.
 //!
 //! xtask keeps few dependencies: it drives the release `srlm` binary and `cargo bench`
 //! rather than linking the model code itself.
@@ -12,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod bench;
+mod tidy;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -47,8 +51,9 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("fetch") => run(Command::new(srlm_binary()?).arg("fetch")),
         Some("bench") => bench::run(&args[1..]),
+        Some("tidy") => tidy::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <fetch | bench [--quick]>");
+            eprintln!("usage: cargo xtask <fetch | bench [--quick] | tidy>");
             bail!("unknown or missing task")
         }
     }
