@@ -6,8 +6,11 @@
 //! (minus `compute/wall_seconds`) must equal those of an uninterrupted run with the same
 //! config, and no `cache/` entry may be unreadable.
 //!
-//! The strategy plugins are loaded from the binary's folder (`target/release`), where
-//! `cargo build --release --workspace` (or `cargo test --release --workspace`) puts them.
+//! The strategy plugins are built by the test itself (`support/bundled_plugins.rs`, the same
+//! build as `build.rs`'s) and passed with `--plugin-dir`.
+
+#[path = "support/bundled_plugins.rs"]
+mod bundled_plugins;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -18,8 +21,8 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_srlm"))
 }
 
-fn plugin_dir() -> PathBuf {
-    bin().parent().unwrap().to_path_buf()
+fn plugin_dir() -> &'static Path {
+    bundled_plugins::dir(Path::new(env!("CARGO_MANIFEST_DIR")))
 }
 
 /// Ten IFEval-style prompts whose instructions (no commas, lowercase) a random model passes or
@@ -181,16 +184,6 @@ fn assert_same_run(full: &Path, resumed: &Path, what: &str) {
 #[test]
 fn sigkill_at_every_stage_then_resume_equals_an_uninterrupted_run() {
     let t0 = Instant::now();
-    let lib = format!(
-        "{}srlm_plugin_temporal{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    );
-    assert!(
-        plugin_dir().join(&lib).is_file(),
-        "{lib} is not in {}: run `cargo build --release --workspace` first",
-        plugin_dir().display()
-    );
     let tmp = tempfile::tempdir().unwrap();
     let config = setup(tmp.path());
     let full = tmp.path().join("full");

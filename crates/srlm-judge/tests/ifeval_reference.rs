@@ -22,7 +22,11 @@ const KNOWN_DIFFERENCES: &[(u64, &str, &str)] = &[(
 fn fixture() -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/fixtures/ifeval-reference-verdicts.jsonl");
-    assert!(p.is_file(), "IFEval reference fixture {} missing", p.display());
+    assert!(
+        p.is_file(),
+        "IFEval reference fixture {} missing",
+        p.display()
+    );
     p
 }
 

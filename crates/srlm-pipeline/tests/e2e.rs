@@ -2,18 +2,19 @@
 //! weights): every plugin runs a whole iteration through the real host, the run folder has
 //! its files, and a resumed run reproduces the pairs and metrics of an uninterrupted one.
 //!
-//! The plugins are found next to the test binary's target folder (`target/release`), where
-//! `cargo test --workspace` builds them.
+//! The plugins are built by the test itself (the root's `tests/support/bundled_plugins.rs`,
+//! the same build as `build.rs`'s).
 
 use serde_json::Value;
 use srlm_pipeline::config::RunConfig;
 use srlm_pipeline::run::{run, RunOptions};
 use std::path::{Path, PathBuf};
 
+#[path = "../../../tests/support/bundled_plugins.rs"]
+mod bundled_plugins;
+
 fn plugin_dir() -> PathBuf {
-    // target/release/deps/e2e-xxxx → target/release
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
+    bundled_plugins::dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")).to_path_buf()
 }
 
 /// Prompts whose instructions a random model passes or fails by chance (commas, case), so the
