@@ -4,10 +4,11 @@
 //! against them under the same judge (a score comparison under srlm's judge, not AlpacaEval's
 //! length-controlled GPT-4 annotator). The logic is [`srlm_pipeline::eval::evaluate_model`].
 
-use srlm_pipeline::config::JudgeConfig;
+use srlm_judge::{JudgeMode, JudgeName, JudgeSettings, JudgeSpec};
+use srlm_pipeline::candle::CandleBackend;
 use srlm_pipeline::eval::{evaluate_model, load_eval_prompts, EvalOptions};
-use srlm_pipeline::judges::external_models;
-use std::collections::HashMap;
+use srlm_pipeline::judges::{build_judge, load_judge_models};
+use srlm_pipeline::ports::{Generator, ModelRef};
 use std::path::PathBuf;
 
 /// Arguments of `srlm eval`.
@@ -24,10 +25,10 @@ pub struct EvalArgs {
     /// The judge: `ifeval`, `self` (the model judges its own answers), `model:PATH`, or a
     /// weighted sum such as `0.5*ifeval+0.5*self`.
     #[arg(long)]
-    pub judge: String,
+    pub judge: JudgeSpec,
     /// Model judges: `sampled` or `expected`.
     #[arg(long, default_value = "sampled")]
-    pub mode: String,
+    pub mode: JudgeMode,
     /// Model judges in sampled mode: samples per answer.
     #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), default_value_t = 3)]
     pub samples: usize,
@@ -57,14 +58,9 @@ pub struct EvalArgs {
 
 /// Runs `srlm eval`.
 pub fn run(a: EvalArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        matches!(a.mode.as_str(), "sampled" | "expected"),
-        "--mode must be `sampled` or `expected`, not `{}`",
-        a.mode
-    );
     anyhow::ensure!(a.max_new_tokens > 0, "--max-new-tokens must be at least 1");
     let mut prompts = load_eval_prompts(&a.prompts)?;
-    if a.judge.contains("ifeval")
+    if a.judge.uses(&JudgeName::Ifeval)
         && !prompts
             .iter()
             .any(|p| p.metadata.get("instruction_id_list").is_some())
@@ -78,22 +74,24 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     if let Some(n) = a.limit {
         prompts.truncate(n);
     }
-    let device = srlm_model::default_device();
+    let backend = CandleBackend::new(srlm_model::default_device(), false);
     eprintln!("srlm: loading model `{}`", a.model);
-    let model = srlm_model::LanguageModel::load(&a.model, &device)
-        .map_err(|e| anyhow::anyhow!("model `{}`: {e}", a.model))?;
-    let mut external = HashMap::new();
-    for p in external_models(&a.judge) {
-        let m = srlm_model::LanguageModel::load(&p, &device)
-            .map_err(|e| anyhow::anyhow!("judge model `{p}`: {e}"))?;
-        external.insert(p, m);
-    }
-    let cfg = JudgeConfig {
-        spec: a.judge.clone(),
-        mode: a.mode.clone(),
-        samples: a.samples,
-        template: a.template.clone(),
+    let model = ModelRef::new("evaluated", a.model.clone());
+    backend.load(&model)?;
+    load_judge_models(&backend, &a.judge)?;
+    let template = match &a.template {
+        Some(t) => Some(
+            std::fs::read_to_string(t)
+                .map_err(|e| anyhow::anyhow!("--template {t}: {e}"))?,
+        ),
+        None => None,
     };
+    let settings = JudgeSettings {
+        mode: a.mode,
+        samples: a.samples,
+        template,
+    };
+    let judge = build_judge(&a.judge, &settings, &backend, &model)?;
     let opts = EvalOptions {
         max_new_tokens: a.max_new_tokens,
         batch_size: a.batch_size,
@@ -101,7 +99,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
     eprintln!("srlm: evaluating on {} prompts", prompts.len());
-    let r = evaluate_model(&model, &prompts, &a.judge, &cfg, &external, &opts)?;
+    let r = evaluate_model(&backend, &model, &prompts, judge.as_ref(), &opts)?;
     if let Some(out) = &a.out {
         srlm_core::write_jsonl_atomic(out, &r.rows)?;
     }

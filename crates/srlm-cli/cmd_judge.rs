@@ -6,25 +6,18 @@
 //! written atomically. The health summary (count, no-score rate, histogram, mean ± std, and for
 //! composites the pairwise agreement of their parts) goes to stdout, as text or `--json`.
 //!
-//! Model judges (`self`, `model:PATH`) are built by [`model_judge`] from any
-//! [`JudgeModel`]; [`load_judge_model`] is the single place where the model backend plugs in.
+//! The judge is built by srlm-pipeline's one judge factory ([`srlm_pipeline::judges`]); `self`
+//! is the default model.
 
 use anyhow::Context;
 use serde_json::{json, Map, Value};
 use srlm_judge::{
-    pairwise_agreement, same_prompt_pairs, CompositeJudge, IfevalJudge, Judge, JudgeError,
-    JudgeHealth, JudgeItem, JudgeMode, JudgeModel, LlmJudge, Verdict,
+    pairwise_agreement, same_prompt_pairs, Judge, JudgeHealth, JudgeItem, JudgeMode, JudgeName,
+    JudgeSettings, JudgeSpec, Verdict,
 };
+use srlm_pipeline::candle::CandleBackend;
+use srlm_pipeline::ports::{Generator, ModelRef};
 use std::path::{Path, PathBuf};
-
-/// How model judges score (ignored by rule judges).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ModeArg {
-    /// n sampled judgments, each's last `Score: N` line parsed, averaged (Yuan et al. 2024).
-    Sampled,
-    /// Probability-weighted mean over the digits 0-5 after a forced `Score: ` (one forward pass).
-    Expected,
-}
 
 /// Arguments of `srlm judge`.
 #[derive(clap::Args, Debug)]
@@ -32,10 +25,12 @@ pub struct JudgeArgs {
     /// The judge: `ifeval`, `self` (the default model judging), `model:PATH`, or a weighted sum
     /// of these such as `0.5*ifeval+0.5*self` (weights must sum to 1).
     #[arg(long)]
-    pub judge: String,
-    /// How model judges score.
-    #[arg(long, value_enum, default_value = "sampled")]
-    pub mode: ModeArg,
+    pub judge: JudgeSpec,
+    /// How model judges score: `sampled` (n judgments, each's last `Score: N` parsed, averaged;
+    /// Yuan et al. 2024) or `expected` (probability-weighted mean over the digits 0-5 after a
+    /// forced `Score: `, one forward pass).
+    #[arg(long, default_value = "sampled")]
+    pub mode: JudgeMode,
     /// Samples per item in sampled mode.
     #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), default_value_t = 3)]
     pub samples: usize,
@@ -59,7 +54,8 @@ pub struct JudgeArgs {
 /// Runs `srlm judge`.
 pub fn run(args: JudgeArgs) -> anyhow::Result<()> {
     let (records, items) = read_items(&args.input)?;
-    let judge = build_judge(&args)?;
+    let backend = CandleBackend::new(srlm_model::default_device(), false);
+    let judge = build_judge(&args, &backend)?;
     let mut verdicts: Vec<Verdict> = Vec::with_capacity(items.len());
     for chunk in items.chunks(args.batch_size.max(1)) {
         verdicts.extend(judge.judge_batch(chunk)?);
@@ -139,64 +135,32 @@ fn read_items(path: &Path) -> anyhow::Result<(Vec<Map<String, Value>>, Vec<Judge
     Ok((records, items))
 }
 
-/// Builds the judge named by `--judge` (a single name or a composite spec).
-fn build_judge(args: &JudgeArgs) -> anyhow::Result<Box<dyn Judge>> {
-    let spec = args.judge.trim();
-    if !spec.contains('+') && !spec.contains('*') {
-        return Ok(resolve(spec, args)?);
+/// Builds the judge named by `--judge` (`self` is the default model, the policy `srlm judge`
+/// would train) through srlm-pipeline's judge factory.
+fn build_judge<'a>(args: &JudgeArgs, backend: &'a CandleBackend) -> anyhow::Result<Box<dyn Judge + 'a>> {
+    let current = ModelRef::new("self", "default");
+    if args.judge.uses(&JudgeName::Current) {
+        backend.load(&current)?;
     }
-    Ok(Box::new(CompositeJudge::from_spec(spec, |name| {
-        resolve(name, args)
-    })?))
-}
-
-/// One judge by name.
-fn resolve(name: &str, args: &JudgeArgs) -> Result<Box<dyn Judge>, JudgeError> {
-    match name {
-        "ifeval" => Ok(Box::new(IfevalJudge::new())),
-        "self" => model_judge(load_judge_model(name)?, args),
-        n if n.starts_with("model:") && n.len() > "model:".len() => model_judge(load_judge_model(name)?, args),
-        other => Err(JudgeError::Spec {
-            spec: other.to_string(),
-            message: "unknown judge (expected ifeval, self, model:PATH, or a weighted sum like 0.5*ifeval+0.5*self)".into(),
-        }),
-    }
-}
-
-/// The model behind `self` (here: the default model, the policy `srlm judge` would train) or
-/// `model:PATH`, through srlm-pipeline's adapter of srlm-model to [`JudgeModel`].
-///
-/// This is the one function the model backend replaces: load the model and return it as a
-/// [`JudgeModel`] (srlm-model's adapter implements the trait).
-pub fn load_judge_model(which: &str) -> Result<Box<dyn JudgeModel>, JudgeError> {
-    let reference = if which == "self" {
-        "default"
-    } else {
-        which.strip_prefix("model:").unwrap_or(which)
+    srlm_pipeline::judges::load_judge_models(backend, &args.judge)?;
+    let template = match &args.template {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("--template {}", path.display()))?,
+        ),
+        None => None,
     };
-    let model = srlm_model::LanguageModel::load(reference, &srlm_model::default_device())
-        .map_err(|e| JudgeError::Model(format!("loading judge model `{reference}`: {e}")))?;
-    Ok(Box::new(srlm_pipeline::judges::AsJudgeModel(model)))
-}
-
-/// An LLM judge over `model` with the command line's mode, samples and template.
-pub fn model_judge<'a>(
-    model: Box<dyn JudgeModel + 'a>,
-    args: &JudgeArgs,
-) -> Result<Box<dyn Judge + 'a>, JudgeError> {
-    let mode = match args.mode {
-        ModeArg::Sampled => JudgeMode::Sampled {
-            samples: args.samples,
-        },
-        ModeArg::Expected => JudgeMode::Expected,
+    let settings = JudgeSettings {
+        mode: args.mode,
+        samples: args.samples,
+        template,
     };
-    let mut judge = LlmJudge::new(model).mode(mode);
-    if let Some(path) = &args.template {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| JudgeError::Template(format!("{}: {e}", path.display())))?;
-        judge = judge.template(text)?;
-    }
-    Ok(Box::new(judge))
+    Ok(srlm_pipeline::judges::build_judge(
+        &args.judge,
+        &settings,
+        backend,
+        &current,
+    )?)
 }
 
 /// For a composite, the pairwise agreement of every two parts on responses to the same prompt.

@@ -80,8 +80,8 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         plugin_dirs: crate::bundled::plugin_dirs(a.plugin_dir),
     };
     let summary = run_pipeline(config, &opts)?;
-    let report =
-        srlm_pipeline::report::write_report(&summary.run_dir).context("writing the report")?;
+    let report = srlm_pipeline::report::write_report(summary.run_dir.root())
+        .context("writing the report")?;
     let fmt = |s: Option<f64>| s.map(|x| format!("{x:.3}")).unwrap_or_else(|| "–".into());
     let scores: Vec<String> = summary.eval_scores.iter().map(|s| fmt(*s)).collect();
     println!("report: {}", report.display());

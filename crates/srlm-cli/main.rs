@@ -101,16 +101,12 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// The error and its causes on one line, leaving out a cause whose text the message already
-/// contains (many errors print their source themselves).
+/// The error and its causes on one line. Each library error either shows its cause in its
+/// own message or exposes it as a source, never both, so every cause appears once.
 fn one_line(e: &anyhow::Error) -> String {
-    let mut msg = e.to_string();
-    for cause in e.chain().skip(1) {
-        let c = cause.to_string();
-        if !msg.contains(&c) {
-            msg.push_str(": ");
-            msg.push_str(&c);
-        }
-    }
-    msg.replace('\n', " ")
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+        .replace('\n', " ")
 }

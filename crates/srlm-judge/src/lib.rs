@@ -8,6 +8,8 @@
 //! - [`IfevalJudge`]: the 25 verifiable instruction types of IFEval (Zhou et al. 2023,
 //!   arXiv 2311.07911), strict and loose; see [`ifeval`].
 //! - [`CompositeJudge`]: weighted sums such as `0.5*ifeval+0.5*self` ([`parse_spec`]).
+//! - [`JudgeSpec`]: a judge specification parsed once; [`build_judge`], the one factory that
+//!   turns a spec and [`JudgeSettings`] into a judge (the caller supplies the models).
 //! - [`JudgeHealth`] and [`pairwise_agreement`]: is a judge usable, and do two judges agree?
 //! - [`parse_score`]: the judge's last line-anchored `Score: N` (case J1).
 //!
@@ -28,12 +30,14 @@ pub mod ifeval;
 mod judge;
 mod llm;
 mod score;
+mod spec;
 
 pub use composite::{parse_spec, CompositeJudge, SpecTerm};
 pub use error::JudgeError;
 pub use health::{pairwise_agreement, same_prompt_pairs, JudgeHealth, PairwiseAgreement};
 pub use ifeval::{IfevalJudge, InstructionResult};
 pub use judge::{Judge, JudgeItem, Verdict};
+pub use spec::{build_judge, JudgeName, JudgeSettings, JudgeSpec};
 pub use llm::{
     expected_score, quote_for_judge, JudgeMode, JudgeModel, LlmJudge, DEFAULT_ANSWER_PREFIX,
     DEFAULT_TEMPLATE, TRUNCATION_NOTE,

@@ -179,21 +179,38 @@ pub fn expected_score(logits: &[f32], digit_ids: &[u32; 6]) -> Option<(f64, [f64
     Some((score, p))
 }
 
-/// How the LLM judge turns the model's output into a score.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the LLM judge turns the model's output into a score. Written `sampled` / `expected`
+/// in configs and on the command line.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum JudgeMode {
-    /// n sampled judgments per item, parsed and averaged (Yuan et al. 2024: n = 3).
-    Sampled {
-        /// Samples per item (n ≥ 1).
-        samples: usize,
-    },
+    /// n sampled judgments per item, parsed and averaged (Yuan et al. 2024: n = 3; see
+    /// [`LlmJudge::samples`]).
+    #[default]
+    Sampled,
     /// Probability-weighted mean over the digits after a forced `Score: ` prefix.
     Expected,
 }
 
-impl Default for JudgeMode {
-    fn default() -> Self {
-        JudgeMode::Sampled { samples: 3 }
+impl std::str::FromStr for JudgeMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sampled" => Ok(JudgeMode::Sampled),
+            "expected" => Ok(JudgeMode::Expected),
+            other => Err(format!("`{other}`: expected `sampled` or `expected`")),
+        }
+    }
+}
+
+impl std::fmt::Display for JudgeMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            JudgeMode::Sampled => "sampled",
+            JudgeMode::Expected => "expected",
+        })
     }
 }
 
@@ -213,6 +230,7 @@ impl Default for JudgeMode {
 pub struct LlmJudge<M> {
     model: M,
     mode: JudgeMode,
+    samples: usize,
     sampling: SamplingConfig,
     template: String,
     answer_prefix: String,
@@ -228,20 +246,22 @@ impl<M: JudgeModel> LlmJudge<M> {
         LlmJudge {
             model,
             mode: JudgeMode::default(),
+            samples: 3,
             sampling,
             template: DEFAULT_TEMPLATE.to_string(),
             answer_prefix: DEFAULT_ANSWER_PREFIX.to_string(),
         }
     }
 
-    /// Sets the mode. `Sampled { samples: 0 }` is raised to 1.
+    /// Sets the mode.
     pub fn mode(mut self, mode: JudgeMode) -> Self {
-        self.mode = match mode {
-            JudgeMode::Sampled { samples } => JudgeMode::Sampled {
-                samples: samples.max(1),
-            },
-            m => m,
-        };
+        self.mode = mode;
+        self
+    }
+
+    /// Sets the judgments sampled per item in sampled mode (default 3; 0 is raised to 1).
+    pub fn samples(mut self, samples: usize) -> Self {
+        self.samples = samples.max(1);
         self
     }
 
@@ -284,7 +304,7 @@ impl<M: JudgeModel> LlmJudge<M> {
     fn build_prompt(&self, item: &JudgeItem) -> Result<Result<Prepared, String>, JudgeError> {
         let ctx = self.model.context_length();
         let (budget, suffix) = match self.mode {
-            JudgeMode::Sampled { .. } => (ctx.saturating_sub(self.sampling.max_new_tokens), ""),
+            JudgeMode::Sampled => (ctx.saturating_sub(self.sampling.max_new_tokens), ""),
             JudgeMode::Expected => (ctx, self.answer_prefix.as_str()),
         };
         let question = quote_for_judge(&item.prompt);
@@ -313,7 +333,7 @@ impl<M: JudgeModel> LlmJudge<M> {
                  (context {ctx}{})",
                 empty.len(),
                 match self.mode {
-                    JudgeMode::Sampled { .. } =>
+                    JudgeMode::Sampled =>
                         format!(" minus {} new tokens", self.sampling.max_new_tokens),
                     JudgeMode::Expected => String::new(),
                 }
@@ -370,7 +390,7 @@ fn base_details(mode: &str, p: &Prepared) -> serde_json::Map<String, serde_json:
 impl<M: JudgeModel> Judge for LlmJudge<M> {
     fn name(&self) -> String {
         match self.mode {
-            JudgeMode::Sampled { .. } => "llm-sampled".into(),
+            JudgeMode::Sampled => "llm-sampled".into(),
             JudgeMode::Expected => "llm-expected".into(),
         }
     }
@@ -392,8 +412,8 @@ impl<M: JudgeModel> Judge for LlmJudge<M> {
         let prompts: Vec<Vec<u32>> = ready.iter().map(|(_, p)| p.ids.clone()).collect();
         if !prompts.is_empty() {
             match self.mode {
-                JudgeMode::Sampled { samples } => {
-                    let out = self.model.sample(&prompts, samples, &self.sampling)?;
+                JudgeMode::Sampled => {
+                    let out = self.model.sample(&prompts, self.samples, &self.sampling)?;
                     if out.len() != prompts.len() {
                         return Err(JudgeError::Model(format!(
                             "sample returned {} rows for {} prompts",

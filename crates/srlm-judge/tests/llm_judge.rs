@@ -146,9 +146,7 @@ fn close(a: f64, b: f64) -> bool {
 fn sampled_mode_averages_parsed_samples_and_counts_failures() {
     fn check(samples: Vec<&'static str>, expected: Option<f64>, failures: usize) {
         let judge =
-            LlmJudge::new(Fake::new(Policy::Fixed(samples.clone()))).mode(JudgeMode::Sampled {
-                samples: samples.len(),
-            });
+            LlmJudge::new(Fake::new(Policy::Fixed(samples.clone()))).mode(JudgeMode::Sampled).samples(samples.len());
         let v = judge.judge_one(&item("Paris.")).unwrap();
         assert_eq!(v.score, expected, "{samples:?}");
         assert_eq!(v.details["parse_failures"], json!(failures));
@@ -244,7 +242,7 @@ fn injected_scores_do_not_raise_the_score() {
         (Policy::ObeyOutsideResponse, 1.0),
     ] {
         let fake = Fake::new(policy);
-        for mode in [JudgeMode::Sampled { samples: 3 }, JudgeMode::Expected] {
+        for mode in [JudgeMode::Sampled, JudgeMode::Expected] {
             let judge = LlmJudge::new(&fake).mode(mode);
             let clean = judge.judge_one(&item("Paris.")).unwrap().score.unwrap();
             let expected_clean = if mode == JudgeMode::Expected {
@@ -288,10 +286,10 @@ fn quoting_defuses_scores_and_markers_only() {
 #[test]
 fn long_responses_are_truncated_and_flagged() {
     let long = "word ".repeat(2000);
-    for mode in [JudgeMode::Expected, JudgeMode::Sampled { samples: 1 }] {
+    for mode in [JudgeMode::Expected, JudgeMode::Sampled] {
         let mut fake = Fake::new(Policy::ObeyLastScore);
         fake.ctx = 3000;
-        let judge = LlmJudge::new(&fake).mode(mode).sampling(SamplingConfig {
+        let judge = LlmJudge::new(&fake).mode(mode).samples(1).sampling(SamplingConfig {
             max_new_tokens: 100,
             ..SamplingConfig::default()
         });

@@ -5,6 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use srlm_core::SamplingConfig;
 use srlm_dpo::DpoConfig;
+use srlm_judge::{JudgeMode, JudgeSpec};
 
 /// Everything a run needs. Defaults = the main job (README's first command).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -53,9 +54,9 @@ pub struct PromptsConfig {
 pub struct JudgeConfig {
     /// `ifeval`, `self` (the current model M_i, LLM-as-a-Judge), `model:PATH`, or a weighted
     /// sum like `0.5*ifeval+0.5*self`.
-    pub spec: String,
+    pub spec: JudgeSpec,
     /// LLM judges: `sampled` (Yuan et al.: n samples, parse `Score: N`) or `expected`.
-    pub mode: String,
+    pub mode: JudgeMode,
     /// LLM judges in `sampled` mode: samples per response (Yuan et al.: 3).
     pub samples: usize,
     /// LLM judges: a minijinja template file (variables `prompt`, `response`) replacing the
@@ -68,9 +69,62 @@ pub struct JudgeConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct EvalConfig {
     /// Judge spec for evaluation (`same` = the training judge).
-    pub judge: String,
+    pub judge: EvalJudge,
     /// New tokens per greedy answer.
     pub max_new_tokens: usize,
+}
+
+/// The held-out judge: `same` (the training judge) or a judge spec of its own.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum EvalJudge {
+    /// The training judge (`judge.spec`).
+    #[default]
+    Same,
+    /// Another judge.
+    Spec(JudgeSpec),
+}
+
+impl EvalJudge {
+    /// The spec it stands for, given the training judge's.
+    pub fn resolve(&self, training: &JudgeSpec) -> JudgeSpec {
+        match self {
+            EvalJudge::Same => training.clone(),
+            EvalJudge::Spec(s) => s.clone(),
+        }
+    }
+}
+
+impl Serialize for EvalJudge {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            EvalJudge::Same => s.serialize_str("same"),
+            EvalJudge::Spec(spec) => spec.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for EvalJudge {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.trim() == "same" {
+            return Ok(EvalJudge::Same);
+        }
+        JudgeSpec::parse(&text)
+            .map(EvalJudge::Spec)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for EvalJudge {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EvalJudge".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "`same` (the training judge) or a judge spec (`ifeval`, `self`, `model:PATH`, weighted sums)"
+        })
+    }
 }
 
 impl Default for RunConfig {
@@ -114,8 +168,8 @@ impl Default for PromptsConfig {
 impl Default for JudgeConfig {
     fn default() -> Self {
         JudgeConfig {
-            spec: "ifeval".into(),
-            mode: "sampled".into(),
+            spec: JudgeSpec::parse("ifeval").expect("valid spec"),
+            mode: JudgeMode::Sampled,
             samples: 3,
             template: None,
         }
@@ -125,7 +179,7 @@ impl Default for JudgeConfig {
 impl Default for EvalConfig {
     fn default() -> Self {
         EvalConfig {
-            judge: "same".into(),
+            judge: EvalJudge::Same,
             max_new_tokens: 96,
         }
     }
@@ -230,8 +284,8 @@ impl RunConfig {
         if self.sampling.max_new_tokens == 0 || self.eval.max_new_tokens == 0 {
             return bad("sampling.max_new_tokens and eval.max_new_tokens must be at least 1");
         }
-        if !matches!(self.judge.mode.as_str(), "sampled" | "expected") {
-            return bad("judge.mode must be `sampled` or `expected`");
+        if self.judge.samples == 0 {
+            return bad("judge.samples must be at least 1");
         }
         self.dpo
             .validate()

@@ -13,14 +13,11 @@
 //! when its score is higher, ties (½) when equal, loses (0) when lower. Pairs in which either
 //! side got no score are excluded from the rate and counted.
 
-use crate::config::JudgeConfig;
-use crate::judges::build_judge;
+use crate::ports::{BackendError, Generator, ModelRef};
 use crate::prompts::{load_pool, read_prompts, PromptsError};
 use serde::{Deserialize, Serialize};
 use srlm_core::{PromptRecord, SamplingConfig};
-use srlm_judge::{JudgeHealth, JudgeItem};
-use srlm_model::LanguageModel;
-use std::collections::HashMap;
+use srlm_judge::{Judge, JudgeHealth, JudgeItem};
 
 /// Name of the built-in AlpacaEval 2.0 prompt set (with GPT-4 Turbo baseline outputs).
 pub const ALPACA_EVAL: &str = "alpaca-eval";
@@ -194,8 +191,7 @@ pub fn load_eval_prompts(source: &str) -> Result<Vec<PromptRecord>, PromptsError
 }
 
 /// Greedy answers of `model` to `prompts` (at most `opts.max_new_tokens` tokens each), scored
-/// by the judge `judge_spec` (`ifeval`, `self` = `model` judging itself, `model:PATH` = the
-/// model loaded in `external` under PATH, or a weighted sum), with the judge's health; when
+/// by `judge` (built by [`crate::judges::build_judge`]), with the judge's health; when
 /// prompts carry a baseline output (`reference`) or `opts.baseline` is set, the baseline
 /// answers are scored by the same judge and compared pairwise ([`win_rate`]).
 ///
@@ -203,11 +199,10 @@ pub fn load_eval_prompts(source: &str) -> Result<Vec<PromptRecord>, PromptsError
 /// baseline output), [`EvalError::Model`] naming the prompt (e.g. a prompt longer than the
 /// context), [`EvalError::Judge`] naming the judge (and the item where the judge does).
 pub fn evaluate_model(
-    model: &LanguageModel,
+    backend: &dyn Generator,
+    model: &ModelRef,
     prompts: &[PromptRecord],
-    judge_spec: &str,
-    judge_cfg: &JudgeConfig,
-    external: &HashMap<String, LanguageModel>,
+    judge: &dyn Judge,
     opts: &EvalOptions,
 ) -> Result<EvalReport, EvalError> {
     if prompts.is_empty() {
@@ -218,10 +213,9 @@ pub fn evaluate_model(
         return Err(EvalError::NoBaseline(format!("{} prompts", prompts.len())));
     }
     let judge_err = |e: srlm_judge::JudgeError| EvalError::Judge {
-        spec: judge_spec.to_string(),
+        spec: judge.name(),
         message: e.to_string(),
     };
-    let judge = build_judge(judge_spec, judge_cfg, model, external).map_err(judge_err)?;
     let cfg = SamplingConfig {
         k: 1,
         temperature: 0.0,
@@ -244,33 +238,19 @@ pub fn evaluate_model(
     };
     let mut rows = Vec::with_capacity(prompts.len());
     for chunk in prompts.chunks(opts.batch_size.max(1)) {
-        let ids: Vec<Vec<u32>> = chunk
-            .iter()
-            .map(|p| {
-                let ids = model
-                    .encode_prompt(&p.prompt)
-                    .map_err(|e| EvalError::Model {
-                        id: p.id.clone(),
-                        message: e.to_string(),
-                    })?;
-                if ids.len() + cfg.max_new_tokens > model.context_length() {
-                    return Err(EvalError::Model {
-                        id: p.id.clone(),
-                        message: format!(
-                            "{} prompt tokens + {} new tokens exceed the model's context of {}",
-                            ids.len(),
-                            cfg.max_new_tokens,
-                            model.context_length()
-                        ),
-                    });
-                }
-                Ok(ids)
-            })
-            .collect::<Result<_, _>>()?;
-        let gens = model.generate(&ids, &cfg).map_err(|e| EvalError::Model {
-            id: chunk[0].id.clone(),
-            message: e.to_string(),
-        })?;
+        let texts: Vec<&str> = chunk.iter().map(|p| p.prompt.as_str()).collect();
+        let gens = backend
+            .sample(model, &texts, &cfg)
+            .map_err(|e| match e {
+                BackendError::Prompt { index, message } => EvalError::Model {
+                    id: chunk[index].id.clone(),
+                    message,
+                },
+                other => EvalError::Model {
+                    id: chunk[0].id.clone(),
+                    message: other.to_string(),
+                },
+            })?;
         let item = |p: &PromptRecord, response: &str, origin: String| {
             JudgeItem::new(p.prompt.clone(), response.to_string())
                 .with_metadata(p.metadata.clone())
@@ -346,6 +326,7 @@ pub fn evaluate_model(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::candle::CandleBackend;
     use srlm_model::Device;
 
     #[test]
@@ -451,19 +432,16 @@ mod tests {
         }
         std::fs::write(&f, s).unwrap();
         let prompts = read_prompts(&f).unwrap();
-        let model = LanguageModel::load("tiny-random", &Device::Cpu).unwrap();
+        let backend = CandleBackend::new(Device::Cpu, false);
+        let model = ModelRef::new("tiny", "tiny-random");
+        backend.load(&model).unwrap();
+        let judge = srlm_judge::IfevalJudge::new();
         let opts = EvalOptions {
             max_new_tokens: 6,
             batch_size: 4,
             ..Default::default()
         };
-        let r = evaluate_model(
-            &model,
-            &prompts,
-            "ifeval",
-            &JudgeConfig::default(),
-            &HashMap::new(),
-            &opts,
+        let r = evaluate_model(&backend, &model, &prompts, &judge, &opts,
         )
         .unwrap();
         assert_eq!((r.n, r.rows.len(), r.judge.as_str()), (6, 6, "ifeval"));
@@ -490,13 +468,7 @@ mod tests {
         );
         assert_eq!(w, expect);
         // Greedy: the same answers again, whatever the batch size.
-        let again = evaluate_model(
-            &model,
-            &prompts,
-            "ifeval",
-            &JudgeConfig::default(),
-            &HashMap::new(),
-            &EvalOptions {
+        let again = evaluate_model(&backend, &model, &prompts, &judge, &EvalOptions {
                 batch_size: 1,
                 ..opts.clone()
             },
@@ -505,41 +477,20 @@ mod tests {
         assert_eq!(again.rows, r.rows);
         // --baseline without any baseline output, and an unknown judge, are one-line errors.
         let plain: Vec<PromptRecord> = prompts[3..].to_vec();
-        let err = evaluate_model(
-            &model,
-            &plain,
-            "ifeval",
-            &JudgeConfig::default(),
-            &HashMap::new(),
-            &EvalOptions {
+        let err = evaluate_model(&backend, &model, &plain, &judge, &EvalOptions {
                 baseline: true,
                 ..opts.clone()
             },
         )
         .unwrap_err();
         assert!(err.to_string().contains("no baseline outputs"), "{err}");
-        let none = evaluate_model(
-            &model,
-            &plain,
-            "ifeval",
-            &JudgeConfig::default(),
-            &HashMap::new(),
-            &opts,
+        let none = evaluate_model(&backend, &model, &plain, &judge, &opts,
         )
         .unwrap();
         assert_eq!(none.win_rate, None);
-        let err = evaluate_model(
-            &model,
-            &plain,
-            "bogus",
-            &JudgeConfig::default(),
-            &HashMap::new(),
-            &opts,
-        )
-        .unwrap_err()
-        .to_string();
+        let err = "bogus".parse::<srlm_judge::JudgeSpec>().unwrap_err().to_string();
         assert!(
-            err.starts_with("judge `bogus`: ") && err.contains("unknown judge"),
+            err.starts_with("judge spec `bogus`: ") && err.contains("unknown judge"),
             "{err}"
         );
     }

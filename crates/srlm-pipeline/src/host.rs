@@ -1,29 +1,19 @@
-//! [`RunHost`]: srlm's side of the plugin ABI for one iteration. Behind `sample` is
-//! srlm-model's batched sampler, behind `judge` the run's judge (srlm-judge), behind
-//! `train_temporary` srlm-dpo. Every call is memoised in the run's [`Store`] under a hash of
-//! its inputs, and every served sample and judgment is kept for the run folder.
+//! [`RunHost`]: srlm's side of the plugin ABI for one iteration. Behind `sample` is the
+//! backend's [`Generator`], behind `judge` the iteration's judge (built once, from the run's
+//! [`JudgeSpec`](srlm_judge::JudgeSpec)), behind `train_temporary` the backend's [`Trainer`].
+//! Every call is memoised in the run's [`Store`] under a hash of its inputs, and every served
+//! sample and judgment is kept for the run folder.
 
 use crate::config::RunConfig;
-use crate::judges::build_judge;
+use crate::ports::{Backend, BackendError, DpoRun, Generated, ModelRef};
 use crate::store::{key_of, Store};
 use serde_json::json;
 use srlm_core::{Judgment, ModelSource, PreferencePair, PromptRecord, Sample, SamplingConfig};
-use srlm_judge::JudgeItem;
-use srlm_model::LanguageModel;
+use srlm_judge::{Judge, JudgeItem};
 use srlm_strategy::abi_stable::std_types::{RResult, RStr, RString, RVec};
 use srlm_strategy::{FfiJudgment, FfiPair, FfiSample, FfiSource, Host, StrategyError};
 use std::collections::{BTreeMap, HashMap};
-use std::time::Instant;
-
-/// A model with its identity: a hash of how it was made (the GGUF file's digest for M0, then
-/// the hash of (parent identity, pairs, DPO config) for every trained model). Training is
-/// deterministic, so the identity stands for the weights.
-pub struct Snapshot {
-    /// The model.
-    pub model: LanguageModel,
-    /// Its identity hash (hex).
-    pub id: String,
-}
+use std::path::Path;
 
 /// Compute spent, by stage.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -36,24 +26,30 @@ pub struct Compute {
     pub tokens_trained: u64,
 }
 
-/// The host of one iteration.
-pub struct RunHost<'a> {
-    /// M0.
-    pub initial: &'a Snapshot,
-    /// M_i.
-    pub current: &'a Snapshot,
-    /// Temporary models trained in this iteration, by handle.
-    pub temporaries: Vec<Snapshot>,
-    /// The run config.
-    pub config: &'a RunConfig,
-    /// Prompts of this iteration by id.
-    pub prompts: HashMap<String, PromptRecord>,
-    /// Judge models named `model:PATH`.
-    pub external: &'a HashMap<String, LanguageModel>,
-    /// The memo store.
-    pub store: &'a Store,
-    /// The iteration number (1-based).
-    pub iteration: usize,
+/// Errors of the host's own work (outside a plugin callback, where they cross the ABI as
+/// [`StrategyError::Host`]).
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The backend failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The memo store or a log file could not be written.
+    #[error(transparent)]
+    Io(#[from] srlm_core::JsonlError),
+    /// The judge failed.
+    #[error("judge `{spec}`: {error}")]
+    Judge {
+        /// The spec.
+        spec: String,
+        /// The judge's error.
+        error: srlm_judge::JudgeError,
+    },
+}
+
+/// What one iteration's host collected: every sample and judgment served, the plugin's
+/// metrics, compute, and the temporary models trained.
+#[derive(Debug, Default)]
+pub struct IterationRecord {
     /// Every sample served, by id.
     pub samples: BTreeMap<String, Sample>,
     /// Every judgment made, by sample id.
@@ -62,12 +58,25 @@ pub struct RunHost<'a> {
     pub metrics: BTreeMap<String, f64>,
     /// Compute counters.
     pub compute: Compute,
-    /// DPO summaries of temporary trainings (for the log).
-    pub temporary_logs: Vec<serde_json::Value>,
+    /// DPO summaries of the temporary models, in handle order.
+    pub temporary_runs: Vec<DpoRun>,
+    /// The temporary models, by handle.
+    pub temporaries: Vec<ModelRef>,
 }
 
-fn source_of(s: FfiSource) -> ModelSource {
-    s.into()
+/// The host of one iteration.
+pub struct RunHost<'a> {
+    backend: &'a dyn Backend,
+    judge: Box<dyn Judge + 'a>,
+    judge_model_id: String,
+    initial: &'a ModelRef,
+    current: &'a ModelRef,
+    config: &'a RunConfig,
+    prompts: HashMap<String, PromptRecord>,
+    store: &'a Store,
+    iteration: usize,
+    strategy_name: String,
+    record: IterationRecord,
 }
 
 fn host_err(e: impl std::fmt::Display) -> StrategyError {
@@ -75,11 +84,52 @@ fn host_err(e: impl std::fmt::Display) -> StrategyError {
 }
 
 impl<'a> RunHost<'a> {
-    fn snapshot(&self, source: ModelSource) -> Result<&Snapshot, StrategyError> {
+    /// The host of iteration `iteration` (1-based) over the prompts `chunk`, sampling from
+    /// `initial` (M0), `current` (M_i) and the temporary models it trains; `judge` is the
+    /// iteration's judge (built with M_i as `self`).
+    #[allow(clippy::too_many_arguments)] // each is one concept of the iteration
+    pub fn new(
+        backend: &'a dyn Backend,
+        judge: Box<dyn Judge + 'a>,
+        initial: &'a ModelRef,
+        current: &'a ModelRef,
+        config: &'a RunConfig,
+        chunk: &[PromptRecord],
+        store: &'a Store,
+        iteration: usize,
+        strategy_name: &str,
+    ) -> Self {
+        let judge_model_id = if config.judge.spec.uses(&srlm_judge::JudgeName::Current) {
+            current.id.clone()
+        } else {
+            String::new()
+        };
+        RunHost {
+            backend,
+            judge,
+            judge_model_id,
+            initial,
+            current,
+            config,
+            prompts: chunk.iter().map(|p| (p.id.clone(), p.clone())).collect(),
+            store,
+            iteration,
+            strategy_name: strategy_name.to_string(),
+            record: IterationRecord::default(),
+        }
+    }
+
+    /// What the host collected (consumes it).
+    pub fn into_record(self) -> IterationRecord {
+        self.record
+    }
+
+    fn model(&self, source: ModelSource) -> Result<&ModelRef, StrategyError> {
         match source {
             ModelSource::Initial => Ok(self.initial),
             ModelSource::Current => Ok(self.current),
             ModelSource::Temporary(h) => self
+                .record
                 .temporaries
                 .get(h as usize)
                 .ok_or_else(|| host_err(format!("unknown temporary model handle {h}"))),
@@ -89,19 +139,23 @@ impl<'a> RunHost<'a> {
         }
     }
 
-    /// Samples, memoised: returns the samples and whether they were computed now.
+    /// Samples `k` responses per prompt from `source`, memoised.
+    ///
+    /// # Errors
+    /// An unknown prompt id or model source, a backend error.
     pub fn sample_impl(
         &mut self,
         prompt_ids: &[String],
         source: ModelSource,
         k: usize,
     ) -> Result<Vec<Sample>, StrategyError> {
-        let snap = self.snapshot(source)?;
-        let prompts: Vec<&PromptRecord> = prompt_ids
+        let model = self.model(source)?.clone();
+        let prompts: Vec<PromptRecord> = prompt_ids
             .iter()
             .map(|id| {
                 self.prompts
                     .get(id)
+                    .cloned()
                     .ok_or_else(|| host_err(format!("unknown prompt id `{id}`")))
             })
             .collect::<Result<_, _>>()?;
@@ -119,43 +173,32 @@ impl<'a> RunHost<'a> {
             seed,
             ..self.config.sampling.clone()
         };
-        let key = key_of(
-            &json!({"model": snap.id, "prompts": prompts.iter().map(|p| &p.prompt).collect::<Vec<_>>(), "sampling": cfg}),
-        );
-        let texts: Vec<Vec<(String, Vec<u32>, f64)>> = match self.store.get("sample", &key) {
+        let texts: Vec<&str> = prompts.iter().map(|p| p.prompt.as_str()).collect();
+        let key = key_of(&json!({"model": model.id, "prompts": texts, "sampling": cfg}));
+        let generated: Vec<Vec<Generated>> = match self.store.get("sample", &key) {
             Some(v) => v,
             None => {
-                let ids: Vec<Vec<u32>> = prompts
-                    .iter()
-                    .map(|p| snap.model.encode_prompt(&p.prompt))
-                    .collect::<Result<_, _>>()
+                let v = self
+                    .backend
+                    .sample(&model, &texts, &cfg)
                     .map_err(host_err)?;
-                let gens = snap.model.generate(&ids, &cfg).map_err(host_err)?;
-                let v: Vec<Vec<(String, Vec<u32>, f64)>> = gens
-                    .into_iter()
-                    .map(|g| {
-                        g.into_iter()
-                            .map(|x| (x.text.clone(), x.token_ids.clone(), x.logprob()))
-                            .collect()
-                    })
-                    .collect();
                 self.store.put("sample", &key, &v).map_err(host_err)?;
                 v
             }
         };
         let mut out = Vec::new();
-        for (p, gens) in prompts.iter().zip(texts) {
-            for (j, (text, token_ids, logprob)) in gens.into_iter().enumerate() {
-                self.compute.tokens_sampled += token_ids.len() as u64;
+        for (p, gens) in prompts.iter().zip(generated) {
+            for (j, g) in gens.into_iter().enumerate() {
+                self.record.compute.tokens_sampled += g.token_ids.len() as u64;
                 let s = Sample {
                     id: format!("{}/{source}/{j}", p.id),
                     prompt_id: p.id.clone(),
                     source,
-                    text,
-                    token_ids,
-                    logprob,
+                    text: g.text,
+                    token_ids: g.token_ids,
+                    logprob: g.logprob,
                 };
-                self.samples.insert(s.id.clone(), s.clone());
+                self.record.samples.insert(s.id.clone(), s.clone());
                 out.push(s);
             }
         }
@@ -163,11 +206,15 @@ impl<'a> RunHost<'a> {
     }
 
     /// Judges samples by id, memoised.
+    ///
+    /// # Errors
+    /// An unknown sample id, a judge error.
     pub fn judge_impl(&mut self, sample_ids: &[String]) -> Result<Vec<Judgment>, StrategyError> {
         let samples: Vec<Sample> = sample_ids
             .iter()
             .map(|id| {
-                self.samples
+                self.record
+                    .samples
                     .get(id)
                     .cloned()
                     .ok_or_else(|| host_err(format!("unknown sample id `{id}`")))
@@ -182,22 +229,15 @@ impl<'a> RunHost<'a> {
                     .with_origin(s.id.clone())
             })
             .collect();
-        let jc = &self.config.judge;
-        let judge_id = if jc.spec.contains("self") {
-            self.current.id.clone()
-        } else {
-            String::new()
-        };
         let key = key_of(&json!({
-            "judge": jc, "judge_model": judge_id,
+            "judge": self.config.judge, "judge_model": self.judge_model_id,
             "items": items.iter().map(|i| json!([i.prompt, i.response, i.metadata])).collect::<Vec<_>>(),
         }));
         let verdicts: Vec<(Option<f64>, serde_json::Value)> = match self.store.get("judge", &key) {
             Some(v) => v,
             None => {
-                let judge = build_judge(&jc.spec, jc, &self.current.model, self.external)
-                    .map_err(host_err)?;
-                let v: Vec<(Option<f64>, serde_json::Value)> = judge
+                let v: Vec<(Option<f64>, serde_json::Value)> = self
+                    .judge
                     .judge_batch(&items)
                     .map_err(host_err)?
                     .into_iter()
@@ -209,19 +249,22 @@ impl<'a> RunHost<'a> {
         };
         let mut out = Vec::new();
         for (s, (score, details)) in samples.iter().zip(verdicts) {
-            self.compute.tokens_judged += s.token_ids.len() as u64;
+            self.record.compute.tokens_judged += s.token_ids.len() as u64;
             let j = Judgment {
                 sample_id: s.id.clone(),
                 score,
                 details,
             };
-            self.judgments.insert(s.id.clone(), j.clone());
+            self.record.judgments.insert(s.id.clone(), j.clone());
             out.push(j);
         }
         Ok(out)
     }
 
     /// Resolves plugin pairs into preference pairs (texts, token ids, provenance).
+    ///
+    /// # Errors
+    /// A pair naming an unknown prompt or sample.
     pub fn resolve_pairs(
         &self,
         pairs: &[FfiPair],
@@ -233,99 +276,60 @@ impl<'a> RunHost<'a> {
                 let prompt = self.prompts.get(p.prompt_id.as_str()).ok_or_else(|| {
                     host_err(format!("pair names unknown prompt `{}`", p.prompt_id))
                 })?;
-                p.to_preference_pair(prompt, |id| self.samples.get(id), strategy)
+                p.to_preference_pair(prompt, |id| self.record.samples.get(id), strategy)
                     .map_err(host_err)
             })
             .collect()
     }
+}
 
-    /// Trains a model by DPO from `parent` on `pairs`, memoised as a checkpoint in the store.
-    pub fn train(
-        store: &Store,
-        config: &RunConfig,
-        parent: &Snapshot,
-        pairs: &[PreferencePair],
-        log_path: Option<&std::path::Path>,
-    ) -> Result<(Snapshot, serde_json::Value), String> {
-        let key = key_of(&json!({"parent": parent.id, "pairs": pairs, "dpo": config.dpo}));
-        let dir = store.path("model", &key, "");
-        let summary_key = format!("{key}-summary");
-        if dir.join("model.safetensors").is_file() {
-            if let Some(summary) = store.get::<serde_json::Value>("train", &summary_key) {
-                let model = LanguageModel::load(
-                    dir.to_str().expect("utf-8 path"),
-                    parent.model.model.device(),
-                )
-                .map_err(|e| e.to_string())?;
-                if let Some(log) = log_path {
-                    if let Some(lines) = store.get::<Vec<serde_json::Value>>("trainlog", &key) {
-                        srlm_core::write_jsonl_atomic(log, &lines).map_err(|e| e.to_string())?;
-                    }
-                }
-                return Ok((Snapshot { model, id: key }, summary));
-            }
-        }
-        let policy = parent.model.deep_copy().map_err(|e| e.to_string())?;
-        let tok = srlm_dpo::tokenize_pairs(&policy, pairs).map_err(|e| e.to_string())?;
-        let t0 = Instant::now();
-        let mut history = Vec::new();
-        let summary = {
-            let trainer = srlm_dpo::DpoTrainer::new(config.dpo.clone())
-                .map_err(|e| e.to_string())?
-                .with_progress_bar(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-            let trainer = trainer
-                .on_step(|m| history.push(serde_json::to_value(m).expect("metrics serialise")));
-            trainer
-                .train(&policy, &tok.pairs)
-                .map_err(|e| e.to_string())?
-        };
-        policy.save(&dir).map_err(|e| e.to_string())?;
-        let summary = json!({
-            "pairs": tok.pairs.len(), "pairs_failed": tok.failures.len(), "steps": summary.steps,
-            "tokens_trained": summary.tokens_trained, "reference_tokens": summary.reference_tokens,
-            "wall_seconds": t0.elapsed().as_secs_f64(), "final": summary.final_metrics,
-            "mean": mean_metrics(&history),
-        });
-        store
-            .put("trainlog", &key, &history)
-            .map_err(|e| e.to_string())?;
-        store
-            .put("train", &summary_key, &summary)
-            .map_err(|e| e.to_string())?;
+/// Trains DPO(`parent`, `pairs`) through the backend's [`crate::ports::Trainer`], memoised in
+/// the store: the model's checkpoint folder, its summary and its step log are kept under a
+/// hash of (parent identity, pairs, DPO config), which is also the new model's identity.
+/// Writes the step log to `log_path` when given.
+///
+/// # Errors
+/// [`HostError::Backend`], [`HostError::Io`].
+pub fn train(
+    backend: &dyn Backend,
+    store: &Store,
+    config: &RunConfig,
+    parent: &ModelRef,
+    pairs: &[PreferencePair],
+    log_path: Option<&Path>,
+) -> Result<(ModelRef, DpoRun), HostError> {
+    let key = key_of(&json!({"parent": parent.id, "pairs": pairs, "dpo": config.dpo}));
+    let dir = store.path("model", &key, "");
+    let out = ModelRef::at_dir(&key, &dir);
+    let summary_key = format!("{key}-summary");
+    let write_log = |lines: &[serde_json::Value]| -> Result<(), HostError> {
         if let Some(log) = log_path {
-            srlm_core::write_jsonl_atomic(log, &history).map_err(|e| e.to_string())?;
+            srlm_core::write_jsonl_atomic(log, lines)?;
         }
-        Ok((
-            Snapshot {
-                model: policy,
-                id: key,
-            },
-            summary,
-        ))
-    }
-}
-
-/// Mean of every numeric metric over the steps of a DPO run.
-fn mean_metrics(history: &[serde_json::Value]) -> serde_json::Value {
-    let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
-    for h in history {
-        if let Some(o) = h.as_object() {
-            for (k, v) in o {
-                if let Some(x) = v.as_f64() {
-                    let e = sums.entry(k.clone()).or_default();
-                    e.0 += x;
-                    e.1 += 1;
-                }
+        Ok(())
+    };
+    if dir.is_dir() {
+        if let Some(summary) = store.get::<DpoRun>("train", &summary_key) {
+            backend.load(&out)?;
+            if let Some(lines) = store.get::<Vec<serde_json::Value>>("trainlog", &key) {
+                write_log(&lines)?;
             }
+            return Ok((out, summary));
         }
     }
-    serde_json::Value::Object(
-        sums.into_iter()
-            .map(|(k, (s, n))| (k, json!(s / n as f64)))
-            .collect(),
-    )
+    let trained = backend.train_dpo(parent, pairs, &config.dpo, &out)?;
+    let lines: Vec<serde_json::Value> = trained
+        .log
+        .iter()
+        .map(|m| serde_json::to_value(m).expect("metrics serialise"))
+        .collect();
+    store.put("trainlog", &key, &lines)?;
+    store.put("train", &summary_key, &trained.summary)?;
+    write_log(&lines)?;
+    Ok((out, trained.summary))
 }
 
+/// Runs `f`, turning a panic into an error (the host must not unwind into the plugin).
 fn guarded<T>(f: impl FnOnce() -> Result<T, StrategyError>) -> RResult<T, StrategyError> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(r) => r.into(),
@@ -349,7 +353,7 @@ impl Host for RunHost<'_> {
     ) -> RResult<RVec<FfiSample>, StrategyError> {
         guarded(|| {
             let ids: Vec<String> = prompt_ids.iter().map(|s| s.to_string()).collect();
-            let samples = self.sample_impl(&ids, source_of(source), k as usize)?;
+            let samples = self.sample_impl(&ids, source.into(), k as usize)?;
             Ok(samples.iter().map(FfiSample::from).collect())
         })
     }
@@ -372,17 +376,24 @@ impl Host for RunHost<'_> {
     ) -> RResult<u32, StrategyError> {
         guarded(|| {
             let prefs = self.resolve_pairs(&pairs, &self.config.strategy)?;
-            let parent = self.snapshot(source_of(source))?;
-            let (snap, summary) =
-                Self::train(self.store, self.config, parent, &prefs, None).map_err(host_err)?;
-            self.compute.tokens_trained += summary["tokens_trained"].as_u64().unwrap_or(0);
-            self.temporary_logs.push(summary);
-            self.temporaries.push(snap);
-            Ok((self.temporaries.len() - 1) as u32)
+            let parent = self.model(source.into())?.clone();
+            let (model, summary) = train(self.backend, self.store, self.config, &parent, &prefs, None)
+                .map_err(host_err)?;
+            self.record.compute.tokens_trained += summary.tokens_trained;
+            self.record.temporary_runs.push(summary);
+            self.record.temporaries.push(model);
+            Ok((self.record.temporaries.len() - 1) as u32)
         })
     }
 
     fn record_metric(&mut self, name: RStr<'_>, value: f64) {
-        self.metrics.insert(name.to_string(), value);
+        self.record.metrics.insert(name.to_string(), value);
+    }
+}
+
+impl RunHost<'_> {
+    /// The strategy's name, as pairs record it.
+    pub fn strategy_name(&self) -> &str {
+        &self.strategy_name
     }
 }

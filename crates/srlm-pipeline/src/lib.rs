@@ -1,13 +1,18 @@
 //! srlm-pipeline: runs self-rewarding iterations with any strategy plugin.
 //!
 //! - [`run::run`] drives M0 → … → Mn: for each iteration it hands a chunk of prompts to the
-//!   strategy plugin with a [`host::RunHost`] behind the ABI callbacks (sample with
-//!   srlm-model, judge with srlm-judge, train temporary models with srlm-dpo), trains
+//!   strategy plugin with a [`host::RunHost`] behind the ABI callbacks, trains
 //!   M_{i+1} = DPO(M_i, pairs) with M_i as reference, evaluates on held-out prompts, and writes
-//!   the run folder.
+//!   the run folder ([`run_dir::RunDir`], the one owner of its layout) and one
+//!   [`metrics::IterationMetrics`] per iteration.
+//! - [`ports`]: the backend ports the loop and the host use, [`ports::Generator`] (sampling,
+//!   hidden states, judge models) and [`ports::Trainer`] (DPO); [`candle::CandleBackend`]
+//!   implements both in-process, [`testing::FakeBackend`] without model files.
 //! - [`store::Store`] memoises every stage under a hash of its inputs: `--resume` replays a
 //!   crashed run for free, whatever the plugin.
-//! - [`config::RunConfig`] is the TOML configuration; [`prompts`] reads prompt pools.
+//! - [`config::RunConfig`] is the TOML configuration; [`prompts`] reads prompt pools;
+//!   [`judges`] builds judges from specs over a backend; [`eval`] scores greedy answers;
+//!   [`report`] / [`compare`] render run folders.
 //!
 //! Design choice: resuming is not a special code path. A resumed run executes the same loop
 //! from the start and every finished stage is answered from the cache, so an uninterrupted
@@ -15,12 +20,17 @@
 
 #![deny(missing_docs)]
 
+pub mod candle;
 pub mod compare;
 pub mod config;
 pub mod eval;
 pub mod host;
 pub mod judges;
+pub mod metrics;
+pub mod ports;
 pub mod prompts;
 pub mod report;
 pub mod run;
+pub mod run_dir;
 pub mod store;
+pub mod testing;

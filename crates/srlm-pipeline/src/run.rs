@@ -1,25 +1,36 @@
-//! The iteration loop: M0 → M1 → … → Mn with a strategy plugin, the run folder, held-out
-//! evaluation and the per-iteration diagnostics of Wang et al. 2025 (arXiv 2508.06026, Sec. 2):
-//! chosen/rejected score gap and hidden-state cosine similarity.
+//! The iteration loop: M0 → M1 → … → Mn with a strategy plugin, the run folder ([`RunDir`]),
+//! held-out evaluation and the per-iteration diagnostics of Wang et al. 2025 (arXiv
+//! 2508.06026, Sec. 2): chosen/rejected score gap and hidden-state cosine similarity.
 //!
-//! Run folder (`--out`): `config.json` (resolved), `metrics.jsonl`, `report.md` + `plots/`,
-//! `iter_<i>/{samples,judgments,pairs}.jsonl`, `iter_<i>/dpo_log.jsonl`,
-//! `iter_<i>/checkpoint/` (HF safetensors), `eval/M<i>.jsonl`, and `cache/` (memoised stages).
+//! [`run`] is what `srlm run` calls: it resolves the config (or reads it back on `--resume`),
+//! the strategy plugin and its options, and drives [`run_with`] on the in-process candle
+//! backend. [`run_with`] takes any [`Backend`] and any [`StrategyRunner`], which is how the
+//! loop and resume are unit tested without model files or plugin libraries.
+//!
 //! Every file is written atomically. A resumed run replays the loop from the start; every
-//! finished stage comes back from `cache/`, so a crash at any point loses only the stage
-//! that was running.
+//! finished stage comes back from `cache/`, so a crash at any point loses only the stage that
+//! was running.
 
-use crate::config::RunConfig;
-use crate::host::{Compute, RunHost, Snapshot};
-use crate::judges::external_models;
-use crate::prompts::{load_pool, split};
+use crate::candle::CandleBackend;
+use crate::config::{ConfigError, RunConfig};
+use crate::eval::{EvalError, EvalOptions, EvalRow};
+use crate::host::{train, HostError, IterationRecord, RunHost};
+use crate::judges::{build_judge, judge_settings, load_judge_models};
+use crate::metrics::{DpoMeans, EvalMetrics, IterationMetrics, StrategyValue, TrainingMetrics};
+use crate::ports::{Backend, BackendError, DpoRun, ModelRef};
+use crate::prompts::{load_pool, split, PromptsError};
+use crate::run_dir::RunDir;
 use crate::store::{key_of, Store};
-use serde_json::{json, Value};
-use srlm_core::{write_atomic, write_jsonl_atomic, PreferencePair, PromptRecord};
-use srlm_model::{default_device, LanguageModel};
-use srlm_strategy::{host_mut, resolve_strategy, FfiPrompt, IterationInfo};
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use srlm_core::{write_atomic, write_jsonl_atomic, JsonlError, PreferencePair, PromptRecord};
+use srlm_judge::{Judge, JudgeError, JudgeSpec};
+use srlm_strategy::abi_stable::std_types::RVec;
+use srlm_strategy::{
+    host_mut, FfiPair, FfiPrompt, HostMut, IterationInfo, LoadedPlugin, LoadedStrategy,
+    PluginError, PluginSearch, StrategyBox, StrategyError,
+};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// How to run.
@@ -29,7 +40,7 @@ pub struct RunOptions {
     pub out: PathBuf,
     /// Continue the run in `out` (its `config.json` wins over any given config).
     pub resume: bool,
-    /// `--set key=value` strategy options.
+    /// `--set key=value` strategy options (they override `strategy_options` of the config).
     pub set_flags: Vec<String>,
     /// Extra plugin search folders.
     pub plugin_dirs: Vec<PathBuf>,
@@ -39,7 +50,7 @@ pub struct RunOptions {
 #[derive(Debug, Clone)]
 pub struct RunSummary {
     /// The run folder.
-    pub run_dir: PathBuf,
+    pub run_dir: RunDir,
     /// Held-out score of M0, M1, …, Mn (0–5; none when the eval judge scored nothing).
     pub eval_scores: Vec<Option<f64>>,
     /// Pairs kept per iteration.
@@ -49,7 +60,28 @@ pub struct RunSummary {
     /// Wall time of the run's stages (seconds; replayed stages count their original time).
     pub wall_seconds: f64,
     /// The metrics lines.
-    pub metrics: Vec<Value>,
+    pub metrics: Vec<IterationMetrics>,
+}
+
+/// The strategy plugin that ran, as `config.json` records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginRecord {
+    /// The plugin's name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// The library it was loaded from.
+    pub path: String,
+}
+
+/// `config.json`: the resolved config (strategy options with every default) and the plugin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResolvedRun {
+    /// The config.
+    #[serde(flatten)]
+    pub config: RunConfig,
+    /// The plugin that ran.
+    pub strategy_plugin: PluginRecord,
 }
 
 /// Errors of a run: one line each, naming what failed.
@@ -57,458 +89,580 @@ pub struct RunSummary {
 pub enum RunError {
     /// Bad configuration.
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] ConfigError),
     /// The prompt pool.
     #[error(transparent)]
-    Prompts(#[from] crate::prompts::PromptsError),
+    Prompts(#[from] PromptsError),
     /// The strategy plugin could not be loaded, configured or run.
     #[error(transparent)]
-    Plugin(#[from] srlm_strategy::PluginError),
-    /// The model.
-    #[error("model: {0}")]
-    Model(#[from] srlm_model::ModelError),
+    Plugin(#[from] PluginError),
+    /// The model backend.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The host's own work (training, memo store).
+    #[error(transparent)]
+    Host(#[from] HostError),
     /// Writing the run folder.
     #[error(transparent)]
-    Io(#[from] srlm_core::JsonlError),
-    /// Anything else, with context.
-    #[error("{0}")]
-    Other(String),
+    Io(#[from] JsonlError),
+    /// A judge spec that cannot be built (unknown model, template, weights).
+    #[error("judge `{spec}`: {error}")]
+    Judge {
+        /// The spec.
+        spec: String,
+        /// What is wrong.
+        error: JudgeError,
+    },
+    /// The held-out evaluation (its cause shown in the message, not chained).
+    #[error("evaluation: {0}")]
+    Eval(EvalError),
+    /// `--resume` of a folder without a readable `config.json`.
+    #[error("--resume {}: {error} (is it a run folder?)", path.display())]
+    NotARun {
+        /// The config file.
+        path: PathBuf,
+        /// Why it cannot be read.
+        error: std::io::Error,
+    },
+    /// `config.json` of the run folder does not parse.
+    #[error("{}: {message}", path.display())]
+    BadRunConfig {
+        /// The config file.
+        path: PathBuf,
+        /// serde's message.
+        message: String,
+    },
+    /// A new run asked for a folder that already holds one.
+    #[error("{} already holds a run; pass --resume {} to continue it, or choose another --out", .0.display(), .0.display())]
+    AlreadyARun(PathBuf),
+    /// The plugin returned pairs the host cannot resolve.
+    #[error("iteration {iteration}: {error}")]
+    Pairs {
+        /// The iteration.
+        iteration: usize,
+        /// What is wrong.
+        error: StrategyError,
+    },
 }
 
-fn other(ctx: &str) -> impl FnOnce(String) -> RunError + '_ {
-    move |e| RunError::Other(format!("{ctx}: {e}"))
+impl From<EvalError> for RunError {
+    fn from(e: EvalError) -> Self {
+        RunError::Eval(e)
+    }
 }
 
-/// Reads or writes the run's resolved config, resolves the strategy and runs every iteration.
-pub fn run(config: RunConfig, opts: &RunOptions) -> Result<RunSummary, RunError> {
-    let dir = &opts.out;
-    let cfg_path = dir.join("config.json");
-    let mut config = if opts.resume {
-        let text = std::fs::read_to_string(&cfg_path).map_err(|e| {
-            RunError::Other(format!(
-                "--resume {}: {e} (is it a run folder?)",
-                cfg_path.display()
-            ))
-        })?;
-        let mut v: Value = serde_json::from_str(&text)
-            .map_err(|e| RunError::Other(format!("{}: {e}", cfg_path.display())))?;
-        // Informational keys written beside the config.
-        if let Some(o) = v.as_object_mut() {
-            o.remove("k");
-            o.remove("strategy_plugin");
-        }
-        serde_json::from_value::<RunConfig>(v)
-            .map_err(|e| RunError::Other(format!("{}: {e}", cfg_path.display())))?
-    } else {
-        if cfg_path.exists() {
-            return Err(RunError::Other(format!(
-                "{} already holds a run; pass --resume {} to continue it, or choose another --out",
-                dir.display(),
-                dir.display()
-            )));
-        }
-        config
-    };
-    config.validate()?;
-    // Strategy: config options first, then --set flags; the plugin's `k` defaults to sampling.k.
-    let mut flags: Vec<String> = config
-        .strategy_options
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    flags.extend(opts.set_flags.iter().cloned());
-    let mut resolved = resolve_strategy(&config.strategy, &flags, &opts.plugin_dirs)?;
-    if !flags.iter().any(|f| f.starts_with("k=")) && resolved.options.get("k").is_some() {
-        flags.push(format!("k={}", config.sampling.k));
-        resolved = resolve_strategy(&config.strategy, &flags, &opts.plugin_dirs)?;
-    }
-    config.strategy_options = resolved.options.as_object().cloned().unwrap_or_default();
-    let plugin_name = resolved.plugin.name().to_string();
-    let mut strategy = resolved.instantiate()?;
+/// A strategy the loop can drive: a plugin loaded from a library ([`LoadedStrategy`]), or one
+/// built in-process from a plugin crate's root module ([`StrategyBox`], for tests).
+pub trait StrategyRunner {
+    /// Runs one iteration through `host` and returns the plugin's pairs.
+    ///
+    /// # Errors
+    /// The plugin's error, or a panic turned into one.
+    fn run_iteration(
+        &mut self,
+        ctx: IterationInfo,
+        prompts: &[FfiPrompt],
+        host: HostMut<'_>,
+    ) -> Result<Vec<FfiPair>, RunError>;
+}
 
-    let pool = load_pool(&config.prompts.source)?;
-    let sp = split(
-        pool,
-        config.seed,
-        config.prompts.eval,
-        config.prompts.per_iteration,
-        config.iterations,
-    )?;
-    let device = default_device();
-    let store = Store::new(dir.join("cache"));
-    eprintln!("srlm: loading model `{}`", config.model);
-    let m0 = LanguageModel::load(&config.model, &device)?;
-    let m0_id = model_identity(&config.model)?;
-    let initial = Snapshot {
-        model: m0,
-        id: m0_id,
-    };
-    let mut external = HashMap::new();
-    for p in external_models(&config.judge.spec) {
-        external.insert(p.clone(), LanguageModel::load(&p, &device)?);
+impl StrategyRunner for LoadedStrategy {
+    fn run_iteration(
+        &mut self,
+        ctx: IterationInfo,
+        prompts: &[FfiPrompt],
+        host: HostMut<'_>,
+    ) -> Result<Vec<FfiPair>, RunError> {
+        Ok(LoadedStrategy::run_iteration(self, ctx, prompts, host)?)
     }
-    let eval_spec = if config.eval.judge == "same" {
-        config.judge.spec.clone()
-    } else {
-        config.eval.judge.clone()
-    };
-    for p in external_models(&eval_spec) {
-        if !external.contains_key(&p) {
-            external.insert(p.clone(), LanguageModel::load(&p, &device)?);
+}
+
+impl StrategyRunner for StrategyBox {
+    fn run_iteration(
+        &mut self,
+        ctx: IterationInfo,
+        prompts: &[FfiPrompt],
+        host: HostMut<'_>,
+    ) -> Result<Vec<FfiPair>, RunError> {
+        let prompts: RVec<FfiPrompt> = prompts.to_vec().into();
+        srlm_strategy::Strategy::run_iteration(self, ctx, prompts, host)
+            .into_result()
+            .map(RVec::into_vec)
+            .map_err(|error| RunError::Pairs {
+                iteration: ctx.iteration as usize,
+                error,
+            })
+    }
+}
+
+/// Reads the config of a run to resume, or checks that a new run's folder is free.
+///
+/// # Errors
+/// [`RunError::NotARun`], [`RunError::BadRunConfig`], [`RunError::AlreadyARun`].
+pub fn prepare_config(
+    config: RunConfig,
+    dir: &RunDir,
+    resume: bool,
+) -> Result<(RunConfig, Option<PluginRecord>), RunError> {
+    let path = dir.config();
+    if !resume {
+        if path.exists() {
+            return Err(RunError::AlreadyARun(dir.root().to_path_buf()));
         }
+        return Ok((config, None));
     }
+    let text = std::fs::read_to_string(&path).map_err(|error| RunError::NotARun {
+        path: path.clone(),
+        error,
+    })?;
+    let run: ResolvedRun = serde_json::from_str(&text).map_err(|e| RunError::BadRunConfig {
+        path,
+        message: e.to_string(),
+    })?;
+    Ok((run.config, Some(run.strategy_plugin)))
+}
 
-    // Check the judges before anything is written, so a typo leaves no run folder behind.
-    for spec in [&config.judge.spec, &eval_spec] {
-        crate::judges::build_judge(spec, &config.judge, &initial.model, &external)
-            .map_err(|e| RunError::Other(format!("judge `{spec}`: {e}")))?;
-    }
-    if !opts.resume {
-        let mut v = serde_json::to_value(&config).expect("config serialises");
-        v["k"] = resolved
-            .options
-            .get("k")
-            .cloned()
-            .unwrap_or(json!(config.sampling.k));
-        v["strategy_plugin"] = json!({"name": plugin_name, "version": resolved.plugin.version().to_string(), "path": resolved.plugin.path().display().to_string()});
-        write_atomic(
-            &cfg_path,
-            serde_json::to_string_pretty(&v).expect("json").as_bytes(),
-        )?;
-    }
-    let mut metrics: Vec<Value> = Vec::new();
-    let mut wall = 0.0;
-    let t = Instant::now();
-    let e0 = evaluate(
-        &initial,
-        &sp.eval,
-        &config,
-        &eval_spec,
-        &external,
-        &store,
-        &dir.join("eval/M0.jsonl"),
-    )?;
-    let e0_wall = store_wall(&store, "evalwall", &initial.id, t.elapsed().as_secs_f64());
-    wall += e0_wall;
-    metrics.push(json!({"iteration": 0, "eval/score": e0.0, "eval/n": e0.1, "eval/parse_failure_rate": e0.2, "compute/wall_seconds": e0_wall}));
-    write_jsonl_atomic(&dir.join("metrics.jsonl"), &metrics)?;
-
-    let mut current: Option<Snapshot> = None;
-    let mut pairs_kept = Vec::new();
-    for (i, chunk) in sp.chunks.iter().enumerate() {
-        let it = i + 1;
-        let cur = current.as_ref().unwrap_or(&initial);
-        let iter_dir = dir.join(format!("iter_{it}"));
-        eprintln!(
-            "srlm: iteration {it}/{}: {} prompts, strategy {plugin_name}",
-            config.iterations,
-            chunk.len()
-        );
-        let t = Instant::now();
-        let iter_key = key_of(
-            &json!({"current": cur.id, "prompts": chunk.iter().map(|p| &p.id).collect::<Vec<_>>(), "config": config, "iteration": it}),
-        );
-        let (line, pairs, next) = match (
-            store.get::<(Value, Vec<PreferencePair>, String)>("iteration", &iter_key),
-            iter_dir.join("checkpoint/model.safetensors").is_file(),
-        ) {
-            (Some((line, pairs, next_id)), true) => {
-                let model = LanguageModel::load(
-                    iter_dir.join("checkpoint").to_str().expect("utf-8"),
-                    &device,
-                )?;
-                (line, pairs, Snapshot { model, id: next_id })
+/// The strategy options a run gives its plugin, before the plugin fills its defaults: the
+/// config's `strategy_options`, then the `--set` flags, which override them key by key. The
+/// plugin owns `k`: when its `schema` declares `k` without a default value and the user gave
+/// none, the run's `sampling.k` fills it; a plugin that declares a default (`spin`: 1) keeps it.
+///
+/// # Errors
+/// [`srlm_strategy::OptionsError`] for a malformed or repeated `--set` flag.
+pub fn merge_strategy_options(
+    config: &RunConfig,
+    set_flags: &[String],
+    schema: &serde_json::Value,
+) -> Result<serde_json::Map<String, serde_json::Value>, srlm_strategy::OptionsError> {
+    let mut options = config.strategy_options.clone();
+    options.extend(srlm_strategy::parse_set_flags(set_flags)?);
+    if !options.contains_key("k") {
+        if let Some(k) = schema.pointer("/properties/k") {
+            if k.get("default").is_none_or(serde_json::Value::is_null) {
+                options.insert("k".into(), json!(config.sampling.k));
             }
-            _ => {
-                let (mut line, pairs, next) = run_iteration(
-                    it,
-                    chunk,
-                    &initial,
-                    cur,
-                    &config,
-                    &external,
-                    &store,
-                    &iter_dir,
-                    &mut strategy,
-                    &plugin_name,
-                )?;
-                let ev = evaluate(
-                    &next,
-                    &sp.eval,
-                    &config,
-                    &eval_spec,
-                    &external,
-                    &store,
-                    &dir.join(format!("eval/M{it}.jsonl")),
-                )?;
-                line["eval/score"] = json!(ev.0);
-                line["eval/n"] = json!(ev.1);
-                line["eval/parse_failure_rate"] = json!(ev.2);
-                line["compute/wall_seconds"] = json!(t.elapsed().as_secs_f64());
-                store.put("iteration", &iter_key, &(&line, &pairs, &next.id))?;
-                (line, pairs, next)
+        }
+    }
+    Ok(options)
+}
+
+/// [`merge_strategy_options`], validated against the plugin's schema, with every default
+/// filled in by the plugin.
+///
+/// # Errors
+/// [`PluginError::Options`] for a malformed flag, an unknown key or a wrong type;
+/// [`PluginError::Constructor`] when the plugin rejects the values.
+pub fn strategy_options(
+    config: &RunConfig,
+    set_flags: &[String],
+    plugin: &LoadedPlugin,
+) -> Result<serde_json::Value, PluginError> {
+    let schema = plugin.options_schema()?;
+    let options =
+        merge_strategy_options(config, set_flags, &schema).map_err(|error| PluginError::Options {
+            path: plugin.path().to_path_buf(),
+            error,
+        })?;
+    plugin.resolve_options(&options)
+}
+
+/// Runs (or resumes) a run with a strategy plugin found by name or path, on the in-process
+/// candle backend.
+///
+/// # Errors
+/// See [`RunError`].
+pub fn run(config: RunConfig, opts: &RunOptions) -> Result<RunSummary, RunError> {
+    let dir = RunDir::new(&opts.out);
+    let (mut config, _) = prepare_config(config, &dir, opts.resume)?;
+    config.validate()?;
+    let plugin = PluginSearch::standard(&opts.plugin_dirs).load(&config.strategy)?;
+    // On resume the stored options are complete (k included), so this changes nothing.
+    let options = strategy_options(&config, &opts.set_flags, &plugin)?;
+    config.strategy_options = options.as_object().cloned().unwrap_or_default();
+    let record = PluginRecord {
+        name: plugin.name().to_string(),
+        version: plugin.version().to_string(),
+        path: plugin.path().display().to_string(),
+    };
+    let mut strategy = plugin.instantiate(&options)?;
+    let backend = CandleBackend::new(
+        srlm_model::default_device(),
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    );
+    run_with(&config, &dir, &record, &mut strategy, &backend)
+}
+
+/// Runs the loop in `dir` with a resolved config (strategy options complete), a strategy and
+/// a backend. A folder with a `config.json` is resumed (its config must be `config`).
+///
+/// # Errors
+/// See [`RunError`].
+pub fn run_with(
+    config: &RunConfig,
+    dir: &RunDir,
+    plugin: &PluginRecord,
+    strategy: &mut dyn StrategyRunner,
+    backend: &dyn Backend,
+) -> Result<RunSummary, RunError> {
+    let loop_ = Loop::start(config, dir, plugin, backend)?;
+    loop_.iterate(strategy)
+}
+
+/// A run in progress.
+struct Loop<'a> {
+    config: &'a RunConfig,
+    dir: &'a RunDir,
+    backend: &'a dyn Backend,
+    store: Store,
+    eval_spec: JudgeSpec,
+    initial: ModelRef,
+    plugin_name: String,
+    eval_prompts: Vec<PromptRecord>,
+    chunks: Vec<Vec<PromptRecord>>,
+}
+
+impl<'a> Loop<'a> {
+    /// Loads the prompts and models, checks the judges, writes `config.json` for a new run.
+    fn start(
+        config: &'a RunConfig,
+        dir: &'a RunDir,
+        plugin: &PluginRecord,
+        backend: &'a dyn Backend,
+    ) -> Result<Self, RunError> {
+        let pool = load_pool(&config.prompts.source)?;
+        let sp = split(
+            pool,
+            config.seed,
+            config.prompts.eval,
+            config.prompts.per_iteration,
+            config.iterations,
+        )?;
+        eprintln!("srlm: loading model `{}`", config.model);
+        let digest = backend.weights_digest(&config.model)?;
+        let initial = ModelRef::new(
+            key_of(&json!({"model": config.model, "sha256": digest})),
+            config.model.clone(),
+        );
+        backend.load(&initial)?;
+        let eval_spec = config.eval.judge.resolve(&config.judge.spec);
+        for spec in [&config.judge.spec, &eval_spec] {
+            load_judge_models(backend, spec)?;
+        }
+        let this = Loop {
+            config,
+            dir,
+            backend,
+            store: Store::new(dir.cache()),
+            eval_spec,
+            initial,
+            plugin_name: plugin.name.clone(),
+            eval_prompts: sp.eval,
+            chunks: sp.chunks,
+        };
+        // Check the judges before anything is written, so a typo leaves no run folder behind.
+        for spec in [&config.judge.spec, &this.eval_spec] {
+            this.judge(spec, &this.initial)?;
+        }
+        if !dir.exists() {
+            let resolved = ResolvedRun {
+                config: config.clone(),
+                strategy_plugin: plugin.clone(),
+            };
+            let text = serde_json::to_string_pretty(&resolved).expect("config serialises");
+            write_atomic(&dir.config(), text.as_bytes())?;
+        }
+        Ok(this)
+    }
+
+    /// The judge `spec` names, with `current` as `self`.
+    fn judge(&self, spec: &JudgeSpec, current: &ModelRef) -> Result<Box<dyn Judge + 'a>, RunError> {
+        let judge_err = |error| RunError::Judge {
+            spec: spec.to_string(),
+            error,
+        };
+        let settings = judge_settings(&self.config.judge).map_err(judge_err)?;
+        build_judge(spec, &settings, self.backend, current).map_err(judge_err)
+    }
+
+    /// Runs every iteration (finished ones come back from the cache).
+    fn iterate(self, strategy: &mut dyn StrategyRunner) -> Result<RunSummary, RunError> {
+        let t = Instant::now();
+        let eval0 = self.evaluate(&self.initial, 0)?;
+        let wall0 = self.remembered_wall("evalwall", &self.initial.id, t.elapsed().as_secs_f64());
+        let mut metrics = vec![IterationMetrics {
+            iteration: 0,
+            eval: eval0,
+            wall_seconds: Some(wall0),
+            ..Default::default()
+        }];
+        self.write_metrics(&metrics)?;
+        let mut current = self.initial.clone();
+        let mut pairs_kept = Vec::new();
+        for (i, chunk) in self.chunks.iter().enumerate() {
+            let it = i + 1;
+            eprintln!(
+                "srlm: iteration {it}/{}: {} prompts, strategy {}",
+                self.config.iterations,
+                chunk.len(),
+                self.plugin_name
+            );
+            let (line, pairs, next) = self.iteration(it, chunk, &current, strategy)?;
+            pairs_kept.push(pairs.len());
+            metrics.push(line);
+            self.write_metrics(&metrics)?;
+            if current != self.initial && current.id != next.id {
+                self.backend.release(&current);
+            }
+            current = next;
+        }
+        let wall_seconds = metrics.iter().filter_map(|m| m.wall_seconds).sum();
+        Ok(RunSummary {
+            run_dir: self.dir.clone(),
+            eval_scores: metrics.iter().map(|m| m.eval.score).collect(),
+            pairs: pairs_kept,
+            prompts_per_iteration: self.config.prompts.per_iteration,
+            wall_seconds,
+            metrics,
+        })
+    }
+
+    fn write_metrics(&self, metrics: &[IterationMetrics]) -> Result<(), RunError> {
+        let lines: Vec<serde_json::Value> = metrics.iter().map(IterationMetrics::to_json).collect();
+        Ok(write_jsonl_atomic(&self.dir.metrics(), &lines)?)
+    }
+
+    /// Wall time of a stage, remembered across resumes (the first measurement wins).
+    fn remembered_wall(&self, kind: &str, id: &str, now: f64) -> f64 {
+        let key = key_of(&json!([kind, id]));
+        match self.store.get::<f64>(kind, &key) {
+            Some(w) => w,
+            None => {
+                let _ = self.store.put(kind, &key, &now);
+                now
+            }
+        }
+    }
+
+    /// Iteration `it`: from the cache when it finished before, else run.
+    fn iteration(
+        &self,
+        it: usize,
+        chunk: &[PromptRecord],
+        current: &ModelRef,
+        strategy: &mut dyn StrategyRunner,
+    ) -> Result<(IterationMetrics, Vec<PreferencePair>, ModelRef), RunError> {
+        let t = Instant::now();
+        let checkpoint = self.dir.iteration(it).checkpoint();
+        let key = key_of(&json!({
+            "current": current.id, "prompts": chunk.iter().map(|p| &p.id).collect::<Vec<_>>(),
+            "config": self.config, "iteration": it,
+        }));
+        type Cached = (IterationMetrics, Vec<PreferencePair>, String);
+        if let (Some((line, pairs, next_id)), true) =
+            (self.store.get::<Cached>("iteration", &key), checkpoint.is_dir())
+        {
+            let next = ModelRef::at_dir(next_id, &checkpoint);
+            self.backend.load(&next)?;
+            // The pairs file is restored if it was lost; it equals what the iteration wrote.
+            write_jsonl_atomic(&self.dir.iteration(it).pairs(), &pairs)?;
+            return Ok((line, pairs, next));
+        }
+        let (mut line, pairs, next) = self.train_iteration(it, chunk, current, strategy)?;
+        line.eval = self.evaluate(&next, it)?;
+        line.wall_seconds = Some(t.elapsed().as_secs_f64());
+        self.store.put("iteration", &key, &(&line, &pairs, &next.id))?;
+        Ok((line, pairs, next))
+    }
+
+    /// Runs the plugin, writes the iteration's files, trains M_{i+1} = DPO(M_i, pairs).
+    fn train_iteration(
+        &self,
+        it: usize,
+        chunk: &[PromptRecord],
+        current: &ModelRef,
+        strategy: &mut dyn StrategyRunner,
+    ) -> Result<(IterationMetrics, Vec<PreferencePair>, ModelRef), RunError> {
+        let files = self.dir.iteration(it);
+        let judge = self.judge(&self.config.judge.spec, current)?;
+        let mut host = RunHost::new(
+            self.backend,
+            judge,
+            &self.initial,
+            current,
+            self.config,
+            chunk,
+            &self.store,
+            it,
+            &self.plugin_name,
+        );
+        let ctx = IterationInfo {
+            iteration: it as u32,
+            total_iterations: self.config.iterations as u32,
+            seed: self.config.seed,
+        };
+        let prompts: Vec<FfiPrompt> = chunk.iter().map(FfiPrompt::from).collect();
+        let ffi_pairs = strategy.run_iteration(ctx, &prompts, host_mut(&mut host))?;
+        let pairs = host
+            .resolve_pairs(&ffi_pairs, &self.plugin_name)
+            .map_err(|error| RunError::Pairs {
+                iteration: it,
+                error,
+            })?;
+        let record = host.into_record();
+        write_jsonl_atomic(&files.samples(), &record.samples.values().collect::<Vec<_>>())?;
+        write_jsonl_atomic(
+            &files.judgments(),
+            &record.judgments.values().collect::<Vec<_>>(),
+        )?;
+        write_jsonl_atomic(&files.pairs(), &pairs)?;
+        for (n, run) in record.temporary_runs.iter().enumerate() {
+            let v = serde_json::to_value(run).expect("summary serialises");
+            let text = serde_json::to_string_pretty(&v).expect("json");
+            write_atomic(&files.temporary_summary(n), text.as_bytes())?;
+        }
+        let cosine = self.hidden_cosine(current, &pairs)?;
+
+        // M_{i+1} = DPO(M_i, pairs), reference M_i.
+        let (next, dpo) = if pairs.is_empty() {
+            eprintln!("srlm: iteration {it}: no pairs kept; M_{it} = M_{}", it - 1);
+            self.backend.save_checkpoint(current, &files.checkpoint())?;
+            (current.clone(), None)
+        } else {
+            let _ = std::fs::remove_dir_all(files.checkpoint());
+            let (next, run) = train(
+                self.backend,
+                &self.store,
+                self.config,
+                current,
+                &pairs,
+                Some(&files.dpo_log()),
+            )?;
+            self.backend.save_checkpoint(&next, &files.checkpoint())?;
+            (next, Some(run))
+        };
+        for m in &record.temporaries {
+            if *m != next {
+                self.backend.release(m);
+            }
+        }
+        let line = IterationMetrics {
+            iteration: it as u32,
+            training: Some(training_metrics(chunk.len(), &pairs, cosine, &record, dpo.as_ref())),
+            strategy: record
+                .metrics
+                .iter()
+                .map(|(k, v)| (k.clone(), StrategyValue(Some(*v))))
+                .collect(),
+            ..Default::default()
+        };
+        Ok((line, pairs, next))
+    }
+
+    /// Mean cosine similarity of the chosen and rejected responses' mean last-layer hidden
+    /// states under `model` (unitless, in [-1, 1]); none without pairs. Memoised.
+    fn hidden_cosine(
+        &self,
+        model: &ModelRef,
+        pairs: &[PreferencePair],
+    ) -> Result<Option<f64>, RunError> {
+        if pairs.is_empty() {
+            return Ok(None);
+        }
+        let key = key_of(&json!({"model": model.id, "pairs": pairs}));
+        if let Some(v) = self.store.get::<f64>("cosine", &key) {
+            return Ok(Some(v));
+        }
+        let hidden = self.backend.pair_hidden_states(model, pairs)?;
+        if hidden.is_empty() {
+            return Ok(None);
+        }
+        let c = hidden
+            .iter()
+            .map(|(a, b)| srlm_model::cosine(a, b))
+            .sum::<f64>()
+            / hidden.len() as f64;
+        self.store.put("cosine", &key, &c)?;
+        Ok(Some(c))
+    }
+
+    /// Greedy answers of `model` (M_`index`) to the held-out prompts, scored by the eval judge
+    /// ([`crate::eval::evaluate_model`]); writes `eval/M<index>.jsonl`. Memoised.
+    fn evaluate(&self, model: &ModelRef, index: usize) -> Result<EvalMetrics, RunError> {
+        let prompts = &self.eval_prompts;
+        if prompts.is_empty() {
+            return Ok(EvalMetrics::default());
+        }
+        let opts = EvalOptions {
+            max_new_tokens: self.config.eval.max_new_tokens,
+            batch_size: 32,
+            baseline: false,
+            progress: false,
+        };
+        let key = key_of(&json!({
+            "model": model.id, "prompts": prompts, "max_new_tokens": opts.max_new_tokens,
+            "judge": self.eval_spec, "judge_cfg": self.config.judge,
+        }));
+        let rows: Vec<EvalRow> = match self.store.get("eval", &key) {
+            Some(v) => v,
+            None => {
+                eprintln!("srlm: evaluating on {} held-out prompts", prompts.len());
+                let judge = self.judge(&self.eval_spec, model)?;
+                let report =
+                    crate::eval::evaluate_model(self.backend, model, prompts, judge.as_ref(), &opts)?;
+                self.store.put("eval", &key, &report.rows)?;
+                report.rows
             }
         };
-        wall += line["compute/wall_seconds"].as_f64().unwrap_or(0.0);
-        pairs_kept.push(pairs.len());
-        metrics.push(line);
-        write_jsonl_atomic(&dir.join("metrics.jsonl"), &metrics)?;
-        current = Some(next);
-    }
-    let eval_scores = metrics.iter().map(|m| m["eval/score"].as_f64()).collect();
-    Ok(RunSummary {
-        run_dir: dir.clone(),
-        eval_scores,
-        pairs: pairs_kept,
-        prompts_per_iteration: config.prompts.per_iteration,
-        wall_seconds: wall,
-        metrics,
-    })
-}
-
-/// Wall time of a stage, remembered across resumes (the first measurement wins).
-fn store_wall(store: &Store, kind: &str, id: &str, now: f64) -> f64 {
-    let key = key_of(&json!([kind, id]));
-    match store.get::<f64>(kind, &key) {
-        Some(w) => w,
-        None => {
-            let _ = store.put(kind, &key, &now);
-            now
-        }
+        write_jsonl_atomic(&self.dir.eval_answers(index), &rows)?;
+        let scores: Vec<f64> = rows.iter().filter_map(|r| r.score).collect();
+        Ok(EvalMetrics {
+            score: mean(&scores),
+            n: rows.len(),
+            no_score_rate: Some((rows.len() - scores.len()) as f64 / rows.len() as f64),
+        })
     }
 }
 
-/// The identity of M0: the reference plus the SHA-256 of its main file (if it is a file).
-fn model_identity(reference: &str) -> Result<String, RunError> {
-    let file = match srlm_model::fetch::resolve_model(reference) {
-        Ok(srlm_model::fetch::ModelFiles::Gguf(p)) => Some(p),
-        Ok(srlm_model::fetch::ModelFiles::HfDir(d)) => {
-            Some(d.join("model.safetensors")).filter(|p| p.is_file())
-        }
-        Err(_) => None,
-    };
-    let digest = match file {
-        Some(p) => srlm_model::fetch::sha256_file(&p)?,
-        None => String::new(),
-    };
-    Ok(key_of(&json!({"model": reference, "sha256": digest})))
+fn mean(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_iteration(
-    it: usize,
-    chunk: &[PromptRecord],
-    initial: &Snapshot,
-    current: &Snapshot,
-    config: &RunConfig,
-    external: &HashMap<String, LanguageModel>,
-    store: &Store,
-    iter_dir: &Path,
-    strategy: &mut srlm_strategy::LoadedStrategy,
-    plugin_name: &str,
-) -> Result<(Value, Vec<PreferencePair>, Snapshot), RunError> {
-    let mut host = RunHost {
-        initial,
-        current,
-        temporaries: Vec::new(),
-        config,
-        prompts: chunk.iter().map(|p| (p.id.clone(), p.clone())).collect(),
-        external,
-        store,
-        iteration: it,
-        samples: Default::default(),
-        judgments: Default::default(),
-        metrics: Default::default(),
-        compute: Compute::default(),
-        temporary_logs: Vec::new(),
-    };
-    let ffi_prompts: Vec<FfiPrompt> = chunk.iter().map(FfiPrompt::from).collect();
-    let ctx = IterationInfo {
-        iteration: it as u32,
-        total_iterations: config.iterations as u32,
-        seed: config.seed,
-    };
-    let ffi_pairs = strategy.run_iteration(ctx, &ffi_prompts, host_mut(&mut host))?;
-    let pairs = host
-        .resolve_pairs(&ffi_pairs, plugin_name)
-        .map_err(|e| RunError::Other(format!("iteration {it}: {e}")))?;
-    write_jsonl_atomic(
-        &iter_dir.join("samples.jsonl"),
-        &host.samples.values().collect::<Vec<_>>(),
-    )?;
-    write_jsonl_atomic(
-        &iter_dir.join("judgments.jsonl"),
-        &host.judgments.values().collect::<Vec<_>>(),
-    )?;
-    write_jsonl_atomic(&iter_dir.join("pairs.jsonl"), &pairs)?;
-    for (n, log) in host.temporary_logs.iter().enumerate() {
-        write_atomic(
-            &iter_dir.join(format!("temporary_{n}.json")),
-            serde_json::to_string_pretty(log).expect("json").as_bytes(),
-        )?;
-    }
-
-    // Diagnostics (Wang et al. 2025, Sec. 2): judge-score gap and hidden-state cosine of pairs.
-    let mean = |v: &[f64]| {
-        if v.is_empty() {
-            None
-        } else {
-            Some(v.iter().sum::<f64>() / v.len() as f64)
-        }
-    };
+/// The training part of an iteration's metrics line.
+fn training_metrics(
+    prompts: usize,
+    pairs: &[PreferencePair],
+    hidden_cosine: Option<f64>,
+    record: &IterationRecord,
+    dpo: Option<&DpoRun>,
+) -> TrainingMetrics {
     let chosen: Vec<f64> = pairs.iter().filter_map(|p| p.chosen_score).collect();
     let rejected: Vec<f64> = pairs.iter().filter_map(|p| p.rejected_score).collect();
-    let (cm, rm) = (mean(&chosen), mean(&rejected));
-    let cosine = hidden_cosine(&current.model, &pairs, store, &current.id)?;
-    let scores: Vec<Option<f64>> = host.judgments.values().map(|j| j.score).collect();
-    let failures = scores.iter().filter(|s| s.is_none()).count();
+    let (chosen_score, rejected_score) = (mean(&chosen), mean(&rejected));
+    let scores: Vec<Option<f64>> = record.judgments.values().map(|j| j.score).collect();
     let scored: Vec<f64> = scores.iter().flatten().copied().collect();
-
-    // M_{i+1} = DPO(M_i, pairs), reference M_i.
-    let mut compute = host.compute.clone();
-    let (next, summary) = if pairs.is_empty() {
-        eprintln!("srlm: iteration {it}: no pairs kept; M_{it} = M_{}", it - 1);
-        (
-            Snapshot {
-                model: current.model.deep_copy()?,
-                id: current.id.clone(),
-            },
-            Value::Null,
-        )
-    } else {
-        let _ = std::fs::remove_dir_all(iter_dir.join("checkpoint"));
-        let (snap, summary) = RunHost::train(
-            store,
-            config,
-            current,
-            &pairs,
-            Some(&iter_dir.join("dpo_log.jsonl")),
-        )
-        .map_err(other("DPO"))?;
-        snap.model.save(&iter_dir.join("checkpoint"))?;
-        (snap, summary)
-    };
-    if pairs.is_empty() {
-        next.model.save(&iter_dir.join("checkpoint"))?;
+    let m = |k: &str| dpo.and_then(|d| d.mean.get(k).copied().flatten());
+    TrainingMetrics {
+        prompts,
+        pairs: pairs.len(),
+        pairs_per_prompt: pairs.len() as f64 / prompts as f64,
+        chosen_score,
+        rejected_score,
+        score_gap: chosen_score.zip(rejected_score).map(|(c, r)| c - r),
+        hidden_cosine,
+        dpo: DpoMeans {
+            loss: m("loss"),
+            rewards_chosen: m("rewards/chosen"),
+            rewards_rejected: m("rewards/rejected"),
+            rewards_margins: m("rewards/margins"),
+            rewards_accuracies: m("rewards/accuracies"),
+            grad_norm: m("grad_norm"),
+            steps: dpo.map(|d| d.steps),
+        },
+        judge_parse_failure_rate: (!scores.is_empty())
+            .then(|| (scores.len() - scored.len()) as f64 / scores.len() as f64),
+        judge_mean: mean(&scored),
+        tokens_sampled: record.compute.tokens_sampled,
+        tokens_judged: record.compute.tokens_judged,
+        tokens_trained: record.compute.tokens_trained + dpo.map_or(0, |d| d.tokens_trained),
     }
-    compute.tokens_trained += summary["tokens_trained"].as_u64().unwrap_or(0);
-    let m = &summary["mean"];
-    let mut line = json!({
-        "iteration": it,
-        "prompts": chunk.len(),
-        "pairs": pairs.len(),
-        "pairs_per_prompt": pairs.len() as f64 / chunk.len() as f64,
-        "score/chosen_mean": cm, "score/rejected_mean": rm,
-        "score/gap": cm.zip(rm).map(|(c, r)| c - r),
-        "hidden_cosine": cosine,
-        "dpo/loss": m["loss"], "dpo/rewards/chosen": m["rewards/chosen"], "dpo/rewards/rejected": m["rewards/rejected"],
-        "dpo/rewards/margins": m["rewards/margins"], "dpo/rewards/accuracies": m["rewards/accuracies"],
-        "dpo/grad_norm": m["grad_norm"], "dpo/steps": summary["steps"],
-        "judge/parse_failure_rate": if scores.is_empty() { Value::Null } else { json!(failures as f64 / scores.len() as f64) },
-        "judge/mean": mean(&scored),
-        "compute/tokens_sampled": compute.tokens_sampled,
-        "compute/tokens_judged": compute.tokens_judged,
-        "compute/tokens_trained": compute.tokens_trained,
-    });
-    for (k, v) in &host.metrics {
-        line[k] = json!(v);
-    }
-    Ok((line, pairs, next))
-}
-
-/// Mean cosine similarity of the chosen and rejected responses' mean last-layer hidden states
-/// under `model` (unitless, in [-1, 1]); none without pairs. Memoised.
-fn hidden_cosine(
-    model: &LanguageModel,
-    pairs: &[PreferencePair],
-    store: &Store,
-    model_id: &str,
-) -> Result<Option<f64>, RunError> {
-    if pairs.is_empty() {
-        return Ok(None);
-    }
-    let key = key_of(&json!({"model": model_id, "pairs": pairs}));
-    if let Some(v) = store.get::<f64>("cosine", &key) {
-        return Ok(Some(v));
-    }
-    let tok = srlm_dpo::tokenize_pairs(model, pairs)
-        .map_err(|e| RunError::Other(format!("cosine: {e}")))?;
-    if tok.pairs.is_empty() {
-        return Ok(None);
-    }
-    let chosen: Vec<(Vec<u32>, Vec<u32>)> = tok
-        .pairs
-        .iter()
-        .map(|p| (p.prompt_ids.clone(), p.chosen_ids.clone()))
-        .collect();
-    let rejected: Vec<(Vec<u32>, Vec<u32>)> = tok
-        .pairs
-        .iter()
-        .map(|p| (p.prompt_ids.clone(), p.rejected_ids.clone()))
-        .collect();
-    let hc = model.mean_response_hidden(&chosen)?;
-    let hr = model.mean_response_hidden(&rejected)?;
-    let c = hc
-        .iter()
-        .zip(&hr)
-        .map(|(a, b)| srlm_model::cosine(a, b))
-        .sum::<f64>()
-        / hc.len() as f64;
-    store.put("cosine", &key, &c)?;
-    Ok(Some(c))
-}
-
-/// Greedy answers of `snap` to the held-out prompts, scored by the eval judge
-/// ([`crate::eval::evaluate_model`]). Returns (mean score over scored answers, answers,
-/// no-score rate). Memoised; writes `out` (JSONL, one [`crate::eval::EvalRow`] per prompt).
-pub fn evaluate(
-    snap: &Snapshot,
-    prompts: &[PromptRecord],
-    config: &RunConfig,
-    spec: &str,
-    external: &HashMap<String, LanguageModel>,
-    store: &Store,
-    out: &Path,
-) -> Result<(Option<f64>, usize, Option<f64>), RunError> {
-    if prompts.is_empty() {
-        return Ok((None, 0, None));
-    }
-    let opts = crate::eval::EvalOptions {
-        max_new_tokens: config.eval.max_new_tokens,
-        batch_size: 32,
-        baseline: false,
-        progress: false,
-    };
-    let key = key_of(
-        &json!({"model": snap.id, "prompts": prompts, "max_new_tokens": opts.max_new_tokens, "judge": spec, "judge_cfg": config.judge}),
-    );
-    let rows: Vec<crate::eval::EvalRow> = match store.get("eval", &key) {
-        Some(v) => v,
-        None => {
-            eprintln!("srlm: evaluating on {} held-out prompts", prompts.len());
-            let report = crate::eval::evaluate_model(
-                &snap.model,
-                prompts,
-                spec,
-                &config.judge,
-                external,
-                &opts,
-            )
-            .map_err(|e| RunError::Other(format!("evaluation: {e}")))?;
-            store.put("eval", &key, &report.rows)?;
-            report.rows
-        }
-    };
-    write_jsonl_atomic(out, &rows)?;
-    let scores: Vec<f64> = rows.iter().filter_map(|r| r.score).collect();
-    let mean = if scores.is_empty() {
-        None
-    } else {
-        Some(scores.iter().sum::<f64>() / scores.len() as f64)
-    };
-    Ok((
-        mean,
-        rows.len(),
-        Some((rows.len() - scores.len()) as f64 / rows.len() as f64),
-    ))
 }

@@ -1,0 +1,274 @@
+//! [`CandleBackend`]: both ports ([`Generator`], [`Trainer`]) in-process, on srlm-model's
+//! candle Llama and srlm-dpo's trainer. Loaded models are kept by identity; a model trained
+//! here stays in memory (it is not read back from its checkpoint).
+
+use crate::ports::{
+    BackendError, DpoRun, Generated, Generator, ModelRef, PairHidden, Trained, Trainer,
+};
+use srlm_core::{PreferencePair, SamplingConfig};
+use srlm_dpo::DpoConfig;
+use srlm_judge::{JudgeError, JudgeModel};
+use std::borrow::Borrow;
+use srlm_model::{Device, LanguageModel};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// The in-process backend.
+pub struct CandleBackend {
+    device: Device,
+    models: Mutex<HashMap<String, Arc<LanguageModel>>>,
+    progress: bool,
+}
+
+fn model_err(location: &str) -> impl FnOnce(srlm_model::ModelError) -> BackendError + '_ {
+    move |e| BackendError::Model {
+        location: location.to_string(),
+        message: e.to_string(),
+    }
+}
+
+impl CandleBackend {
+    /// A backend on `device`; `progress` shows DPO's progress bar on stderr.
+    pub fn new(device: Device, progress: bool) -> Self {
+        CandleBackend {
+            device,
+            models: Mutex::new(HashMap::new()),
+            progress,
+        }
+    }
+
+    /// A loaded model.
+    ///
+    /// # Errors
+    /// [`BackendError::NotLoaded`].
+    pub fn model(&self, m: &ModelRef) -> Result<Arc<LanguageModel>, BackendError> {
+        self.models
+            .lock()
+            .expect("model registry")
+            .get(&m.id)
+            .cloned()
+            .ok_or_else(|| BackendError::NotLoaded(m.location.clone()))
+    }
+
+    /// Registers an already loaded model under `m`'s identity.
+    pub fn insert(&self, m: &ModelRef, model: LanguageModel) {
+        self.models
+            .lock()
+            .expect("model registry")
+            .insert(m.id.clone(), Arc::new(model));
+    }
+}
+
+impl Generator for CandleBackend {
+    fn weights_digest(&self, reference: &str) -> Result<String, BackendError> {
+        let file = match srlm_model::fetch::resolve_model(reference) {
+            Ok(srlm_model::fetch::ModelFiles::Gguf(p)) => Some(p),
+            Ok(srlm_model::fetch::ModelFiles::HfDir(d)) => {
+                Some(d.join("model.safetensors")).filter(|p| p.is_file())
+            }
+            Err(_) => None,
+        };
+        match file {
+            Some(p) => srlm_model::fetch::sha256_file(&p).map_err(model_err(reference)),
+            None => Ok(String::new()),
+        }
+    }
+
+    fn load(&self, m: &ModelRef) -> Result<(), BackendError> {
+        if self.model(m).is_ok() {
+            return Ok(());
+        }
+        let model = LanguageModel::load(&m.location, &self.device).map_err(model_err(&m.location))?;
+        self.insert(m, model);
+        Ok(())
+    }
+
+    fn release(&self, m: &ModelRef) {
+        self.models.lock().expect("model registry").remove(&m.id);
+    }
+
+    fn sample(
+        &self,
+        m: &ModelRef,
+        prompts: &[&str],
+        cfg: &SamplingConfig,
+    ) -> Result<Vec<Vec<Generated>>, BackendError> {
+        let model = self.model(m)?;
+        let ids: Vec<Vec<u32>> = prompts
+            .iter()
+            .enumerate()
+            .map(|(index, p)| {
+                let ids = model.encode_prompt(p).map_err(|e| BackendError::Prompt {
+                    index,
+                    message: e.to_string(),
+                })?;
+                if ids.len() + cfg.max_new_tokens > model.context_length() {
+                    return Err(BackendError::Prompt {
+                        index,
+                        message: format!(
+                            "{} prompt tokens + {} new tokens exceed the model's context of {}",
+                            ids.len(),
+                            cfg.max_new_tokens,
+                            model.context_length()
+                        ),
+                    });
+                }
+                Ok(ids)
+            })
+            .collect::<Result<_, _>>()?;
+        let gens = model.generate(&ids, cfg).map_err(model_err(&m.location))?;
+        Ok(gens
+            .into_iter()
+            .map(|g| {
+                g.into_iter()
+                    .map(|x| Generated {
+                        logprob: x.logprob(),
+                        text: x.text,
+                        token_ids: x.token_ids,
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+
+    fn pair_hidden_states(
+        &self,
+        m: &ModelRef,
+        pairs: &[PreferencePair],
+    ) -> Result<Vec<PairHidden>, BackendError> {
+        let model = self.model(m)?;
+        let tok = srlm_dpo::tokenize_pairs(&model, pairs)
+            .map_err(|e| BackendError::Dpo(e.to_string()))?;
+        if tok.pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let side = |chosen: bool| -> Vec<(Vec<u32>, Vec<u32>)> {
+            tok.pairs
+                .iter()
+                .map(|p| {
+                    let r = if chosen { &p.chosen_ids } else { &p.rejected_ids };
+                    (p.prompt_ids.clone(), r.clone())
+                })
+                .collect()
+        };
+        let hc = model
+            .mean_response_hidden(&side(true))
+            .map_err(model_err(&m.location))?;
+        let hr = model
+            .mean_response_hidden(&side(false))
+            .map_err(model_err(&m.location))?;
+        Ok(hc.into_iter().zip(hr).collect())
+    }
+
+    fn judge_model(&self, m: &ModelRef) -> Result<Box<dyn JudgeModel + '_>, BackendError> {
+        Ok(Box::new(AsJudgeModel(self.model(m)?)))
+    }
+}
+
+impl Trainer for CandleBackend {
+    fn train_dpo(
+        &self,
+        parent: &ModelRef,
+        pairs: &[PreferencePair],
+        config: &DpoConfig,
+        out: &ModelRef,
+    ) -> Result<Trained, BackendError> {
+        let dpo = |e: srlm_dpo::DpoError| BackendError::Dpo(e.to_string());
+        let policy = self
+            .model(parent)?
+            .deep_copy()
+            .map_err(model_err(&parent.location))?;
+        let tok = srlm_dpo::tokenize_pairs(&policy, pairs).map_err(dpo)?;
+        let t0 = Instant::now();
+        let mut log = Vec::new();
+        let summary = {
+            let trainer = srlm_dpo::DpoTrainer::new(config.clone())
+                .map_err(dpo)?
+                .with_progress_bar(self.progress)
+                .on_step(|m| log.push(m.clone()));
+            trainer.train(&policy, &tok.pairs).map_err(dpo)?
+        };
+        policy
+            .save(Path::new(&out.location))
+            .map_err(model_err(&out.location))?;
+        let run = DpoRun {
+            pairs: tok.pairs.len(),
+            pairs_failed: tok.failures.len(),
+            steps: summary.steps,
+            tokens_trained: summary.tokens_trained,
+            reference_tokens: summary.reference_tokens,
+            wall_seconds: t0.elapsed().as_secs_f64(),
+            final_metrics: summary.final_metrics,
+            mean: mean_metrics(&log),
+        };
+        self.insert(out, policy);
+        Ok(Trained { summary: run, log })
+    }
+
+    fn save_checkpoint(&self, m: &ModelRef, dir: &Path) -> Result<(), BackendError> {
+        self.model(m)?
+            .save(dir)
+            .map_err(model_err(&dir.display().to_string()))
+    }
+}
+
+/// Mean of every numeric metric over the steps of a DPO run (none where not finite).
+pub fn mean_metrics(log: &[srlm_dpo::StepMetrics]) -> BTreeMap<String, Option<f64>> {
+    let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+    for step in log {
+        let v = serde_json::to_value(step).expect("metrics serialise");
+        for (k, v) in v.as_object().into_iter().flatten() {
+            if let Some(x) = v.as_f64() {
+                let e = sums.entry(k.clone()).or_default();
+                e.0 += x;
+                e.1 += 1;
+            }
+        }
+    }
+    sums.into_iter()
+        .map(|(k, (s, n))| {
+            let m = s / n as f64;
+            (k, m.is_finite().then_some(m))
+        })
+        .collect()
+}
+
+/// A [`LanguageModel`] (owned, shared or borrowed) seen as srlm-judge's [`JudgeModel`].
+pub struct AsJudgeModel<M>(pub M);
+
+fn judge_err(e: srlm_model::ModelError) -> JudgeError {
+    JudgeError::Model(e.to_string())
+}
+
+impl<M: Borrow<LanguageModel>> JudgeModel for AsJudgeModel<M> {
+    fn render_user_turn(&self, user: &str) -> Result<String, JudgeError> {
+        self.0.borrow().render_user_turn(user).map_err(judge_err)
+    }
+    fn encode(&self, text: &str) -> Result<Vec<u32>, JudgeError> {
+        self.0.borrow().tokenizer.encode(text).map_err(judge_err)
+    }
+    fn context_length(&self) -> usize {
+        self.0.borrow().context_length()
+    }
+    fn sample(
+        &self,
+        prompts: &[Vec<u32>],
+        n: usize,
+        cfg: &SamplingConfig,
+    ) -> Result<Vec<Vec<String>>, JudgeError> {
+        let cfg = SamplingConfig {
+            k: n,
+            ..cfg.clone()
+        };
+        let gens = self.0.borrow().generate(prompts, &cfg).map_err(judge_err)?;
+        Ok(gens
+            .into_iter()
+            .map(|g| g.into_iter().map(|x| x.text).collect())
+            .collect())
+    }
+    fn last_logits(&self, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, JudgeError> {
+        self.0.borrow().last_logits(prompts).map_err(judge_err)
+    }
+}
