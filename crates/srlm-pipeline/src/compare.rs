@@ -11,8 +11,10 @@
 use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 
+use crate::metrics::Metric;
 use crate::report::{
-    format_value, plots, points, read_run, write_file, write_plot, ReportError, Run,
+    format_value, plots, points, read_run, run_name, write_file, write_plot, RecordedConfig,
+    ReportError, Run,
 };
 
 /// One metric across runs.
@@ -111,15 +113,7 @@ impl fmt::Display for ComparisonTable {
 /// Column labels: folder names; where two runs share one, strategy and options are added,
 /// then a counter.
 fn labels(runs: &[Run]) -> Vec<String> {
-    let base: Vec<String> = runs
-        .iter()
-        .map(|r| {
-            r.dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| r.dir.display().to_string())
-        })
-        .collect();
+    let base: Vec<String> = runs.iter().map(|r| run_name(&r.dir)).collect();
     let mut out: Vec<String> = base
         .iter()
         .zip(runs)
@@ -141,11 +135,11 @@ fn labels(runs: &[Run]) -> Vec<String> {
     out
 }
 
-/// Iterations (ascending, distinct) at which any run recorded `key`.
-fn iterations_with(runs: &[Run], key: &str) -> Vec<u32> {
+/// Iterations (ascending, distinct) at which any run recorded `metric`.
+fn iterations_with(runs: &[Run], metric: Metric) -> Vec<u32> {
     let mut its: Vec<u32> = runs
         .iter()
-        .flat_map(|r| r.metrics.series(key).into_iter().map(|p| p.0))
+        .flat_map(|r| r.metrics.series(metric).into_iter().map(|p| p.0))
         .collect();
     its.sort_unstable();
     its.dedup();
@@ -155,32 +149,36 @@ fn iterations_with(runs: &[Run], key: &str) -> Vec<u32> {
 /// Builds the table from runs already read.
 pub fn comparison_table(runs: &[Run]) -> ComparisonTable {
     let mut rows = Vec::new();
-    let mut per_iteration = |key: &str, name: &dyn Fn(u32) -> String, decimals: usize| {
-        for i in iterations_with(runs, key) {
+    let mut per_iteration = |metric: Metric, name: &dyn Fn(u32) -> String, decimals: usize| {
+        for i in iterations_with(runs, metric) {
             rows.push(ComparisonRow {
                 metric: name(i),
-                cells: runs.iter().map(|r| r.metrics.get(i, key)).collect(),
+                cells: runs.iter().map(|r| r.metrics.get(i, metric)).collect(),
                 decimals,
             });
         }
     };
-    per_iteration("eval/score", &|i| format!("held-out score M{i} (0–5)"), 3);
     per_iteration(
-        "score/gap",
+        Metric::EvalScore,
+        &|i| format!("held-out score M{i} (0–5)"),
+        3,
+    );
+    per_iteration(
+        Metric::ScoreGap,
         &|i| format!("score gap, iteration {i} (0–5)"),
         2,
     );
     per_iteration(
-        "hidden_cosine",
+        Metric::HiddenCosine,
         &|i| format!("hidden cosine, iteration {i}"),
         4,
     );
-    let total = |metric: &str, key: &str, decimals: usize| ComparisonRow {
-        metric: metric.into(),
-        cells: runs.iter().map(|r| r.metrics.total(key)).collect(),
+    let total = |label: &str, metric: Metric, decimals: usize| ComparisonRow {
+        metric: label.into(),
+        cells: runs.iter().map(|r| r.metrics.total(metric)).collect(),
         decimals,
     };
-    rows.push(total("pairs kept (total)", "pairs", 0));
+    rows.push(total("pairs kept (total)", Metric::Pairs, 0));
     rows.push(ComparisonRow {
         metric: "pairs per prompt (overall)".into(),
         cells: runs
@@ -189,10 +187,10 @@ pub fn comparison_table(runs: &[Run]) -> ComparisonTable {
             .collect(),
         decimals: 2,
     });
-    rows.push(total("tokens sampled (total)", "compute/tokens_sampled", 0));
-    rows.push(total("tokens judged (total)", "compute/tokens_judged", 0));
-    rows.push(total("tokens trained (total)", "compute/tokens_trained", 0));
-    rows.push(total("wall time (s, total)", "compute/wall_seconds", 1));
+    rows.push(total("tokens sampled (total)", Metric::TokensSampled, 0));
+    rows.push(total("tokens judged (total)", Metric::TokensJudged, 0));
+    rows.push(total("tokens trained (total)", Metric::TokensTrained, 0));
+    rows.push(total("wall time (s, total)", Metric::WallSeconds, 1));
     ComparisonTable {
         runs: labels(runs),
         rows,
@@ -213,48 +211,55 @@ pub fn load_comparison(run_dirs: &[PathBuf]) -> Result<(Vec<Run>, ComparisonTabl
     Ok((runs, table))
 }
 
-/// The combined plots: file under `plots/`, title, y label, metrics key.
-const PLOTS: [(&str, &str, &str, &str); 6] = [
+/// The combined plots: file under `plots/`, title, y label, metric.
+const PLOTS: [(&str, &str, &str, Metric); 6] = [
     (
         "compare_eval_score.svg",
         "Held-out score per iteration (0 = M0)",
         "judge points (0–5)",
-        "eval/score",
+        Metric::EvalScore,
     ),
     (
         "compare_score_gap.svg",
         "Chosen − rejected judge-score gap",
         "judge points (0–5)",
-        "score/gap",
+        Metric::ScoreGap,
     ),
     (
         "compare_hidden_cosine.svg",
         "Cosine of chosen vs rejected hidden states",
         "cosine similarity",
-        "hidden_cosine",
+        Metric::HiddenCosine,
     ),
     (
         "compare_pairs_per_prompt.svg",
         "Pairs kept per prompt",
         "pairs / prompt",
-        "pairs_per_prompt",
+        Metric::PairsPerPrompt,
     ),
     (
         "compare_grad_norm.svg",
         "DPO gradient norm",
         "grad_norm",
-        "dpo/grad_norm",
+        Metric::DpoGradNorm,
     ),
     (
         "compare_dpo_margins.svg",
         "DPO rewards/margins",
         "margin (nats, beta-scaled)",
-        "dpo/rewards/margins",
+        Metric::DpoRewardsMargins,
     ),
 ];
 
-/// Settings that should agree for a fair comparison.
-const SHARED_SETTINGS: [&str; 5] = ["model", "judge", "seed", "k", "iterations"];
+/// Settings that should agree for a fair comparison (`iterations` may differ), as shown.
+fn shared_settings(c: &RecordedConfig) -> [(&'static str, String); 4] {
+    [
+        ("model", c.text("model")),
+        ("judge", c.text("judge")),
+        ("seed", c.text("seed")),
+        ("k", c.k_text()),
+    ]
+}
 
 fn render(runs: &[Run], table: &ComparisonTable, drawn: &[(&str, &str)]) -> String {
     let mut out = String::from("# srlm strategy comparison\n\n");
@@ -269,22 +274,23 @@ fn render(runs: &[Run], table: &ComparisonTable, drawn: &[(&str, &str)]) -> Stri
         let _ = writeln!(
             out,
             "| {label} | `{}` | {} | {} | {} | {} | {} | {} | {} |",
-            r.dir.display(),
+            r.dir.root().display(),
             c.text("strategy"),
             c.options_text(),
             c.text("model"),
             c.text("judge"),
             c.text("seed"),
             c.text("iterations"),
-            c.text("k"),
+            c.k_text(),
         );
     }
     out.push('\n');
-    for key in SHARED_SETTINGS {
-        let mut values: Vec<String> = runs.iter().map(|r| r.config.text(key)).collect();
-        values.sort();
+    let settings: Vec<_> = runs.iter().map(|r| shared_settings(&r.config)).collect();
+    for (i, (key, _)) in settings.first().into_iter().flatten().enumerate() {
+        let mut values: Vec<&str> = settings.iter().map(|s| s[i].1.as_str()).collect();
+        values.sort_unstable();
         values.dedup();
-        if values.len() > 1 && key != "iterations" {
+        if values.len() > 1 {
             let _ = writeln!(
                 out,
                 "**Warning:** the runs differ in `{key}` ({}): the comparison is not like for like.\n",
@@ -317,14 +323,14 @@ fn render(runs: &[Run], table: &ComparisonTable, drawn: &[(&str, &str)]) -> Stri
 pub fn compare_runs(run_dirs: &[PathBuf], out_dir: &Path) -> Result<ComparisonTable, ReportError> {
     let (runs, table) = load_comparison(run_dirs)?;
     let mut drawn = Vec::new();
-    for (file, title, y_label, key) in PLOTS {
+    for (file, title, y_label, metric) in PLOTS {
         let series: Vec<plots::Series> = table
             .runs
             .iter()
             .zip(&runs)
             .map(|(label, r)| plots::Series {
                 label: label.clone(),
-                points: points(&r.metrics, key),
+                points: points(&r.metrics, metric),
             })
             .collect();
         if write_plot(&out_dir.join("plots").join(file), title, y_label, &series)? {
@@ -342,6 +348,7 @@ mod tests {
     use super::*;
     use crate::report::plots::tests::{has_text, polyline_points};
     use crate::report::tests::{fresh_dir, write_run, TEMPORAL_CONFIG, TEMPORAL_METRICS};
+    use crate::run_dir::RunDir;
 
     const SR_CONFIG: &str = r#"{"strategy": "self-rewarding", "strategy_options": {},
         "model": "default", "judge": "ifeval", "seed": 1, "iterations": 3, "k": 4}"#;
@@ -492,7 +499,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.starts_with(&format!("{}:2: ", a.join("metrics.jsonl").display())),
+            e.starts_with(&format!("{}:2: ", RunDir::new(&a).metrics().display())),
             "{e}"
         );
     }

@@ -1,6 +1,12 @@
 //! Tests of the run report on fixture run folders written by the tests themselves.
 
+use std::path::{Path, PathBuf};
+
+use super::read::{quote_non_finite, value_text};
+use super::render::PLOTS;
 use super::*;
+use crate::metrics::{Metric, StrategyValue};
+use crate::run_dir::RunDir;
 
 /// A fresh, empty folder under the system temp dir, unique per process and `name`.
 pub(crate) fn fresh_dir(name: &str) -> PathBuf {
@@ -14,8 +20,9 @@ pub(crate) fn fresh_dir(name: &str) -> PathBuf {
 pub(crate) fn write_run(parent: &Path, name: &str, config: &str, lines: &[&str]) -> PathBuf {
     let dir = parent.join(name);
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("config.json"), config).unwrap();
-    std::fs::write(dir.join("metrics.jsonl"), lines.join("\n") + "\n").unwrap();
+    let run = RunDir::new(&dir);
+    std::fs::write(run.config(), config).unwrap();
+    std::fs::write(run.metrics(), lines.join("\n") + "\n").unwrap();
     dir
 }
 
@@ -35,7 +42,7 @@ pub(crate) const TEMPORAL_METRICS: [&str; 3] = [
 use plots::tests::{has_text, polyline_points};
 
 fn svg(dir: &Path, file: &str) -> String {
-    std::fs::read_to_string(dir.join("plots").join(file))
+    std::fs::read_to_string(RunDir::new(dir).plots().join(file))
         .unwrap_or_else(|e| panic!("plots/{file}: {e}"))
 }
 
@@ -44,7 +51,7 @@ fn report_holds_the_exact_table_rows() {
     let base = fresh_dir("rows");
     let dir = write_run(&base, "tsr", TEMPORAL_CONFIG, &TEMPORAL_METRICS);
     let path = write_report(&dir).unwrap();
-    assert_eq!(path, dir.join("report.md"));
+    assert_eq!(path, RunDir::new(&dir).report());
     let md = std::fs::read_to_string(&path).unwrap();
     for line in [
         "# srlm run report: tsr",
@@ -133,8 +140,9 @@ fn missing_metrics_are_dashes_and_their_plots_are_skipped() {
     );
     assert_eq!(value_text(&serde_json::json!({"spec": "ifeval"})), "ifeval");
     // A stale plot from an earlier render must go.
-    std::fs::create_dir_all(dir.join("plots")).unwrap();
-    std::fs::write(dir.join("plots/eval_score.svg"), "<svg/>").unwrap();
+    let plots = RunDir::new(&dir).plots();
+    std::fs::create_dir_all(&plots).unwrap();
+    std::fs::write(plots.join("eval_score.svg"), "<svg/>").unwrap();
     let md = std::fs::read_to_string(write_report(&dir).unwrap()).unwrap();
     for line in [
         "| strategy options | (defaults) |",
@@ -164,10 +172,7 @@ fn missing_metrics_are_dashes_and_their_plots_are_skipped() {
         "{md}"
     );
     assert!(!md.contains("plots/eval_score.svg"));
-    assert!(
-        !dir.join("plots/eval_score.svg").exists(),
-        "stale plot removed"
-    );
+    assert!(!plots.join("eval_score.svg").exists(), "stale plot removed");
     assert_eq!(polyline_points(&svg(&dir, "scores.svg")), vec![1]);
 }
 
@@ -181,7 +186,7 @@ fn an_empty_metrics_file_still_renders() {
 
 fn metrics_error(lines: &[&str]) -> String {
     let base = fresh_dir(&format!("bad{}", lines.len()));
-    let path = base.join("metrics.jsonl");
+    let path = RunDir::new(&base).metrics();
     std::fs::write(&path, lines.join("\n")).unwrap();
     let err = read_metrics(&path).unwrap_err().to_string();
     let prefix = format!("{}:", path.display());
@@ -204,15 +209,38 @@ fn a_bad_line_names_file_and_line() {
     assert_eq!(e, "2: expected a JSON object");
 }
 
+/// A standard key of the wrong type is an error naming file:line and the key, whatever part
+/// of the typed line it belongs to (the training part is optional in
+/// [`crate::metrics::IterationMetrics`], so it must not silently drop the line's training).
+#[test]
+fn a_wrong_typed_standard_key_names_file_line_and_key() {
+    let ok = r#"{"iteration": 0, "eval/score": 1.0}"#;
+    let e = metrics_error(&[
+        ok,
+        TEMPORAL_METRICS[1],
+        r#"{"iteration": 2, "score/gap": "high"}"#,
+    ]);
+    assert_eq!(e, "3: `score/gap` must be a number, got \"high\"");
+    let e = metrics_error(&[ok, r#"{"iteration": 1, "pairs": 2.5}"#]);
+    assert_eq!(e, "2: `pairs` must be a non-negative integer, got 2.5");
+    let e = metrics_error(&[r#"{"iteration": 0, "eval/n": "NaN"}"#]);
+    assert_eq!(e, "1: `eval/n` must be a non-negative integer, got \"NaN\"");
+    let e = metrics_error(&[ok, r#"{"iteration": 1, "dpo/loss": [0.5]}"#]);
+    assert_eq!(e, "2: `dpo/loss` must be a number, got [0.5]");
+    // A plugin's metrics are numbers too.
+    let e = metrics_error(&[ok, r#"{"iteration": 1, "temporal/note": "ok"}"#]);
+    assert_eq!(e, "2: `temporal/note` must be a number, got \"ok\"");
+}
+
 #[test]
 fn errors_name_missing_files() {
     let base = fresh_dir("nofiles");
     let err = write_report(&base).unwrap_err().to_string();
     assert!(
-        err.starts_with(&format!("{}:", base.join("config.json").display())),
+        err.starts_with(&format!("{}:", RunDir::new(&base).config().display())),
         "{err}"
     );
-    std::fs::write(base.join("config.json"), "[]").unwrap();
+    std::fs::write(RunDir::new(&base).config(), "[]").unwrap();
     let err = write_report(&base).unwrap_err().to_string();
     assert!(
         err.ends_with("config.json: expected a JSON object"),
@@ -223,47 +251,65 @@ fn errors_name_missing_files() {
 #[test]
 fn non_finite_values_are_read_from_strings_and_python_tokens() {
     let base = fresh_dir("nonfinite");
-    let path = base.join("metrics.jsonl");
+    let path = RunDir::new(&base).metrics();
     std::fs::write(
         &path,
         concat!(
             r#"{"iteration": 1, "dpo/loss": NaN, "dpo/grad_norm": -Infinity, "hidden_cosine": Infinity, "#,
-            r#""strategy/note": "NaN is \"fine\" here", "score/gap": "-inf", "strategy/flag": true}"#
+            r#""strategy/note": "NaN", "score/gap": "-inf", "strategy/flag": 1.5}"#
         ),
     )
     .unwrap();
     let m = read_metrics(&path).unwrap();
-    assert!(m.get(1, "dpo/loss").unwrap().is_nan());
-    assert_eq!(m.get(1, "dpo/grad_norm"), Some(f64::NEG_INFINITY));
-    assert_eq!(m.get(1, "hidden_cosine"), Some(f64::INFINITY));
-    assert_eq!(m.get(1, "score/gap"), Some(f64::NEG_INFINITY));
-    let it = &m.iterations[0];
+    assert!(m.get(1, Metric::DpoLoss).unwrap().is_nan());
+    assert_eq!(m.get(1, Metric::DpoGradNorm), Some(f64::NEG_INFINITY));
+    assert_eq!(m.get(1, Metric::HiddenCosine), Some(f64::INFINITY));
+    assert_eq!(m.get(1, Metric::ScoreGap), Some(f64::NEG_INFINITY));
+    // Counts the line left out are not recorded, though the typed line needs them.
+    assert_eq!(m.get(1, Metric::Pairs), None);
     assert_eq!(
-        it.values["strategy/note"],
-        MetricValue::Text("NaN is \"fine\" here".into())
+        m.iterations[0].metrics().training.as_ref().unwrap().pairs,
+        0
     );
-    assert_eq!(it.values["strategy/flag"], MetricValue::Text("true".into()));
+    let it = &m.iterations[0];
+    assert!(it.strategy()["strategy/note"].0.unwrap().is_nan());
+    assert_eq!(it.strategy()["strategy/flag"], StrategyValue(Some(1.5)));
+    // A string with a bare token inside is left alone.
+    let path = base.join("quoted.jsonl");
+    std::fs::write(
+        &path,
+        r#"{"iteration": 0, "eval/score": NaN, "x/y": "NaN is \"fine\""}"#,
+    )
+    .unwrap();
+    let e = read_metrics(&path).unwrap_err().to_string();
+    assert!(
+        e.ends_with(":1: `x/y` must be a number, got \"NaN is \\\"fine\\\"\""),
+        "{e}"
+    );
 }
 
 #[test]
 fn repeated_iterations_merge_with_later_lines_winning() {
     let base = fresh_dir("merge");
-    let path = base.join("metrics.jsonl");
+    let path = RunDir::new(&base).metrics();
     std::fs::write(
         &path,
         "{\"iteration\": 2, \"pairs\": 1, \"prompts\": 2}\n{\"iteration\": 1, \"pairs\": 5}\n\
-         {\"iteration\": 2, \"pairs\": 3}\n",
+         {\"iteration\": 2, \"pairs\": 3}\n{\"iteration\": 2, \"prompts\": null}\n",
     )
     .unwrap();
     let m = read_metrics(&path).unwrap();
     assert_eq!(
-        m.iterations.iter().map(|i| i.iteration).collect::<Vec<_>>(),
+        m.iterations
+            .iter()
+            .map(|i| i.iteration())
+            .collect::<Vec<_>>(),
         [1, 2]
     );
-    assert_eq!(m.get(2, "pairs"), Some(3.0));
-    assert_eq!(m.get(2, "prompts"), Some(2.0));
-    assert_eq!(m.total("pairs"), Some(8.0));
-    assert_eq!(m.total("eval/score"), None);
+    assert_eq!(m.get(2, Metric::Pairs), Some(3.0));
+    assert_eq!(m.get(2, Metric::Prompts), Some(2.0));
+    assert_eq!(m.total(Metric::Pairs), Some(8.0));
+    assert_eq!(m.total(Metric::EvalScore), None);
 }
 
 #[test]

@@ -1,0 +1,235 @@
+//! Rendering `report.md` and its SVG plots (the paper's diagnostics, one [`PlotSpec`] per
+//! file under `plots/`) from a [`Run`] read back by [`super::read_run`].
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::read::{read_run, value_text, Run, RunMetrics, HEADER_KEYS};
+use super::tables::{format_value, render_strategy, render_table, TABLES};
+use super::{io_err, plots, write_file, ReportError};
+use crate::metrics::Metric;
+use crate::run_dir::RunDir;
+
+/// One plot of the report: file name under `plots/`, title, y axis label, `(metric, legend)`.
+pub(crate) struct PlotSpec {
+    pub(crate) file: &'static str,
+    pub(crate) title: &'static str,
+    pub(crate) y_label: &'static str,
+    pub(crate) series: &'static [(Metric, &'static str)],
+}
+
+pub(crate) const PLOTS: [PlotSpec; 8] = [
+    PlotSpec {
+        file: "scores.svg",
+        title: "Judge scores of chosen and rejected, and their gap",
+        y_label: "judge points (0–5)",
+        series: &[
+            (Metric::ChosenScore, "chosen"),
+            (Metric::RejectedScore, "rejected"),
+            (Metric::ScoreGap, "gap"),
+        ],
+    },
+    PlotSpec {
+        file: "hidden_cosine.svg",
+        title: "Cosine of chosen vs rejected last-layer hidden states",
+        y_label: "cosine similarity",
+        series: &[(Metric::HiddenCosine, "cosine")],
+    },
+    PlotSpec {
+        file: "dpo_margins.svg",
+        title: "DPO rewards/margins",
+        y_label: "margin (nats, beta-scaled)",
+        series: &[(Metric::DpoRewardsMargins, "rewards/margins")],
+    },
+    PlotSpec {
+        file: "dpo_accuracies.svg",
+        title: "DPO rewards/accuracies",
+        y_label: "fraction of pairs",
+        series: &[(Metric::DpoRewardsAccuracies, "rewards/accuracies")],
+    },
+    PlotSpec {
+        file: "grad_norm.svg",
+        title: "DPO gradient norm",
+        y_label: "grad_norm",
+        series: &[(Metric::DpoGradNorm, "grad_norm")],
+    },
+    PlotSpec {
+        file: "pairs_per_prompt.svg",
+        title: "Pairs kept per prompt",
+        y_label: "pairs / prompt",
+        series: &[(Metric::PairsPerPrompt, "pairs / prompt")],
+    },
+    PlotSpec {
+        file: "judge_parse_failure_rate.svg",
+        title: "Judge parse-failure rate",
+        y_label: "fraction of judgments",
+        series: &[(Metric::JudgeParseFailureRate, "parse failures")],
+    },
+    PlotSpec {
+        file: "eval_score.svg",
+        title: "Held-out evaluation score (iteration 0 = M0)",
+        y_label: "judge points (0–5)",
+        series: &[(Metric::EvalScore, "held-out score")],
+    },
+];
+
+/// Draws `series` to `path` atomically; returns `false` (and removes a stale file) when there
+/// is nothing finite to draw.
+pub(crate) fn write_plot(
+    path: &Path,
+    title: &str,
+    y_label: &str,
+    series: &[plots::Series],
+) -> Result<bool, ReportError> {
+    let svg = plots::line_chart(title, y_label, series).map_err(|message| ReportError::Plot {
+        path: path.to_path_buf(),
+        message,
+    })?;
+    match svg {
+        Some(svg) => {
+            write_file(path, svg.as_bytes())?;
+            Ok(true)
+        }
+        None => {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(path)(e)),
+            }
+            Ok(false)
+        }
+    }
+}
+
+/// `(iteration, value)` of `metric` as plot points.
+pub(crate) fn points(metrics: &RunMetrics, metric: Metric) -> Vec<(f64, f64)> {
+    metrics
+        .series(metric)
+        .into_iter()
+        .map(|(i, v)| (f64::from(i), v))
+        .collect()
+}
+
+const HOW_TO_READ: &str = "\
+## How to read this
+
+Each iteration samples K responses per prompt, the judge scores them, the strategy picks a
+chosen and a rejected response per prompt, and DPO trains the next model on those pairs. The
+*score gap* (chosen minus rejected, judge points) is the preference signal DPO learns from; the
+*hidden cosine* is the mean cosine similarity of the last-layer hidden states (averaged over
+response tokens) of chosen and rejected. Under classic Self-Rewarding the gap **shrinks** and the
+cosine **rises** from one iteration to the next: chosen and rejected become alike, and DPO's
+gradient (`grad_norm`) fades. That collapse is what Temporal Self-Rewarding addresses by
+anchoring the rejected response to the initial model M0 and drawing the chosen one from a
+future model (Wang et al. 2025, *Temporal Self-Rewarding Language Models*, arXiv 2508.06026).
+A healthy run keeps the gap and the cosine stable while the held-out score rises. A high judge
+parse-failure rate means the scores themselves are unreliable. `–` = not recorded; `NaN` / `inf`
+= recorded but not finite.
+";
+
+/// The run folder's name for titles and column labels (its path when it has none).
+pub(crate) fn run_name(dir: &RunDir) -> String {
+    dir.root()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| dir.root().display().to_string())
+}
+
+/// Renders `report.md` for `run`. `drawn` lists the plots (under `plots/`) that exist.
+fn render_report(run: &Run, drawn: &[&PlotSpec], skipped: &[&PlotSpec]) -> String {
+    let cfg = &run.config;
+    let mut out = String::new();
+    let _ = writeln!(out, "# srlm run report: {}\n", run_name(&run.dir));
+    let _ = writeln!(
+        out,
+        "Generated by `srlm report {}` from `config.json` and `metrics.jsonl`; re-render with \
+         the same command.\n",
+        run.dir.root().display()
+    );
+    let _ = writeln!(out, "| setting | value |\n|---|---|");
+    for (label, text) in [
+        ("strategy", cfg.text("strategy")),
+        ("strategy options", cfg.options_text()),
+        ("model", cfg.text("model")),
+        ("judge", cfg.text("judge")),
+        ("seed", cfg.text("seed")),
+        ("iterations", cfg.text("iterations")),
+        ("K (samples per prompt)", cfg.k_text()),
+    ] {
+        let _ = writeln!(out, "| {label} | {} |", text.replace('|', "\\|"));
+    }
+    for (key, v) in &cfg.fields {
+        if !HEADER_KEYS.contains(&key.as_str()) {
+            let _ = writeln!(out, "| {key} | `{}` |", value_text(v).replace('|', "\\|"));
+        }
+    }
+    out.push('\n');
+
+    let m = &run.metrics;
+    let evals = m.series(Metric::EvalScore);
+    if let (Some(first), Some(last)) = (evals.first(), evals.last()) {
+        if evals.len() > 1 {
+            let _ = writeln!(
+                out,
+                "Held-out score: M{} {} → M{} {} (judge points, 0–5).\n",
+                first.0,
+                format_value(Some(first.1), 3),
+                last.0,
+                format_value(Some(last.1), 3)
+            );
+        }
+    }
+
+    out.push_str("## Summary per iteration\n\n");
+    if m.iterations.is_empty() {
+        out.push_str("_`metrics.jsonl` holds no iteration yet._\n\n");
+    }
+    for t in &TABLES {
+        render_table(&mut out, t, m);
+    }
+    render_strategy(&mut out, m);
+
+    out.push_str("## Plots\n\n");
+    for p in drawn {
+        let _ = writeln!(out, "### {}\n\n![{}](plots/{})\n", p.title, p.title, p.file);
+    }
+    if !skipped.is_empty() {
+        let names: Vec<&str> = skipped.iter().map(|p| p.title).collect();
+        let _ = writeln!(
+            out,
+            "Not plotted (no finite values recorded): {}.\n",
+            names.join("; ")
+        );
+    }
+    out.push_str(HOW_TO_READ);
+    out
+}
+
+/// Reads the run folder's `config.json` and `metrics.jsonl`, writes the SVG plots under its
+/// `plots/` and its `report.md` (each atomically), and returns the report's path.
+///
+/// Metrics that were never recorded appear as `–` and their plot is skipped (a stale plot
+/// file from an earlier render is removed).
+pub fn write_report(run_dir: &Path) -> Result<PathBuf, ReportError> {
+    let run = read_run(run_dir)?;
+    let plot_dir = run.dir.plots();
+    let (mut drawn, mut skipped) = (Vec::new(), Vec::new());
+    for spec in &PLOTS {
+        let series: Vec<plots::Series> = spec
+            .series
+            .iter()
+            .map(|(metric, label)| plots::Series {
+                label: (*label).to_string(),
+                points: points(&run.metrics, *metric),
+            })
+            .collect();
+        if write_plot(&plot_dir.join(spec.file), spec.title, spec.y_label, &series)? {
+            drawn.push(spec);
+        } else {
+            skipped.push(spec);
+        }
+    }
+    let path = run.dir.report();
+    write_file(&path, render_report(&run, &drawn, &skipped).as_bytes())?;
+    Ok(path)
+}

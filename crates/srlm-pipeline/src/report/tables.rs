@@ -1,0 +1,246 @@
+//! The report's markdown tables: one per group of [`Metric`]s (pairs and judge scores,
+//! held-out evaluation, DPO, compute), the plugin's metrics in their own table, and how
+//! values are formatted (`–` missing, `NaN` / `inf` / `-inf` non-finite).
+
+use std::fmt::Write as _;
+
+use super::read::{RecordedIteration, RunMetrics};
+use crate::metrics::Metric;
+
+/// Formats a value for a table: `–` when missing, `NaN` / `inf` / `-inf` when non-finite,
+/// else fixed `decimals`.
+pub fn format_value(v: Option<f64>, decimals: usize) -> String {
+    match v {
+        None => "–".into(),
+        Some(x) if x.is_nan() => "NaN".into(),
+        Some(x) if x == f64::INFINITY => "inf".into(),
+        Some(x) if x == f64::NEG_INFINITY => "-inf".into(),
+        Some(x) => {
+            let s = format!("{x:.decimals$}");
+            // "-0.00" reads as a sign error; show it as zero.
+            if s.trim_start_matches('-')
+                .chars()
+                .all(|c| c == '0' || c == '.')
+            {
+                s.trim_start_matches('-').to_string()
+            } else {
+                s
+            }
+        }
+    }
+}
+
+/// One table column: a metric, its header (with unit) and its decimals.
+pub(crate) struct Column {
+    pub(crate) metric: Metric,
+    pub(crate) header: &'static str,
+    pub(crate) decimals: usize,
+}
+
+const fn col(metric: Metric, header: &'static str, decimals: usize) -> Column {
+    Column {
+        metric,
+        header,
+        decimals,
+    }
+}
+
+/// How a table's totals row is made.
+#[derive(PartialEq)]
+pub(crate) enum Totals {
+    None,
+    /// Counts summed; `pairs_per_prompt` recomputed as total pairs / total prompts.
+    Sum,
+}
+
+pub(crate) struct Table {
+    pub(crate) title: &'static str,
+    pub(crate) columns: &'static [Column],
+    /// Show iteration 0 (M0) even when it has none of the table's metrics.
+    pub(crate) with_m0: bool,
+    pub(crate) totals: Totals,
+    /// Metrics not summed in the totals row.
+    pub(crate) not_summed: &'static [Metric],
+}
+
+pub(crate) const TABLES: [Table; 4] = [
+    Table {
+        title: "Pairs and judge scores",
+        columns: &[
+            col(Metric::Prompts, "prompts", 0),
+            col(Metric::Pairs, "pairs", 0),
+            col(Metric::PairsPerPrompt, "pairs / prompt", 2),
+            col(Metric::ChosenScore, "chosen score (0–5)", 2),
+            col(Metric::RejectedScore, "rejected score (0–5)", 2),
+            col(Metric::ScoreGap, "score gap (0–5)", 2),
+            col(Metric::HiddenCosine, "hidden cosine", 4),
+            col(Metric::JudgeMean, "judge mean (0–5)", 2),
+            col(
+                Metric::JudgeParseFailureRate,
+                "judge parse failures (fraction)",
+                3,
+            ),
+        ],
+        with_m0: false,
+        totals: Totals::Sum,
+        not_summed: &[
+            Metric::ChosenScore,
+            Metric::RejectedScore,
+            Metric::ScoreGap,
+            Metric::HiddenCosine,
+            Metric::JudgeMean,
+            Metric::JudgeParseFailureRate,
+        ],
+    },
+    Table {
+        title: "Held-out evaluation (model M_i after iteration i; 0 = M0)",
+        columns: &[
+            col(Metric::EvalScore, "held-out score (0–5)", 3),
+            col(Metric::EvalN, "held-out prompts", 0),
+            col(Metric::EvalNoScoreRate, "eval parse failures (fraction)", 3),
+        ],
+        with_m0: true,
+        totals: Totals::None,
+        not_summed: &[],
+    },
+    Table {
+        title: "DPO (TRL's metric names; rewards in nats, beta-scaled)",
+        columns: &[
+            col(Metric::DpoLoss, "loss", 4),
+            col(Metric::DpoRewardsChosen, "rewards/chosen", 4),
+            col(Metric::DpoRewardsRejected, "rewards/rejected", 4),
+            col(Metric::DpoRewardsMargins, "rewards/margins", 4),
+            col(Metric::DpoRewardsAccuracies, "rewards/accuracies", 3),
+            col(Metric::DpoGradNorm, "grad_norm", 4),
+            col(Metric::DpoSteps, "steps", 0),
+        ],
+        with_m0: false,
+        totals: Totals::None,
+        not_summed: &[],
+    },
+    Table {
+        title: "Compute",
+        columns: &[
+            col(Metric::TokensSampled, "tokens sampled", 0),
+            col(Metric::TokensJudged, "tokens judged", 0),
+            col(Metric::TokensTrained, "tokens trained", 0),
+            col(Metric::WallSeconds, "wall time (s)", 1),
+        ],
+        with_m0: false,
+        totals: Totals::Sum,
+        not_summed: &[],
+    },
+];
+
+fn iteration_label(i: u32) -> String {
+    if i == 0 {
+        "0 (M0)".into()
+    } else {
+        i.to_string()
+    }
+}
+
+/// Writes a markdown table row.
+fn row(out: &mut String, cells: &[String]) {
+    out.push('|');
+    for c in cells {
+        let _ = write!(out, " {c} |");
+    }
+    out.push('\n');
+}
+
+fn header(out: &mut String, first: &str, headers: &[&str]) {
+    let mut cells = vec![first.to_string()];
+    cells.extend(headers.iter().map(|h| h.to_string()));
+    row(out, &cells);
+    let mut sep = vec!["---".to_string()];
+    sep.extend(headers.iter().map(|_| "---:".to_string()));
+    row(out, &sep);
+}
+
+/// Writes one of [`TABLES`] for `metrics`.
+pub(crate) fn render_table(out: &mut String, table: &Table, metrics: &RunMetrics) {
+    let rows: Vec<&RecordedIteration> = metrics
+        .iterations
+        .iter()
+        .filter(|m| {
+            m.iteration() >= 1
+                || table.with_m0
+                || table.columns.iter().any(|c| m.get(c.metric).is_some())
+        })
+        .collect();
+    let _ = writeln!(out, "### {}\n", table.title);
+    let headers: Vec<&str> = table.columns.iter().map(|c| c.header).collect();
+    header(out, "iteration", &headers);
+    for m in &rows {
+        let mut cells = vec![iteration_label(m.iteration())];
+        cells.extend(
+            table
+                .columns
+                .iter()
+                .map(|c| format_value(m.get(c.metric), c.decimals)),
+        );
+        row(out, &cells);
+    }
+    if table.totals == Totals::Sum {
+        let mut cells = vec!["**total**".to_string()];
+        cells.extend(table.columns.iter().map(|c| {
+            if c.metric == Metric::PairsPerPrompt {
+                format_value(metrics.pairs_per_prompt_overall(), c.decimals)
+            } else if table.not_summed.contains(&c.metric) {
+                String::new()
+            } else {
+                format_value(metrics.total(c.metric), c.decimals)
+            }
+        }));
+        row(out, &cells);
+    }
+    out.push('\n');
+}
+
+/// The plugin's keys (`<plugin>/<name>`) and any other key srlm does not know, sorted.
+fn strategy_keys(metrics: &RunMetrics) -> Vec<&str> {
+    let mut keys: Vec<&str> = metrics
+        .iterations
+        .iter()
+        .flat_map(|m| m.strategy().keys().map(String::as_str))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// Writes the table of the plugin's metrics (nothing when the run recorded none).
+pub(crate) fn render_strategy(out: &mut String, metrics: &RunMetrics) {
+    let keys = strategy_keys(metrics);
+    if keys.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "### Other recorded metrics (strategy plugin and extras)\n"
+    );
+    header(out, "iteration", &keys);
+    for m in &metrics.iterations {
+        if !keys.iter().any(|k| m.strategy().contains_key(*k)) {
+            continue;
+        }
+        let mut cells = vec![iteration_label(m.iteration())];
+        cells.extend(keys.iter().map(|k| match m.strategy().get(*k) {
+            Some(v) => v.0.map_or_else(|| "–".into(), format_number),
+            None => "–".into(),
+        }));
+        row(out, &cells);
+    }
+    out.push('\n');
+}
+
+/// A number whose precision we do not know: integers plainly, others with 4 significant-ish
+/// decimals.
+fn format_number(x: f64) -> String {
+    if x.is_finite() && x.fract() == 0.0 && x.abs() < 1e15 {
+        format_value(Some(x), 0)
+    } else {
+        format_value(Some(x), 4)
+    }
+}
