@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use srlm_pipeline::run_dir::RunDir;
 
 /// Arguments of `srlm report`.
 #[derive(clap::Args)]
@@ -34,7 +35,7 @@ pub struct CompareArgs {
 }
 
 fn is_run_dir(p: &Path) -> bool {
-    p.join("metrics.jsonl").is_file()
+    RunDir::new(p).metrics().is_file()
 }
 
 /// Prints the comparison table and, with `--out`, writes `comparison.md` and the plots.

@@ -151,6 +151,10 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut dirs = Vec::new();
     for r in &RUNS {
         let dir = out.join(r.label);
+        // The one place xtask knows the run folder's layout (srlm_pipeline::run_dir::RunDir
+        // owns it; xtask stays on anyhow alone): `RunDir::exists` is this test. A flag such as
+        // `srlm run --continue --out DIR` (resume when DIR holds a run, else start) would let
+        // srlm decide and remove it.
         let resume = dir.join("config.json").is_file();
         if resume {
             eprintln!(
