@@ -105,11 +105,8 @@ fn read_items(path: &Path) -> anyhow::Result<(Vec<Map<String, Value>>, Vec<Judge
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut records = Vec::new();
     let mut items = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let at = format!("{}:{}", path.display(), i + 1);
+    for (line_no, line) in srlm_core::jsonl_lines(&text) {
+        let at = format!("{}:{line_no}", path.display());
         let rec: Map<String, Value> =
             serde_json::from_str(line).with_context(|| format!("{at}: not a JSON object"))?;
         let field = |name: &str| -> anyhow::Result<String> {

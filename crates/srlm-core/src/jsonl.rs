@@ -27,25 +27,30 @@ pub enum JsonlError {
     },
 }
 
+/// The records of a JSONL text: every non-blank line with its 1-based line number. The one
+/// loop over JSONL lines; readers with their own per-record checks use it directly.
+pub fn jsonl_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| (i + 1, l))
+}
+
 /// Reads one record per non-empty line. Errors name the file, the 1-based line and the field.
 pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, JsonlError> {
     let text = std::fs::read_to_string(path).map_err(|error| JsonlError::Io {
         path: path.to_path_buf(),
         error,
     })?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let rec = serde_json::from_str(line).map_err(|e| JsonlError::Parse {
-            path: path.to_path_buf(),
-            line: i + 1,
-            message: e.to_string(),
-        })?;
-        out.push(rec);
-    }
-    Ok(out)
+    jsonl_lines(&text)
+        .map(|(line, record)| {
+            serde_json::from_str(record).map_err(|e| JsonlError::Parse {
+                path: path.to_path_buf(),
+                line,
+                message: e.to_string(),
+            })
+        })
+        .collect()
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename.
@@ -84,6 +89,12 @@ pub fn write_jsonl_atomic<T: Serialize>(path: &Path, records: &[T]) -> Result<()
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn jsonl_lines_skips_blank_lines_and_counts_from_one() {
+        let got: Vec<(usize, &str)> = super::jsonl_lines("{}\n\n  \n{\"a\":1}\n").collect();
+        assert_eq!(got, vec![(1, "{}"), (4, "{\"a\":1}")]);
+    }
+
     use super::*;
 
     #[derive(serde::Deserialize, Debug)]

@@ -15,6 +15,6 @@ mod jsonl;
 mod records;
 mod sampling;
 
-pub use jsonl::{read_jsonl, write_atomic, write_jsonl_atomic, JsonlError};
+pub use jsonl::{jsonl_lines, read_jsonl, write_atomic, write_jsonl_atomic, JsonlError};
 pub use records::{Judgment, ModelSource, PairProvenance, PreferencePair, PromptRecord, Sample};
 pub use sampling::SamplingConfig;

@@ -72,20 +72,14 @@ pub fn read_prompts(path: &Path) -> Result<Vec<PromptRecord>, PromptsError> {
             })?);
         }
     } else {
-        for (i, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let v: Value = serde_json::from_str(line).map_err(|e| PromptsError::Record {
+        for (line, text) in srlm_core::jsonl_lines(&text) {
+            let err = |message| PromptsError::Record {
                 path: p.clone(),
-                line: i + 1,
-                message: e.to_string(),
-            })?;
-            records.push(record(v, i + 1).map_err(|message| PromptsError::Record {
-                path: p.clone(),
-                line: i + 1,
+                line,
                 message,
-            })?);
+            };
+            let v: Value = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
+            records.push(record(v, line).map_err(err)?);
         }
     }
     if records.is_empty() {
