@@ -783,7 +783,7 @@ mod tests {
             &[&x, &w],
             || rms_norm(x.as_tensor(), w.as_tensor(), 1e-5).unwrap(),
             || {
-                crate::llama::rms_norm(
+                crate::llama::ops::rms_norm(
                     x.as_tensor(),
                     w.as_tensor(),
                     1e-5,
@@ -837,7 +837,7 @@ mod tests {
             || rope_bshd_to_bhsd(x.as_tensor(), cos.as_tensor(), sin.as_tensor()).unwrap(),
             || {
                 let xt = x.as_tensor().transpose(1, 2).unwrap().contiguous().unwrap();
-                crate::llama::rope(
+                crate::llama::ops::rope(
                     &xt,
                     cos.as_tensor(),
                     sin.as_tensor(),

@@ -27,7 +27,6 @@ pub mod fused;
 pub mod llama;
 mod model;
 pub mod process;
-mod recompute;
 pub mod sampling;
 pub mod scoring;
 pub mod skinny;
