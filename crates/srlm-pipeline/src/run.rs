@@ -280,15 +280,15 @@ fn store_wall(store: &Store, kind: &str, id: &str, now: f64) -> f64 {
 
 /// The identity of M0: the reference plus the SHA-256 of its main file (if it is a file).
 fn model_identity(reference: &str) -> Result<String, RunError> {
-    let file = match srlm_model::fetch::resolve_model(reference) {
-        Ok(srlm_model::fetch::ModelFiles::Gguf(p)) => Some(p),
-        Ok(srlm_model::fetch::ModelFiles::HfDir(d)) => {
+    let file = match srlm_model::resolve_model(reference) {
+        Ok(srlm_model::ModelFiles::Gguf(p)) => Some(p),
+        Ok(srlm_model::ModelFiles::HfDir(d)) => {
             Some(d.join("model.safetensors")).filter(|p| p.is_file())
         }
         Err(_) => None,
     };
     let digest = match file {
-        Some(p) => srlm_model::fetch::sha256_file(&p)?,
+        Some(p) => srlm_assets::sha256_file(&p).map_err(srlm_model::ModelError::from)?,
         None => String::new(),
     };
     Ok(key_of(&json!({"model": reference, "sha256": digest})))
