@@ -318,7 +318,9 @@ impl CustomOp3 for SwiGluGrad {
     }
 }
 
-/// silu(gate) ⊙ up with a fused backward: both `[..]` f32, same shape. CPU only.
+/// silu(gate) ⊙ up with a fused backward: both `[..]` f32, same shape. CPU only. The model
+/// runs [`swiglu_down`]; this standalone op tests the activation's kernels.
+#[cfg(test)]
 pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     gate.contiguous()?.apply_op2(&up.contiguous()?, SwiGlu)
 }
