@@ -281,6 +281,36 @@ fn progress_bar(on: bool, total_steps: u64) -> indicatif::ProgressBar {
     }
 }
 
+/// Reference log-probs of every pair of `data` under `model` (detached), computed in batches of
+/// `bs` pairs, and the real tokens that took. A non-finite value stops with
+/// [`DpoError::NonFinite`] at step 0.
+fn precompute_reference(
+    model: &dyn PolicyModel,
+    data: &[TokenizedPair],
+    bs: usize,
+    device: &Device,
+) -> Result<(Vec<RefLogps>, u64)> {
+    let mut reference_tokens = 0u64;
+    let mut all = Vec::with_capacity(data.len());
+    for chunk in data.chunks(bs) {
+        let refs: Vec<&TokenizedPair> = chunk.iter().collect();
+        let batch = PairBatch::new(&refs, device)?;
+        let r = reference_logps(model, &batch)?;
+        if r.iter()
+            .any(|x| !x.chosen.is_finite() || !x.rejected.is_finite())
+        {
+            return Err(DpoError::NonFinite {
+                step: 0,
+                what: "reference log-probs",
+                pair_ids: batch.pair_ids.clone(),
+            });
+        }
+        reference_tokens += batch.tokens as u64;
+        all.extend(r);
+    }
+    Ok((all, reference_tokens))
+}
+
 /// Switches gradient checkpointing off again when a run ends (it is on for one `train` call
 /// only).
 struct CheckpointingGuard<'a>(&'a dyn PolicyModel, bool);
@@ -375,23 +405,8 @@ impl<'a> Run<'a> {
         let mut reference_tokens = 0u64;
         let ref_cache: Option<Vec<RefLogps>> = if cfg.precompute_ref_log_probs {
             let model = reference.unwrap_or(policy);
-            let mut all = Vec::with_capacity(n);
-            for chunk in data.chunks(bs) {
-                let refs: Vec<&TokenizedPair> = chunk.iter().collect();
-                let batch = PairBatch::new(&refs, &device)?;
-                let r = reference_logps(model, &batch)?;
-                if r.iter()
-                    .any(|x| !x.chosen.is_finite() || !x.rejected.is_finite())
-                {
-                    return Err(DpoError::NonFinite {
-                        step: 0,
-                        what: "reference log-probs",
-                        pair_ids: batch.pair_ids.clone(),
-                    });
-                }
-                reference_tokens += batch.tokens as u64;
-                all.extend(r);
-            }
+            let (all, tokens) = precompute_reference(model, &data, bs, &device)?;
+            reference_tokens = tokens;
             Some(all)
         } else {
             None
