@@ -81,7 +81,7 @@ fn long_prompt(m: &LanguageModel, n: usize) -> Result<Vec<u32>> {
 }
 
 fn main() -> Result<()> {
-    srlm_model::process::init();
+    srlm_model::init_process();
     // `cargo bench` passes `--bench`; a filter argument is not supported.
     let reps: usize = std::env::var("SRLM_BENCH_REPS")
         .ok()

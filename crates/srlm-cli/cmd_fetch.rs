@@ -1,7 +1,8 @@
 //! `srlm fetch`: fetch the default model and evaluation data ahead of time (what first use
 //! would do), and print where they are.
 
-use srlm_model::fetch::{fetch_asset, ALPACA_EVAL_BASELINE, DEFAULT_MODEL, IFEVAL_PROMPTS};
+use srlm_assets::{fetch_asset, ALPACA_EVAL_BASELINE, IFEVAL_PROMPTS};
+use srlm_model::DEFAULT_MODEL;
 
 /// Arguments of `srlm fetch`.
 #[derive(clap::Args)]

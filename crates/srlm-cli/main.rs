@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 /// mimalloc instead of glibc malloc: sampling allocates KV-cache tensors of a growing size every
 /// step, which glibc's heap does not reuse (RSS grew to 12 GB for 24 prompts × 96 tokens);
 /// mimalloc keeps it flat. `main` also tells it to keep freed memory
-/// ([`srlm_model::process::init`]).
+/// ([`srlm_model::init_process`]).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -69,7 +69,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    srlm_model::process::init();
+    srlm_model::init_process();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SRLM_LOG")

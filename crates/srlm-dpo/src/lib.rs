@@ -4,7 +4,7 @@
 //! - [`PolicyModel`]: the three-method interface the trainer needs from a causal LM (target
 //!   log-probs of a batch, its trainable vars, a checkpoint writer). Implemented here for
 //!   srlm-model's [`srlm_model::LanguageModel`] (full-sequence logits in training mode, HF
-//!   checkpoints); [`BigramLm`] is a toy implementation for tests.
+//!   checkpoints); `BigramLm` (cargo feature `toy`) is a toy implementation for tests.
 //! - [`tokenize_pairs`]: [`srlm_core::PreferencePair`]s → [`TokenizedPair`]s with a
 //!   `LanguageModel`'s chat template and tokenizer (cases T1–T4), failures counted.
 //! - Losses as free functions over per-pair tensors, under TRL's `loss_type` names:
@@ -37,6 +37,7 @@ mod metrics;
 mod model;
 mod optim;
 mod schedule;
+#[cfg(feature = "toy")]
 mod toy;
 mod trainer;
 
@@ -56,6 +57,7 @@ pub use metrics::{MetricsWriter, StepMetrics};
 pub use model::{all_finite, save_checkpoint_checked, PolicyModel};
 pub use optim::FusedAdamW;
 pub use schedule::{lr_at, warmup_len, LrSchedulerType};
+#[cfg(feature = "toy")]
 pub use toy::BigramLm;
 pub use trainer::{
     dpo_batch_loss, global_grad_norm, reference_logps, train_dpo, BatchLoss, DpoTrainer, RefLogps,

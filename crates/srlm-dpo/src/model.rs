@@ -8,7 +8,8 @@ use std::path::Path;
 
 /// A causal LM the trainer can score and update.
 ///
-/// Implemented by srlm-model's trainable Llama, and by the toy [`crate::BigramLm`] used in tests.
+/// Implemented by srlm-model's trainable Llama, and by the toy `BigramLm` used in tests (cargo
+/// feature `toy`).
 /// The same trait serves the frozen reference model (only [`PolicyModel::sequence_logps`] is
 /// called on it, and its output is detached).
 pub trait PolicyModel {

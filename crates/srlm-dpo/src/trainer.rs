@@ -17,7 +17,7 @@ use crate::metrics::{MetricsWriter, StepMetrics};
 use crate::model::{save_checkpoint_checked, PolicyModel};
 use crate::optim::FusedAdamW;
 use crate::schedule::{lr_at, warmup_len};
-use candle_core::{Tensor, Var};
+use candle_core::{Device, Tensor, Var};
 use candle_nn::ParamsAdamW;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -235,8 +235,133 @@ impl<'a> DpoTrainer<'a> {
         pairs: &[TokenizedPair],
     ) -> Result<TrainSummary> {
         let start = Instant::now();
-        let cfg = self.config.clone();
-        if !cfg.precompute_ref_log_probs && self.reference.is_none() {
+        let mut run = Run::prepare(self.config.clone(), policy, self.reference, pairs)?;
+        let bar = progress_bar(self.progress, run.total_steps);
+        for step in 1..=run.total_steps {
+            let metrics = run.step(step)?;
+            tracing::debug!(
+                step,
+                loss = metrics.loss,
+                margin = metrics.rewards_margins,
+                "dpo step"
+            );
+            if let Some(w) = self.metrics.as_mut() {
+                w.write(&metrics)?;
+            }
+            if let Some(f) = self.on_step.as_mut() {
+                f(&metrics);
+            }
+            bar.set_message(format!(
+                "loss {:.4} margin {:+.3} acc {:.2} {:.0} tok/s",
+                metrics.loss,
+                metrics.rewards_margins,
+                metrics.rewards_accuracies,
+                metrics.tokens_per_second
+            ));
+            bar.inc(1);
+            run.history.push(metrics);
+        }
+        bar.finish();
+        run.summarize(self.checkpoint_dir, start)
+    }
+}
+
+/// The progress bar of a run of `total_steps` steps: shown on stderr when `on`, else hidden.
+fn progress_bar(on: bool, total_steps: u64) -> indicatif::ProgressBar {
+    if on {
+        let bar = indicatif::ProgressBar::new(total_steps);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "dpo {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    }
+}
+
+/// Reference log-probs of every pair of `data` under `model` (detached), computed in batches of
+/// `bs` pairs, and the real tokens that took. A non-finite value stops with
+/// [`DpoError::NonFinite`] at step 0.
+fn precompute_reference(
+    model: &dyn PolicyModel,
+    data: &[TokenizedPair],
+    bs: usize,
+    device: &Device,
+) -> Result<(Vec<RefLogps>, u64)> {
+    let mut reference_tokens = 0u64;
+    let mut all = Vec::with_capacity(data.len());
+    for chunk in data.chunks(bs) {
+        let refs: Vec<&TokenizedPair> = chunk.iter().collect();
+        let batch = PairBatch::new(&refs, device)?;
+        let r = reference_logps(model, &batch)?;
+        if r.iter()
+            .any(|x| !x.chosen.is_finite() || !x.rejected.is_finite())
+        {
+            return Err(DpoError::NonFinite {
+                step: 0,
+                what: "reference log-probs",
+                pair_ids: batch.pair_ids.clone(),
+            });
+        }
+        reference_tokens += batch.tokens as u64;
+        all.extend(r);
+    }
+    Ok((all, reference_tokens))
+}
+
+/// Switches gradient checkpointing off again when a run ends (it is on for one `train` call
+/// only).
+struct CheckpointingGuard<'a>(&'a dyn PolicyModel, bool);
+
+impl Drop for CheckpointingGuard<'_> {
+    fn drop(&mut self) {
+        if self.1 {
+            self.0.set_gradient_checkpointing(false);
+        }
+    }
+}
+
+/// One `train` call in progress: what [`Run::prepare`] checked and set up (the filtered pairs,
+/// reference log-probs, schedule, optimizer, shuffled order), and the state each [`Run::step`]
+/// advances.
+struct Run<'a> {
+    cfg: DpoConfig,
+    policy: &'a dyn PolicyModel,
+    reference: Option<&'a dyn PolicyModel>,
+    data: Vec<TokenizedPair>,
+    filter: FilterStats,
+    vars: Vec<Var>,
+    device: Device,
+    /// Restores "no checkpointing" when the run is dropped.
+    _checkpointing: CheckpointingGuard<'a>,
+    /// Precomputed reference log-probs, one per pair of `data`.
+    ref_cache: Option<Vec<RefLogps>>,
+    micro_per_epoch: usize,
+    total_steps: u64,
+    warmup: u64,
+    opt: FusedAdamW,
+    rng: rand_chacha::ChaCha8Rng,
+    order: Vec<usize>,
+    /// Next micro-batch within the epoch.
+    cursor: usize,
+    micro_done: u64,
+    tokens_trained: u64,
+    reference_tokens: u64,
+    history: Vec<StepMetrics>,
+}
+
+impl<'a> Run<'a> {
+    /// Checks the call, filters the pairs, switches gradient checkpointing on, computes the
+    /// reference log-probs (when precomputed), and builds the schedule and the optimizer.
+    fn prepare(
+        cfg: DpoConfig,
+        policy: &'a dyn PolicyModel,
+        reference: Option<&'a dyn PolicyModel>,
+        pairs: &[TokenizedPair],
+    ) -> Result<Self> {
+        if !cfg.precompute_ref_log_probs && reference.is_none() {
             return Err(config_err(
                 "precompute_ref_log_probs",
                 "is false, so a frozen reference model is needed (DpoTrainer::with_reference)",
@@ -259,15 +384,7 @@ impl<'a> DpoTrainer<'a> {
         }
         let device = policy.device();
         // Checkpointing is switched on for this call only (the guard restores "off").
-        struct CheckpointingGuard<'a>(&'a dyn PolicyModel, bool);
-        impl Drop for CheckpointingGuard<'_> {
-            fn drop(&mut self) {
-                if self.1 {
-                    self.0.set_gradient_checkpointing(false);
-                }
-            }
-        }
-        let _ckpt = CheckpointingGuard(
+        let checkpointing = CheckpointingGuard(
             policy,
             cfg.gradient_checkpointing && {
                 let ok = policy.set_gradient_checkpointing(true);
@@ -287,24 +404,9 @@ impl<'a> DpoTrainer<'a> {
         // Reference log-probs, once, before any update (detached).
         let mut reference_tokens = 0u64;
         let ref_cache: Option<Vec<RefLogps>> = if cfg.precompute_ref_log_probs {
-            let model = self.reference.unwrap_or(policy);
-            let mut all = Vec::with_capacity(n);
-            for chunk in data.chunks(bs) {
-                let refs: Vec<&TokenizedPair> = chunk.iter().collect();
-                let batch = PairBatch::new(&refs, &device)?;
-                let r = reference_logps(model, &batch)?;
-                if r.iter()
-                    .any(|x| !x.chosen.is_finite() || !x.rejected.is_finite())
-                {
-                    return Err(DpoError::NonFinite {
-                        step: 0,
-                        what: "reference log-probs",
-                        pair_ids: batch.pair_ids.clone(),
-                    });
-                }
-                reference_tokens += batch.tokens as u64;
-                all.extend(r);
-            }
+            let model = reference.unwrap_or(policy);
+            let (all, tokens) = precompute_reference(model, &data, bs, &device)?;
+            reference_tokens = tokens;
             Some(all)
         } else {
             None
@@ -316,7 +418,7 @@ impl<'a> DpoTrainer<'a> {
             .max_steps
             .unwrap_or(steps_per_epoch * u64::from(cfg.num_train_epochs));
         let warmup = warmup_len(cfg.warmup_steps, cfg.warmup_ratio, total_steps);
-        let mut opt = FusedAdamW::new(
+        let opt = FusedAdamW::new(
             vars.clone(),
             ParamsAdamW {
                 lr: cfg.learning_rate,
@@ -329,174 +431,174 @@ impl<'a> DpoTrainer<'a> {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut rng);
-        let mut cursor = 0usize; // next micro-batch within the epoch
-        let mut micro_done = 0u64;
+        Ok(Run {
+            cfg,
+            policy,
+            reference,
+            data,
+            filter,
+            vars,
+            device,
+            _checkpointing: checkpointing,
+            ref_cache,
+            micro_per_epoch,
+            total_steps,
+            warmup,
+            opt,
+            rng,
+            order,
+            cursor: 0,
+            micro_done: 0,
+            tokens_trained: 0,
+            reference_tokens,
+            history: Vec::with_capacity(total_steps as usize),
+        })
+    }
 
-        let bar = if self.progress {
-            let bar = indicatif::ProgressBar::new(total_steps);
-            if let Ok(style) = indicatif::ProgressStyle::with_template(
-                "dpo {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
-            ) {
-                bar.set_style(style);
-            }
-            bar
-        } else {
-            indicatif::ProgressBar::hidden()
+    /// Optimizer step `step` (from 1): the next `gradient_accumulation_steps` micro-batches
+    /// (reshuffling at an epoch's end), their summed gradients clipped, one AdamW update at the
+    /// scheduled learning rate. Returns the step's metrics.
+    fn step(&mut self, step: u64) -> Result<StepMetrics> {
+        let cfg = &self.cfg;
+        let policy = self.policy;
+        let vars = &self.vars;
+        let data = &self.data;
+        let bs = cfg.per_device_train_batch_size;
+        let ga = cfg.gradient_accumulation_steps;
+        let n = data.len();
+        let micro_per_epoch = self.micro_per_epoch;
+
+        let step_start = Instant::now();
+        if self.cursor >= micro_per_epoch {
+            self.order.shuffle(&mut self.rng);
+            self.cursor = 0;
+        }
+        let mut group: Vec<&[usize]> = Vec::with_capacity(ga);
+        while group.len() < ga && self.cursor < micro_per_epoch {
+            group.push(&self.order[self.cursor * bs..((self.cursor + 1) * bs).min(n)]);
+            self.cursor += 1;
+        }
+        let group_pairs: usize = group.iter().map(|g| g.len()).sum();
+        let group_ids = || -> Vec<String> {
+            group
+                .iter()
+                .flat_map(|g| g.iter().map(|&i| data[i].id.clone()))
+                .collect()
         };
 
-        let mut history = Vec::with_capacity(total_steps as usize);
-        let mut tokens_trained = 0u64;
-        for step in 1..=total_steps {
-            let step_start = Instant::now();
-            if cursor >= micro_per_epoch {
-                order.shuffle(&mut rng);
-                cursor = 0;
-            }
-            let mut group: Vec<&[usize]> = Vec::with_capacity(ga);
-            while group.len() < ga && cursor < micro_per_epoch {
-                group.push(&order[cursor * bs..((cursor + 1) * bs).min(n)]);
-                cursor += 1;
-            }
-            let group_pairs: usize = group.iter().map(|g| g.len()).sum();
-            let group_ids = || -> Vec<String> {
-                group
-                    .iter()
-                    .flat_map(|g| g.iter().map(|&i| data[i].id.clone()))
-                    .collect()
+        let mut acc: Vec<Option<Tensor>> = vec![None; vars.len()];
+        let (mut loss_sum, mut tokens) = (0f64, 0u64);
+        let (mut rc, mut rr, mut acc_n, mut lc, mut lr_) = (0f64, 0f64, 0usize, 0f64, 0f64);
+        for idxs in &group {
+            let refs: Vec<&TokenizedPair> = idxs.iter().map(|&i| &data[i]).collect();
+            let batch = PairBatch::new(&refs, &self.device)?;
+            let reference = match (&self.ref_cache, self.reference) {
+                (Some(cache), _) => idxs.iter().map(|&i| cache[i]).collect(),
+                (None, Some(model)) => {
+                    self.reference_tokens += batch.tokens as u64;
+                    reference_logps(model, &batch)?
+                }
+                (None, None) => unreachable!("checked in Run::prepare"),
             };
-
-            let mut acc: Vec<Option<Tensor>> = vec![None; vars.len()];
-            let (mut loss_sum, mut tokens) = (0f64, 0u64);
-            let (mut rc, mut rr, mut acc_n, mut lc, mut lr_) = (0f64, 0f64, 0usize, 0f64, 0f64);
-            for idxs in &group {
-                let refs: Vec<&TokenizedPair> = idxs.iter().map(|&i| &data[i]).collect();
-                let batch = PairBatch::new(&refs, &device)?;
-                let reference = match (&ref_cache, self.reference) {
-                    (Some(cache), _) => idxs.iter().map(|&i| cache[i]).collect(),
-                    (None, Some(model)) => {
-                        reference_tokens += batch.tokens as u64;
-                        reference_logps(model, &batch)?
-                    }
-                    (None, None) => unreachable!("checked above"),
-                };
-                let out = dpo_batch_loss(policy, &batch, &reference, &cfg)?;
-                let value = out
-                    .loss
-                    .to_dtype(candle_core::DType::F64)?
-                    .to_scalar::<f64>()?;
-                if !value.is_finite() {
-                    return Err(DpoError::NonFinite {
-                        step,
-                        what: "loss",
-                        pair_ids: batch.pair_ids,
-                    });
-                }
-                let share = idxs.len() as f64 / group_pairs as f64;
-                loss_sum += value * share;
-                let grads = policy.backward(&(out.loss * share)?)?;
-                for (slot, v) in acc.iter_mut().zip(&vars) {
-                    if let Some(g) = grads.get(v.as_tensor()) {
-                        *slot = Some(match slot.take() {
-                            Some(a) => (a + g)?.detach(),
-                            None => g.detach(),
-                        });
-                    }
-                }
-                tokens += batch.tokens as u64;
-                for i in 0..batch.pairs() {
-                    let (c, r) = (out.chosen_rewards[i] as f64, out.rejected_rewards[i] as f64);
-                    rc += c;
-                    rr += r;
-                    acc_n += usize::from(c > r);
-                    lc += out.policy_chosen[i] as f64;
-                    lr_ += out.policy_rejected[i] as f64;
-                }
-            }
-            micro_done += group.len() as u64;
-
-            let grad_norm = global_grad_norm(acc.iter().flatten())?;
-            if !grad_norm.is_finite() {
+            let out = dpo_batch_loss(policy, &batch, &reference, cfg)?;
+            let value = out
+                .loss
+                .to_dtype(candle_core::DType::F64)?
+                .to_scalar::<f64>()?;
+            if !value.is_finite() {
                 return Err(DpoError::NonFinite {
                     step,
-                    what: "gradient",
-                    pair_ids: group_ids(),
+                    what: "loss",
+                    pair_ids: batch.pair_ids,
                 });
             }
-            let clip = cfg
-                .max_grad_norm
-                .map_or(1.0, |m| (m / (grad_norm + 1e-6)).min(1.0));
-            let lr = lr_at(
-                cfg.lr_scheduler_type,
-                cfg.learning_rate,
-                step - 1,
-                total_steps,
-                warmup,
-            );
-            opt.step(&acc, clip, lr)?;
-            drop(acc);
-            tokens_trained += tokens;
-
-            let m = group_pairs as f64;
-            let secs = step_start.elapsed().as_secs_f64();
-            let metrics = StepMetrics {
-                step,
-                epoch: micro_done as f64 / micro_per_epoch as f64,
-                loss: loss_sum,
-                rewards_chosen: rc / m,
-                rewards_rejected: rr / m,
-                rewards_margins: (rc - rr) / m,
-                rewards_accuracies: acc_n as f64 / m,
-                logps_chosen: lc / m,
-                logps_rejected: lr_ / m,
-                grad_norm,
-                learning_rate: lr,
-                tokens,
-                tokens_per_second: if secs > 0.0 {
-                    tokens as f64 / secs
-                } else {
-                    0.0
-                },
-            };
-            tracing::debug!(
-                step,
-                loss = metrics.loss,
-                margin = metrics.rewards_margins,
-                "dpo step"
-            );
-            if let Some(w) = self.metrics.as_mut() {
-                w.write(&metrics)?;
+            let share = idxs.len() as f64 / group_pairs as f64;
+            loss_sum += value * share;
+            let grads = policy.backward(&(out.loss * share)?)?;
+            for (slot, v) in acc.iter_mut().zip(vars) {
+                if let Some(g) = grads.get(v.as_tensor()) {
+                    *slot = Some(match slot.take() {
+                        Some(a) => (a + g)?.detach(),
+                        None => g.detach(),
+                    });
+                }
             }
-            if let Some(f) = self.on_step.as_mut() {
-                f(&metrics);
+            tokens += batch.tokens as u64;
+            for i in 0..batch.pairs() {
+                let (c, r) = (out.chosen_rewards[i] as f64, out.rejected_rewards[i] as f64);
+                rc += c;
+                rr += r;
+                acc_n += usize::from(c > r);
+                lc += out.policy_chosen[i] as f64;
+                lr_ += out.policy_rejected[i] as f64;
             }
-            bar.set_message(format!(
-                "loss {:.4} margin {:+.3} acc {:.2} {:.0} tok/s",
-                metrics.loss,
-                metrics.rewards_margins,
-                metrics.rewards_accuracies,
-                metrics.tokens_per_second
-            ));
-            bar.inc(1);
-            history.push(metrics);
         }
-        bar.finish();
+        self.micro_done += group.len() as u64;
 
-        let checkpoint = match &self.checkpoint_dir {
+        let grad_norm = global_grad_norm(acc.iter().flatten())?;
+        if !grad_norm.is_finite() {
+            return Err(DpoError::NonFinite {
+                step,
+                what: "gradient",
+                pair_ids: group_ids(),
+            });
+        }
+        let clip = cfg
+            .max_grad_norm
+            .map_or(1.0, |m| (m / (grad_norm + 1e-6)).min(1.0));
+        let lr = lr_at(
+            cfg.lr_scheduler_type,
+            cfg.learning_rate,
+            step - 1,
+            self.total_steps,
+            self.warmup,
+        );
+        self.opt.step(&acc, clip, lr)?;
+        drop(acc);
+        self.tokens_trained += tokens;
+
+        let m = group_pairs as f64;
+        let secs = step_start.elapsed().as_secs_f64();
+        Ok(StepMetrics {
+            step,
+            epoch: self.micro_done as f64 / micro_per_epoch as f64,
+            loss: loss_sum,
+            rewards_chosen: rc / m,
+            rewards_rejected: rr / m,
+            rewards_margins: (rc - rr) / m,
+            rewards_accuracies: acc_n as f64 / m,
+            logps_chosen: lc / m,
+            logps_rejected: lr_ / m,
+            grad_norm,
+            learning_rate: lr,
+            tokens,
+            tokens_per_second: if secs > 0.0 {
+                tokens as f64 / secs
+            } else {
+                0.0
+            },
+        })
+    }
+
+    /// Ends the run: the checkpoint (when `checkpoint_dir` is set; only with finite weights)
+    /// and the [`TrainSummary`], its wall time counted from `start`.
+    fn summarize(self, checkpoint_dir: Option<PathBuf>, start: Instant) -> Result<TrainSummary> {
+        let checkpoint = match checkpoint_dir {
             Some(dir) => {
-                save_checkpoint_checked(policy, dir, total_steps)?;
-                Some(dir.clone())
+                save_checkpoint_checked(self.policy, &dir, self.total_steps)?;
+                Some(dir)
             }
             None => None,
         };
         Ok(TrainSummary {
-            steps: total_steps,
-            epochs: micro_done as f64 / micro_per_epoch as f64,
-            filter,
-            tokens_trained,
-            reference_tokens,
+            steps: self.total_steps,
+            epochs: self.micro_done as f64 / self.micro_per_epoch as f64,
+            filter: self.filter,
+            tokens_trained: self.tokens_trained,
+            reference_tokens: self.reference_tokens,
             wall_time_s: start.elapsed().as_secs_f64(),
-            final_metrics: history.last().cloned().expect("at least one step"),
-            history,
+            final_metrics: self.history.last().cloned().expect("at least one step"),
+            history: self.history,
             checkpoint,
         })
     }

@@ -14,12 +14,12 @@
 use candle_core::Device;
 use candle_nn::ParamsAdamW;
 use srlm_dpo::*;
-use srlm_model::scoring::target_logps;
+use srlm_model::target_logps;
 use srlm_model::{LanguageModel, Mode};
 use std::time::Instant;
 
-/// The `srlm` binary's allocator and its setting (see `srlm_model::process`), so the figures are
-/// the binary's.
+/// The `srlm` binary's allocator and its setting (see `srlm_model::init_process`), so the
+/// figures are the binary's.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -82,7 +82,7 @@ fn step_2x256() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
     let t = Instant::now();
-    srlm_model::process::init();
+    srlm_model::init_process();
     let m = LanguageModel::load("default", &Device::Cpu).unwrap();
     println!(
         "BENCH load: {:.2} s, peak RSS {:.0} MiB",
@@ -212,7 +212,7 @@ fn epoch_64_pairs_without_checkpointing() {
 }
 
 fn epoch(gradient_checkpointing: bool) {
-    srlm_model::process::init();
+    srlm_model::init_process();
     let m = LanguageModel::load("default", &Device::Cpu).unwrap();
     let pairs: Vec<TokenizedPair> = (0..64)
         .map(|i| {
@@ -266,7 +266,7 @@ fn epoch(gradient_checkpointing: bool) {
 #[test]
 #[ignore = "benchmark: run with --ignored --nocapture"]
 fn rows_vs_tokens() {
-    srlm_model::process::init();
+    srlm_model::init_process();
     let m = LanguageModel::load("default", &Device::Cpu).unwrap();
     for (rows, len) in [(1usize, 148usize), (4, 37), (8, 19), (1, 148)] {
         let ids = filler(&m, rows * len);

@@ -15,7 +15,7 @@ use candle_core::{Device, Tensor, Var};
 use serde_json::Value;
 use srlm_core::PreferencePair;
 use srlm_dpo::*;
-use srlm_model::scoring::target_logps;
+use srlm_model::target_logps;
 use srlm_model::{LanguageModel, Llama, LlamaConfig, Mode};
 use std::path::Path;
 use std::sync::OnceLock;

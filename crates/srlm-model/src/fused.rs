@@ -318,7 +318,9 @@ impl CustomOp3 for SwiGluGrad {
     }
 }
 
-/// silu(gate) ⊙ up with a fused backward: both `[..]` f32, same shape. CPU only.
+/// silu(gate) ⊙ up with a fused backward: both `[..]` f32, same shape. CPU only. The model
+/// runs [`swiglu_down`]; this standalone op tests the activation's kernels.
+#[cfg(test)]
 pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     gate.contiguous()?.apply_op2(&up.contiguous()?, SwiGlu)
 }
@@ -783,7 +785,7 @@ mod tests {
             &[&x, &w],
             || rms_norm(x.as_tensor(), w.as_tensor(), 1e-5).unwrap(),
             || {
-                crate::llama::rms_norm(
+                crate::llama::ops::rms_norm(
                     x.as_tensor(),
                     w.as_tensor(),
                     1e-5,
@@ -837,7 +839,7 @@ mod tests {
             || rope_bshd_to_bhsd(x.as_tensor(), cos.as_tensor(), sin.as_tensor()).unwrap(),
             || {
                 let xt = x.as_tensor().transpose(1, 2).unwrap().contiguous().unwrap();
-                crate::llama::rope(
+                crate::llama::ops::rope(
                     &xt,
                     cos.as_tensor(),
                     sin.as_tensor(),

@@ -3,8 +3,8 @@
 
 use crate::chat::{ChatMessage, ChatTemplate};
 use crate::error::{io_err, ModelError, Result};
-use crate::fetch::{resolve_model, ModelFiles};
 use crate::llama::Llama;
+use crate::resolve::{resolve_model, ModelFiles, DEFAULT_MODEL};
 use crate::tokenizer::Tokenizer;
 use crate::weights::{load_gguf, load_hf_dir};
 use candle_core::Device;
@@ -122,7 +122,7 @@ impl LanguageModel {
     /// tokenizer and chat template: for fast plumbing tests of the whole loop, never for results.
     /// Needs the default model's GGUF (fetched on first use) for its tokenizer metadata only.
     pub fn tiny_random(device: &Device) -> Result<Self> {
-        let path = crate::fetch::fetch_asset(&crate::fetch::DEFAULT_MODEL)?;
+        let path = srlm_assets::fetch_asset(&DEFAULT_MODEL)?;
         let mut f = std::fs::File::open(&path).map_err(io_err(&path))?;
         let ct = candle_core::quantized::gguf_file::Content::read(&mut f).map_err(|e| {
             ModelError::Corrupt {

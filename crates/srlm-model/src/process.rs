@@ -1,5 +1,5 @@
 //! Process-wide settings for programs that train or sample with this crate's tensors:
-//! call [`init`] first thing in `main`.
+//! call [`init_process`] first thing in `main`.
 //!
 //! **Allocator.**
 //! A training step allocates and frees hundreds of MB of activations and gradients; a sampling
@@ -13,7 +13,7 @@
 //!
 //! **Thread count.** candle asks for its thread count on every matmul, and without
 //! `RAYON_NUM_THREADS` it re-reads `/proc/cpuinfo` each time (~10% of a 32-row decoding
-//! step). [`init`] sets `RAYON_NUM_THREADS` once to the count candle would detect.
+//! step). [`init_process`] sets `RAYON_NUM_THREADS` once to the count candle would detect.
 
 /// mimalloc's `mi_option_purge_delay` (index 15 in `mimalloc.h`'s `mi_option_t`, v2;
 /// `libmimalloc-sys` 0.1.49 exports no constant for it; a test checks the index).
@@ -21,7 +21,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// [`keep_freed_memory`], and `RAYON_NUM_THREADS` set (when unset) to candle's own default.
 /// Call it before any other thread starts.
-pub fn init() {
+pub fn init_process() {
     keep_freed_memory();
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         let n = candle_core::utils::get_num_threads();
@@ -32,7 +32,7 @@ pub fn init() {
 
 /// Tells mimalloc never to return freed memory to the OS (unless `MIMALLOC_PURGE_DELAY` is set,
 /// which wins). Harmless when mimalloc is not the global allocator. Call it first thing in
-/// `main` (or use [`init`]).
+/// `main` (or use [`init_process`]).
 pub fn keep_freed_memory() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: sets an integer option; mimalloc reads options atomically.

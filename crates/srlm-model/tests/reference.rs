@@ -232,7 +232,7 @@ fn gradients_reach_every_weight_of_the_real_model() {
         .unsqueeze(0)
         .unwrap();
     let logits = m.model.forward(&t, Mode::Train).unwrap();
-    let lp = srlm_model::scoring::target_logps(&logits, &t).unwrap();
+    let lp = srlm_model::target_logps(&logits, &t).unwrap();
     let grads = lp.sum_all().unwrap().backward().unwrap();
     let vars = m.model.named_vars();
     assert_eq!(vars.len(), 272, "SmolLM2-135M has 272 weight tensors");

@@ -63,15 +63,18 @@ impl CandleBackend {
 
 impl Generator for CandleBackend {
     fn weights_digest(&self, reference: &str) -> Result<String, BackendError> {
-        let file = match srlm_model::fetch::resolve_model(reference) {
-            Ok(srlm_model::fetch::ModelFiles::Gguf(p)) => Some(p),
-            Ok(srlm_model::fetch::ModelFiles::HfDir(d)) => {
+        let file = match srlm_model::resolve_model(reference) {
+            Ok(srlm_model::ModelFiles::Gguf(p)) => Some(p),
+            Ok(srlm_model::ModelFiles::HfDir(d)) => {
                 Some(d.join("model.safetensors")).filter(|p| p.is_file())
             }
             Err(_) => None,
         };
         match file {
-            Some(p) => srlm_model::fetch::sha256_file(&p).map_err(model_err(reference)),
+            Some(p) => srlm_assets::sha256_file(&p).map_err(|e| BackendError::Model {
+                location: reference.to_string(),
+                message: e.to_string(),
+            }),
             None => Ok(String::new()),
         }
     }

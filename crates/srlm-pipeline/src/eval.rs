@@ -180,11 +180,12 @@ pub fn win_rate(pairs: &[(Option<f64>, Option<f64>)]) -> WinRate {
 /// (see [`read_prompts`]). Errors: [`PromptsError`] naming file, line and field.
 pub fn load_eval_prompts(source: &str) -> Result<Vec<PromptRecord>, PromptsError> {
     if source == ALPACA_EVAL {
-        let path = srlm_model::fetch::fetch_asset(&srlm_model::fetch::ALPACA_EVAL_BASELINE)
-            .map_err(|e| PromptsError::Io {
+        let path = srlm_assets::fetch_asset(&srlm_assets::ALPACA_EVAL_BASELINE).map_err(|e| {
+            PromptsError::Io {
                 path: ALPACA_EVAL.into(),
                 message: e.to_string(),
-            })?;
+            }
+        })?;
         return read_prompts(&path);
     }
     load_pool(source)

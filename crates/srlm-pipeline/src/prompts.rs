@@ -37,11 +37,9 @@ pub enum PromptsError {
 /// Reads a pool: `ifeval` (built in) or a file.
 pub fn load_pool(source: &str) -> Result<Vec<PromptRecord>, PromptsError> {
     let path = if source == "ifeval" {
-        srlm_model::fetch::fetch_asset(&srlm_model::fetch::IFEVAL_PROMPTS).map_err(|e| {
-            PromptsError::Io {
-                path: "ifeval".into(),
-                message: e.to_string(),
-            }
+        srlm_assets::fetch_asset(&srlm_assets::IFEVAL_PROMPTS).map_err(|e| PromptsError::Io {
+            path: "ifeval".into(),
+            message: e.to_string(),
         })?
     } else {
         std::path::PathBuf::from(source)

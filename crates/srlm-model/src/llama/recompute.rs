@@ -12,11 +12,12 @@
 //!   into the outer gradient store.
 //!
 //! Both runs use the same deterministic kernels, so the recomputed activations are bit-identical
-//! and the gradients equal those without checkpointing (tested in `crate::llama`).
+//! and the gradients equal those without checkpointing (tested in `crate::llama`). This module
+//! sees only a [`Block`], never the model: the model calls [`run`] and [`merge`].
 
+use super::block::{fused_attention_sublayer, fused_block, Block};
 use crate::config::LlamaConfig;
 use crate::error::Result;
-use crate::llama::{fused_attention_sublayer, fused_block, Block};
 use candle_core::backprop::GradStore;
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Shape, Tensor, Var};
 use std::sync::{Arc, Mutex};

