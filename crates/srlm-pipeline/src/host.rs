@@ -239,7 +239,7 @@ impl<'a> RunHost<'a> {
                     |id| self.judgments.get(id),
                     strategy,
                 )
-                    .map_err(host_err)
+                .map_err(host_err)
             })
             .collect()
     }

@@ -333,9 +333,7 @@ impl FfiPair {
                 token_ids: (!found.token_ids.is_empty()).then(|| found.token_ids.clone()),
                 sample_id: Some(found.id.clone()),
                 source: found.source,
-                score: judgment(id)
-                    .and_then(|j| j.score)
-                    .filter(|x| x.is_finite()),
+                score: judgment(id).and_then(|j| j.score).filter(|x| x.is_finite()),
             })
         };
         let chosen = side(&self.chosen)?;
@@ -449,7 +447,9 @@ mod tests {
         };
         let lookup = |id: &str| (id == s.id).then_some(&s);
         let judged = |id: &str| (id == j.sample_id).then_some(&j);
-        let pp = pair.to_preference_pair(&prompt, lookup, judged, "spin").unwrap();
+        let pp = pair
+            .to_preference_pair(&prompt, lookup, judged, "spin")
+            .unwrap();
         assert_eq!((pp.chosen.as_str(), pp.rejected.as_str()), ("gold", "bad"));
         assert_eq!((pp.chosen_score, pp.rejected_score), (None, Some(1.0)));
         assert_eq!(pp.chosen_sample_id, None);
@@ -463,7 +463,9 @@ mod tests {
 
         // Not judged: no score, whatever the plugin claims.
         let none = |_: &str| None;
-        let pp = pair.to_preference_pair(&prompt, lookup, none, "spin").unwrap();
+        let pp = pair
+            .to_preference_pair(&prompt, lookup, none, "spin")
+            .unwrap();
         assert_eq!(pp.rejected_score, None);
 
         let mut unknown = pair.clone();

@@ -66,10 +66,10 @@ pub use options::{option_names, parse_set_flags, schema_defaults, validate_optio
 
 /// abi_stable, re-exported so plugins need no direct dependency on it.
 pub use abi_stable;
-/// serde, re-exported for [`options!`] and the prelude's derives (`#[serde(crate = "srlm_strategy::serde")]`).
-pub use serde;
 /// schemars, re-exported for [`options!`] and the prelude's derives (`#[schemars(crate = "srlm_strategy::schemars")]`).
 pub use schemars;
+/// serde, re-exported for [`options!`] and the prelude's derives (`#[serde(crate = "srlm_strategy::serde")]`).
+pub use serde;
 
 // Lets `options!` (whose attributes name `srlm_strategy`) work inside this crate too.
 extern crate self as srlm_strategy;
@@ -83,8 +83,8 @@ extern crate self as srlm_strategy;
 /// `#[schemars(crate = "srlm_strategy::schemars")]`.
 pub mod prelude {
     pub use crate::sdk::{
-        best, best_vs_worst, worst, BestWorst, Groups, Iteration, Judgment, Pair, Prompt,
-        Prompts, Sample, Scored, Side, Source, StrategyPlugin,
+        best, best_vs_worst, worst, BestWorst, Groups, Iteration, Judgment, Pair, Prompt, Prompts,
+        Sample, Scored, Side, Source, StrategyPlugin,
     };
     pub use crate::StrategyError;
     pub use crate::{export_strategy, options};

@@ -378,7 +378,11 @@ impl<'a> Prompt<'a> {
     }
     /// The reference answer, when the data has one (SPIN's chosen side).
     pub fn reference(&self) -> Option<&'a str> {
-        self.raw.reference.as_ref().map(|r| r.as_str()).into_option()
+        self.raw
+            .reference
+            .as_ref()
+            .map(|r| r.as_str())
+            .into_option()
     }
     /// The record's other fields (`null` when none).
     pub fn metadata(&self) -> Value {
@@ -662,10 +666,8 @@ impl<'a> Iteration<'a> {
                     text: s.text.to_string(),
                     token_count: s.token_count,
                 };
-                self.served.insert(
-                    sample.id.clone(),
-                    (sample.prompt_id.clone(), sample.source),
-                );
+                self.served
+                    .insert(sample.id.clone(), (sample.prompt_id.clone(), sample.source));
                 sample
             })
             .collect())
@@ -917,7 +919,11 @@ mod tests {
             best_vs_worst(&[scored("a", Some(3.0)), scored("b", Some(3.0))]),
             None
         );
-        let g = [scored("a", None), scored("b", Some(1.0)), scored("c", Some(1.5))];
+        let g = [
+            scored("a", None),
+            scored("b", Some(1.0)),
+            scored("c", Some(1.5)),
+        ];
         let bw = best_vs_worst(&g).unwrap();
         assert_eq!((bw.best.id(), bw.worst.id()), ("c", "b"));
     }

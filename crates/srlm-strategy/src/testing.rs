@@ -390,7 +390,9 @@ mod tests {
             assert_eq!(texts, ["qa", "qb"]);
             let refs: Vec<Option<&str>> = it.prompts().map(|p| p.reference()).collect();
             assert_eq!(refs, [Some("gold a"), None]);
-            assert!(it.sample(Vec::<String>::new(), Source::Current, 2)?.is_empty());
+            assert!(it
+                .sample(Vec::<String>::new(), Source::Current, 2)?
+                .is_empty());
             let groups = it.sample_and_judge(it.prompt_ids(), Source::Current, 2)?;
             assert_eq!(groups.prompt_ids().collect::<Vec<_>>(), ["a", "b"]);
             let d1: Vec<Pair> = groups
@@ -446,11 +448,17 @@ mod tests {
         );
         assert_eq!(prov.strategy, "probe");
         let r = &pairs[1];
-        assert_eq!((r.chosen.as_str(), r.chosen_sample_id.as_deref()), ("gold a", None));
+        assert_eq!(
+            (r.chosen.as_str(), r.chosen_sample_id.as_deref()),
+            ("gold a", None)
+        );
         assert_eq!(r.rejected_score, Some(4.0));
         // Tied prompt b gave no d1 pair; the SDK filled the ABI record's scores for M_f.
         let trained = fake.trained();
-        assert_eq!(trained, [&[Pair::new("a", "a/current/0", "a/current/1").with_note("d1")][..]]);
+        assert_eq!(
+            trained,
+            [&[Pair::new("a", "a/current/0", "a/current/1").with_note("d1")][..]]
+        );
         assert_eq!(
             fake.calls()[..2],
             [

@@ -212,7 +212,13 @@ fn find_by_name_and_unknown_names() {
     names.sort();
     assert_eq!(
         names,
-        ["self-rewarding", "spin", "temporal", "test-abi-1.0", "test-panicky"]
+        [
+            "self-rewarding",
+            "spin",
+            "temporal",
+            "test-abi-1.0",
+            "test-panicky"
+        ]
     );
     // old-interface and bad-layout fail; not-a-plugin is skipped silently.
     assert_eq!(found.errors.len(), 2, "{:?}", found.errors);
@@ -337,11 +343,18 @@ fn a_plugin_built_against_interface_1_0_before_the_sdk_rewrite_loads_and_runs() 
     assert_eq!(pairs.len(), 1);
     assert_eq!(fake.metric("abi_1_0/pairs"), Some(1.0));
     let resolved = fake
-        .resolve(&pairs, &[prompt("a", "qa"), prompt("b", "qb")], "test-abi-1.0")
+        .resolve(
+            &pairs,
+            &[prompt("a", "qa"), prompt("b", "qb")],
+            "test-abi-1.0",
+        )
         .unwrap();
     let p = &resolved[0];
     assert_eq!(
-        (p.chosen_sample_id.as_deref(), p.rejected_sample_id.as_deref()),
+        (
+            p.chosen_sample_id.as_deref(),
+            p.rejected_sample_id.as_deref()
+        ),
         (Some("a/current/1"), Some("a/current/0"))
     );
     assert_eq!((p.chosen_score, p.rejected_score), (Some(4.0), Some(1.0)));

@@ -395,6 +395,9 @@ mod tests {
         );
         let schema = srlm_strategy::sdk::options_schema_of::<Temporal>();
         assert!(schema.contains("anchored_rejection") && schema.contains("future_guided_chosen"));
-        assert!(schema.contains("\"default\": 4"), "k declared with its default: {schema}");
+        assert!(
+            schema.contains("\"default\": 4"),
+            "k declared with its default: {schema}"
+        );
     }
 }

@@ -71,7 +71,12 @@ fn derives_and_attributes_work_through_the_reexports() {
     let e = parse_options::<Options>(r#"{"tie_break": "random"}"#).unwrap_err();
     assert!(e.to_string().contains("unknown variant `random`"), "{e}");
     let schema = options_schema_of::<Typed>();
-    for needle in ["\"latest\"", "\"max-pairs\"", "Tie-breaking rule.", "\"minimum\": 1"] {
+    for needle in [
+        "\"latest\"",
+        "\"max-pairs\"",
+        "Tie-breaking rule.",
+        "\"minimum\": 1",
+    ] {
         assert!(schema.contains(needle), "{needle} not in {schema}");
     }
 }

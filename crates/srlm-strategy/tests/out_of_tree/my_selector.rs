@@ -44,19 +44,20 @@ srlm_strategy::export_strategy!(MySelector);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use srlm_strategy::testing::{prompt, FakeHost};
+    use srlm_strategy::testing::{FakeHost, prompt};
 
     #[test]
     fn best_vs_worst_when_the_gap_is_wide_enough() {
         let mut fake = FakeHost::new();
-        fake.script("a", Source::Current, &[Some(1.0), Some(4.5), None, Some(2.0)])
-            .script("b", Source::Current, &[Some(3.0), Some(3.5), Some(3.0), None]);
-        let mut selector = MySelector(Options::default());
-        let pairs = fake.run(&mut selector, &[prompt("a", "q"), prompt("b", "q")]).unwrap();
+        fake.script("a", Source::Current, &[Some(1.0), Some(4.5), None, Some(2.0)]);
+        fake.script("b", Source::Current, &[Some(3.0), Some(3.5), Some(3.0), None]);
+        let prompts = [prompt("a", "q"), prompt("b", "q")];
+        let pairs = fake.run(&mut MySelector(Options::default()), &prompts).unwrap();
         assert_eq!(pairs.len(), 1, "b's gap of 0.5 is below min_gap");
-        assert_eq!(pairs[0].chosen_sample_id.as_deref(), Some("a/current/1"));
-        assert_eq!(pairs[0].rejected_sample_id.as_deref(), Some("a/current/0"));
-        assert_eq!((pairs[0].chosen_score, pairs[0].rejected_score), (Some(4.5), Some(1.0)));
+        let p = &pairs[0];
+        assert_eq!(p.chosen_sample_id.as_deref(), Some("a/current/1"));
+        assert_eq!(p.rejected_sample_id.as_deref(), Some("a/current/0"));
+        assert_eq!((p.chosen_score, p.rejected_score), (Some(4.5), Some(1.0)));
         assert_eq!(fake.metric("my_selector/pairs"), Some(1.0));
     }
 }

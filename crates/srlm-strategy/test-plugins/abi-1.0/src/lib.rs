@@ -190,14 +190,18 @@ impl Strategy for BestVsWorst {
                     }
                 }
             }
-            let best = scored.iter().fold(None, |acc: Option<&(&FfiSample, f64)>, x| match acc {
-                Some(a) if a.1 >= x.1 => Some(a),
-                _ => Some(x),
-            });
-            let worst = scored.iter().fold(None, |acc: Option<&(&FfiSample, f64)>, x| match acc {
-                Some(a) if a.1 <= x.1 => Some(a),
-                _ => Some(x),
-            });
+            let best = scored
+                .iter()
+                .fold(None, |acc: Option<&(&FfiSample, f64)>, x| match acc {
+                    Some(a) if a.1 >= x.1 => Some(a),
+                    _ => Some(x),
+                });
+            let worst = scored
+                .iter()
+                .fold(None, |acc: Option<&(&FfiSample, f64)>, x| match acc {
+                    Some(a) if a.1 <= x.1 => Some(a),
+                    _ => Some(x),
+                });
             if let (Some(b), Some(w)) = (best, worst) {
                 if b.1 > w.1 {
                     let side = |x: &(&FfiSample, f64)| FfiPairSide {
@@ -224,7 +228,11 @@ extern "C" fn options_schema() -> RString {
 }
 
 extern "C" fn resolve_options(json: RStr<'_>) -> RResult<RString, StrategyError> {
-    let text: String = json.as_str().chars().filter(|c| !c.is_whitespace()).collect();
+    let text: String = json
+        .as_str()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
     if text == "{}" || text.is_empty() {
         RResult::ROk("{}".into())
     } else {
@@ -247,7 +255,9 @@ pub fn get_root_module() -> StrategyModRef {
         interface_version: RStr::from_str(INTERFACE_VERSION),
         name: RStr::from_str("test-abi-1.0"),
         version: RStr::from_str("1.0.0"),
-        description: RStr::from_str("Compatibility test plugin built against strategy interface 1.0."),
+        description: RStr::from_str(
+            "Compatibility test plugin built against strategy interface 1.0.",
+        ),
         options_schema,
         resolve_options,
         new,

@@ -28,7 +28,9 @@ impl StrategyPlugin for Panicky {
             panic!("panicky: asked to panic in new");
         }
         if options.fail_in_new {
-            return Err(StrategyError::invalid_options("panicky: asked to fail in new"));
+            return Err(StrategyError::invalid_options(
+                "panicky: asked to fail in new",
+            ));
         }
         Ok(Panicky)
     }
