@@ -276,7 +276,12 @@ impl<'a> RunHost<'a> {
                 let prompt = self.prompts.get(p.prompt_id.as_str()).ok_or_else(|| {
                     host_err(format!("pair names unknown prompt `{}`", p.prompt_id))
                 })?;
-                p.to_preference_pair(prompt, |id| self.record.samples.get(id), strategy)
+                p.to_preference_pair(
+                    prompt,
+                    |id| self.record.samples.get(id),
+                    |id| self.record.judgments.get(id),
+                    strategy,
+                )
                     .map_err(host_err)
             })
             .collect()

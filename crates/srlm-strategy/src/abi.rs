@@ -20,7 +20,7 @@ use abi_stable::{
 use crate::{FfiJudgment, FfiPair, FfiPrompt, FfiSample, FfiSource, IterationInfo, StrategyError};
 
 /// The version of the strategy interface (semver). The loader refuses a plugin built for a
-/// different major version with [`PluginError::InterfaceVersion`](crate::PluginError::InterfaceVersion),
+/// different major version with `PluginError::InterfaceVersion` (feature `host`),
 /// which names both versions.
 pub const INTERFACE_VERSION: &str = "1.0.0";
 

@@ -188,21 +188,28 @@ impl FfiJudgment {
     }
 }
 
-/// One side of a preference pair: which sample, from which model, with which score.
+/// One side of a preference pair as it crosses the ABI: which sample, and the source and score
+/// the plugin claims for it.
+///
+/// Only `sample_id`, and `source == Reference` (the side is the prompt's reference answer),
+/// are read by srlm: the host takes each sample's source and score from its own records
+/// ([`FfiPair::to_preference_pair`]). The SDK fills `source` and `score` from what the
+/// iteration served and judged, so hosts older than that rule get the right values too.
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, PartialEq)]
 pub struct FfiPairSide {
     /// The sample's id ([`FfiSample::id`]); for a [`FfiSource::Reference`] side, any label
     /// (the host takes the text from the prompt's reference answer).
     pub sample_id: RString,
-    /// The model that wrote it (provenance).
+    /// The model that wrote it, as the plugin claims (ignored by the host, except
+    /// `Reference`).
     pub source: FfiSource,
-    /// Its judge score, when it was judged.
+    /// Its judge score, as the plugin claims (ignored by the host).
     pub score: ROption<f64>,
 }
 
-/// A preference pair as a plugin returns it: ids, scores and provenance, no texts (the host
-/// owns the texts and turns the pair into a [`PreferencePair`] with
+/// A preference pair as a plugin returns it: ids and a note, no texts (the host owns the
+/// texts, sources and scores, and turns the pair into a [`PreferencePair`] with
 /// [`FfiPair::to_preference_pair`]).
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, PartialEq)]
@@ -228,7 +235,7 @@ pub enum PairError {
         /// The prompt record's id.
         given: String,
     },
-    /// A side names a sample the host does not know.
+    /// A side names a sample the host did not serve this iteration.
     #[error("pair for prompt `{prompt_id}` names unknown sample `{sample_id}`")]
     UnknownSample {
         /// The prompt.
@@ -236,24 +243,48 @@ pub enum PairError {
         /// The unknown sample id.
         sample_id: String,
     },
+    /// A side names a sample the host served for another prompt.
+    #[error(
+        "pair for prompt `{prompt_id}` names sample `{sample_id}`, which answers prompt `{answers}`"
+    )]
+    OtherPrompt {
+        /// The pair's prompt.
+        prompt_id: String,
+        /// The sample id.
+        sample_id: String,
+        /// The prompt the sample answers.
+        answers: String,
+    },
+    /// Both sides are the same response.
+    #[error("pair for prompt `{0}` has the same response on both sides")]
+    SameResponse(String),
     /// A side is the reference answer but the prompt has none.
     #[error("pair for prompt `{0}` uses the reference answer, but the prompt has none")]
     NoReference(String),
 }
 
 impl FfiPair {
-    /// Builds the TRL-format [`PreferencePair`] (texts, token ids, scores, provenance).
+    /// Builds the TRL-format [`PreferencePair`] (texts, token ids, scores, provenance) from
+    /// the host's own records: what the plugin contributes is the prompt id, which sample
+    /// each side is (or that it is the reference answer) and the note.
     ///
-    /// `lookup` finds a sample by id among those the host produced this iteration; a
-    /// [`FfiSource::Reference`] side takes `prompt.reference`.
+    /// - `sample(id)` finds a sample the host served this iteration; a side naming a sample
+    ///   it did not serve, or one it served for another prompt, is an error.
+    /// - `judgment(sample_id)` finds the host's judgment of a sample; a side's score is that
+    ///   judgment's score (none when the sample was not judged or got no usable score).
+    /// - A side's source is the sample's [`Sample::source`]. A side the plugin marks
+    ///   [`FfiSource::Reference`] takes `prompt.reference`, no score, no sample id.
+    ///
+    /// The sources and scores the plugin put in the record are ignored.
     ///
     /// # Errors
-    /// [`PairError`] when the prompt id differs, a sample id is unknown or a reference
-    /// answer is missing.
+    /// [`PairError`] when the prompt id differs, a sample id is unknown or answers another
+    /// prompt, both sides are the same response, or a reference answer is missing.
     pub fn to_preference_pair<'a>(
         &self,
         prompt: &PromptRecord,
-        lookup: impl Fn(&str) -> Option<&'a Sample>,
+        sample: impl Fn(&str) -> Option<&'a Sample>,
+        judgment: impl Fn(&str) -> Option<&'a Judgment>,
         strategy: &str,
     ) -> Result<PreferencePair, PairError> {
         if self.prompt_id.as_str() != prompt.id {
@@ -262,44 +293,79 @@ impl FfiPair {
                 given: prompt.id.clone(),
             });
         }
-        let side = |s: &FfiPairSide| -> Result<(String, Option<Vec<u32>>), PairError> {
-            if s.source == FfiSource::Reference {
+        let is_reference = |s: &FfiPairSide| s.source == FfiSource::Reference;
+        let same = match (is_reference(&self.chosen), is_reference(&self.rejected)) {
+            (true, true) => true,
+            (false, false) => self.chosen.sample_id == self.rejected.sample_id,
+            _ => false,
+        };
+        if same {
+            return Err(PairError::SameResponse(prompt.id.clone()));
+        }
+        let side = |s: &FfiPairSide| -> Result<Resolved, PairError> {
+            if is_reference(s) {
                 let text = prompt
                     .reference
                     .clone()
                     .ok_or_else(|| PairError::NoReference(prompt.id.clone()))?;
-                return Ok((text, None));
+                return Ok(Resolved {
+                    text,
+                    token_ids: None,
+                    sample_id: None,
+                    source: ModelSource::Reference,
+                    score: None,
+                });
             }
-            let sample = lookup(s.sample_id.as_str()).ok_or_else(|| PairError::UnknownSample {
+            let id = s.sample_id.as_str();
+            let found = sample(id).ok_or_else(|| PairError::UnknownSample {
                 prompt_id: prompt.id.clone(),
-                sample_id: s.sample_id.to_string(),
+                sample_id: id.to_string(),
             })?;
-            let ids = (!sample.token_ids.is_empty()).then(|| sample.token_ids.clone());
-            Ok((sample.text.clone(), ids))
+            if found.prompt_id != prompt.id {
+                return Err(PairError::OtherPrompt {
+                    prompt_id: prompt.id.clone(),
+                    sample_id: id.to_string(),
+                    answers: found.prompt_id.clone(),
+                });
+            }
+            Ok(Resolved {
+                text: found.text.clone(),
+                token_ids: (!found.token_ids.is_empty()).then(|| found.token_ids.clone()),
+                sample_id: Some(found.id.clone()),
+                source: found.source,
+                score: judgment(id).and_then(|j| j.score).filter(|x| x.is_finite()),
+            })
         };
-        let (chosen, chosen_token_ids) = side(&self.chosen)?;
-        let (rejected, rejected_token_ids) = side(&self.rejected)?;
-        let sample_id =
-            |s: &FfiPairSide| (s.source != FfiSource::Reference).then(|| s.sample_id.to_string());
+        let chosen = side(&self.chosen)?;
+        let rejected = side(&self.rejected)?;
         Ok(PreferencePair {
             prompt_id: prompt.id.clone(),
             prompt: prompt.prompt.clone(),
-            chosen,
-            rejected,
-            chosen_score: self.chosen.score.into_option(),
-            rejected_score: self.rejected.score.into_option(),
-            chosen_sample_id: sample_id(&self.chosen),
-            rejected_sample_id: sample_id(&self.rejected),
-            chosen_token_ids,
-            rejected_token_ids,
+            chosen: chosen.text,
+            rejected: rejected.text,
+            chosen_score: chosen.score,
+            rejected_score: rejected.score,
+            chosen_sample_id: chosen.sample_id,
+            rejected_sample_id: rejected.sample_id,
+            chosen_token_ids: chosen.token_ids,
+            rejected_token_ids: rejected.token_ids,
             provenance: Some(PairProvenance {
-                chosen_source: self.chosen.source.into(),
-                rejected_source: self.rejected.source.into(),
+                chosen_source: chosen.source,
+                rejected_source: rejected.source,
                 strategy: strategy.to_string(),
                 note: self.note.to_string(),
             }),
         })
     }
+}
+
+/// One side of a pair, resolved from the host's records.
+struct Resolved {
+    text: String,
+    token_ids: Option<Vec<u32>>,
+    sample_id: Option<String>,
+    source: ModelSource,
+    score: Option<f64>,
 }
 
 #[cfg(test)]
@@ -350,6 +416,14 @@ mod tests {
         assert_eq!((f.token_count, f.source), (3, FfiSource::Current));
     }
 
+    fn side(id: &str, source: FfiSource, score: Option<f64>) -> FfiPairSide {
+        FfiPairSide {
+            sample_id: id.into(),
+            source,
+            score: score.into(),
+        }
+    }
+
     #[test]
     fn pair_resolves_texts_reference_and_provenance() {
         let prompt = PromptRecord {
@@ -359,22 +433,23 @@ mod tests {
             metadata: serde_json::Value::Null,
         };
         let s = sample("p1/current/0", "bad", ModelSource::Current);
+        let j = Judgment {
+            sample_id: s.id.clone(),
+            score: Some(1.0),
+            details: serde_json::Value::Null,
+        };
+        // The plugin's claimed score and source are ignored; the reference side's too.
         let pair = FfiPair {
             prompt_id: "p1".into(),
-            chosen: FfiPairSide {
-                sample_id: "p1/reference".into(),
-                source: FfiSource::Reference,
-                score: ROption::RNone,
-            },
-            rejected: FfiPairSide {
-                sample_id: "p1/current/0".into(),
-                source: FfiSource::Current,
-                score: ROption::RSome(1.0),
-            },
+            chosen: side("p1/reference", FfiSource::Reference, Some(9.0)),
+            rejected: side("p1/current/0", FfiSource::Initial, Some(4.0)),
             note: "spin".into(),
         };
         let lookup = |id: &str| (id == s.id).then_some(&s);
-        let pp = pair.to_preference_pair(&prompt, lookup, "spin").unwrap();
+        let judged = |id: &str| (id == j.sample_id).then_some(&j);
+        let pp = pair
+            .to_preference_pair(&prompt, lookup, judged, "spin")
+            .unwrap();
         assert_eq!((pp.chosen.as_str(), pp.rejected.as_str()), ("gold", "bad"));
         assert_eq!((pp.chosen_score, pp.rejected_score), (None, Some(1.0)));
         assert_eq!(pp.chosen_sample_id, None);
@@ -382,13 +457,21 @@ mod tests {
         assert_eq!(pp.rejected_token_ids, Some(vec![1, 2, 3]));
         let prov = pp.provenance.unwrap();
         assert_eq!(prov.chosen_source, ModelSource::Reference);
+        assert_eq!(prov.rejected_source, ModelSource::Current);
         assert_eq!(prov.strategy, "spin");
         assert_eq!(prov.note, "spin");
+
+        // Not judged: no score, whatever the plugin claims.
+        let none = |_: &str| None;
+        let pp = pair
+            .to_preference_pair(&prompt, lookup, none, "spin")
+            .unwrap();
+        assert_eq!(pp.rejected_score, None);
 
         let mut unknown = pair.clone();
         unknown.rejected.sample_id = "nope".into();
         assert_eq!(
-            unknown.to_preference_pair(&prompt, lookup, "spin"),
+            unknown.to_preference_pair(&prompt, lookup, judged, "spin"),
             Err(PairError::UnknownSample {
                 prompt_id: "p1".into(),
                 sample_id: "nope".into()
@@ -399,8 +482,28 @@ mod tests {
             ..prompt.clone()
         };
         assert_eq!(
-            pair.to_preference_pair(&no_ref, lookup, "spin"),
+            pair.to_preference_pair(&no_ref, lookup, judged, "spin"),
             Err(PairError::NoReference("p1".into()))
+        );
+        let mut same = pair.clone();
+        same.chosen = same.rejected.clone();
+        assert_eq!(
+            same.to_preference_pair(&prompt, lookup, judged, "spin"),
+            Err(PairError::SameResponse("p1".into()))
+        );
+        let other = Sample {
+            prompt_id: "p2".into(),
+            ..sample("p2/current/0", "x", ModelSource::Current)
+        };
+        let mut cross = pair.clone();
+        cross.chosen = side("p2/current/0", FfiSource::Current, Some(5.0));
+        let both = |id: &str| [&s, &other].into_iter().find(|x| x.id == id);
+        let e = cross
+            .to_preference_pair(&prompt, both, judged, "spin")
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "pair for prompt `p1` names sample `p2/current/0`, which answers prompt `p2`"
         );
     }
 }

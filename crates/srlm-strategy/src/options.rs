@@ -20,7 +20,7 @@ pub enum OptionsError {
     #[error(
         "unknown option `{key}`; valid options: {} (run settings such as `dpo.beta` are set \
          with -c KEY=VALUE)",
-        valid.join(", ")
+        if valid.is_empty() { "none (the strategy takes no options)".to_string() } else { valid.join(", ") }
     )]
     UnknownKey {
         /// The key given.

@@ -2,12 +2,41 @@
 //!
 //! Public so that plugin crates (in and out of this repository) and srlm's own crates can
 //! unit-test selection rules with hand-made scores, ties and missing scores.
+//! [`FakeHost::run`] runs a plugin for one iteration exactly as srlm does: through the SDK's
+//! ABI adapter, then resolving the returned pairs against the host's own records with
+//! [`FfiPair::to_preference_pair`].
 
 use std::collections::HashMap;
 
 use abi_stable::std_types::{RResult, RStr, RString, RVec};
+use srlm_core::{Judgment, Sample};
 
-use crate::{host_mut, FfiJudgment, FfiPair, FfiSample, FfiSource, Host, HostMut, StrategyError};
+pub use srlm_core::{PreferencePair, PromptRecord};
+
+use crate::{
+    host_mut,
+    sdk::{Pair, Source, StrategyPlugin},
+    FfiJudgment, FfiPair, FfiPrompt, FfiSample, FfiSource, Host, HostMut, IterationInfo,
+    StrategyError,
+};
+
+/// A prompt record with just an id and a text.
+pub fn prompt(id: &str, text: &str) -> PromptRecord {
+    PromptRecord {
+        id: id.into(),
+        prompt: text.into(),
+        reference: None,
+        metadata: serde_json::Value::Null,
+    }
+}
+
+/// A prompt record with a reference answer.
+pub fn prompt_with_reference(id: &str, text: &str, reference: &str) -> PromptRecord {
+    PromptRecord {
+        reference: Some(reference.into()),
+        ..prompt(id, text)
+    }
+}
 
 /// One call the strategy made, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,7 +46,7 @@ pub enum HostCall {
         /// Prompt ids asked for.
         prompt_ids: Vec<String>,
         /// Model sampled.
-        source: FfiSource,
+        source: Source,
         /// Samples per prompt.
         k: u32,
     },
@@ -29,9 +58,9 @@ pub enum HostCall {
     /// `train_temporary(source, pairs)`.
     TrainTemporary {
         /// Model trained from.
-        source: FfiSource,
+        source: Source,
         /// Pairs trained on.
-        pairs: Vec<FfiPair>,
+        pairs: Vec<Pair>,
     },
     /// `record_metric(name, value)`.
     RecordMetric {
@@ -45,49 +74,127 @@ pub enum HostCall {
 /// A host that serves scripted samples and scores per (prompt, source) and records calls.
 ///
 /// Sample `i` of prompt `p` from source `s` has id `"{p}/{s}/{i}"` (e.g. `p1/current/0`,
-/// `p1/temporary:0/2`), text `"{s} answer {i} to {p}"` and the i-th scripted score.
-/// `train_temporary` returns handles 0, 1, 2, … . Asking for more samples than scripted, an
-/// unscripted (prompt, source), an unknown handle or an unknown sample id is a
-/// [`StrategyError::Host`], so tests catch strategies that ask for the wrong thing.
+/// `p1/temporary:0/2`), text `"{s} answer {i} to {p}"`, three token ids and the i-th
+/// scripted score. `train_temporary` returns handles 0, 1, 2, … . Asking for more samples
+/// than scripted, an unscripted (prompt, source), an unknown handle or an unknown sample id
+/// is a [`StrategyError::Host`], so tests catch strategies that ask for the wrong thing.
 ///
 /// ```
-/// use srlm_strategy::{testing::FakeHost, FfiSource};
+/// use srlm_strategy::{sdk::Source, testing::FakeHost};
 /// let mut fake = FakeHost::new();
-/// fake.script("p1", FfiSource::Current, &[Some(4.0), None, Some(1.0)]);
+/// fake.script("p1", Source::Current, &[Some(4.0), None, Some(1.0)]);
 /// let mut host = fake.host();
-/// let samples = host.sample(vec!["p1".into()].into(), FfiSource::Current, 3).unwrap();
+/// let samples = host.sample(vec!["p1".into()].into(), Source::Current.into(), 3).unwrap();
 /// assert_eq!(samples[1].id.as_str(), "p1/current/1");
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FakeHost {
-    scripts: HashMap<(String, FfiSource), Vec<Option<f64>>>,
-    scores: HashMap<String, Option<f64>>,
+    scripts: HashMap<(String, Source), Vec<Option<f64>>>,
+    served: HashMap<String, (Sample, Option<f64>)>,
+    judged: HashMap<String, Judgment>,
     calls: Vec<HostCall>,
     next_handle: u32,
+    info: IterationInfo,
+}
+
+impl Default for FakeHost {
+    fn default() -> Self {
+        FakeHost {
+            scripts: HashMap::new(),
+            served: HashMap::new(),
+            judged: HashMap::new(),
+            calls: Vec::new(),
+            next_handle: 0,
+            info: IterationInfo {
+                iteration: 0,
+                total_iterations: 1,
+                seed: 0,
+            },
+        }
+    }
 }
 
 impl FakeHost {
-    /// An empty host: nothing scripted, no calls.
+    /// An empty host: nothing scripted, no calls; [`FakeHost::run`] runs iteration 0 of 1
+    /// with seed 0.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Scripts the scores of the samples `source` gives for `prompt_id` (one entry per
     /// sample; `None` = the judge gave no usable score).
-    pub fn script(
-        &mut self,
-        prompt_id: &str,
-        source: FfiSource,
-        scores: &[Option<f64>],
-    ) -> &mut Self {
+    pub fn script(&mut self, prompt_id: &str, source: Source, scores: &[Option<f64>]) -> &mut Self {
         self.scripts
             .insert((prompt_id.to_string(), source), scores.to_vec());
         self
     }
 
-    /// Borrows this host as the [`HostMut`] a strategy receives.
+    /// Sets the iteration [`FakeHost::run`] reports (number, total, seed).
+    pub fn iteration(&mut self, number: u32, total: u32, seed: u64) -> &mut Self {
+        self.info = IterationInfo {
+            iteration: number,
+            total_iterations: total,
+            seed,
+        };
+        self
+    }
+
+    /// Borrows this host as the raw [`HostMut`] a strategy receives through the ABI (for
+    /// loaded libraries: `LoadedStrategy::run_iteration`).
     pub fn host(&mut self) -> HostMut<'_> {
         host_mut(self)
+    }
+
+    /// Runs one iteration of `strategy` on `prompts` as srlm does (through the SDK's ABI
+    /// adapter, panics caught) and resolves the pairs it returns against this host's records
+    /// of what it served and judged, as srlm's host does: texts, scores and sources come from
+    /// the host, never from the plugin.
+    ///
+    /// # Errors
+    /// The strategy's error, or a [`StrategyError::Host`] naming a pair the host cannot
+    /// resolve (unknown prompt or sample, a sample of another prompt, no reference answer).
+    pub fn run<S: StrategyPlugin>(
+        &mut self,
+        strategy: &mut S,
+        prompts: &[PromptRecord],
+    ) -> Result<Vec<PreferencePair>, StrategyError> {
+        let ffi: Vec<FfiPrompt> = prompts.iter().map(FfiPrompt::from).collect();
+        let info = self.info;
+        let pairs = crate::sdk::run_plugin(strategy, info, &ffi, self.host())?;
+        self.resolve(&pairs, prompts, S::NAME)
+    }
+
+    /// Resolves pairs a strategy returned through the ABI as srlm's host does, against this
+    /// host's records of what it served and judged
+    /// ([`FfiPair::to_preference_pair`]): texts, scores and sources come from the host.
+    ///
+    /// # Errors
+    /// A [`StrategyError::Host`] naming a pair the host cannot resolve (unknown prompt or
+    /// sample, a sample of another prompt, the same response twice, no reference answer).
+    pub fn resolve(
+        &self,
+        pairs: &[FfiPair],
+        prompts: &[PromptRecord],
+        strategy: &str,
+    ) -> Result<Vec<PreferencePair>, StrategyError> {
+        pairs
+            .iter()
+            .map(|p| {
+                let prompt = prompts
+                    .iter()
+                    .find(|r| r.id == p.prompt_id.as_str())
+                    .ok_or_else(|| {
+                        StrategyError::host(format!("pair names unknown prompt `{}`", p.prompt_id))
+                    })?;
+                p.to_preference_pair(
+                    prompt,
+                    |id| self.served.get(id).map(|(s, _)| s),
+                    |id| self.judged.get(id),
+                    strategy,
+                )
+                .map_err(|e| StrategyError::host(e.to_string()))
+            })
+            .collect()
     }
 
     /// Every call made so far, in order.
@@ -104,7 +211,7 @@ impl FakeHost {
     }
 
     /// The pairs of each `train_temporary` call, in order.
-    pub fn trained(&self) -> Vec<&[FfiPair]> {
+    pub fn trained(&self) -> Vec<&[Pair]> {
         self.calls
             .iter()
             .filter_map(|c| match c {
@@ -115,23 +222,23 @@ impl FakeHost {
     }
 
     /// The id the fake gives sample `i` of `prompt_id` from `source`.
-    pub fn sample_id(prompt_id: &str, source: FfiSource, i: usize) -> String {
+    pub fn sample_id(prompt_id: &str, source: Source, i: usize) -> String {
         format!("{prompt_id}/{source}/{i}")
     }
 
     fn sample_inner(
         &mut self,
         prompt_ids: &[RString],
-        source: FfiSource,
+        source: Source,
         k: u32,
     ) -> Result<Vec<FfiSample>, StrategyError> {
         match source {
-            FfiSource::Reference => {
+            Source::Reference => {
                 return Err(StrategyError::host(
                     "cannot sample from the reference answers",
                 ))
             }
-            FfiSource::Temporary(h) if h >= self.next_handle => {
+            Source::Temporary(h) if h >= self.next_handle => {
                 return Err(StrategyError::host(format!(
                     "unknown temporary model handle {h}"
                 )))
@@ -150,16 +257,17 @@ impl FakeHost {
                     scores.len()
                 )));
             }
-            for (i, score) in scores.iter().take(k as usize).enumerate() {
-                let id = Self::sample_id(p, source, i);
-                self.scores.insert(id.clone(), *score);
-                out.push(FfiSample {
-                    id: id.into(),
-                    prompt_id: p.clone(),
+            for (i, score) in scores.clone().into_iter().take(k as usize).enumerate() {
+                let sample = Sample {
+                    id: Self::sample_id(p, source, i),
+                    prompt_id: p.to_string(),
                     source,
-                    text: format!("{source} answer {i} to {p}").into(),
-                    token_count: 3,
-                });
+                    text: format!("{source} answer {i} to {p}"),
+                    token_ids: vec![1, 2, 3],
+                    logprob: 0.0,
+                };
+                out.push(FfiSample::from(&sample));
+                self.served.insert(sample.id.clone(), (sample, score));
             }
         }
         Ok(out)
@@ -175,10 +283,10 @@ impl Host for FakeHost {
     ) -> RResult<RVec<FfiSample>, StrategyError> {
         self.calls.push(HostCall::Sample {
             prompt_ids: prompt_ids.iter().map(|s| s.to_string()).collect(),
-            source,
+            source: source.into(),
             k,
         });
-        self.sample_inner(&prompt_ids, source, k)
+        self.sample_inner(&prompt_ids, source.into(), k)
             .map(RVec::from)
             .into()
     }
@@ -189,14 +297,16 @@ impl Host for FakeHost {
         });
         let mut out = RVec::new();
         for id in sample_ids {
-            let Some(score) = self.scores.get(id.as_str()) else {
+            let Some((_, score)) = self.served.get(id.as_str()) else {
                 return RResult::RErr(StrategyError::host(format!("unknown sample id `{id}`")));
             };
-            out.push(FfiJudgment {
-                sample_id: id,
-                score: (*score).into(),
-                details_json: "{}".into(),
-            });
+            let judgment = Judgment {
+                sample_id: id.to_string(),
+                score: *score,
+                details: serde_json::json!({}),
+            };
+            out.push(FfiJudgment::from(&judgment));
+            self.judged.insert(id.to_string(), judgment);
         }
         RResult::ROk(out)
     }
@@ -207,8 +317,8 @@ impl Host for FakeHost {
         pairs: RVec<FfiPair>,
     ) -> RResult<u32, StrategyError> {
         self.calls.push(HostCall::TrainTemporary {
-            source,
-            pairs: pairs.into_vec(),
+            source: source.into(),
+            pairs: pairs.iter().map(Pair::from).collect(),
         });
         let h = self.next_handle;
         self.next_handle += 1;
@@ -226,11 +336,12 @@ impl Host for FakeHost {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sdk::{best_vs_worst, Iteration, Side};
 
     #[test]
     fn serves_scripts_and_records_calls() {
         let mut fake = FakeHost::new();
-        fake.script("p1", FfiSource::Current, &[Some(4.0), None]);
+        fake.script("p1", Source::Current, &[Some(4.0), None]);
         let mut host = fake.host();
         let s = host
             .sample(vec!["p1".into()].into(), FfiSource::Current, 2)
@@ -259,5 +370,148 @@ mod tests {
         assert_eq!(fake.metric("m"), Some(2.5));
         assert_eq!(fake.trained().len(), 1);
         assert_eq!(fake.calls().len(), 7);
+    }
+
+    /// A strategy that exercises every `Iteration` method.
+    struct Probe {
+        bad_pair: Option<Pair>,
+    }
+
+    impl StrategyPlugin for Probe {
+        const NAME: &'static str = "probe";
+        const DESCRIPTION: &'static str = "Test strategy.";
+        type Options = ();
+        fn new((): ()) -> Result<Self, StrategyError> {
+            Ok(Probe { bad_pair: None })
+        }
+        fn run_iteration(&mut self, it: &mut Iteration<'_>) -> Result<Vec<Pair>, StrategyError> {
+            assert_eq!((it.number(), it.total(), it.seed()), (2, 3, 9));
+            let texts: Vec<&str> = it.prompts().map(|p| p.text()).collect();
+            assert_eq!(texts, ["qa", "qb"]);
+            let refs: Vec<Option<&str>> = it.prompts().map(|p| p.reference()).collect();
+            assert_eq!(refs, [Some("gold a"), None]);
+            assert!(it
+                .sample(Vec::<String>::new(), Source::Current, 2)?
+                .is_empty());
+            let groups = it.sample_and_judge(it.prompt_ids(), Source::Current, 2)?;
+            assert_eq!(groups.prompt_ids().collect::<Vec<_>>(), ["a", "b"]);
+            let d1: Vec<Pair> = groups
+                .iter()
+                .filter_map(best_vs_worst)
+                .map(|bw| bw.pair().with_note("d1"))
+                .collect();
+            let future = it.train_temporary(Source::Current, &d1)?;
+            assert_eq!(future, Source::Temporary(0));
+            let samples = it.sample(["a"], future, 1)?;
+            assert_eq!(samples[0].text, "temporary:0 answer 0 to a");
+            let j = it.judge(samples.iter().map(|s| s.id.as_str()))?;
+            assert_eq!(j[0].score, Some(5.0));
+            it.record_metric("probe/pairs", 2.0);
+            if let Some(bad) = self.bad_pair.clone() {
+                return Ok(vec![bad]);
+            }
+            Ok(vec![
+                Pair::new("a", &samples[0], "a/current/1").with_note("future"),
+                Pair::new("a", Side::Reference, "a/current/0"),
+            ])
+        }
+    }
+
+    fn probe_host() -> (FakeHost, Vec<PromptRecord>) {
+        let mut fake = FakeHost::new();
+        fake.iteration(2, 3, 9)
+            .script("a", Source::Current, &[Some(4.0), Some(1.0)])
+            .script("b", Source::Current, &[Some(2.0), Some(2.0)])
+            .script("a", Source::Temporary(0), &[Some(5.0)]);
+        let prompts = vec![
+            prompt_with_reference("a", "qa", "gold a"),
+            prompt("b", "qb"),
+        ];
+        (fake, prompts)
+    }
+
+    #[test]
+    fn iteration_methods_and_host_side_resolution() {
+        let (mut fake, prompts) = probe_host();
+        let pairs = fake.run(&mut Probe { bad_pair: None }, &prompts).unwrap();
+        assert_eq!(pairs.len(), 2);
+        let p = &pairs[0];
+        assert_eq!(
+            (p.chosen.as_str(), p.rejected.as_str()),
+            ("temporary:0 answer 0 to a", "current answer 1 to a")
+        );
+        assert_eq!((p.chosen_score, p.rejected_score), (Some(5.0), Some(1.0)));
+        let prov = p.provenance.as_ref().unwrap();
+        assert_eq!(
+            (prov.chosen_source, prov.rejected_source, prov.note.as_str()),
+            (Source::Temporary(0), Source::Current, "future")
+        );
+        assert_eq!(prov.strategy, "probe");
+        let r = &pairs[1];
+        assert_eq!(
+            (r.chosen.as_str(), r.chosen_sample_id.as_deref()),
+            ("gold a", None)
+        );
+        assert_eq!(r.rejected_score, Some(4.0));
+        // Tied prompt b gave no d1 pair; the SDK filled the ABI record's scores for M_f.
+        let trained = fake.trained();
+        assert_eq!(
+            trained,
+            [&[Pair::new("a", "a/current/0", "a/current/1").with_note("d1")][..]]
+        );
+        assert_eq!(
+            fake.calls()[..2],
+            [
+                HostCall::Sample {
+                    prompt_ids: vec!["a".into(), "b".into()],
+                    source: Source::Current,
+                    k: 2
+                },
+                HostCall::Judge {
+                    sample_ids: ["a/current/0", "a/current/1", "b/current/0", "b/current/1"]
+                        .map(String::from)
+                        .to_vec()
+                }
+            ]
+        );
+        assert_eq!(fake.metric("probe/pairs"), Some(2.0));
+    }
+
+    #[test]
+    fn pairs_naming_unserved_samples_are_errors() {
+        for (bad, want) in [
+            (
+                Pair::new("a", "a/current/7", "a/current/0"),
+                "a pair for prompt `a` names sample `a/current/7`, which this iteration never sampled",
+            ),
+            (
+                Pair::new("a", "b/current/0", "a/current/0"),
+                "a pair for prompt `a` names sample `b/current/0`, which answers prompt `b`",
+            ),
+            (
+                Pair::new("z", Side::Reference, "a/current/0"),
+                "a pair names prompt `z`, which is not in this iteration",
+            ),
+        ] {
+            let (mut fake, prompts) = probe_host();
+            let e = fake
+                .run(&mut Probe { bad_pair: Some(bad) }, &prompts)
+                .unwrap_err();
+            assert_eq!(e, StrategyError::other(want));
+        }
+        // The host refuses a reference side when the prompt has none.
+        let (mut fake, prompts) = probe_host();
+        let e = fake
+            .run(
+                &mut Probe {
+                    bad_pair: Some(Pair::new("b", Side::Reference, "b/current/0")),
+                },
+                &prompts,
+            )
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "host callback failed: pair for prompt `b` uses the reference answer, but the prompt has none"
+        );
     }
 }

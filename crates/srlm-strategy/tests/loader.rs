@@ -1,12 +1,16 @@
 //! Loader tests against real libraries: every typed loading error, name lookup on a search
-//! path, option validation, and one full Temporal iteration through the ABI.
+//! path, option validation, one full Temporal iteration through the ABI, and a plugin built
+//! against interface 1.0 before the SDK rewrite (test-plugins/abi-1.0) loading and running.
 
 mod support;
 
 use serde_json::json;
 use srlm_strategy::{
-    load_plugin, resolve_strategy, testing::FakeHost, FfiPrompt, FfiSource, IterationInfo,
-    OptionsError, PluginError, PluginSearch, INTERFACE_VERSION,
+    load_plugin, resolve_strategy,
+    sdk::Source,
+    testing::{prompt, FakeHost},
+    FfiPrompt, FfiSource, IterationInfo, OptionsError, PluginError, PluginSearch,
+    INTERFACE_VERSION,
 };
 use support::{built_libs, lib};
 
@@ -190,6 +194,7 @@ fn find_by_name_and_unknown_names() {
         "srlm_test_plugin_old_interface",
         "srlm_test_plugin_bad_layout",
         "srlm_test_plugin_not_a_plugin",
+        "srlm_test_plugin_abi_1_0",
     ] {
         let src = lib(stem);
         std::fs::copy(&src, dir.path().join(src.file_name().unwrap())).unwrap();
@@ -207,7 +212,13 @@ fn find_by_name_and_unknown_names() {
     names.sort();
     assert_eq!(
         names,
-        ["self-rewarding", "spin", "temporal", "test-panicky"]
+        [
+            "self-rewarding",
+            "spin",
+            "temporal",
+            "test-abi-1.0",
+            "test-panicky"
+        ]
     );
     // old-interface and bad-layout fail; not-a-plugin is skipped silently.
     assert_eq!(found.errors.len(), 2, "{:?}", found.errors);
@@ -216,7 +227,7 @@ fn find_by_name_and_unknown_names() {
     assert_eq!(
         one_line(&e),
         format!(
-            "unknown strategy `nope`; available: self-rewarding, spin, temporal, test-panicky; searched: {}",
+            "unknown strategy `nope`; available: self-rewarding, spin, temporal, test-abi-1.0, test-panicky; searched: {}",
             dir.path().display()
         )
     );
@@ -283,12 +294,12 @@ fn full_temporal_iteration_through_the_loaded_library() {
     let r = resolve_strategy("temporal", &["k=2"], &[built_libs().to_path_buf()]).unwrap();
     let mut strategy = r.instantiate().unwrap();
     let mut fake = FakeHost::new();
-    fake.script("a", FfiSource::Current, &[Some(2.0), Some(4.0)])
-        .script("a", FfiSource::Initial, &[Some(1.0), None])
-        .script("a", FfiSource::Temporary(0), &[Some(5.0), Some(3.0)])
-        .script("b", FfiSource::Current, &[Some(3.0), Some(3.0)])
-        .script("b", FfiSource::Initial, &[Some(3.0), Some(4.0)])
-        .script("b", FfiSource::Temporary(0), &[Some(2.0), None]);
+    fake.script("a", Source::Current, &[Some(2.0), Some(4.0)])
+        .script("a", Source::Initial, &[Some(1.0), None])
+        .script("a", Source::Temporary(0), &[Some(5.0), Some(3.0)])
+        .script("b", Source::Current, &[Some(3.0), Some(3.0)])
+        .script("b", Source::Initial, &[Some(3.0), Some(4.0)])
+        .script("b", Source::Temporary(0), &[Some(2.0), None]);
     let prompts = [FfiPrompt::new("a", "q"), FfiPrompt::new("b", "q")];
     let pairs = strategy.run_iteration(CTX, &prompts, fake.host()).unwrap();
     assert_eq!(pairs.len(), 1);
@@ -304,4 +315,48 @@ fn full_temporal_iteration_through_the_loaded_library() {
     );
     assert_eq!(p.note.as_str(), "anchored+future-upgraded");
     assert_eq!(fake.metric("temporal/pairs_d2"), Some(1.0));
+    // The host side resolves the pair from its own records.
+    let records = [prompt("a", "q"), prompt("b", "q")];
+    let resolved = fake.resolve(&pairs, &records, "temporal").unwrap();
+    assert_eq!(
+        (resolved[0].chosen.as_str(), resolved[0].chosen_score),
+        ("temporary:0 answer 0 to a", Some(5.0))
+    );
+}
+
+#[test]
+fn a_plugin_built_against_interface_1_0_before_the_sdk_rewrite_loads_and_runs() {
+    let path = lib("srlm_test_plugin_abi_1_0");
+    let plugin = load_plugin(&path).unwrap();
+    assert_eq!(
+        (plugin.name(), plugin.version(), plugin.interface_version()),
+        ("test-abi-1.0", "1.0.0", "1.0.0")
+    );
+    let options = plugin.resolve_options(&Default::default()).unwrap();
+    assert_eq!(options, json!({}));
+    let mut strategy = plugin.instantiate(&options).unwrap();
+    let mut fake = FakeHost::new();
+    fake.script("a", Source::Current, &[Some(1.0), Some(4.0)])
+        .script("b", Source::Current, &[Some(3.0), Some(3.0)]);
+    let prompts = [FfiPrompt::new("a", "qa"), FfiPrompt::new("b", "qb")];
+    let pairs = strategy.run_iteration(CTX, &prompts, fake.host()).unwrap();
+    assert_eq!(pairs.len(), 1);
+    assert_eq!(fake.metric("abi_1_0/pairs"), Some(1.0));
+    let resolved = fake
+        .resolve(
+            &pairs,
+            &[prompt("a", "qa"), prompt("b", "qb")],
+            "test-abi-1.0",
+        )
+        .unwrap();
+    let p = &resolved[0];
+    assert_eq!(
+        (
+            p.chosen_sample_id.as_deref(),
+            p.rejected_sample_id.as_deref()
+        ),
+        (Some("a/current/1"), Some("a/current/0"))
+    );
+    assert_eq!((p.chosen_score, p.rejected_score), (Some(4.0), Some(1.0)));
+    assert_eq!(p.provenance.as_ref().unwrap().note, "abi-1.0");
 }

@@ -5,25 +5,15 @@
 //! the highest score, rejected = the lowest; the prompt is dropped when the two scores are
 //! equal. Unscored samples (the judge gave no usable score) are never picked.
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-use srlm_strategy::{
-    sdk::{best, record_metric, sample_and_judge, StrategyPlugin},
-    FfiPair, FfiPrompt, FfiSource, HostMut, IterationInfo, StrategyError,
-};
+use srlm_strategy::prelude::*;
 
-/// Options of `self-rewarding`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(default, deny_unknown_fields)]
-pub struct Options {
-    /// Responses sampled per prompt (K); Yuan et al. use 4.
-    #[schemars(range(min = 2))]
-    pub k: u32,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options { k: 4 }
+options! {
+    /// Options of `self-rewarding`.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct Options {
+        /// Responses sampled per prompt (K); Yuan et al. use 4.
+        #[schemars(range(min = 2))]
+        pub k: u32 = 4,
     }
 }
 
@@ -48,42 +38,21 @@ impl StrategyPlugin for SelfRewarding {
         Ok(SelfRewarding { options })
     }
 
-    fn run_iteration(
-        &mut self,
-        _ctx: &IterationInfo,
-        prompts: &[FfiPrompt],
-        host: &mut HostMut<'_>,
-    ) -> Result<Vec<FfiPair>, StrategyError> {
-        let ids: Vec<_> = prompts.iter().map(|p| p.id.clone()).collect();
-        let groups = sample_and_judge(host, &ids, FfiSource::Current, self.options.k)?;
+    fn run_iteration(&mut self, it: &mut Iteration<'_>) -> Result<Vec<Pair>, StrategyError> {
+        let groups = it.sample_and_judge(it.prompt_ids(), Source::Current, self.options.k)?;
         let (mut pairs, mut ties, mut unscored) = (Vec::new(), 0u32, 0u32);
-        for p in prompts {
-            let group = groups
-                .get(p.id.as_str())
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            let scored = group.iter().filter(|s| s.score.is_some()).count();
-            let (Some(chosen), Some(rejected)) = (best(group), srlm_strategy::sdk::worst(group))
-            else {
+        for group in groups.iter() {
+            if group.iter().filter(|s| s.score.is_some()).count() < 2 {
                 unscored += 1;
-                continue;
-            };
-            if scored < 2 {
-                unscored += 1;
-            } else if chosen.score > rejected.score {
-                pairs.push(FfiPair {
-                    prompt_id: p.id.clone(),
-                    chosen: chosen.side(),
-                    rejected: rejected.side(),
-                    note: "".into(),
-                });
+            } else if let Some(bw) = best_vs_worst(group) {
+                pairs.push(bw.pair());
             } else {
                 ties += 1;
             }
         }
-        record_metric(host, "self_rewarding/pairs", pairs.len() as f64);
-        record_metric(host, "self_rewarding/dropped_ties", f64::from(ties));
-        record_metric(host, "self_rewarding/dropped_unscored", f64::from(unscored));
+        it.record_metric("self_rewarding/pairs", pairs.len() as f64);
+        it.record_metric("self_rewarding/dropped_ties", f64::from(ties));
+        it.record_metric("self_rewarding/dropped_unscored", f64::from(unscored));
         Ok(pairs)
     }
 }
@@ -93,41 +62,35 @@ srlm_strategy::export_strategy!(SelfRewarding);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use srlm_strategy::{sdk, testing::FakeHost};
-
-    const CTX: IterationInfo = IterationInfo {
-        iteration: 0,
-        total_iterations: 2,
-        seed: 1,
+    use srlm_strategy::{
+        sdk,
+        testing::{prompt, FakeHost, HostCall, PreferencePair},
     };
 
-    fn run(k: u32, script: &[(&str, &[Option<f64>])]) -> (Vec<FfiPair>, FakeHost) {
+    fn run(k: u32, script: &[(&str, &[Option<f64>])]) -> (Vec<PreferencePair>, FakeHost) {
         let mut fake = FakeHost::new();
-        let prompts: Vec<FfiPrompt> = script
-            .iter()
-            .map(|(id, _)| FfiPrompt::new(id, "q"))
-            .collect();
+        let prompts: Vec<_> = script.iter().map(|(id, _)| prompt(id, "q")).collect();
         for (id, scores) in script {
-            fake.script(id, FfiSource::Current, scores);
+            fake.script(id, Source::Current, scores);
         }
         let mut s = SelfRewarding::new(Options { k }).unwrap();
-        let pairs = s.run_iteration(&CTX, &prompts, &mut fake.host()).unwrap();
+        let pairs = fake.run(&mut s, &prompts).unwrap();
         (pairs, fake)
     }
 
     /// (prompt, chosen id, rejected id, chosen score, rejected score)
     type Row = (String, String, String, Option<f64>, Option<f64>);
 
-    fn summary(pairs: &[FfiPair]) -> Vec<Row> {
+    fn summary(pairs: &[PreferencePair]) -> Vec<Row> {
         pairs
             .iter()
             .map(|p| {
                 (
-                    p.prompt_id.to_string(),
-                    p.chosen.sample_id.to_string(),
-                    p.rejected.sample_id.to_string(),
-                    p.chosen.score.into_option(),
-                    p.rejected.score.into_option(),
+                    p.prompt_id.clone(),
+                    p.chosen_sample_id.clone().unwrap(),
+                    p.rejected_sample_id.clone().unwrap(),
+                    p.chosen_score,
+                    p.rejected_score,
                 )
             })
             .collect()
@@ -171,10 +134,12 @@ mod tests {
                 ),
             ]
         );
-        assert!(pairs
-            .iter()
-            .all(|p| p.chosen.source == FfiSource::Current
-                && p.rejected.source == FfiSource::Current));
+        assert!(pairs.iter().all(|p| {
+            let prov = p.provenance.as_ref().unwrap();
+            prov.chosen_source == Source::Current
+                && prov.rejected_source == Source::Current
+                && prov.note.is_empty()
+        }));
         assert_eq!(fake.metric("self_rewarding/pairs"), Some(3.0));
         assert_eq!(fake.metric("self_rewarding/dropped_ties"), Some(1.0));
         assert_eq!(fake.metric("self_rewarding/dropped_unscored"), Some(1.0));
@@ -185,13 +150,19 @@ mod tests {
     fn samples_k_from_current_only() {
         let (_, fake) = run(2, &[("a", &[Some(1.0), Some(2.0), Some(9.0)])]);
         assert_eq!(
-            fake.calls()[0],
-            srlm_strategy::testing::HostCall::Sample {
-                prompt_ids: vec!["a".into()],
-                source: FfiSource::Current,
-                k: 2
-            }
+            fake.calls()[..2],
+            [
+                HostCall::Sample {
+                    prompt_ids: vec!["a".into()],
+                    source: Source::Current,
+                    k: 2
+                },
+                HostCall::Judge {
+                    sample_ids: vec!["a/current/0".into(), "a/current/1".into()]
+                }
+            ]
         );
+        assert_eq!(fake.calls().len(), 5, "sample, judge, three metrics");
     }
 
     #[test]
@@ -207,6 +178,8 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.to_string().contains("unknown field `kk`"), "{err}");
-        assert!(sdk::options_schema_of::<SelfRewarding>().contains("\"minimum\": 2"));
+        let schema = sdk::options_schema_of::<SelfRewarding>();
+        assert!(schema.contains("\"minimum\": 2"), "{schema}");
+        assert!(schema.contains("\"default\": 4"), "{schema}");
     }
 }

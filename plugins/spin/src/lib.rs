@@ -7,27 +7,17 @@
 //! samples are judged, the first *scored* one is the rejected (unscored samples are never
 //! picked) and its score travels with the pair for the diagnostics.
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-use srlm_strategy::{
-    sdk::{record_metric, sample_and_judge, Scored, StrategyPlugin},
-    FfiPair, FfiPairSide, FfiPrompt, FfiSource, HostMut, IterationInfo, StrategyError,
-};
+use srlm_strategy::prelude::*;
 
-/// Options of `spin`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(default, deny_unknown_fields)]
-pub struct Options {
-    /// Responses sampled per prompt; the first (scored, with `judge`) is the rejected.
-    #[schemars(range(min = 1))]
-    pub k: u32,
-    /// Judge the samples: record the rejected side's score and skip unscored samples.
-    pub judge: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options { k: 1, judge: false }
+options! {
+    /// Options of `spin`.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct Options {
+        /// Responses sampled per prompt; the first (scored, with `judge`) is the rejected.
+        #[schemars(range(min = 1))]
+        pub k: u32 = 1,
+        /// Judge the samples: record the rejected side's score and skip unscored samples.
+        pub judge: bool = false,
     }
 }
 
@@ -51,64 +41,40 @@ impl StrategyPlugin for Spin {
         Ok(Spin { options })
     }
 
-    fn run_iteration(
-        &mut self,
-        _ctx: &IterationInfo,
-        prompts: &[FfiPrompt],
-        host: &mut HostMut<'_>,
-    ) -> Result<Vec<FfiPair>, StrategyError> {
-        let with_ref: Vec<_> = prompts.iter().filter(|p| p.reference.is_some()).collect();
-        let no_reference = prompts.len() - with_ref.len();
-        let ids: Vec<_> = with_ref.iter().map(|p| p.id.clone()).collect();
-        let groups = if self.options.judge {
-            sample_and_judge(host, &ids, FfiSource::Current, self.options.k)?
+    fn run_iteration(&mut self, it: &mut Iteration<'_>) -> Result<Vec<Pair>, StrategyError> {
+        let with_ref: Vec<&str> = it
+            .prompts()
+            .filter(|p| p.reference().is_some())
+            .map(|p| p.id())
+            .collect();
+        let no_reference = it.prompts().len() - with_ref.len();
+        let k = self.options.k;
+        // Per prompt, the candidates for the rejected side: the first one is taken.
+        let rejected: Vec<Option<String>> = if self.options.judge {
+            let groups = it.sample_and_judge(&with_ref, Source::Current, k)?;
+            with_ref
+                .iter()
+                .map(|id| groups.get(id).iter().find(|s| s.score.is_some()))
+                .map(|s| s.map(|s| s.sample.id.clone()))
+                .collect()
         } else {
-            let mut groups = std::collections::HashMap::<String, Vec<Scored>>::new();
-            if !ids.is_empty() {
-                let samples = host
-                    .sample(ids.clone().into(), FfiSource::Current, self.options.k)
-                    .into_result()?;
-                for s in samples {
-                    groups
-                        .entry(s.prompt_id.to_string())
-                        .or_default()
-                        .push(Scored {
-                            sample: s,
-                            score: None,
-                        });
-                }
-            }
-            groups
+            let samples = it.sample(&with_ref, Source::Current, k)?;
+            with_ref
+                .iter()
+                .map(|id| samples.iter().find(|s| s.prompt_id == *id))
+                .map(|s| s.map(|s| s.id.clone()))
+                .collect()
         };
         let (mut pairs, mut unscored) = (Vec::new(), 0u32);
-        for p in with_ref {
-            let group = groups
-                .get(p.id.as_str())
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            let rejected = if self.options.judge {
-                group.iter().find(|s| s.score.is_some())
-            } else {
-                group.first()
-            };
-            let Some(rejected) = rejected else {
-                unscored += 1;
-                continue;
-            };
-            pairs.push(FfiPair {
-                prompt_id: p.id.clone(),
-                chosen: FfiPairSide {
-                    sample_id: format!("{}/reference", p.id).into(),
-                    source: FfiSource::Reference,
-                    score: None.into(),
-                },
-                rejected: rejected.side(),
-                note: "".into(),
-            });
+        for (prompt_id, rejected) in with_ref.iter().zip(rejected) {
+            match rejected {
+                Some(rejected) => pairs.push(Pair::new(*prompt_id, Side::Reference, rejected)),
+                None => unscored += 1,
+            }
         }
-        record_metric(host, "spin/pairs", pairs.len() as f64);
-        record_metric(host, "spin/skipped_no_reference", no_reference as f64);
-        record_metric(host, "spin/skipped_unscored", f64::from(unscored));
+        it.record_metric("spin/pairs", pairs.len() as f64);
+        it.record_metric("spin/skipped_no_reference", no_reference as f64);
+        it.record_metric("spin/skipped_unscored", f64::from(unscored));
         Ok(pairs)
     }
 }
@@ -118,54 +84,49 @@ srlm_strategy::export_strategy!(Spin);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use srlm_strategy::testing::{FakeHost, HostCall};
+    use srlm_strategy::testing::{prompt, prompt_with_reference, FakeHost, HostCall};
 
-    const CTX: IterationInfo = IterationInfo {
-        iteration: 0,
-        total_iterations: 2,
-        seed: 1,
-    };
-
-    fn prompts() -> Vec<FfiPrompt> {
+    fn prompts() -> Vec<srlm_strategy::testing::PromptRecord> {
         vec![
-            FfiPrompt::new("a", "q").with_reference("gold a"),
-            FfiPrompt::new("b", "q"),
-            FfiPrompt::new("c", "q").with_reference("gold c"),
+            prompt_with_reference("a", "q", "gold a"),
+            prompt("b", "q"),
+            prompt_with_reference("c", "q", "gold c"),
         ]
     }
 
     #[test]
     fn reference_vs_first_sample_without_judge() {
         let mut fake = FakeHost::new();
-        fake.script("a", FfiSource::Current, &[None, Some(5.0)]);
-        fake.script("c", FfiSource::Current, &[Some(1.0)]);
+        fake.script("a", Source::Current, &[None, Some(5.0)]);
+        fake.script("c", Source::Current, &[Some(1.0)]);
         let mut s = Spin::new(Options::default()).unwrap();
-        let pairs = s.run_iteration(&CTX, &prompts(), &mut fake.host()).unwrap();
+        let pairs = fake.run(&mut s, &prompts()).unwrap();
         let got: Vec<_> = pairs
             .iter()
             .map(|p| {
                 (
                     p.prompt_id.as_str(),
-                    p.chosen.source,
-                    p.rejected.sample_id.as_str(),
-                    p.rejected.score.into_option(),
+                    p.chosen.as_str(),
+                    p.provenance.as_ref().unwrap().chosen_source,
+                    p.rejected_sample_id.as_deref().unwrap(),
+                    p.rejected_score,
                 )
             })
             .collect();
         assert_eq!(
             got,
             vec![
-                ("a", FfiSource::Reference, "a/current/0", None),
-                ("c", FfiSource::Reference, "c/current/0", None)
+                ("a", "gold a", Source::Reference, "a/current/0", None),
+                ("c", "gold c", Source::Reference, "c/current/0", None)
             ]
         );
-        assert_eq!(pairs[0].chosen.sample_id.as_str(), "a/reference");
+        assert_eq!(pairs[0].chosen_sample_id, None);
         // Only prompts with a reference are sampled, one sample each, nothing judged.
         assert_eq!(
             fake.calls()[0],
             HostCall::Sample {
                 prompt_ids: vec!["a".into(), "c".into()],
-                source: FfiSource::Current,
+                source: Source::Current,
                 k: 1
             }
         );
@@ -180,13 +141,34 @@ mod tests {
     #[test]
     fn with_judge_unscored_samples_are_never_rejected() {
         let mut fake = FakeHost::new();
-        fake.script("a", FfiSource::Current, &[None, Some(2.0)]);
-        fake.script("c", FfiSource::Current, &[None, None]);
+        fake.script("a", Source::Current, &[None, Some(2.0)]);
+        fake.script("c", Source::Current, &[None, None]);
         let mut s = Spin::new(Options { k: 2, judge: true }).unwrap();
-        let pairs = s.run_iteration(&CTX, &prompts(), &mut fake.host()).unwrap();
+        let pairs = fake.run(&mut s, &prompts()).unwrap();
         assert_eq!(pairs.len(), 1);
-        assert_eq!(pairs[0].rejected.sample_id.as_str(), "a/current/1");
-        assert_eq!(pairs[0].rejected.score.into_option(), Some(2.0));
+        assert_eq!(pairs[0].rejected_sample_id.as_deref(), Some("a/current/1"));
+        assert_eq!(pairs[0].rejected_score, Some(2.0));
         assert_eq!(fake.metric("spin/skipped_unscored"), Some(1.0));
+    }
+
+    #[test]
+    fn no_prompt_with_a_reference_asks_the_host_nothing() {
+        let mut fake = FakeHost::new();
+        let mut s = Spin::new(Options::default()).unwrap();
+        let pairs = fake.run(&mut s, &[prompt("b", "q")]).unwrap();
+        assert!(pairs.is_empty());
+        assert!(fake
+            .calls()
+            .iter()
+            .all(|c| matches!(c, HostCall::RecordMetric { .. })));
+        assert_eq!(fake.metric("spin/skipped_no_reference"), Some(1.0));
+    }
+
+    #[test]
+    fn k_is_declared_with_default_one() {
+        let schema = srlm_strategy::sdk::options_schema_of::<Spin>();
+        assert!(schema.contains("\"default\": 1"), "{schema}");
+        let resolved = srlm_strategy::sdk::parse_options::<Options>("{}").unwrap();
+        assert_eq!(resolved, Options { k: 1, judge: false });
     }
 }

@@ -14,37 +14,21 @@
 //! *future-only* ablation); `future_guided_chosen = false` returns D1 (the *past-only*
 //! ablation). Unscored samples are never picked.
 
-use std::collections::HashMap;
+use srlm_strategy::prelude::*;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-use srlm_strategy::{
-    sdk::{best, record_metric, sample_and_judge, worst, Scored, StrategyPlugin},
-    FfiPair, FfiPairSide, FfiPrompt, FfiSource, HostMut, IterationInfo, StrategyError,
-};
-
-/// Options of `temporal`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(default, deny_unknown_fields)]
-pub struct Options {
-    /// Responses sampled per prompt from each model (K; the paper uses 7).
-    #[schemars(range(min = 1))]
-    pub k: u32,
-    /// Phase 1: take the rejected from the initial model M0 when it scores lower than the
-    /// worst of M_i (off: rejected = worst of M_i, as in Self-Rewarding).
-    pub anchored_rejection: bool,
-    /// Phase 2: train a temporary future model on D1 and let its best response replace the
-    /// chosen when it scores higher (off: return D1, the past-only ablation).
-    pub future_guided_chosen: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            k: 4,
-            anchored_rejection: true,
-            future_guided_chosen: true,
-        }
+options! {
+    /// Options of `temporal`.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct Options {
+        /// Responses sampled per prompt from each model (K; the paper uses 7).
+        #[schemars(range(min = 1))]
+        pub k: u32 = 4,
+        /// Phase 1: take the rejected from the initial model M0 when it scores lower than the
+        /// worst of M_i (off: rejected = worst of M_i, as in Self-Rewarding).
+        pub anchored_rejection: bool = true,
+        /// Phase 2: train a temporary future model on D1 and let its best response replace the
+        /// chosen when it scores higher (off: return D1, the past-only ablation).
+        pub future_guided_chosen: bool = true,
     }
 }
 
@@ -54,32 +38,41 @@ pub struct Temporal {
     options: Options,
 }
 
-/// A pair under construction.
+/// A pair under construction: sample ids with their scores.
 struct Candidate {
     prompt_id: String,
-    chosen: FfiPairSide,
-    rejected: FfiPairSide,
+    chosen: (String, Option<f64>),
+    rejected: (String, Option<f64>),
     notes: Vec<&'static str>,
 }
 
 impl Candidate {
-    fn valid(&self) -> bool {
-        // Both sides are always scored here; `Option` compares as the scores do.
-        self.chosen.score.into_option() > self.rejected.score.into_option()
+    fn new(prompt_id: &str, chosen: &Scored, rejected: &Scored) -> Self {
+        Candidate {
+            prompt_id: prompt_id.to_string(),
+            chosen: (chosen.sample.id.clone(), chosen.score),
+            rejected: (rejected.sample.id.clone(), rejected.score),
+            notes: Vec::new(),
+        }
     }
 
-    fn pair(&self) -> FfiPair {
-        FfiPair {
-            prompt_id: self.prompt_id.as_str().into(),
-            chosen: self.chosen.clone(),
-            rejected: self.rejected.clone(),
-            note: self.notes.join("+").into(),
-        }
+    fn valid(&self) -> bool {
+        // Both sides are always scored here; `Option` compares as the scores do.
+        self.chosen.1 > self.rejected.1
+    }
+
+    fn pair(&self) -> Pair {
+        Pair::new(&self.prompt_id, &self.chosen.0, &self.rejected.0).with_note(self.notes.join("+"))
     }
 }
 
-fn group<'a>(groups: &'a HashMap<String, Vec<Scored>>, id: &str) -> &'a [Scored] {
-    groups.get(id).map(Vec::as_slice).unwrap_or_default()
+/// The pairs of the candidates that are valid (s_chosen > s_rejected).
+fn valid_pairs(candidates: &[Candidate]) -> Vec<Pair> {
+    candidates
+        .iter()
+        .filter(|c| c.valid())
+        .map(Candidate::pair)
+        .collect()
 }
 
 impl StrategyPlugin for Temporal {
@@ -98,93 +91,69 @@ impl StrategyPlugin for Temporal {
         Ok(Temporal { options })
     }
 
-    fn run_iteration(
-        &mut self,
-        _ctx: &IterationInfo,
-        prompts: &[FfiPrompt],
-        host: &mut HostMut<'_>,
-    ) -> Result<Vec<FfiPair>, StrategyError> {
+    fn run_iteration(&mut self, it: &mut Iteration<'_>) -> Result<Vec<Pair>, StrategyError> {
         let k = self.options.k;
-        let ids: Vec<_> = prompts.iter().map(|p| p.id.clone()).collect();
-        let current = sample_and_judge(host, &ids, FfiSource::Current, k)?;
+        let current = it.sample_and_judge(it.prompt_ids(), Source::Current, k)?;
         let initial = if self.options.anchored_rejection {
-            sample_and_judge(host, &ids, FfiSource::Initial, k)?
+            it.sample_and_judge(it.prompt_ids(), Source::Initial, k)?
         } else {
-            HashMap::new()
+            Groups::default()
         };
 
         // Phase 1: Anchored Rejection.
-        let (mut candidates, mut unscored, mut anchored) = (Vec::new(), 0u32, 0u32);
-        for p in prompts {
-            let r_i = group(&current, p.id.as_str());
+        let (mut candidates, mut unscored) = (Vec::new(), 0u32);
+        for prompt_id in current.prompt_ids() {
+            let r_i = current.get(prompt_id);
             let (Some(chosen), Some(worst_i)) = (best(r_i), worst(r_i)) else {
                 unscored += 1;
                 continue;
             };
-            let mut notes = Vec::new();
-            let rejected = match worst(group(&initial, p.id.as_str())) {
+            let candidate = match worst(initial.get(prompt_id)) {
                 Some(worst_0) if worst_0.score < worst_i.score => {
-                    notes.push("anchored");
-                    worst_0
+                    let mut c = Candidate::new(prompt_id, chosen, worst_0);
+                    c.notes.push("anchored");
+                    c
                 }
-                _ => worst_i,
+                _ => Candidate::new(prompt_id, chosen, worst_i),
             };
-            candidates.push(Candidate {
-                prompt_id: p.id.to_string(),
-                chosen: chosen.side(),
-                rejected: rejected.side(),
-                notes,
-            });
+            candidates.push(candidate);
         }
-        anchored += candidates
+        let anchored = candidates
             .iter()
             .filter(|c| c.notes.contains(&"anchored"))
-            .count() as u32;
-        let d1: Vec<FfiPair> = candidates
-            .iter()
-            .filter(|c| c.valid())
-            .map(Candidate::pair)
-            .collect();
-        record_metric(host, "temporal/candidates", candidates.len() as f64);
-        record_metric(host, "temporal/dropped_unscored", f64::from(unscored));
-        record_metric(host, "temporal/anchored_rejections", f64::from(anchored));
-        record_metric(host, "temporal/pairs_d1", d1.len() as f64);
+            .count();
+        let d1 = valid_pairs(&candidates);
+        it.record_metric("temporal/candidates", candidates.len() as f64);
+        it.record_metric("temporal/dropped_unscored", f64::from(unscored));
+        it.record_metric("temporal/anchored_rejections", anchored as f64);
+        it.record_metric("temporal/pairs_d1", d1.len() as f64);
         if !self.options.future_guided_chosen {
             return Ok(d1);
         }
         if d1.is_empty() {
             // Nothing to train M_f on: no upgrade is possible, so D2 = D1 = {}.
-            record_metric(host, "temporal/future_upgrades", 0.0);
-            record_metric(host, "temporal/pairs_d2", 0.0);
+            it.record_metric("temporal/future_upgrades", 0.0);
+            it.record_metric("temporal/pairs_d2", 0.0);
             return Ok(d1);
         }
 
         // Phase 2: Future-Guided Chosen.
-        let handle = host
-            .train_temporary(FfiSource::Current, d1.into())
-            .into_result()?;
-        let candidate_ids: Vec<_> = candidates
-            .iter()
-            .map(|c| c.prompt_id.as_str().into())
-            .collect();
-        let future = sample_and_judge(host, &candidate_ids, FfiSource::Temporary(handle), k)?;
+        let future = it.train_temporary(Source::Current, &d1)?;
+        let ids: Vec<&str> = candidates.iter().map(|c| c.prompt_id.as_str()).collect();
+        let r_f = it.sample_and_judge(ids, future, k)?;
         let mut upgrades = 0u32;
         for c in &mut candidates {
-            if let Some(best_f) = best(group(&future, &c.prompt_id)) {
-                if best_f.score > c.chosen.score.into_option() {
-                    c.chosen = best_f.side();
+            if let Some(best_f) = best(r_f.get(&c.prompt_id)) {
+                if best_f.score > c.chosen.1 {
+                    c.chosen = (best_f.sample.id.clone(), best_f.score);
                     c.notes.push("future-upgraded");
                     upgrades += 1;
                 }
             }
         }
-        let d2: Vec<FfiPair> = candidates
-            .iter()
-            .filter(|c| c.valid())
-            .map(Candidate::pair)
-            .collect();
-        record_metric(host, "temporal/future_upgrades", f64::from(upgrades));
-        record_metric(host, "temporal/pairs_d2", d2.len() as f64);
+        let d2 = valid_pairs(&candidates);
+        it.record_metric("temporal/future_upgrades", f64::from(upgrades));
+        it.record_metric("temporal/pairs_d2", d2.len() as f64);
         Ok(d2)
     }
 }
@@ -194,20 +163,15 @@ srlm_strategy::export_strategy!(Temporal);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use srlm_strategy::{testing::FakeHost, testing::HostCall};
+    use srlm_strategy::testing::{prompt, FakeHost, HostCall, PreferencePair};
 
-    const CTX: IterationInfo = IterationInfo {
-        iteration: 0,
-        total_iterations: 2,
-        seed: 1,
-    };
-    const CUR: FfiSource = FfiSource::Current;
-    const INIT: FfiSource = FfiSource::Initial;
-    const FUT: FfiSource = FfiSource::Temporary(0);
+    const CUR: Source = Source::Current;
+    const INIT: Source = Source::Initial;
+    const FUT: Source = Source::Temporary(0);
 
-    type Script<'a> = &'a [(&'a str, FfiSource, &'a [Option<f64>])];
+    type Script<'a> = &'a [(&'a str, Source, &'a [Option<f64>])];
 
-    fn run(options: Options, script: Script<'_>) -> (Vec<FfiPair>, FakeHost) {
+    fn run(options: Options, script: Script<'_>) -> (Vec<PreferencePair>, FakeHost) {
         let mut fake = FakeHost::new();
         let mut ids: Vec<&str> = Vec::new();
         for (id, source, scores) in script {
@@ -216,29 +180,34 @@ mod tests {
                 ids.push(id);
             }
         }
-        let prompts: Vec<FfiPrompt> = ids.iter().map(|id| FfiPrompt::new(id, "q")).collect();
+        let prompts: Vec<_> = ids.iter().map(|id| prompt(id, "q")).collect();
         let mut s = Temporal::new(options).unwrap();
-        let pairs = s.run_iteration(&CTX, &prompts, &mut fake.host()).unwrap();
+        let pairs = fake.run(&mut s, &prompts).unwrap();
         (pairs, fake)
     }
 
     /// (prompt, chosen id, rejected id, chosen score, rejected score, note)
     type Row = (String, String, String, f64, f64, String);
 
-    fn summary(pairs: &[FfiPair]) -> Vec<Row> {
+    fn summary(pairs: &[PreferencePair]) -> Vec<Row> {
         pairs
             .iter()
             .map(|p| {
                 (
-                    p.prompt_id.to_string(),
-                    p.chosen.sample_id.to_string(),
-                    p.rejected.sample_id.to_string(),
-                    p.chosen.score.unwrap(),
-                    p.rejected.score.unwrap(),
-                    p.note.to_string(),
+                    p.prompt_id.clone(),
+                    p.chosen_sample_id.clone().unwrap(),
+                    p.rejected_sample_id.clone().unwrap(),
+                    p.chosen_score.unwrap(),
+                    p.rejected_score.unwrap(),
+                    p.provenance.as_ref().unwrap().note.clone(),
                 )
             })
             .collect()
+    }
+
+    fn sources(p: &PreferencePair) -> (Source, Source) {
+        let prov = p.provenance.as_ref().unwrap();
+        (prov.chosen_source, prov.rejected_source)
     }
 
     fn row(
@@ -294,8 +263,7 @@ mod tests {
                 row("f", "f/current/2", "f/current/1", 4.0, 1.0, ""),
             ]
         );
-        assert_eq!(pairs[0].rejected.source, INIT);
-        assert_eq!(pairs[0].chosen.source, CUR);
+        assert_eq!(sources(&pairs[0]), (CUR, INIT));
         assert!(fake.trained().is_empty(), "past-only never trains M_f");
         assert_eq!(fake.metric("temporal/pairs_d1"), Some(4.0));
         assert_eq!(fake.metric("temporal/candidates"), Some(5.0));
@@ -349,13 +317,17 @@ mod tests {
                 row("c", "c/current/0", "c/current/1", 4.0, 1.0, ""),
             ]
         );
-        assert_eq!(pairs[0].chosen.source, FfiSource::Temporary(0));
+        assert_eq!(sources(&pairs[0]), (FUT, INIT));
         // M_f is trained from M_i on exactly D1 (a and c), before it is sampled.
         let trained = fake.trained();
         assert_eq!(trained.len(), 1);
-        let d1: Vec<&str> = trained[0].iter().map(|p| p.prompt_id.as_str()).collect();
-        assert_eq!(d1, ["a", "c"]);
-        assert_eq!(trained[0][0].chosen.sample_id.as_str(), "a/current/1");
+        assert_eq!(
+            trained[0],
+            [
+                Pair::new("a", "a/current/1", "a/initial/0").with_note("anchored"),
+                Pair::new("c", "c/current/0", "c/current/1"),
+            ]
+        );
         let train_at = fake
             .calls()
             .iter()
@@ -423,5 +395,9 @@ mod tests {
         );
         let schema = srlm_strategy::sdk::options_schema_of::<Temporal>();
         assert!(schema.contains("anchored_rejection") && schema.contains("future_guided_chosen"));
+        assert!(
+            schema.contains("\"default\": 4"),
+            "k declared with its default: {schema}"
+        );
     }
 }

@@ -48,7 +48,8 @@ fn run(mut cmd: Command) {
     );
 }
 
-/// Builds the test libraries and the three plugins; returns the directory holding them.
+/// Builds the test libraries (the test-plugins workspace and the interface-1.0 plugin, a
+/// workspace of its own) and the three plugins; returns the directory holding them.
 pub fn built_libs() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -62,6 +63,10 @@ pub fn built_libs() -> &'static Path {
             "--manifest-path",
         ])
         .arg(root.join("crates/srlm-strategy/test-plugins/Cargo.toml"));
+        run(cmd);
+        let mut cmd = cargo();
+        cmd.args(["build", "--release", "--quiet", "--manifest-path"])
+            .arg(root.join("crates/srlm-strategy/test-plugins/abi-1.0/Cargo.toml"));
         run(cmd);
         let mut cmd = cargo();
         cmd.args(["build", "--release", "--quiet", "--manifest-path"])

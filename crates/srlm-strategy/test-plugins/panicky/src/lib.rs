@@ -2,20 +2,17 @@
 //! and whose `run_iteration` panics, to test that panics and constructor errors reach the
 //! host as errors.
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-use srlm_strategy::{
-    sdk::StrategyPlugin, FfiPair, FfiPrompt, HostMut, IterationInfo, StrategyError,
-};
+use srlm_strategy::prelude::*;
 
-/// Options.
-#[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(default, deny_unknown_fields)]
-pub struct Options {
-    /// Return an error from the constructor.
-    pub fail_in_new: bool,
-    /// Panic in the constructor.
-    pub panic_in_new: bool,
+options! {
+    /// Options.
+    #[derive(Debug)]
+    pub struct Options {
+        /// Return an error from the constructor.
+        pub fail_in_new: bool = false,
+        /// Panic in the constructor.
+        pub panic_in_new: bool = false,
+    }
 }
 
 /// The strategy.
@@ -31,18 +28,15 @@ impl StrategyPlugin for Panicky {
             panic!("panicky: asked to panic in new");
         }
         if options.fail_in_new {
-            return Err(StrategyError::invalid_options("panicky: asked to fail in new"));
+            return Err(StrategyError::invalid_options(
+                "panicky: asked to fail in new",
+            ));
         }
         Ok(Panicky)
     }
 
-    fn run_iteration(
-        &mut self,
-        ctx: &IterationInfo,
-        _prompts: &[FfiPrompt],
-        _host: &mut HostMut<'_>,
-    ) -> Result<Vec<FfiPair>, StrategyError> {
-        panic!("panicky: iteration {} exploded", ctx.iteration);
+    fn run_iteration(&mut self, it: &mut Iteration<'_>) -> Result<Vec<Pair>, StrategyError> {
+        panic!("panicky: iteration {} exploded", it.number());
     }
 }
 
