@@ -3,7 +3,7 @@
 //! [`tokenize_pairs`], which turns [`PreferencePair`]s into [`TokenizedPair`]s with the model's
 //! own chat template and tokenizer.
 //!
-//! Tokenization follows cases T1–T4 of `../shared/cases`: the conversation is templated once and
+//! Tokenization follows cases T1–T4 of `tests/fixtures/cases.md`: the conversation is templated once and
 //! split into prompt and response text ([`LanguageModel::encode_exchange`]); both are encoded
 //! separately and concatenated as ids, never re-tokenized joined. Responses end with the
 //! template's end-of-turn text (`<|im_end|>\n` for ChatML), so stopping is trained. Sampled

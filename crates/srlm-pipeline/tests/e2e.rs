@@ -7,6 +7,7 @@
 
 use serde_json::Value;
 use srlm_pipeline::config::RunConfig;
+use srlm_pipeline::metrics::{IterationMetrics, Metric};
 use srlm_pipeline::run::{run, RunOptions};
 use std::path::{Path, PathBuf};
 
@@ -117,15 +118,20 @@ fn every_plugin_runs_end_to_end() {
         }
         let samples = lines(&out.join("iter_1/samples.jsonl"));
         let k_per_prompt = samples.iter().filter(|s| s["source"] == "current").count() / 4;
-        // The plugins' `k` defaults to the run's sampling.k (3 here), spin included.
-        assert_eq!(k_per_prompt, 3, "{strategy}");
+        // K is the plugin's: the run's sampling.k (3 here) for the plugins that take the run's
+        // K, spin's own default of 1 for spin.
+        let want_k = if strategy == "spin" { 1 } else { 3 };
+        assert_eq!(k_per_prompt, want_k, "{strategy}");
         if strategy == "temporal" {
             assert!(
                 samples.iter().any(|s| s["source"] == "initial"),
                 "anchored rejection samples M0"
             );
             let m = &s.metrics[1];
-            assert!(m["temporal/candidates"].as_f64().unwrap() >= 1.0, "{m}");
+            assert!(
+                m.strategy["temporal/candidates"].0.unwrap() >= 1.0,
+                "{m:?}"
+            );
         }
         let m1 = &s.metrics[1];
         // SPIN judges nothing by default (its chosen side is the data's reference answer).
@@ -138,13 +144,13 @@ fn every_plugin_runs_end_to_end() {
             .iter()
             .chain(judged)
         {
+            let v = m1.get(Metric::from_key(k).unwrap());
             assert!(
-                m1[k].as_f64().is_some_and(f64::is_finite),
-                "{strategy}: {k} = {}",
-                m1[k]
+                v.is_some_and(f64::is_finite),
+                "{strategy}: {k} = {v:?}"
             );
         }
-        if m1["pairs"].as_u64().unwrap() > 0 {
+        if m1.get(Metric::Pairs).unwrap() > 0.0 {
             let gap: &[&str] = if strategy == "spin" {
                 &[]
             } else {
@@ -159,10 +165,10 @@ fn every_plugin_runs_end_to_end() {
             .iter()
             .chain(gap)
             {
+                let v = m1.get(Metric::from_key(k).unwrap());
                 assert!(
-                    m1[k].as_f64().is_some_and(f64::is_finite),
-                    "{strategy}: {k} = {}",
-                    m1[k]
+                    v.is_some_and(f64::is_finite),
+                    "{strategy}: {k} = {v:?}"
                 );
             }
         }
@@ -192,12 +198,11 @@ fn resume_reproduces_an_uninterrupted_run() {
     let mut o = opts(&crashed);
     o.resume = true;
     let b = run(RunConfig::default(), &o).unwrap();
-    let strip = |m: &[Value]| -> Vec<Value> {
+    let strip = |m: &[IterationMetrics]| -> Vec<IterationMetrics> {
         m.iter()
-            .map(|l| {
-                let mut l = l.clone();
-                l.as_object_mut().unwrap().remove("compute/wall_seconds");
-                l
+            .map(|l| IterationMetrics {
+                wall_seconds: None,
+                ..l.clone()
             })
             .collect()
     };

@@ -11,11 +11,14 @@ options! {
     /// Options of `self-rewarding`.
     #[derive(Debug, Clone, PartialEq)]
     pub struct Options {
-        /// Responses sampled per prompt (K); Yuan et al. use 4.
-        #[schemars(range(min = 2))]
-        pub k: u32 = 4,
+        /// Responses sampled per prompt (K, at least 2; Yuan et al. use 4). Unset: the run's
+        /// `sampling.k` (`srlm run` fills it in; 4 elsewhere).
+        pub k: Option<u32> = None,
     }
 }
+
+/// K when neither the options nor the run give one (Yuan et al. 2024).
+const DEFAULT_K: u32 = 4;
 
 /// The Self-Rewarding pair selector.
 #[derive(Debug)]
@@ -32,14 +35,15 @@ impl StrategyPlugin for SelfRewarding {
     type Options = Options;
 
     fn new(options: Options) -> Result<Self, StrategyError> {
-        if options.k < 2 {
+        if options.k.unwrap_or(DEFAULT_K) < 2 {
             return Err(StrategyError::invalid_options("k must be at least 2"));
         }
         Ok(SelfRewarding { options })
     }
 
     fn run_iteration(&mut self, it: &mut Iteration<'_>) -> Result<Vec<Pair>, StrategyError> {
-        let groups = it.sample_and_judge(it.prompt_ids(), Source::Current, self.options.k)?;
+        let k = self.options.k.unwrap_or(DEFAULT_K);
+        let groups = it.sample_and_judge(it.prompt_ids(), Source::Current, k)?;
         let (mut pairs, mut ties, mut unscored) = (Vec::new(), 0u32, 0u32);
         for group in groups.iter() {
             if group.iter().filter(|s| s.score.is_some()).count() < 2 {
@@ -73,7 +77,7 @@ mod tests {
         for (id, scores) in script {
             fake.script(id, Source::Current, scores);
         }
-        let mut s = SelfRewarding::new(Options { k }).unwrap();
+        let mut s = SelfRewarding::new(Options { k: Some(k) }).unwrap();
         let pairs = fake.run(&mut s, &prompts).unwrap();
         (pairs, fake)
     }
@@ -169,7 +173,7 @@ mod tests {
     fn options_defaults_and_k_bound_through_the_abi() {
         let m = sdk::root_module::<SelfRewarding>("0.0.0");
         let resolved = (m.resolve_options())("{}".into()).unwrap();
-        assert_eq!(resolved.as_str(), r#"{"k":4}"#);
+        assert_eq!(resolved.as_str(), r#"{"k":null}"#, "k unset: the run's K");
         let err = sdk::instantiate::<SelfRewarding>(r#"{"k":1}"#)
             .err()
             .unwrap();

@@ -20,9 +20,9 @@ options! {
     /// Options of `temporal`.
     #[derive(Debug, Clone, PartialEq)]
     pub struct Options {
-        /// Responses sampled per prompt from each model (K; the paper uses 7).
-        #[schemars(range(min = 1))]
-        pub k: u32 = 4,
+        /// Responses sampled per prompt from each model (K, at least 1; the paper uses 7). Unset:
+        /// the run's `sampling.k` (`srlm run` fills it in; 4 elsewhere).
+        pub k: Option<u32> = None,
         /// Phase 1: take the rejected from the initial model M0 when it scores lower than the
         /// worst of M_i (off: rejected = worst of M_i, as in Self-Rewarding).
         pub anchored_rejection: bool = true,
@@ -31,6 +31,9 @@ options! {
         pub future_guided_chosen: bool = true,
     }
 }
+
+/// K when neither the options nor the run give one.
+const DEFAULT_K: u32 = 4;
 
 /// The Temporal Self-Rewarding pair selector.
 #[derive(Debug)]
@@ -85,14 +88,14 @@ impl StrategyPlugin for Temporal {
     type Options = Options;
 
     fn new(options: Options) -> Result<Self, StrategyError> {
-        if options.k < 1 {
+        if options.k.unwrap_or(DEFAULT_K) < 1 {
             return Err(StrategyError::invalid_options("k must be at least 1"));
         }
         Ok(Temporal { options })
     }
 
     fn run_iteration(&mut self, it: &mut Iteration<'_>) -> Result<Vec<Pair>, StrategyError> {
-        let k = self.options.k;
+        let k = self.options.k.unwrap_or(DEFAULT_K);
         let current = it.sample_and_judge(it.prompt_ids(), Source::Current, k)?;
         let initial = if self.options.anchored_rejection {
             it.sample_and_judge(it.prompt_ids(), Source::Initial, k)?
@@ -223,7 +226,7 @@ mod tests {
 
     fn opts(anchored_rejection: bool, future_guided_chosen: bool) -> Options {
         Options {
-            k: 3,
+            k: Some(3),
             anchored_rejection,
             future_guided_chosen,
         }
@@ -388,7 +391,7 @@ mod tests {
         assert_eq!(
             resolved,
             Options {
-                k: 4,
+                k: None,
                 anchored_rejection: true,
                 future_guided_chosen: true
             }
@@ -396,8 +399,8 @@ mod tests {
         let schema = srlm_strategy::sdk::options_schema_of::<Temporal>();
         assert!(schema.contains("anchored_rejection") && schema.contains("future_guided_chosen"));
         assert!(
-            schema.contains("\"default\": 4"),
-            "k declared with its default: {schema}"
+            schema.contains("\"k\"") && schema.contains("\"default\": null"),
+            "k declared without a default (the run's K): {schema}"
         );
     }
 }
