@@ -3,8 +3,10 @@
 //! judge) must write `iter_1/pairs.jsonl` and `iter_2/pairs.jsonl` byte for byte as recorded
 //! in `tests/fixtures/golden/default-run/`, and `metrics.jsonl` equal to the recorded one
 //! except `compute/wall_seconds` (a measurement): the same keys, counts and nulls, every other
-//! number within a relative 1e-6 (`dpo/grad_norm` is a parallel sum whose last digits vary from
-//! run to run). The recording is described in `tests/fixtures/README.md`.
+//! number within a relative 1e-4. DPO's numbers are not bit-reproducible from run to run: the
+//! gradient norm is a parallel sum whose last digits vary, and clipping scales the update by
+//! it (seen: `dpo/rewards/chosen` 0.33803193 vs 0.33803234 recorded, 1.2e-6 relative, with
+//! every pair byte-identical). The recording is described in `tests/fixtures/README.md`.
 //!
 //! This is the refactoring guard of the loop: any change that alters a sample, a judgment, a
 //! pair, a DPO step or a metric of the default run fails here. It takes about 5 minutes on
@@ -63,6 +65,7 @@ fn the_default_run_reproduces_its_recorded_pairs_and_metrics() {
     let got = metrics_without_wall(&out.join("metrics.jsonl"));
     let want = metrics_without_wall(&golden("metrics.jsonl"));
     assert_eq!(got.len(), want.len(), "metrics.jsonl lines");
+    let mut differences = Vec::new();
     for (line, (g, w)) in got.iter().zip(&want).enumerate() {
         let (g, w) = (g.as_object().unwrap(), w.as_object().unwrap());
         assert_eq!(
@@ -75,15 +78,19 @@ fn the_default_run_reproduces_its_recorded_pairs_and_metrics() {
             let gv = &g[key];
             let same = match (gv.as_f64(), wv.as_f64()) {
                 (Some(a), Some(b)) if !(wv.is_u64() && gv.is_u64()) => {
-                    (a - b).abs() <= 1e-6 * b.abs().max(1e-12)
+                    (a - b).abs() <= 1e-4 * b.abs().max(1e-12)
                 }
                 _ => gv == wv,
             };
-            assert!(
-                same,
-                "metrics.jsonl line {}: {key} = {gv}, recorded {wv}",
-                line + 1
-            );
+            if !same {
+                differences.push(format!("line {}: {key} = {gv}, recorded {wv}", line + 1));
+            }
         }
     }
+    assert!(
+        differences.is_empty(),
+        "metrics.jsonl differs from the recorded default run (run folder kept at {}):\n{}",
+        tmp.keep().display(),
+        differences.join("\n")
+    );
 }
