@@ -80,10 +80,9 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     backend.load(&model)?;
     load_judge_models(&backend, &a.judge)?;
     let template = match &a.template {
-        Some(t) => Some(
-            std::fs::read_to_string(t)
-                .map_err(|e| anyhow::anyhow!("--template {t}: {e}"))?,
-        ),
+        Some(t) => {
+            Some(std::fs::read_to_string(t).map_err(|e| anyhow::anyhow!("--template {t}: {e}"))?)
+        }
         None => None,
     };
     let settings = JudgeSettings {

@@ -134,7 +134,10 @@ fn read_items(path: &Path) -> anyhow::Result<(Vec<Map<String, Value>>, Vec<Judge
 
 /// Builds the judge named by `--judge` (`self` is the default model, the policy `srlm judge`
 /// would train) through srlm-pipeline's judge factory.
-fn build_judge<'a>(args: &JudgeArgs, backend: &'a CandleBackend) -> anyhow::Result<Box<dyn Judge + 'a>> {
+fn build_judge<'a>(
+    args: &JudgeArgs,
+    backend: &'a CandleBackend,
+) -> anyhow::Result<Box<dyn Judge + 'a>> {
     let current = ModelRef::new("self", "default");
     if args.judge.uses(&JudgeName::Current) {
         backend.load(&current)?;

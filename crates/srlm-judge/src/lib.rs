@@ -37,9 +37,9 @@ pub use error::JudgeError;
 pub use health::{pairwise_agreement, same_prompt_pairs, JudgeHealth, PairwiseAgreement};
 pub use ifeval::{IfevalJudge, InstructionResult};
 pub use judge::{Judge, JudgeItem, Verdict};
-pub use spec::{build_judge, JudgeName, JudgeSettings, JudgeSpec};
 pub use llm::{
     expected_score, quote_for_judge, JudgeMode, JudgeModel, LlmJudge, DEFAULT_ANSWER_PREFIX,
     DEFAULT_TEMPLATE, TRUNCATION_NOTE,
 };
 pub use score::parse_score;
+pub use spec::{build_judge, JudgeName, JudgeSettings, JudgeSpec};

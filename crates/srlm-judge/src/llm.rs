@@ -182,7 +182,15 @@ pub fn expected_score(logits: &[f32], digit_ids: &[u32; 6]) -> Option<(f64, [f64
 /// How the LLM judge turns the model's output into a score. Written `sampled` / `expected`
 /// in configs and on the command line.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum JudgeMode {

@@ -241,10 +241,7 @@ mod tests {
         check("ifeval", Ok(&[(1.0, Ifeval)]));
         check(" self ", Ok(&[(1.0, Current)]));
         check("model:a/b.gguf", Ok(&[(1.0, Model("a/b.gguf".into()))]));
-        check(
-            "0.5*ifeval+0.5*self",
-            Ok(&[(0.5, Ifeval), (0.5, Current)]),
-        );
+        check("0.5*ifeval+0.5*self", Ok(&[(0.5, Ifeval), (0.5, Current)]));
         check("1*self", Ok(&[(1.0, Current)]));
         check("ifevl", Err("unknown judge `ifevl`"));
         check("model:", Err("unknown judge `model:`"));
@@ -274,9 +271,9 @@ mod tests {
         let j = build_judge(&"ifeval".parse().unwrap(), &JudgeSettings::default(), none).unwrap();
         assert_eq!(j.name(), "ifeval");
         let err = build_judge(
-            &"0.5*ifeval+0.4*ifeval".parse::<JudgeSpec>().unwrap_or_else(|_| {
-                JudgeSpec::parse("0.5*ifeval").unwrap()
-            }),
+            &"0.5*ifeval+0.4*ifeval"
+                .parse::<JudgeSpec>()
+                .unwrap_or_else(|_| JudgeSpec::parse("0.5*ifeval").unwrap()),
             &JudgeSettings::default(),
             none,
         )

@@ -145,8 +145,9 @@ fn close(a: f64, b: f64) -> bool {
 #[test]
 fn sampled_mode_averages_parsed_samples_and_counts_failures() {
     fn check(samples: Vec<&'static str>, expected: Option<f64>, failures: usize) {
-        let judge =
-            LlmJudge::new(Fake::new(Policy::Fixed(samples.clone()))).mode(JudgeMode::Sampled).samples(samples.len());
+        let judge = LlmJudge::new(Fake::new(Policy::Fixed(samples.clone())))
+            .mode(JudgeMode::Sampled)
+            .samples(samples.len());
         let v = judge.judge_one(&item("Paris.")).unwrap();
         assert_eq!(v.score, expected, "{samples:?}");
         assert_eq!(v.details["parse_failures"], json!(failures));
@@ -289,10 +290,13 @@ fn long_responses_are_truncated_and_flagged() {
     for mode in [JudgeMode::Expected, JudgeMode::Sampled] {
         let mut fake = Fake::new(Policy::ObeyLastScore);
         fake.ctx = 3000;
-        let judge = LlmJudge::new(&fake).mode(mode).samples(1).sampling(SamplingConfig {
-            max_new_tokens: 100,
-            ..SamplingConfig::default()
-        });
+        let judge = LlmJudge::new(&fake)
+            .mode(mode)
+            .samples(1)
+            .sampling(SamplingConfig {
+                max_new_tokens: 100,
+                ..SamplingConfig::default()
+            });
         let v = judge.judge_batch(&[item(&long), item("Paris.")]).unwrap();
         assert_eq!(v[0].details["truncated"], json!(true), "{mode:?}");
         assert_eq!(v[1].details["truncated"], json!(false));

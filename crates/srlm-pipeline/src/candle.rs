@@ -8,8 +8,8 @@ use crate::ports::{
 use srlm_core::{PreferencePair, SamplingConfig};
 use srlm_dpo::DpoConfig;
 use srlm_judge::{JudgeError, JudgeModel};
-use std::borrow::Borrow;
 use srlm_model::{Device, LanguageModel};
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -83,7 +83,8 @@ impl Generator for CandleBackend {
         if self.model(m).is_ok() {
             return Ok(());
         }
-        let model = LanguageModel::load(&m.location, &self.device).map_err(model_err(&m.location))?;
+        let model =
+            LanguageModel::load(&m.location, &self.device).map_err(model_err(&m.location))?;
         self.insert(m, model);
         Ok(())
     }
@@ -151,7 +152,11 @@ impl Generator for CandleBackend {
             tok.pairs
                 .iter()
                 .map(|p| {
-                    let r = if chosen { &p.chosen_ids } else { &p.rejected_ids };
+                    let r = if chosen {
+                        &p.chosen_ids
+                    } else {
+                        &p.rejected_ids
+                    };
                     (p.prompt_ids.clone(), r.clone())
                 })
                 .collect()

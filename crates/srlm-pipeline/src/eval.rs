@@ -240,18 +240,16 @@ pub fn evaluate_model(
     let mut rows = Vec::with_capacity(prompts.len());
     for chunk in prompts.chunks(opts.batch_size.max(1)) {
         let texts: Vec<&str> = chunk.iter().map(|p| p.prompt.as_str()).collect();
-        let gens = backend
-            .sample(model, &texts, &cfg)
-            .map_err(|e| match e {
-                BackendError::Prompt { index, message } => EvalError::Model {
-                    id: chunk[index].id.clone(),
-                    message,
-                },
-                other => EvalError::Model {
-                    id: chunk[0].id.clone(),
-                    message: other.to_string(),
-                },
-            })?;
+        let gens = backend.sample(model, &texts, &cfg).map_err(|e| match e {
+            BackendError::Prompt { index, message } => EvalError::Model {
+                id: chunk[index].id.clone(),
+                message,
+            },
+            other => EvalError::Model {
+                id: chunk[0].id.clone(),
+                message: other.to_string(),
+            },
+        })?;
         let item = |p: &PromptRecord, response: &str, origin: String| {
             JudgeItem::new(p.prompt.clone(), response.to_string())
                 .with_metadata(p.metadata.clone())
@@ -442,9 +440,7 @@ mod tests {
             batch_size: 4,
             ..Default::default()
         };
-        let r = evaluate_model(&backend, &model, &prompts, &judge, &opts,
-        )
-        .unwrap();
+        let r = evaluate_model(&backend, &model, &prompts, &judge, &opts).unwrap();
         assert_eq!((r.n, r.rows.len(), r.judge.as_str()), (6, 6, "ifeval"));
         assert_eq!(r.no_score_rate, 0.0);
         // Every score is 0, 2.5 or 5 (two instructions), and the mean is theirs.
@@ -469,7 +465,12 @@ mod tests {
         );
         assert_eq!(w, expect);
         // Greedy: the same answers again, whatever the batch size.
-        let again = evaluate_model(&backend, &model, &prompts, &judge, &EvalOptions {
+        let again = evaluate_model(
+            &backend,
+            &model,
+            &prompts,
+            &judge,
+            &EvalOptions {
                 batch_size: 1,
                 ..opts.clone()
             },
@@ -478,18 +479,24 @@ mod tests {
         assert_eq!(again.rows, r.rows);
         // --baseline without any baseline output, and an unknown judge, are one-line errors.
         let plain: Vec<PromptRecord> = prompts[3..].to_vec();
-        let err = evaluate_model(&backend, &model, &plain, &judge, &EvalOptions {
+        let err = evaluate_model(
+            &backend,
+            &model,
+            &plain,
+            &judge,
+            &EvalOptions {
                 baseline: true,
                 ..opts.clone()
             },
         )
         .unwrap_err();
         assert!(err.to_string().contains("no baseline outputs"), "{err}");
-        let none = evaluate_model(&backend, &model, &plain, &judge, &opts,
-        )
-        .unwrap();
+        let none = evaluate_model(&backend, &model, &plain, &judge, &opts).unwrap();
         assert_eq!(none.win_rate, None);
-        let err = "bogus".parse::<srlm_judge::JudgeSpec>().unwrap_err().to_string();
+        let err = "bogus"
+            .parse::<srlm_judge::JudgeSpec>()
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("judge spec `bogus`: ") && err.contains("unknown judge"),
             "{err}"

@@ -282,7 +282,7 @@ impl<'a> RunHost<'a> {
                     |id| self.record.judgments.get(id),
                     strategy,
                 )
-                    .map_err(host_err)
+                .map_err(host_err)
             })
             .collect()
     }
@@ -382,8 +382,9 @@ impl Host for RunHost<'_> {
         guarded(|| {
             let prefs = self.resolve_pairs(&pairs, &self.config.strategy)?;
             let parent = self.model(source.into())?.clone();
-            let (model, summary) = train(self.backend, self.store, self.config, &parent, &prefs, None)
-                .map_err(host_err)?;
+            let (model, summary) =
+                train(self.backend, self.store, self.config, &parent, &prefs, None)
+                    .map_err(host_err)?;
             self.record.compute.tokens_trained += summary.tokens_trained;
             self.record.temporary_runs.push(summary);
             self.record.temporaries.push(model);

@@ -59,10 +59,18 @@ pub struct TrainingMetrics {
     #[serde(deserialize_with = "lenient::f64")]
     pub pairs_per_prompt: f64,
     /// Mean judge score of the chosen responses (0–5).
-    #[serde(rename = "score/chosen_mean", default, deserialize_with = "lenient::opt_f64")]
+    #[serde(
+        rename = "score/chosen_mean",
+        default,
+        deserialize_with = "lenient::opt_f64"
+    )]
     pub chosen_score: Option<f64>,
     /// Mean judge score of the rejected responses (0–5).
-    #[serde(rename = "score/rejected_mean", default, deserialize_with = "lenient::opt_f64")]
+    #[serde(
+        rename = "score/rejected_mean",
+        default,
+        deserialize_with = "lenient::opt_f64"
+    )]
     pub rejected_score: Option<f64>,
     /// chosen mean − rejected mean (Wang et al. 2025, Sec. 2: shrinks under SR).
     #[serde(rename = "score/gap", default, deserialize_with = "lenient::opt_f64")]
@@ -102,7 +110,11 @@ pub struct DpoMeans {
     #[serde(rename = "dpo/loss", default, deserialize_with = "lenient::opt_f64")]
     pub loss: Option<f64>,
     /// `rewards/chosen` (nats).
-    #[serde(rename = "dpo/rewards/chosen", default, deserialize_with = "lenient::opt_f64")]
+    #[serde(
+        rename = "dpo/rewards/chosen",
+        default,
+        deserialize_with = "lenient::opt_f64"
+    )]
     pub rewards_chosen: Option<f64>,
     /// `rewards/rejected` (nats).
     #[serde(
@@ -112,7 +124,11 @@ pub struct DpoMeans {
     )]
     pub rewards_rejected: Option<f64>,
     /// `rewards/margins` (nats).
-    #[serde(rename = "dpo/rewards/margins", default, deserialize_with = "lenient::opt_f64")]
+    #[serde(
+        rename = "dpo/rewards/margins",
+        default,
+        deserialize_with = "lenient::opt_f64"
+    )]
     pub rewards_margins: Option<f64>,
     /// `rewards/accuracies` (fraction).
     #[serde(
@@ -122,7 +138,11 @@ pub struct DpoMeans {
     )]
     pub rewards_accuracies: Option<f64>,
     /// `grad_norm` (before clipping).
-    #[serde(rename = "dpo/grad_norm", default, deserialize_with = "lenient::opt_f64")]
+    #[serde(
+        rename = "dpo/grad_norm",
+        default,
+        deserialize_with = "lenient::opt_f64"
+    )]
     pub grad_norm: Option<f64>,
     /// Optimizer steps.
     #[serde(rename = "dpo/steps", default)]
@@ -279,9 +299,7 @@ impl IterationMetrics {
     /// never replace a standard key: one that collides is dropped.
     pub fn to_json(&self) -> serde_json::Value {
         let mut clean = self.clone();
-        clean
-            .strategy
-            .retain(|k, _| Metric::from_key(k).is_none());
+        clean.strategy.retain(|k, _| Metric::from_key(k).is_none());
         serde_json::to_value(&clean).expect("metrics serialise")
     }
 }
@@ -354,7 +372,10 @@ mod tests {
         assert_eq!(m.get(Metric::ScoreGap), Some(2.5));
         assert_eq!(m.get(Metric::DpoSteps), Some(4.0));
         assert_eq!(m.get(Metric::Pairs), Some(9.0));
-        assert_eq!(m.strategy["temporal/future_upgrades"], StrategyValue(Some(3.0)));
+        assert_eq!(
+            m.strategy["temporal/future_upgrades"],
+            StrategyValue(Some(3.0))
+        );
         assert_eq!(m.strategy.len(), 1, "standard keys are not plugin metrics");
         let m0: IterationMetrics = serde_json::from_str(lines[0]).unwrap();
         assert_eq!((m0.training.is_none(), m0.get(Metric::Pairs)), (true, None));
@@ -387,8 +408,9 @@ mod tests {
         assert!(m.get(Metric::ScoreGap).unwrap().is_nan());
         assert_eq!(m.get(Metric::HiddenCosine), Some(f64::NEG_INFINITY));
         assert_eq!(m.strategy["x/y"], StrategyValue(Some(f64::INFINITY)));
-        let err = serde_json::from_str::<IterationMetrics>(r#"{"iteration":1,"eval/score":"high"}"#)
-            .unwrap_err();
+        let err =
+            serde_json::from_str::<IterationMetrics>(r#"{"iteration":1,"eval/score":"high"}"#)
+                .unwrap_err();
         assert!(err.to_string().contains("\"high\""), "{err}");
     }
 }

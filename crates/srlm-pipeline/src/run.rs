@@ -258,11 +258,12 @@ pub fn strategy_options(
     plugin: &LoadedPlugin,
 ) -> Result<serde_json::Value, PluginError> {
     let schema = plugin.options_schema()?;
-    let options =
-        merge_strategy_options(config, set_flags, &schema).map_err(|error| PluginError::Options {
+    let options = merge_strategy_options(config, set_flags, &schema).map_err(|error| {
+        PluginError::Options {
             path: plugin.path().to_path_buf(),
             error,
-        })?;
+        }
+    })?;
     plugin.resolve_options(&options)
 }
 
@@ -458,9 +459,10 @@ impl<'a> Loop<'a> {
             "config": self.config, "iteration": it,
         }));
         type Cached = (IterationMetrics, Vec<PreferencePair>, String);
-        if let (Some((line, pairs, next_id)), true) =
-            (self.store.get::<Cached>("iteration", &key), checkpoint.is_dir())
-        {
+        if let (Some((line, pairs, next_id)), true) = (
+            self.store.get::<Cached>("iteration", &key),
+            checkpoint.is_dir(),
+        ) {
             let next = ModelRef::at_dir(next_id, &checkpoint);
             self.backend.load(&next)?;
             // The pairs file is restored if it was lost; it equals what the iteration wrote.
@@ -470,7 +472,8 @@ impl<'a> Loop<'a> {
         let (mut line, pairs, next) = self.train_iteration(it, chunk, current, strategy)?;
         line.eval = self.evaluate(&next, it)?;
         line.wall_seconds = Some(t.elapsed().as_secs_f64());
-        self.store.put("iteration", &key, &(&line, &pairs, &next.id))?;
+        self.store
+            .put("iteration", &key, &(&line, &pairs, &next.id))?;
         Ok((line, pairs, next))
     }
 
@@ -509,7 +512,10 @@ impl<'a> Loop<'a> {
                 error,
             })?;
         let record = host.into_record();
-        write_jsonl_atomic(&files.samples(), &record.samples.values().collect::<Vec<_>>())?;
+        write_jsonl_atomic(
+            &files.samples(),
+            &record.samples.values().collect::<Vec<_>>(),
+        )?;
         write_jsonl_atomic(
             &files.judgments(),
             &record.judgments.values().collect::<Vec<_>>(),
@@ -547,7 +553,13 @@ impl<'a> Loop<'a> {
         }
         let line = IterationMetrics {
             iteration: it as u32,
-            training: Some(training_metrics(chunk.len(), &pairs, cosine, &record, dpo.as_ref())),
+            training: Some(training_metrics(
+                chunk.len(),
+                &pairs,
+                cosine,
+                &record,
+                dpo.as_ref(),
+            )),
             strategy: record
                 .metrics
                 .iter()
@@ -607,8 +619,13 @@ impl<'a> Loop<'a> {
             None => {
                 eprintln!("srlm: evaluating on {} held-out prompts", prompts.len());
                 let judge = self.judge(&self.eval_spec, model)?;
-                let report =
-                    crate::eval::evaluate_model(self.backend, model, prompts, judge.as_ref(), &opts)?;
+                let report = crate::eval::evaluate_model(
+                    self.backend,
+                    model,
+                    prompts,
+                    judge.as_ref(),
+                    &opts,
+                )?;
                 self.store.put("eval", &key, &report.rows)?;
                 report.rows
             }

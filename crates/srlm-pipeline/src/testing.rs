@@ -87,7 +87,10 @@ impl FakeBackend {
     /// The fake response `j` of `model` to `prompt` under `seed`.
     pub fn response(model: &str, prompt: &str, seed: u64, j: usize) -> String {
         let h = hash(&[model, prompt, &seed.to_string(), &j.to_string()]);
-        format!("r{} ", h % 1000).repeat(1 + (h % 5) as usize).trim_end().to_string()
+        format!("r{} ", h % 1000)
+            .repeat(1 + (h % 5) as usize)
+            .trim_end()
+            .to_string()
     }
 }
 
@@ -146,7 +149,10 @@ impl Generator for FakeBackend {
     ) -> Result<Vec<PairHidden>, BackendError> {
         self.check(m)?;
         let v = |t: &str| vec![t.len() as f32, 1.0];
-        Ok(pairs.iter().map(|p| (v(&p.chosen), v(&p.rejected))).collect())
+        Ok(pairs
+            .iter()
+            .map(|p| (v(&p.chosen), v(&p.rejected)))
+            .collect())
     }
 
     fn judge_model(&self, m: &ModelRef) -> Result<Box<dyn JudgeModel + '_>, BackendError> {
@@ -224,7 +230,9 @@ impl Trainer for FakeBackend {
             c.train
         };
         if self.fail_train_at == Some(n) {
-            return Err(BackendError::Dpo(format!("fake failure at training call {n}")));
+            return Err(BackendError::Dpo(format!(
+                "fake failure at training call {n}"
+            )));
         }
         let dir = Path::new(&out.location);
         let record = serde_json::json!({"parent": parent.id, "pairs": pairs.len()});

@@ -128,10 +128,7 @@ fn every_plugin_runs_end_to_end() {
                 "anchored rejection samples M0"
             );
             let m = &s.metrics[1];
-            assert!(
-                m.strategy["temporal/candidates"].0.unwrap() >= 1.0,
-                "{m:?}"
-            );
+            assert!(m.strategy["temporal/candidates"].0.unwrap() >= 1.0, "{m:?}");
         }
         let m1 = &s.metrics[1];
         // SPIN judges nothing by default (its chosen side is the data's reference answer).
@@ -145,10 +142,7 @@ fn every_plugin_runs_end_to_end() {
             .chain(judged)
         {
             let v = m1.get(Metric::from_key(k).unwrap());
-            assert!(
-                v.is_some_and(f64::is_finite),
-                "{strategy}: {k} = {v:?}"
-            );
+            assert!(v.is_some_and(f64::is_finite), "{strategy}: {k} = {v:?}");
         }
         if m1.get(Metric::Pairs).unwrap() > 0.0 {
             let gap: &[&str] = if strategy == "spin" {
@@ -166,10 +160,7 @@ fn every_plugin_runs_end_to_end() {
             .chain(gap)
             {
                 let v = m1.get(Metric::from_key(k).unwrap());
-                assert!(
-                    v.is_some_and(f64::is_finite),
-                    "{strategy}: {k} = {v:?}"
-                );
+                assert!(v.is_some_and(f64::is_finite), "{strategy}: {k} = {v:?}");
             }
         }
     }

@@ -30,4 +30,3 @@ fn k_is_owned_by_the_plugin_and_set_overrides_the_config() {
     strategy::<srlm_plugin_spin::Spin>(&mut c, &["k=2"]);
     assert_eq!(c.strategy_options["k"], json!(2));
 }
-

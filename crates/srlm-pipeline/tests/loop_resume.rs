@@ -24,12 +24,21 @@ fn resume_replays_every_finished_stage_from_the_cache() {
     let second = FakeBackend::new();
     let mut s = strategy::<srlm_plugin_temporal::Temporal>(&mut c.clone(), &[]);
     let b = run_with(&c, &dir, &record("temporal"), &mut s, &second).unwrap();
-    assert_eq!(b.metrics, a.metrics, "a resumed run reports the same metrics, wall time included");
-    assert_eq!(std::fs::read(dir.iteration(2).pairs()).unwrap(), pairs_before);
+    assert_eq!(
+        b.metrics, a.metrics,
+        "a resumed run reports the same metrics, wall time included"
+    );
+    assert_eq!(
+        std::fs::read(dir.iteration(2).pairs()).unwrap(),
+        pairs_before
+    );
     let calls = second.calls();
-    assert_eq!((calls.sample, calls.train, calls.judge), (0, 0, 0), "{calls:?}");
+    assert_eq!(
+        (calls.sample, calls.train, calls.judge),
+        (0, 0, 0),
+        "{calls:?}"
+    );
 }
-
 
 #[test]
 fn a_crash_in_training_resumes_to_the_uninterrupted_result() {
@@ -49,12 +58,28 @@ fn a_crash_in_training_resumes_to_the_uninterrupted_result() {
     };
     assert!(n >= 2, "TSR trains M_f and M_i+1: {n}");
     let mut s = strategy::<srlm_plugin_temporal::Temporal>(&mut c.clone(), &[]);
-    let err = run_with(&c, &crashed, &record("temporal"), &mut s, &FakeBackend::failing_train_at(n))
-        .unwrap_err();
+    let err = run_with(
+        &c,
+        &crashed,
+        &record("temporal"),
+        &mut s,
+        &FakeBackend::failing_train_at(n),
+    )
+    .unwrap_err();
     assert!(matches!(err, RunError::Host(_)), "{err}");
-    assert!(err.to_string().contains("fake failure at training call"), "{err}");
+    assert!(
+        err.to_string().contains("fake failure at training call"),
+        "{err}"
+    );
     let mut s = strategy::<srlm_plugin_temporal::Temporal>(&mut c.clone(), &[]);
-    let b = run_with(&c, &crashed, &record("temporal"), &mut s, &FakeBackend::new()).unwrap();
+    let b = run_with(
+        &c,
+        &crashed,
+        &record("temporal"),
+        &mut s,
+        &FakeBackend::new(),
+    )
+    .unwrap();
     assert_eq!(without_wall(&b.metrics), without_wall(&a.metrics));
     for it in 1..=2 {
         assert_eq!(
@@ -63,4 +88,3 @@ fn a_crash_in_training_resumes_to_the_uninterrupted_result() {
         );
     }
 }
-

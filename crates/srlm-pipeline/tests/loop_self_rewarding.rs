@@ -50,21 +50,29 @@ fn self_rewarding_on_the_fake_backend() {
                 .filter(|s| s.prompt_id == p)
                 .map(|s| words_mod_6(&s.text))
                 .collect();
-            let (hi, lo) = group.iter().fold((f64::MIN, f64::MAX), |(h, l), &x| (h.max(x), l.min(x)));
+            let (hi, lo) = group
+                .iter()
+                .fold((f64::MIN, f64::MAX), |(h, l), &x| (h.max(x), l.min(x)));
             match pairs.iter().find(|q| q.prompt_id == p) {
                 Some(q) => {
                     kept += 1;
                     assert_eq!((q.chosen_score, q.rejected_score), (Some(hi), Some(lo)));
                     assert_eq!(words_mod_6(&q.chosen), hi);
                 }
-                None => assert_eq!(hi, lo, "{p}: a prompt with distinct scores must give a pair"),
+                None => assert_eq!(
+                    hi, lo,
+                    "{p}: a prompt with distinct scores must give a pair"
+                ),
             }
         }
         assert_eq!(line.pairs, kept);
         let tokens: usize = samples.iter().map(|s| s.token_ids.len()).sum();
         assert_eq!(line.tokens_sampled, tokens as u64);
         assert_eq!(line.tokens_judged, tokens as u64);
-        let gap = line.chosen_score.zip(line.rejected_score).map(|(c, r)| c - r);
+        let gap = line
+            .chosen_score
+            .zip(line.rejected_score)
+            .map(|(c, r)| c - r);
         assert_eq!(line.score_gap, gap);
         assert!(files.checkpoint().is_dir());
         if kept > 0 {
@@ -78,7 +86,6 @@ fn self_rewarding_on_the_fake_backend() {
     assert!(backend.calls().judge >= 2);
 }
 
-
 #[test]
 fn judge_and_model_errors_leave_no_run_folder() {
     let tmp = tempfile::tempdir().unwrap();
@@ -86,11 +93,29 @@ fn judge_and_model_errors_leave_no_run_folder() {
     let mut s = strategy::<srlm_plugin_self_rewarding::SelfRewarding>(&mut c, &[]);
     c.judge.template = Some(tmp.path().join("nope.j2").display().to_string());
     let dir = RunDir::new(tmp.path().join("run"));
-    let err = run_with(&c, &dir, &record("self-rewarding"), &mut s, &FakeBackend::new()).unwrap_err();
-    assert!(err.to_string().starts_with("judge `self`: judge template: "), "{err}");
+    let err = run_with(
+        &c,
+        &dir,
+        &record("self-rewarding"),
+        &mut s,
+        &FakeBackend::new(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("judge `self`: judge template: "),
+        "{err}"
+    );
     assert!(!dir.root().exists());
     c.model = "missing-model".into();
-    let err = run_with(&c, &dir, &record("self-rewarding"), &mut s, &FakeBackend::new()).unwrap_err();
+    let err = run_with(
+        &c,
+        &dir,
+        &record("self-rewarding"),
+        &mut s,
+        &FakeBackend::new(),
+    )
+    .unwrap_err();
     assert_eq!(err.to_string(), "model `missing-model`: no such model");
     assert!(!dir.root().exists());
 }

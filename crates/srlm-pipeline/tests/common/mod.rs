@@ -82,4 +82,3 @@ pub fn without_wall(m: &[IterationMetrics]) -> Vec<IterationMetrics> {
         })
         .collect()
 }
-
