@@ -195,7 +195,7 @@ impl JudgeModel for FakeJudgeModel<'_> {
             .iter()
             .map(|p| {
                 let mut row = vec![0f32; 128];
-                row['0' as usize + score_of(p)] = 30.0;
+                row['0' as usize + score_of(p)] = 1000.0;
                 row
             })
             .collect())

@@ -261,15 +261,16 @@ fn resolve_strategy_validates_set_flags_before_running() {
     let r = resolve_strategy("temporal", &["anchored_rejection=false"], &dirs).unwrap();
     assert_eq!(
         r.options,
-        json!({"k": 4, "anchored_rejection": false, "future_guided_chosen": true})
+        json!({"k": null, "anchored_rejection": false, "future_guided_chosen": true})
     );
+    // k unset: srlm run fills in the run's sampling.k.
     let r = resolve_strategy("self-rewarding", &[] as &[&str], &dirs).unwrap();
-    assert_eq!(r.options, json!({"k": 4}));
+    assert_eq!(r.options, json!({"k": null}));
 
     let path = lib("srlm_plugin_temporal").display().to_string();
     let table: &[(&str, String)] = &[
         ("bogus=1", format!("{path}: unknown option `bogus`; valid options: anchored_rejection, future_guided_chosen, k (run settings such as `dpo.beta` are set with -c KEY=VALUE)")),
-        ("k=abc", format!("{path}: option `k` expects integer, got string \"abc\"")),
+        ("k=abc", format!("{path}: option `k` expects integer or null, got string \"abc\"")),
         ("k=0", format!("{path}: option `k`: must be >= 1, got 0")),
         ("anchored_rejection=1", format!("{path}: option `anchored_rejection` expects boolean, got integer 1")),
         ("k", format!("{path}: --set `k`: expected key=value")),

@@ -13,6 +13,7 @@ options! {
     pub struct Options {
         /// Responses sampled per prompt (K, at least 2; Yuan et al. use 4). Unset: the run's
         /// `sampling.k` (`srlm run` fills it in; 4 elsewhere).
+        #[schemars(range(min = 2))]
         pub k: Option<u32> = None,
     }
 }
@@ -183,7 +184,10 @@ mod tests {
             .unwrap();
         assert!(err.to_string().contains("unknown field `kk`"), "{err}");
         let schema = sdk::options_schema_of::<SelfRewarding>();
+        assert!(
+            schema.contains("\"default\": null"),
+            "k unset by default: {schema}"
+        );
         assert!(schema.contains("\"minimum\": 2"), "{schema}");
-        assert!(schema.contains("\"default\": 4"), "{schema}");
     }
 }

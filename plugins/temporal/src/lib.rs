@@ -22,6 +22,7 @@ options! {
     pub struct Options {
         /// Responses sampled per prompt from each model (K, at least 1; the paper uses 7). Unset:
         /// the run's `sampling.k` (`srlm run` fills it in; 4 elsewhere).
+        #[schemars(range(min = 1))]
         pub k: Option<u32> = None,
         /// Phase 1: take the rejected from the initial model M0 when it scores lower than the
         /// worst of M_i (off: rejected = worst of M_i, as in Self-Rewarding).
