@@ -75,7 +75,6 @@ pub struct RunHost<'a> {
     prompts: HashMap<String, PromptRecord>,
     store: &'a Store,
     iteration: usize,
-    strategy_name: String,
     record: IterationRecord,
 }
 
@@ -97,7 +96,6 @@ impl<'a> RunHost<'a> {
         chunk: &[PromptRecord],
         store: &'a Store,
         iteration: usize,
-        strategy_name: &str,
     ) -> Self {
         let judge_model_id = if config.judge.spec.uses(&srlm_judge::JudgeName::Current) {
             current.id.clone()
@@ -114,7 +112,6 @@ impl<'a> RunHost<'a> {
             prompts: chunk.iter().map(|p| (p.id.clone(), p.clone())).collect(),
             store,
             iteration,
-            strategy_name: strategy_name.to_string(),
             record: IterationRecord::default(),
         }
     }
@@ -394,12 +391,5 @@ impl Host for RunHost<'_> {
 
     fn record_metric(&mut self, name: RStr<'_>, value: f64) {
         self.record.metrics.insert(name.to_string(), value);
-    }
-}
-
-impl RunHost<'_> {
-    /// The strategy's name, as pairs record it.
-    pub fn strategy_name(&self) -> &str {
-        &self.strategy_name
     }
 }

@@ -24,7 +24,7 @@ use crate::store::{key_of, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use srlm_core::{write_atomic, write_jsonl_atomic, JsonlError, PreferencePair, PromptRecord};
-use srlm_judge::{Judge, JudgeError, JudgeSpec};
+use srlm_judge::{Judge, JudgeError, JudgeSettings, JudgeSpec};
 use srlm_strategy::abi_stable::std_types::RVec;
 use srlm_strategy::{
     host_mut, FfiPair, FfiPrompt, HostMut, IterationInfo, LoadedPlugin, LoadedStrategy,
@@ -316,6 +316,7 @@ struct Loop<'a> {
     backend: &'a dyn Backend,
     store: Store,
     eval_spec: JudgeSpec,
+    judge_settings: JudgeSettings,
     initial: ModelRef,
     plugin_name: String,
     eval_prompts: Vec<PromptRecord>,
@@ -349,12 +350,17 @@ impl<'a> Loop<'a> {
         for spec in [&config.judge.spec, &eval_spec] {
             load_judge_models(backend, spec)?;
         }
+        let judge_settings = judge_settings(&config.judge).map_err(|error| RunError::Judge {
+            spec: config.judge.spec.to_string(),
+            error,
+        })?;
         let this = Loop {
             config,
             dir,
             backend,
             store: Store::new(dir.cache()),
             eval_spec,
+            judge_settings,
             initial,
             plugin_name: plugin.name.clone(),
             eval_prompts: sp.eval,
@@ -381,8 +387,7 @@ impl<'a> Loop<'a> {
             spec: spec.to_string(),
             error,
         };
-        let settings = judge_settings(&self.config.judge).map_err(judge_err)?;
-        build_judge(spec, &settings, self.backend, current).map_err(judge_err)
+        build_judge(spec, &self.judge_settings, self.backend, current).map_err(judge_err)
     }
 
     /// Runs every iteration (finished ones come back from the cache).
@@ -496,7 +501,6 @@ impl<'a> Loop<'a> {
             chunk,
             &self.store,
             it,
-            &self.plugin_name,
         );
         let ctx = IterationInfo {
             iteration: it as u32,
