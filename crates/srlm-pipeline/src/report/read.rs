@@ -392,7 +392,7 @@ fn typed(
         }
     }
     values.insert(Metric::Iteration.key().into(), Value::from(iteration));
-    let mut metrics: IterationMetrics =
+    let metrics: IterationMetrics =
         serde_json::from_value(Value::Object(values)).map_err(|e| ReportError::Metrics {
             path: path.to_path_buf(),
             line: last_line,
@@ -405,11 +405,6 @@ fn typed(
             message: format!("iteration {iteration}: the training keys do not form a record"),
         });
     }
-    // serde's flatten hands the training keys to the `strategy` map as well (TrainingMetrics
-    // is itself flattened, so it does not consume them): keep only the keys srlm does not know.
-    metrics
-        .strategy
-        .retain(|k, _| Metric::from_key(k).is_none());
     Ok(RecordedIteration { metrics, recorded })
 }
 
