@@ -5,6 +5,7 @@ use crate::chat::{ChatMessage, ChatTemplate};
 use crate::error::{io_err, ModelError, Result};
 use crate::llama::Llama;
 use crate::resolve::{resolve_model, ModelFiles, DEFAULT_MODEL};
+use crate::text::ModelText;
 use crate::tokenizer::Tokenizer;
 use crate::weights::{load_gguf, load_hf_dir};
 use candle_core::Device;
@@ -52,69 +53,39 @@ impl LanguageModel {
         match resolve_model(reference)? {
             ModelFiles::Gguf(path) => {
                 let g = load_gguf(&path, device)?;
-                let tokenizer = Tokenizer::from_gguf(&g.metadata)?;
-                let source = match g.metadata.get("tokenizer.chat_template") {
-                    Some(candle_core::quantized::gguf_file::Value::String(s)) => s.clone(),
-                    _ => {
-                        return Err(ModelError::Template(format!(
-                            "{}: GGUF has no tokenizer.chat_template",
-                            path.display()
-                        )))
-                    }
-                };
-                let name = |id: Option<u32>| {
-                    id.and_then(|i| tokenizer.id_to_token(i))
-                        .unwrap_or_default()
-                };
-                let template = ChatTemplate::new(
-                    source,
-                    name(g.config.bos_token_id),
-                    name(g.config.eos_token_id),
-                )?;
+                let text = ModelText::from_gguf_metadata(&g.metadata, g.config.clone(), &path)?;
                 let model = Llama::from_tensors(g.config, g.tensors, device)?;
-                Ok(Self::from_parts(
-                    model,
-                    tokenizer,
-                    template,
-                    path.display().to_string(),
-                ))
+                Ok(Self::with_text(model, text, path.display().to_string()))
             }
             ModelFiles::HfDir(dir) => {
                 let (config, tensors) = load_hf_dir(&dir, device)?;
-                let tokenizer = Tokenizer::from_file(&dir.join("tokenizer.json"))?;
-                let tc_path = dir.join("tokenizer_config.json");
-                let tc: serde_json::Value = serde_json::from_str(
-                    &std::fs::read_to_string(&tc_path).map_err(io_err(&tc_path))?,
-                )
-                .map_err(|e| ModelError::Corrupt {
-                    path: tc_path.clone(),
-                    format: "tokenizer_config.json",
-                    message: e.to_string(),
-                })?;
-                let source = tc["chat_template"].as_str().ok_or_else(|| {
-                    ModelError::Template(format!(
-                        "{}: no `chat_template` string",
-                        tc_path.display()
-                    ))
-                })?;
-                let tok = |k: &str| match &tc[k] {
-                    serde_json::Value::String(s) => s.clone(),
-                    serde_json::Value::Object(o) => o
-                        .get("content")
-                        .and_then(|c| c.as_str())
-                        .unwrap_or_default()
-                        .to_string(),
-                    _ => String::new(),
-                };
-                let template = ChatTemplate::new(source, tok("bos_token"), tok("eos_token"))?;
+                let text = ModelText::from_hf_dir(&dir, Some(config.clone()))?;
                 let model = Llama::from_tensors(config, tensors, device)?;
-                Ok(Self::from_parts(
-                    model,
-                    tokenizer,
-                    template,
-                    dir.display().to_string(),
-                ))
+                Ok(Self::with_text(model, text, dir.display().to_string()))
             }
+        }
+    }
+
+    /// A model from its network and its text parts (tokenizer, template, stop ids).
+    pub fn with_text(model: Llama, text: ModelText, origin: String) -> Self {
+        LanguageModel {
+            model,
+            tokenizer: text.tokenizer,
+            template: text.template,
+            stop_ids: text.stop_ids,
+            pad_id: text.pad_id,
+            origin,
+        }
+    }
+
+    /// The text parts (tokenizer, template, stop ids, config) without the weights.
+    pub fn text(&self) -> ModelText {
+        ModelText {
+            tokenizer: self.tokenizer.clone(),
+            template: self.template.clone(),
+            stop_ids: self.stop_ids.clone(),
+            pad_id: self.pad_id,
+            config: self.model.config().clone(),
         }
     }
 
@@ -168,27 +139,8 @@ impl LanguageModel {
         template: ChatTemplate,
         origin: String,
     ) -> Self {
-        let mut stop_ids: Vec<u32> = model.config().eos_token_id.into_iter().collect();
-        for t in ["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "</s>"] {
-            if let Some(id) = tokenizer.token_id(t) {
-                if !stop_ids.contains(&id) {
-                    stop_ids.push(id);
-                }
-            }
-        }
-        let pad_id = model
-            .config()
-            .eos_token_id
-            .or_else(|| stop_ids.first().copied())
-            .unwrap_or(0);
-        LanguageModel {
-            model,
-            tokenizer,
-            template,
-            stop_ids,
-            pad_id,
-            origin,
-        }
+        let text = ModelText::new(tokenizer, template, model.config().clone());
+        Self::with_text(model, text, origin)
     }
 
     /// A model with the same tokenizer, template and config shape but its own copy of the weights.

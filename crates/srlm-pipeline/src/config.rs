@@ -5,6 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use srlm_core::SamplingConfig;
 use srlm_dpo::DpoConfig;
+use srlm_engine::EngineConfig;
 use srlm_judge::{JudgeMode, JudgeSpec};
 
 /// Everything a run needs. Defaults = the main job (README's first command).
@@ -32,6 +33,8 @@ pub struct RunConfig {
     pub eval: EvalConfig,
     /// DPO settings for M_{i+1} = DPO(M_i, pairs) and for temporary models.
     pub dpo: DpoConfig,
+    /// Where sampling and LLM judging run: in-process (default) or on an inference server.
+    pub engine: EngineConfig,
 }
 
 /// Where prompts come from and how they are split.
@@ -151,6 +154,7 @@ impl Default for RunConfig {
                 num_train_epochs: 2,
                 ..DpoConfig::default()
             },
+            engine: EngineConfig::default(),
         }
     }
 }
@@ -290,6 +294,7 @@ impl RunConfig {
         self.dpo
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("dpo: {e}")))?;
+        self.engine.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 }

@@ -32,5 +32,6 @@ pub mod prompts;
 pub mod report;
 pub mod run;
 pub mod run_dir;
+pub mod served;
 pub mod store;
 pub mod testing;

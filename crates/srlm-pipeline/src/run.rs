@@ -286,11 +286,21 @@ pub fn run(config: RunConfig, opts: &RunOptions) -> Result<RunSummary, RunError>
         path: plugin.path().display().to_string(),
     };
     let mut strategy = plugin.instantiate(&options)?;
-    let backend = CandleBackend::new(
-        srlm_model::default_device(),
-        std::io::IsTerminal::is_terminal(&std::io::stderr()),
-    );
-    run_with(&config, &dir, &record, &mut strategy, &backend)
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let device = srlm_model::default_device();
+    if config.engine.kind == srlm_engine::EngineKind::InProcess {
+        let backend = CandleBackend::new(device, progress);
+        run_with(&config, &dir, &record, &mut strategy, &backend)
+    } else {
+        let backend = crate::served::ServedBackend::new(
+            config.engine.clone(),
+            device,
+            progress,
+            &dir.engine(),
+            &config.model,
+        )?;
+        run_with(&config, &dir, &record, &mut strategy, &backend)
+    }
 }
 
 /// Runs the loop in `dir` with a resolved config (strategy options complete), a strategy and

@@ -59,6 +59,11 @@ impl RunDir {
         self.root.join("cache")
     }
 
+    /// `engine/`: server logs and the GGUFs srlm writes for a server (engine = server).
+    pub fn engine(&self) -> PathBuf {
+        self.root.join("engine")
+    }
+
     /// `eval/M<i>.jsonl`: M_i's held-out answers.
     pub fn eval_answers(&self, model: usize) -> PathBuf {
         self.root.join("eval").join(format!("M{model}.jsonl"))
