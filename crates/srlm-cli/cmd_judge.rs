@@ -15,8 +15,7 @@ use srlm_judge::{
     pairwise_agreement, same_prompt_pairs, Judge, JudgeHealth, JudgeItem, JudgeMode, JudgeName,
     JudgeSettings, JudgeSpec, Verdict,
 };
-use srlm_pipeline::candle::CandleBackend;
-use srlm_pipeline::ports::{Generator, ModelRef};
+use srlm_pipeline::ports::ModelRef;
 use std::path::{Path, PathBuf};
 
 /// Arguments of `srlm judge`.
@@ -49,16 +48,29 @@ pub struct JudgeArgs {
     /// Print the health summary as JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Where model judges run (in-process, or an inference server serving the default model).
+    #[command(flatten)]
+    pub engine: crate::engine_args::EngineArgs,
 }
 
 /// Runs `srlm judge`.
 pub fn run(args: JudgeArgs) -> anyhow::Result<()> {
     let (records, items) = read_items(&args.input)?;
-    let backend = CandleBackend::new(srlm_model::default_device(), false);
-    let judge = build_judge(&args, &backend)?;
+    let (backend, logs) = args.engine.backend("default")?;
+    let judge = build_judge(&args, backend.as_ref())?;
     let mut verdicts: Vec<Verdict> = Vec::with_capacity(items.len());
     for chunk in items.chunks(args.batch_size.max(1)) {
-        verdicts.extend(judge.judge_batch(chunk)?);
+        match judge.judge_batch(chunk) {
+            Ok(v) => verdicts.extend(v),
+            Err(e) => {
+                let kept = logs.map(|l| l.keep());
+                let mut err = anyhow::Error::new(e);
+                if let Some(dir) = kept {
+                    err = err.context(format!("judging (server logs kept in {})", dir.display()));
+                }
+                return Err(err);
+            }
+        }
     }
     anyhow::ensure!(
         verdicts.len() == items.len(),
@@ -136,7 +148,7 @@ fn read_items(path: &Path) -> anyhow::Result<(Vec<Map<String, Value>>, Vec<Judge
 /// would train) through srlm-pipeline's judge factory.
 fn build_judge<'a>(
     args: &JudgeArgs,
-    backend: &'a CandleBackend,
+    backend: &'a dyn srlm_pipeline::ports::Backend,
 ) -> anyhow::Result<Box<dyn Judge + 'a>> {
     let current = ModelRef::new("self", "default");
     if args.judge.uses(&JudgeName::Current) {

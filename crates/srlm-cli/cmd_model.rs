@@ -4,6 +4,7 @@
 use anyhow::Context;
 use srlm_core::SamplingConfig;
 use srlm_model::{default_device, LanguageModel, Mode, Tensor};
+use std::path::PathBuf;
 
 /// Arguments of `srlm tokenize`.
 #[derive(clap::Args)]
@@ -69,6 +70,27 @@ pub struct GenerateArgs {
     /// One JSON object per sample: {"text", "token_ids", "logprob"}.
     #[arg(long)]
     json: bool,
+    /// Where to sample (in-process, or an inference server).
+    #[command(flatten)]
+    engine: crate::engine_args::EngineArgs,
+}
+
+/// Arguments of `srlm export`.
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    /// The model: a checkpoint folder srlm wrote (e.g. `RUN/iter_1/checkpoint`), `default`, a
+    /// .gguf file or an HF-style directory.
+    model: String,
+    /// Write it as a GGUF file here (llama.cpp's tensor names and RoPE layout).
+    #[arg(long)]
+    gguf: PathBuf,
+    /// The GGUF whose metadata (tokenizer, chat template, special tokens) the file carries: the
+    /// one the model was trained from.
+    #[arg(long, default_value = "default")]
+    base: String,
+    /// Weight type: f32 (exact) or f16 (half the size).
+    #[arg(long, default_value = "f32")]
+    dtype: srlm_model::GgufDType,
 }
 
 fn load(model: &str) -> anyhow::Result<LanguageModel> {
@@ -147,7 +169,6 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<()> {
         "--temperature must be >= 0, got {}",
         a.temperature
     );
-    let m = load(&a.model)?;
     let cfg = SamplingConfig {
         k: a.k,
         temperature: a.temperature,
@@ -156,22 +177,61 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<()> {
         max_new_tokens: a.max_new_tokens,
         seed: a.seed,
     };
-    let prompt = m.encode_prompt(&a.prompt)?;
-    let gens = m.generate(std::slice::from_ref(&prompt), &cfg)?;
+    let (backend, logs) = a.engine.backend(&a.model)?;
+    let model = srlm_pipeline::ports::ModelRef::new("generate", a.model.clone());
+    let sampled = backend
+        .load(&model)
+        .and_then(|()| backend.sample(&model, &[a.prompt.as_str()], &cfg));
+    backend.release(&model);
+    let gens = match sampled {
+        Ok(g) => g,
+        Err(e) => {
+            let kept = logs.map(|l| l.keep());
+            return Err(anyhow::Error::new(e).context(match kept {
+                Some(dir) => format!(
+                    "sampling from `{}` (server logs kept in {})",
+                    a.model,
+                    dir.display()
+                ),
+                None => format!("sampling from `{}`", a.model),
+            }));
+        }
+    };
     for (i, g) in gens[0].iter().enumerate() {
         if a.json {
             println!(
                 "{}",
-                serde_json::json!({ "text": g.text, "token_ids": g.token_ids, "logprob": g.logprob() })
+                serde_json::json!({ "text": g.text, "token_ids": g.token_ids, "logprob": g.logprob })
             );
         } else {
             println!(
                 "--- sample {i} ({} tokens, logprob {:.3})\n{}",
                 g.token_ids.len(),
-                g.logprob(),
+                g.logprob,
                 g.text
             );
         }
     }
+    Ok(())
+}
+
+/// `srlm export`.
+pub fn export(a: ExportArgs) -> anyhow::Result<()> {
+    let base = match srlm_model::resolve_model(&a.base)? {
+        srlm_model::ModelFiles::Gguf(p) => p,
+        srlm_model::ModelFiles::HfDir(d) => anyhow::bail!(
+            "--base {}: an HF folder; the GGUF's metadata comes from a GGUF (the one the model was trained from)",
+            d.display()
+        ),
+    };
+    let m = load(&a.model)?;
+    let n = srlm_model::write_gguf(&m, &base, &a.gguf, a.dtype)
+        .with_context(|| format!("writing {}", a.gguf.display()))?;
+    println!(
+        "{} ({n} tensors, {:?}, metadata from {})",
+        a.gguf.display(),
+        a.dtype,
+        base.display()
+    );
     Ok(())
 }

@@ -29,6 +29,7 @@ mod cmd_plugins;
 mod cmd_report;
 mod cmd_run;
 mod cmd_train;
+mod engine_args;
 
 /// Train language models that reward themselves (Self-Rewarding, Temporal Self-Rewarding).
 #[derive(Parser)]
@@ -55,6 +56,9 @@ enum Command {
     Logits(cmd_model::LogitsArgs),
     /// Sample K responses to a prompt.
     Generate(cmd_model::GenerateArgs),
+    /// Write a model (a checkpoint srlm trained, or any model reference) as a GGUF for
+    /// llama.cpp / Ollama.
+    Export(cmd_model::ExportArgs),
     /// Score responses in a JSONL file with a judge.
     Judge(cmd_judge::JudgeArgs),
     /// Train a model with DPO on preference pairs (TRL's JSONL format).
@@ -86,6 +90,7 @@ fn main() -> std::process::ExitCode {
         Command::Tokenize(a) => cmd_model::tokenize(a),
         Command::Logits(a) => cmd_model::logits(a),
         Command::Generate(a) => cmd_model::generate(a),
+        Command::Export(a) => cmd_model::export(a),
         Command::Judge(a) => cmd_judge::run(a),
         Command::TrainDpo(a) => cmd_train::run(a),
         Command::Plugins(c) => cmd_plugins::run(c),

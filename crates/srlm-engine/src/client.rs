@@ -133,7 +133,10 @@ impl Client {
 
     /// The same client, checking `liveness` on connection errors (a dead server is reported as
     /// such, without retries).
-    pub fn watching(mut self, liveness: Arc<dyn Fn() -> Option<EngineError> + Send + Sync>) -> Self {
+    pub fn watching(
+        mut self,
+        liveness: Arc<dyn Fn() -> Option<EngineError> + Send + Sync>,
+    ) -> Self {
         self.liveness = Some(liveness);
         self
     }
@@ -148,7 +151,12 @@ impl Client {
     }
 
     /// One HTTP call with retries; the body as JSON.
-    fn call(&self, method: &'static str, url: &str, body: Option<&Value>) -> Result<Value, EngineError> {
+    fn call(
+        &self,
+        method: &'static str,
+        url: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, EngineError> {
         let mut attempt = 0u32;
         loop {
             let result = match body {
@@ -209,17 +217,42 @@ impl Client {
     pub fn models(&self) -> Result<Vec<String>, EngineError> {
         let url = format!("{}/models", self.base);
         let v = self.call("GET", &url, None)?;
-        let data = v
-            .get("data")
-            .and_then(Value::as_array)
-            .ok_or_else(|| EngineError::Malformed {
-                url: url.clone(),
-                message: "no `data` list".into(),
-            })?;
+        let data =
+            v.get("data")
+                .and_then(Value::as_array)
+                .ok_or_else(|| EngineError::Malformed {
+                    url: url.clone(),
+                    message: "no `data` list".into(),
+                })?;
         Ok(data
             .iter()
             .filter_map(|m| m.get("id").and_then(Value::as_str).map(String::from))
             .collect())
+    }
+
+    /// llama.cpp's native `POST /tokenize` (at the server root, beside `/v1`): the server's
+    /// token ids of `text`, special tokens parsed, no BOS added. To check that the server
+    /// tokenizes as srlm does.
+    ///
+    /// # Errors
+    /// [`EngineError`]; servers without this endpoint answer 404.
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, EngineError> {
+        let root = self.base.strip_suffix("/v1").unwrap_or(&self.base);
+        let url = format!("{root}/tokenize");
+        let v = self.call(
+            "POST",
+            &url,
+            Some(
+                &serde_json::json!({"content": text, "add_special": false, "parse_special": true}),
+            ),
+        )?;
+        v.get("tokens")
+            .and_then(Value::as_array)
+            .and_then(|a| a.iter().map(|t| t.as_u64().map(|i| i as u32)).collect())
+            .ok_or_else(|| EngineError::Malformed {
+                url,
+                message: "no `tokens` list of ids".into(),
+            })
     }
 
     /// Sends every request, at most `concurrency` at once; the answers in request order. The
@@ -227,7 +260,10 @@ impl Client {
     ///
     /// # Errors
     /// [`EngineError`] of the first request that failed (after retries).
-    pub fn complete_all(&self, requests: &[CompletionRequest]) -> Result<Vec<Vec<Completion>>, EngineError> {
+    pub fn complete_all(
+        &self,
+        requests: &[CompletionRequest],
+    ) -> Result<Vec<Vec<Completion>>, EngineError> {
         let url = format!("{}/completions", self.base);
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
@@ -281,7 +317,10 @@ fn parse_logprobs(url: &str, lp: &Value) -> Result<Vec<TokenLogprob>, EngineErro
         url: url.to_string(),
         message: format!("log-probs: {m}"),
     };
-    let f = |v: &Value| v.as_f64().or_else(|| v.is_null().then_some(f64::NEG_INFINITY));
+    let f = |v: &Value| {
+        v.as_f64()
+            .or_else(|| v.is_null().then_some(f64::NEG_INFINITY))
+    };
     if let Some(content) = lp.get("content").and_then(Value::as_array) {
         // llama.cpp: [{id, token, logprob, top_logprobs: [{id, token, logprob}]}]
         return content
@@ -295,18 +334,36 @@ fn parse_logprobs(url: &str, lp: &Value) -> Result<Vec<TokenLogprob>, EngineErro
                             .map(|x| {
                                 Ok(TopLogprob {
                                     id: x.get("id").and_then(Value::as_u64).map(|i| i as u32),
-                                    token: x.get("token").and_then(Value::as_str).unwrap_or_default().to_string(),
-                                    logprob: x.get("logprob").and_then(f).ok_or_else(|| bad("an alternative has no logprob"))?,
+                                    token: x
+                                        .get("token")
+                                        .and_then(Value::as_str)
+                                        .unwrap_or_default()
+                                        .to_string(),
+                                    logprob: x
+                                        .get("logprob")
+                                        .and_then(f)
+                                        .ok_or_else(|| bad("an alternative has no logprob"))?,
                                 })
                             })
                             .collect::<Result<Vec<_>, EngineError>>()
                     })
                     .transpose()?
                     .unwrap_or_default();
-                let token = t.get("token").and_then(Value::as_str).unwrap_or_default().to_string();
+                let token = t
+                    .get("token")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 Ok(TokenLogprob {
-                    id: t.get("id").and_then(Value::as_u64).map(|i| i as u32).or_else(|| token_id_of(&token)),
-                    logprob: t.get("logprob").and_then(f).ok_or_else(|| bad("a token has no logprob"))?,
+                    id: t
+                        .get("id")
+                        .and_then(Value::as_u64)
+                        .map(|i| i as u32)
+                        .or_else(|| token_id_of(&token)),
+                    logprob: t
+                        .get("logprob")
+                        .and_then(f)
+                        .ok_or_else(|| bad("a token has no logprob"))?,
                     token,
                     top,
                 })
@@ -314,8 +371,14 @@ fn parse_logprobs(url: &str, lp: &Value) -> Result<Vec<TokenLogprob>, EngineErro
             .collect();
     }
     // OpenAI legacy: tokens[], token_logprobs[], top_logprobs[{token: logprob}]
-    let tokens = lp.get("tokens").and_then(Value::as_array).ok_or_else(|| bad("neither `content` nor `tokens`"))?;
-    let lps = lp.get("token_logprobs").and_then(Value::as_array).ok_or_else(|| bad("no `token_logprobs`"))?;
+    let tokens = lp
+        .get("tokens")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad("neither `content` nor `tokens`"))?;
+    let lps = lp
+        .get("token_logprobs")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad("no `token_logprobs`"))?;
     let tops = lp.get("top_logprobs").and_then(Value::as_array);
     tokens
         .iter()
@@ -330,7 +393,8 @@ fn parse_logprobs(url: &str, lp: &Value) -> Result<Vec<TokenLogprob>, EngineErro
                         Ok(TopLogprob {
                             id: token_id_of(k),
                             token: k.clone(),
-                            logprob: f(v).ok_or_else(|| bad("an alternative's logprob is not a number"))?,
+                            logprob: f(v)
+                                .ok_or_else(|| bad("an alternative's logprob is not a number"))?,
                         })
                     })
                     .collect::<Result<Vec<_>, EngineError>>()?,
@@ -375,7 +439,10 @@ pub fn parse_completion(url: &str, v: &Value, n: usize) -> Result<Vec<Completion
                 .and_then(Value::as_str)
                 .ok_or_else(|| bad(format!("choice {pos} has no `text`")))?
                 .to_string();
-            let index = c.get("index").and_then(Value::as_u64).map_or(pos, |i| i as usize);
+            let index = c
+                .get("index")
+                .and_then(Value::as_u64)
+                .map_or(pos, |i| i as usize);
             let tokens = match c.get("logprobs") {
                 Some(Value::Null) | None => None,
                 Some(lp) => Some(parse_logprobs(url, lp)?),
@@ -415,7 +482,14 @@ mod tests {
         let c = parse_completion("u", &v, 1).unwrap();
         let t = &c[0].tokens.as_ref().unwrap()[0];
         assert_eq!((t.id, t.logprob), (Some(37), -0.5));
-        assert_eq!(t.top[1], TopLogprob { id: Some(36), token: "4".into(), logprob: -1.25 });
+        assert_eq!(
+            t.top[1],
+            TopLogprob {
+                id: Some(36),
+                token: "4".into(),
+                logprob: -1.25
+            }
+        );
     }
 
     #[test]
@@ -434,7 +508,12 @@ mod tests {
 
     #[test]
     fn wrong_counts_and_missing_fields_are_errors() {
-        let e = parse_completion("http://x/v1/completions", &json!({"choices": [{"text": "a"}]}), 3).unwrap_err();
+        let e = parse_completion(
+            "http://x/v1/completions",
+            &json!({"choices": [{"text": "a"}]}),
+            3,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("1 choices for n = 3"), "{e}");
         let e = parse_completion("u", &json!({"oops": 1}), 1).unwrap_err();
         assert!(e.to_string().contains("no `choices`"), "{e}");
@@ -444,7 +523,10 @@ mod tests {
 
     #[test]
     fn server_messages() {
-        assert_eq!(server_message(r#"{"error":{"message":"model not found","code":404}}"#), "model not found");
+        assert_eq!(
+            server_message(r#"{"error":{"message":"model not found","code":404}}"#),
+            "model not found"
+        );
         assert_eq!(server_message("File Not Found"), "File Not Found");
         assert_eq!(server_message(""), "(empty body)");
     }

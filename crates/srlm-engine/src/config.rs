@@ -124,12 +124,18 @@ impl EngineConfig {
     /// # Errors
     /// A message naming the key.
     pub fn validate(&self) -> Result<(), String> {
-        if self.kind == EngineKind::Url && !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+        if self.kind == EngineKind::Url
+            && !(self.url.starts_with("http://") || self.url.starts_with("https://"))
+        {
             return Err(format!("engine.url = {:?}: expected an http(s):// URL (the OpenAI API base, e.g. http://127.0.0.1:8080/v1)", self.url));
         }
         if self.kind == EngineKind::Server {
-            let words = shlex::split(self.command_template())
-                .ok_or_else(|| format!("engine.command {:?}: unbalanced quotes", self.command_template()))?;
+            let words = shlex::split(self.command_template()).ok_or_else(|| {
+                format!(
+                    "engine.command {:?}: unbalanced quotes",
+                    self.command_template()
+                )
+            })?;
             if words.is_empty() {
                 return Err("engine.command is empty".into());
             }
@@ -147,7 +153,10 @@ impl EngineConfig {
             }
         }
         if self.timeout_seconds == 0 || self.startup_timeout_seconds == 0 {
-            return Err("engine.timeout_seconds and engine.startup_timeout_seconds must be at least 1".into());
+            return Err(
+                "engine.timeout_seconds and engine.startup_timeout_seconds must be at least 1"
+                    .into(),
+            );
         }
         self.gguf_dtype
             .parse::<srlm_model::GgufDType>()

@@ -62,7 +62,14 @@ pub fn request_seed(seed: u64, prompt: &[u32], sample: usize) -> u64 {
 }
 
 impl RemoteModel {
-    fn request(&self, prompt: Vec<u32>, cfg: &SamplingConfig, n: usize, seed: u64, logprobs: usize) -> CompletionRequest {
+    fn request(
+        &self,
+        prompt: Vec<u32>,
+        cfg: &SamplingConfig,
+        n: usize,
+        seed: u64,
+        logprobs: usize,
+    ) -> CompletionRequest {
         CompletionRequest {
             model: self.model_name.clone(),
             prompt,
@@ -79,7 +86,12 @@ impl RemoteModel {
     }
 
     /// `n` completions for each prompt given as ids.
-    fn complete(&self, prompts: &[Vec<u32>], cfg: &SamplingConfig, n: usize) -> Result<Vec<Vec<Completion>>, EngineError> {
+    fn complete(
+        &self,
+        prompts: &[Vec<u32>],
+        cfg: &SamplingConfig,
+        n: usize,
+    ) -> Result<Vec<Vec<Completion>>, EngineError> {
         if self.use_n || n == 1 {
             let reqs: Vec<_> = prompts
                 .iter()
@@ -93,14 +105,21 @@ impl RemoteModel {
             .map(|(p, j)| self.request(p.clone(), cfg, 1, request_seed(cfg.seed, p, j), 1))
             .collect();
         let flat = self.client.complete_all(&reqs)?;
-        Ok(flat.chunks(n).map(|c| c.iter().map(|x| x[0].clone()).collect()).collect())
+        Ok(flat
+            .chunks(n)
+            .map(|c| c.iter().map(|x| x[0].clone()).collect())
+            .collect())
     }
 
     /// Encodes each chat-rendered prompt and checks it fits the context with `max_new` tokens.
     ///
     /// # Errors
     /// [`EngineError::Prompt`] naming the prompt's index.
-    pub fn encode_prompts(&self, prompts: &[&str], max_new: usize) -> Result<Vec<Vec<u32>>, EngineError> {
+    pub fn encode_prompts(
+        &self,
+        prompts: &[&str],
+        max_new: usize,
+    ) -> Result<Vec<Vec<u32>>, EngineError> {
         prompts
             .iter()
             .enumerate()
@@ -122,7 +141,11 @@ impl RemoteModel {
     ///
     /// # Errors
     /// [`EngineError::Prompt`], and every error of the server.
-    pub fn sample(&self, prompts: &[&str], cfg: &SamplingConfig) -> Result<Vec<Vec<Sampled>>, EngineError> {
+    pub fn sample(
+        &self,
+        prompts: &[&str],
+        cfg: &SamplingConfig,
+    ) -> Result<Vec<Vec<Sampled>>, EngineError> {
         let ids = self.encode_prompts(prompts, cfg.max_new_tokens)?;
         let out = self.complete(&ids, cfg, cfg.k)?;
         out.into_iter()
@@ -131,21 +154,33 @@ impl RemoteModel {
     }
 
     fn sampled(&self, c: Completion) -> Result<Sampled, EngineError> {
-        let listed: Option<Vec<u32>> = c.tokens.as_ref().and_then(|t| t.iter().map(|x| x.id).collect());
-        let logprob = c.tokens.as_ref().map_or(0.0, |t| t.iter().map(|x| x.logprob).filter(|x| x.is_finite()).sum());
+        let listed: Option<Vec<u32>> = c
+            .tokens
+            .as_ref()
+            .and_then(|t| t.iter().map(|x| x.id).collect());
+        let logprob = c.tokens.as_ref().map_or(0.0, |t| {
+            t.iter().map(|x| x.logprob).filter(|x| x.is_finite()).sum()
+        });
         let mut token_ids = match listed {
             Some(ids) => ids,
-            None => self.text.tokenizer.encode(&c.text).map_err(|e| EngineError::Malformed {
-                url: self.client.base().to_string(),
-                message: format!("cannot encode the returned text: {e}"),
-            })?,
+            None => self
+                .text
+                .tokenizer
+                .encode(&c.text)
+                .map_err(|e| EngineError::Malformed {
+                    url: self.client.base().to_string(),
+                    message: format!("cannot encode the returned text: {e}"),
+                })?,
         };
         // Servers leave the end token out of the text and (mostly) out of the log-probs;
         // in-process samples carry it, so compute accounting counts it the same way.
         let stop = self.text.stop_ids.first().copied();
         if c.finish_reason == "stop" {
             if let Some(s) = stop {
-                if token_ids.last().is_none_or(|l| !self.text.stop_ids.contains(l)) {
+                if token_ids
+                    .last()
+                    .is_none_or(|l| !self.text.stop_ids.contains(l))
+                {
                     token_ids.push(s);
                 }
             }
@@ -154,12 +189,14 @@ impl RemoteModel {
                 token_ids.pop();
             }
         }
-        let text = self
-            .text
-            .stop_texts()
-            .iter()
-            .fold(c.text, |t, s| t.strip_suffix(s.as_str()).map(String::from).unwrap_or(t));
-        Ok(Sampled { text, token_ids, logprob })
+        let text = self.text.stop_texts().iter().fold(c.text, |t, s| {
+            t.strip_suffix(s.as_str()).map(String::from).unwrap_or(t)
+        });
+        Ok(Sampled {
+            text,
+            token_ids,
+            logprob,
+        })
     }
 }
 
@@ -169,21 +206,35 @@ fn judge_err(e: EngineError) -> JudgeError {
 
 impl JudgeModel for RemoteModel {
     fn render_user_turn(&self, user: &str) -> Result<String, JudgeError> {
-        self.text.render_user_turn(user).map_err(|e| JudgeError::Model(e.to_string()))
+        self.text
+            .render_user_turn(user)
+            .map_err(|e| JudgeError::Model(e.to_string()))
     }
 
     fn encode(&self, text: &str) -> Result<Vec<u32>, JudgeError> {
-        self.text.tokenizer.encode(text).map_err(|e| JudgeError::Model(e.to_string()))
+        self.text
+            .tokenizer
+            .encode(text)
+            .map_err(|e| JudgeError::Model(e.to_string()))
     }
 
     fn context_length(&self) -> usize {
         self.text.context_length()
     }
 
-    fn sample(&self, prompts: &[Vec<u32>], n: usize, cfg: &SamplingConfig) -> Result<Vec<Vec<String>>, JudgeError> {
+    fn sample(
+        &self,
+        prompts: &[Vec<u32>],
+        n: usize,
+        cfg: &SamplingConfig,
+    ) -> Result<Vec<Vec<String>>, JudgeError> {
         let out = self.complete(prompts, cfg, n).map_err(judge_err)?;
         out.into_iter()
-            .map(|cs| cs.into_iter().map(|c| self.sampled(c).map(|s| s.text).map_err(judge_err)).collect())
+            .map(|cs| {
+                cs.into_iter()
+                    .map(|c| self.sampled(c).map(|s| s.text).map_err(judge_err))
+                    .collect()
+            })
             .collect()
     }
 
@@ -201,12 +252,19 @@ impl JudgeModel for RemoteModel {
             .map(|p| self.request(p.clone(), &cfg, 1, 0, self.top_logprobs))
             .collect();
         let out = self.client.complete_all(&reqs).map_err(judge_err)?;
-        let vocab = self.text.tokenizer.vocab_size().max(self.text.config.vocab_size);
+        let vocab = self
+            .text
+            .tokenizer
+            .vocab_size()
+            .max(self.text.config.vocab_size);
         out.into_iter()
             .map(|cs| {
                 let c = &cs[0];
                 let first = c.tokens.as_ref().and_then(|t| t.first()).ok_or_else(|| {
-                    JudgeError::Model(format!("{}: the answer has no log-probs (does the server support `logprobs`?)", self.client.base()))
+                    JudgeError::Model(format!(
+                        "{}: the answer has no log-probs (does the server support `logprobs`?)",
+                        self.client.base()
+                    ))
                 })?;
                 let mut row = vec![f32::NEG_INFINITY; vocab];
                 let mut put = |id: Option<u32>, token: &str, lp: f64| {
@@ -231,10 +289,22 @@ mod tests {
 
     #[test]
     fn seeds_are_stable_and_distinct() {
-        assert_eq!(request_seed(1, &[1, 2, 3], 0), request_seed(1, &[1, 2, 3], 0));
-        assert_ne!(request_seed(1, &[1, 2, 3], 0), request_seed(1, &[1, 2, 3], 1));
-        assert_ne!(request_seed(1, &[1, 2, 3], 0), request_seed(2, &[1, 2, 3], 0));
-        assert_ne!(request_seed(1, &[1, 2, 3], 0), request_seed(1, &[1, 2, 4], 0));
+        assert_eq!(
+            request_seed(1, &[1, 2, 3], 0),
+            request_seed(1, &[1, 2, 3], 0)
+        );
+        assert_ne!(
+            request_seed(1, &[1, 2, 3], 0),
+            request_seed(1, &[1, 2, 3], 1)
+        );
+        assert_ne!(
+            request_seed(1, &[1, 2, 3], 0),
+            request_seed(2, &[1, 2, 3], 0)
+        );
+        assert_ne!(
+            request_seed(1, &[1, 2, 3], 0),
+            request_seed(1, &[1, 2, 4], 0)
+        );
         assert!(request_seed(7, &[9], 3) < 1 << 31);
     }
 }

@@ -70,9 +70,14 @@ fn resolve_program(name: &str) -> Option<PathBuf> {
 /// # Errors
 /// [`EngineError::Config`] for unbalanced quotes or a placeholder with no value (e.g.
 /// `{hf_dir}` for a model that exists only as a GGUF).
-pub fn render_command(template: &str, vars: &ServerVars, port: u16) -> Result<Vec<String>, EngineError> {
-    let words = shlex::split(template)
-        .ok_or_else(|| EngineError::Config(format!("engine.command {template:?}: unbalanced quotes")))?;
+pub fn render_command(
+    template: &str,
+    vars: &ServerVars,
+    port: u16,
+) -> Result<Vec<String>, EngineError> {
+    let words = shlex::split(template).ok_or_else(|| {
+        EngineError::Config(format!("engine.command {template:?}: unbalanced quotes"))
+    })?;
     let path = |p: &Option<PathBuf>, name: &str| -> Result<String, EngineError> {
         p.as_ref().map(|p| p.display().to_string()).ok_or_else(|| {
             EngineError::Config(format!(
@@ -114,7 +119,9 @@ pub struct ServerProcess {
 
 impl std::fmt::Debug for ServerProcess {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerProcess").field("command", &self.command).finish()
+        f.debug_struct("ServerProcess")
+            .field("command", &self.command)
+            .finish()
     }
 }
 
@@ -134,10 +141,16 @@ impl ServerProcess {
     /// # Errors
     /// [`EngineError::Config`] (template), [`EngineError::Spawn`] (program not found),
     /// [`EngineError::Exited`] (it exited while starting), [`EngineError::StartTimeout`].
-    pub fn start(template: &str, vars: &ServerVars, log: &Path, startup: Duration) -> Result<Self, EngineError> {
+    pub fn start(
+        template: &str,
+        vars: &ServerVars,
+        log: &Path,
+        startup: Duration,
+    ) -> Result<Self, EngineError> {
         let port = free_port()?;
         let mut argv = render_command(template, vars, port)?;
-        let command = shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "));
+        let command =
+            shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "));
         let program = resolve_program(&argv[0]).ok_or_else(|| EngineError::Spawn {
             command: command.clone(),
             message: if argv[0] == "llama-server" {
@@ -148,10 +161,20 @@ impl ServerProcess {
         })?;
         argv[0] = program.display().to_string();
         if let Some(dir) = log.parent() {
-            std::fs::create_dir_all(dir).map_err(|error| EngineError::Io { path: dir.to_path_buf(), error })?;
+            std::fs::create_dir_all(dir).map_err(|error| EngineError::Io {
+                path: dir.to_path_buf(),
+                error,
+            })?;
         }
-        let io = |error| EngineError::Io { path: log.to_path_buf(), error };
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(io)?;
+        let io = |error| EngineError::Io {
+            path: log.to_path_buf(),
+            error,
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(io)?;
         use std::io::Write;
         writeln!(&file, "\n=== srlm starts: {command}").map_err(io)?;
         let mut cmd = Command::new(&argv[0]);
@@ -185,7 +208,9 @@ impl ServerProcess {
     }
 
     fn wait_healthy(&self, port: u16, startup: Duration) -> Result<(), EngineError> {
-        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build();
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(5))
+            .build();
         let health = format!("http://127.0.0.1:{port}/health");
         let models = format!("{}/models", self.base);
         let t0 = Instant::now();
@@ -280,8 +305,28 @@ mod tests {
             parallel: 3,
             threads: 2,
         };
-        let argv = render_command("llama-server -m {gguf} --port {port} -np {parallel} -c {ctx_size} -t {threads}", &vars, 4242).unwrap();
-        assert_eq!(argv, ["llama-server", "-m", "/m dir/model.gguf", "--port", "4242", "-np", "3", "-c", "12288", "-t", "2"]);
+        let argv = render_command(
+            "llama-server -m {gguf} --port {port} -np {parallel} -c {ctx_size} -t {threads}",
+            &vars,
+            4242,
+        )
+        .unwrap();
+        assert_eq!(
+            argv,
+            [
+                "llama-server",
+                "-m",
+                "/m dir/model.gguf",
+                "--port",
+                "4242",
+                "-np",
+                "3",
+                "-c",
+                "12288",
+                "-t",
+                "2"
+            ]
+        );
         let e = render_command("vllm serve {hf_dir} --port {port}", &vars, 1).unwrap_err();
         assert!(e.to_string().contains("{hf_dir}"), "{e}");
         assert!(render_command("x 'unbalanced", &vars, 1).is_err());
@@ -307,7 +352,17 @@ mod tests {
     #[test]
     fn a_missing_program_is_named() {
         let dir = tempfile::tempdir().unwrap();
-        let e = ServerProcess::start("no-such-server-xyz --port {port}", &ServerVars::default(), &dir.path().join("l"), Duration::from_secs(1)).unwrap_err();
-        assert!(e.to_string().contains("`no-such-server-xyz` is not on PATH"), "{e}");
+        let e = ServerProcess::start(
+            "no-such-server-xyz --port {port}",
+            &ServerVars::default(),
+            &dir.path().join("l"),
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("`no-such-server-xyz` is not on PATH"),
+            "{e}"
+        );
     }
 }

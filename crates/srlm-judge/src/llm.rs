@@ -458,6 +458,15 @@ impl<M: JudgeModel> Judge for LlmJudge<M> {
                     }
                     for ((i, p), row) in ready.iter().zip(rows) {
                         let mut d = base_details("expected", p);
+                        // A server gives only its top log-probs (the rest −∞): say when a
+                        // digit was not among them (it counts as probability 0).
+                        let missing = digit_ids
+                            .iter()
+                            .filter(|&&id| row.get(id as usize) == Some(&f32::NEG_INFINITY))
+                            .count();
+                        if missing > 0 {
+                            d.insert("digits_missing".into(), json!(missing));
+                        }
                         let score = match expected_score(&row, &digit_ids) {
                             Some((s, probs)) => {
                                 d.insert("digit_probs".into(), json!(probs));

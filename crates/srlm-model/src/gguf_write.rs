@@ -91,7 +91,12 @@ pub fn permute_qk(w: &Tensor, n_head: usize) -> Result<Tensor> {
 /// Errors: [`ModelError::Io`]; [`ModelError::Corrupt`] for an unreadable `base`;
 /// [`ModelError::InvalidInput`] when `base`'s vocabulary or sizes differ from the model's, or a
 /// weight is not finite; [`ModelError::Candle`].
-pub fn write_gguf(model: &LanguageModel, base: &Path, out: &Path, dtype: GgufDType) -> Result<usize> {
+pub fn write_gguf(
+    model: &LanguageModel,
+    base: &Path,
+    out: &Path,
+    dtype: GgufDType,
+) -> Result<usize> {
     let mut file = std::fs::File::open(base).map_err(io_err(base))?;
     let content = gguf_file::Content::read(&mut file).map_err(|e| ModelError::Corrupt {
         path: base.to_path_buf(),
@@ -135,7 +140,10 @@ pub fn write_gguf(model: &LanguageModel, base: &Path, out: &Path, dtype: GgufDTy
             return Err(mismatch("tokenizer vocabulary"));
         }
     }
-    let permuted = matches!(cfg.architecture, Architecture::Llama | Architecture::Mistral);
+    let permuted = matches!(
+        cfg.architecture,
+        Architecture::Llama | Architecture::Mistral
+    );
     let mut named: Vec<(String, Tensor)> = Vec::new();
     let mut tensors: Vec<_> = model.model.named_tensors()?.into_iter().collect();
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
@@ -194,7 +202,9 @@ pub fn write_gguf(model: &LanguageModel, base: &Path, out: &Path, dtype: GgufDTy
     std::fs::create_dir_all(parent).map_err(io_err(parent))?;
     let tmp = parent.join(format!(
         ".{}.tmp-{}",
-        out.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        out.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
         std::process::id()
     ));
     {

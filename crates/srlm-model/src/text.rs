@@ -75,11 +75,8 @@ impl ModelText {
             id.and_then(|i| tokenizer.id_to_token(i))
                 .unwrap_or_default()
         };
-        let template = ChatTemplate::new(
-            source,
-            name(config.bos_token_id),
-            name(config.eos_token_id),
-        )?;
+        let template =
+            ChatTemplate::new(source, name(config.bos_token_id), name(config.eos_token_id))?;
         Ok(Self::new(tokenizer, template, config))
     }
 

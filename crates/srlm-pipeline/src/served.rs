@@ -17,7 +17,9 @@ use crate::candle::CandleBackend;
 use crate::ports::{BackendError, Generated, Generator, ModelRef, PairHidden, Trained, Trainer};
 use srlm_core::{PreferencePair, SamplingConfig};
 use srlm_dpo::DpoConfig;
-use srlm_engine::{Client, EngineConfig, EngineError, EngineKind, RemoteModel, ServerProcess, ServerVars};
+use srlm_engine::{
+    Client, EngineConfig, EngineError, EngineKind, RemoteModel, ServerProcess, ServerVars,
+};
 use srlm_judge::JudgeModel;
 use srlm_model::{Device, GgufDType, ModelFiles, ModelText};
 use std::collections::HashMap;
@@ -62,7 +64,13 @@ impl ServedBackend {
     ///
     /// # Errors
     /// [`BackendError::Model`] when `engine.kind` is `in-process` or `m0` cannot be resolved.
-    pub fn new(engine: EngineConfig, device: Device, progress: bool, work_dir: &Path, m0: &str) -> Result<Self, BackendError> {
+    pub fn new(
+        engine: EngineConfig,
+        device: Device,
+        progress: bool,
+        work_dir: &Path,
+        m0: &str,
+    ) -> Result<Self, BackendError> {
         if engine.kind == EngineKind::InProcess {
             return Err(BackendError::Model {
                 location: m0.to_string(),
@@ -107,15 +115,22 @@ impl ServedBackend {
             location: m.location.clone(),
             message: "a GGUF for the server is written with the tokenizer metadata of M0's GGUF, but M0 is not a GGUF; use a server that reads HF folders ({hf_dir}: vLLM, SGLang)".into(),
         })?;
-        let out = self.work_dir.join("models").join(format!("{}.gguf", short(&m.id)));
+        let out = self
+            .work_dir
+            .join("models")
+            .join(format!("{}.gguf", short(&m.id)));
         if out.is_file() {
             return Ok(out);
         }
         self.local.load(m)?;
-        let dtype: GgufDType = self.engine.gguf_dtype.parse().map_err(|e: String| BackendError::Model {
-            location: m.location.clone(),
-            message: e,
-        })?;
+        let dtype: GgufDType =
+            self.engine
+                .gguf_dtype
+                .parse()
+                .map_err(|e: String| BackendError::Model {
+                    location: m.location.clone(),
+                    message: e,
+                })?;
         let model = self.local.model(m)?;
         srlm_model::write_gguf(&model, base, &out, dtype).map_err(|e| BackendError::Model {
             location: m.location.clone(),
@@ -125,10 +140,12 @@ impl ServedBackend {
     }
 
     fn connect(&self, m: &ModelRef) -> Result<Served, BackendError> {
-        let text = Arc::new(ModelText::load(&m.location).map_err(|e| BackendError::Model {
-            location: m.location.clone(),
-            message: e.to_string(),
-        })?);
+        let text = Arc::new(
+            ModelText::load(&m.location).map_err(|e| BackendError::Model {
+                location: m.location.clone(),
+                message: e.to_string(),
+            })?,
+        );
         let e = &self.engine;
         let (client, process) = match e.kind {
             EngineKind::Url => {
@@ -145,11 +162,18 @@ impl ServedBackend {
                     }
                     _ => *first = Some(m.clone()),
                 }
-                (Client::new(&e.url, self.timeout(), e.retries, e.concurrency), None)
+                (
+                    Client::new(&e.url, self.timeout(), e.retries, e.concurrency),
+                    None,
+                )
             }
             EngineKind::Server => {
                 let template = e.command_template();
-                let gguf = if template.contains("{gguf}") { Some(self.gguf_for(m)?) } else { None };
+                let gguf = if template.contains("{gguf}") {
+                    Some(self.gguf_for(m)?)
+                } else {
+                    None
+                };
                 let hf_dir = match srlm_model::resolve_model(&m.location) {
                     Ok(ModelFiles::HfDir(d)) => Some(d),
                     _ => None,
@@ -161,9 +185,19 @@ impl ServedBackend {
                     threads: e.threads,
                 };
                 let log = self.work_dir.join(format!("server-{}.log", short(&m.id)));
-                let p = ServerProcess::start(template, &vars, &log, Duration::from_secs(e.startup_timeout_seconds))
-                    .map_err(model_err(m))?;
-                tracing::info!("started `{}` for {} (log {})", p.command(), m.location, log.display());
+                let p = ServerProcess::start(
+                    template,
+                    &vars,
+                    &log,
+                    Duration::from_secs(e.startup_timeout_seconds),
+                )
+                .map_err(model_err(m))?;
+                tracing::info!(
+                    "started `{}` for {} (log {})",
+                    p.command(),
+                    m.location,
+                    log.display()
+                );
                 (p.client(self.timeout(), e.retries, e.concurrency), Some(p))
             }
             EngineKind::InProcess => unreachable!("checked in new()"),
@@ -200,23 +234,39 @@ impl Generator for ServedBackend {
     }
 
     fn load(&self, m: &ModelRef) -> Result<(), BackendError> {
-        if self.served.lock().expect("served models").contains_key(&m.id) {
+        if self
+            .served
+            .lock()
+            .expect("served models")
+            .contains_key(&m.id)
+        {
             return Ok(());
         }
         let served = self.connect(m)?;
-        self.served.lock().expect("served models").insert(m.id.clone(), served);
+        self.served
+            .lock()
+            .expect("served models")
+            .insert(m.id.clone(), served);
         Ok(())
     }
 
     fn release(&self, m: &ModelRef) {
         let gone = self.served.lock().expect("served models").remove(&m.id);
-        if let Some(Served { process: Some(p), .. }) = gone {
+        if let Some(Served {
+            process: Some(p), ..
+        }) = gone
+        {
             p.stop();
         }
         self.local.release(m);
     }
 
-    fn sample(&self, m: &ModelRef, prompts: &[&str], cfg: &SamplingConfig) -> Result<Vec<Vec<Generated>>, BackendError> {
+    fn sample(
+        &self,
+        m: &ModelRef,
+        prompts: &[&str],
+        cfg: &SamplingConfig,
+    ) -> Result<Vec<Vec<Generated>>, BackendError> {
         let remote = self.remote(m)?;
         let out = remote.sample(prompts, cfg).map_err(model_err(m))?;
         Ok(out
@@ -233,7 +283,11 @@ impl Generator for ServedBackend {
             .collect())
     }
 
-    fn pair_hidden_states(&self, m: &ModelRef, pairs: &[PreferencePair]) -> Result<Vec<PairHidden>, BackendError> {
+    fn pair_hidden_states(
+        &self,
+        m: &ModelRef,
+        pairs: &[PreferencePair],
+    ) -> Result<Vec<PairHidden>, BackendError> {
         self.local.load(m)?;
         self.local.pair_hidden_states(m, pairs)
     }
@@ -244,7 +298,13 @@ impl Generator for ServedBackend {
 }
 
 impl Trainer for ServedBackend {
-    fn train_dpo(&self, parent: &ModelRef, pairs: &[PreferencePair], config: &DpoConfig, out: &ModelRef) -> Result<Trained, BackendError> {
+    fn train_dpo(
+        &self,
+        parent: &ModelRef,
+        pairs: &[PreferencePair],
+        config: &DpoConfig,
+        out: &ModelRef,
+    ) -> Result<Trained, BackendError> {
         self.local.load(parent)?;
         let trained = self.local.train_dpo(parent, pairs, config, out)?;
         // The port's contract: the trained model is available to the Generator afterwards.

