@@ -34,6 +34,10 @@ pub struct RunArgs {
     /// from its cache; its config.json is used, so --config, -c, --strategy and --set are refused).
     #[arg(long, conflicts_with_all = ["out", "config", "strategy", "overrides", "set"])]
     resume: Option<PathBuf>,
+    /// Print the plan (models, the server command for each, hand-over forms, in-process memory)
+    /// and exit: nothing is started, trained or written.
+    #[arg(long, conflicts_with = "resume")]
+    dry_run: bool,
 }
 
 /// Arguments of `srlm config`.
@@ -73,6 +77,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
             )
         }
     };
+    if a.dry_run {
+        return crate::dry_run::print_plan(&config, &out);
+    }
     let opts = RunOptions {
         out: out.clone(),
         resume,

@@ -29,6 +29,7 @@ mod cmd_plugins;
 mod cmd_report;
 mod cmd_run;
 mod cmd_train;
+mod dry_run;
 mod engine_args;
 
 /// Train language models that reward themselves (Self-Rewarding, Temporal Self-Rewarding).
