@@ -6,8 +6,15 @@
 //! A plain `harness = false` main rather than criterion: one batched-sampling run takes tens
 //! of seconds and its token count varies with EOS, so each figure is the median of a few timed
 //! repetitions after one warm-up. `SRLM_BENCH_REPS` overrides the repetition count (default 3);
-//! `SRLM_BENCH_ONLY=batched,single,prefill,train` runs a subset .
-//! Figures and the llama.cpp / PyTorch anchors are in `docs/benchmarks.md`.
+//! `SRLM_BENCH_ONLY=batched,server,single,prefill,train,llamacpp` runs a subset.
+//!
+//! The llama.cpp anchors are measured in the same run, on the same GGUF with the same thread
+//! count, by the binaries `scripts/install-llama-server.sh` builds (it is called here; cached):
+//! `llama-bench -p 256 -n 128` (prefill and single-stream decode) and `llama-batched-bench
+//! -npp 64 -ntg 128 -npl 1,8,32` (batched decode); the `server` section samples the batched
+//! workload through `llama-server` (32 parallel slots) with srlm's server engine. The PyTorch
+//! anchors (training) are still figures typed in from issue 2's measurement.
+//! Figures are in `docs/benchmarks.md`.
 
 use std::time::{Duration, Instant};
 
@@ -22,9 +29,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Parameters of SmolLM2-135M (tied embeddings), for 6·N FLOPs per trained token.
 const N_PARAMS: f64 = 134_515_008.0;
 
-// Anchors measured on this kind of machine (issue 2 item 12).
-const LLAMACPP_PREFILL: f64 = 275.0;
-const LLAMACPP_DECODE: f64 = 90.0;
+// Anchors typed in from issue 2 item 12 (PyTorch was measured on another day; no torch here).
 const PYTORCH_TRAIN_TOKS: f64 = 186.0;
 const PYTORCH_TRAIN_GFLOPS: f64 = 150.0;
 const GEMM_CEILING_GFLOPS: f64 = 340.0;
@@ -80,6 +85,128 @@ fn long_prompt(m: &LanguageModel, n: usize) -> Result<Vec<u32>> {
     Ok(ids)
 }
 
+/// llama.cpp's figures on the same GGUF and thread count, measured now.
+#[derive(Default)]
+struct LlamaCpp {
+    prefill_256: f64,
+    decode_128: f64,
+    /// (parallel sequences, generation tok/s) from llama-batched-bench.
+    batched: Vec<(u64, f64)>,
+}
+
+fn llamacpp_bin() -> Result<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let o = std::process::Command::new("bash")
+        .arg(root.join("scripts/install-llama-server.sh"))
+        .output()?;
+    anyhow::ensure!(
+        o.status.success(),
+        "install-llama-server.sh: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    Ok(std::path::PathBuf::from(
+        String::from_utf8_lossy(&o.stdout).trim(),
+    ))
+}
+
+fn measure_llamacpp(gguf: &std::path::Path, threads: usize) -> Result<LlamaCpp> {
+    let bin = llamacpp_bin()?;
+    let t = threads.to_string();
+    let o = std::process::Command::new(bin.join("llama-bench"))
+        .args([
+            "-p", "256", "-n", "128", "-r", "3", "-t", &t, "-o", "json", "-m",
+        ])
+        .arg(gguf)
+        .output()?;
+    anyhow::ensure!(
+        o.status.success(),
+        "llama-bench: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout)?;
+    let mut out = LlamaCpp::default();
+    for r in &rows {
+        let ts = r["avg_ts"].as_f64().unwrap_or(f64::NAN);
+        match (r["n_prompt"].as_u64(), r["n_gen"].as_u64()) {
+            (Some(256), Some(0)) => out.prefill_256 = ts,
+            (Some(0), Some(128)) => out.decode_128 = ts,
+            _ => {}
+        }
+    }
+    let o = std::process::Command::new(bin.join("llama-batched-bench"))
+        .args([
+            "-npp", "64", "-ntg", "128", "-npl", "1,8,32", "-c", "8192", "-t", &t,
+        ])
+        .args(["--output-format", "jsonl", "-m"])
+        .arg(gguf)
+        .output()?;
+    anyhow::ensure!(
+        o.status.success(),
+        "llama-batched-bench: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for line in String::from_utf8_lossy(&o.stdout).lines() {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+            if let (Some(pl), Some(tg)) = (v["pl"].as_u64(), v["speed_tg"].as_f64()) {
+                out.batched.push((pl, tg));
+            }
+        }
+    }
+    println!(
+        "llama.cpp (same GGUF, {threads} threads): prefill 256 {:.1} tok/s, decode 128 {:.1} tok/s, batched decode {}",
+        out.prefill_256,
+        out.decode_128,
+        out.batched
+            .iter()
+            .map(|(pl, tg)| format!("{pl} seq {tg:.1} tok/s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(out)
+}
+
+/// The batched workload through llama-server (32 slots, `threads` threads) with srlm's
+/// server engine: (median tok/s, median generated tokens).
+fn measure_server(
+    gguf: &std::path::Path,
+    threads: usize,
+    reps: usize,
+    cfg: &SamplingConfig,
+) -> Result<(f64, f64)> {
+    llamacpp_bin()?;
+    let dir = tempfile::tempdir()?;
+    let server = srlm_engine::ServerProcess::start(
+        "llama-server -m {gguf} --host 127.0.0.1 --port {port} -np {parallel} -c 16384 -t {threads} --no-webui",
+        &srlm_engine::ServerVars {
+            gguf: Some(gguf.to_path_buf()),
+            hf_dir: None,
+            parallel: 32,
+            threads,
+        },
+        &dir.path().join("server.log"),
+        Duration::from_secs(120),
+    )?;
+    let remote = srlm_engine::RemoteModel {
+        text: std::sync::Arc::new(srlm_model::ModelText::load("default")?),
+        client: server.client(Duration::from_secs(600), 0, 32),
+        model_name: "default".into(),
+        use_n: true,
+        top_logprobs: 20,
+    };
+    let mut rates = Vec::new();
+    let mut tokens = Vec::new();
+    let (_, _, _) = timed(reps, || {
+        let t = Instant::now();
+        let out = remote.sample(&PROMPTS, cfg)?;
+        let el = secs(t.elapsed());
+        let n: usize = out.iter().flatten().map(|g| g.token_ids.len()).sum();
+        rates.push(n as f64 / el);
+        tokens.push(n as f64);
+        Ok(())
+    })?;
+    Ok((median(rates[1..].to_vec()), median(tokens[1..].to_vec())))
+}
+
 fn main() -> Result<()> {
     srlm_model::init_process();
     // `cargo bench` passes `--bench`; a filter argument is not supported.
@@ -97,6 +224,25 @@ fn main() -> Result<()> {
     };
     let (mut batch_rate, mut single_rate, mut prefill_rate) = (f64::NAN, f64::NAN, f64::NAN);
     let (mut train_rate, mut train_gflops) = (f64::NAN, f64::NAN);
+    let mut server_rate = f64::NAN;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let gguf = match srlm_model::resolve_model("default")? {
+        srlm_model::ModelFiles::Gguf(p) => p,
+        srlm_model::ModelFiles::HfDir(d) => {
+            anyhow::bail!("default model is a folder: {}", d.display())
+        }
+    };
+    let anchors = if run("llamacpp") {
+        match measure_llamacpp(&gguf, threads) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                println!("llama.cpp anchors not measured: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let dev = Device::Cpu;
     let t = Instant::now();
     let m = LanguageModel::load("default", &dev)?;
@@ -143,6 +289,13 @@ fn main() -> Result<()> {
     );
 
         hwm("batched sampling");
+    }
+
+    // 1b. The same workload through llama-server (srlm's server engine).
+    if run("server") {
+        let (rate, tok) = measure_server(&gguf, threads, reps, &cfg)?;
+        server_rate = rate;
+        println!("llama-server 4x8x128 (32 slots, {threads} threads, srlm's server engine): {tok:.0} generated tokens -> {rate:.1} tok/s");
     }
 
     // 2. Single-stream decode: 1 prompt, K=1, 128 tokens (time includes the short prefill).
@@ -225,7 +378,7 @@ fn main() -> Result<()> {
     }
 
     println!();
-    println!("(anchors: issue 2 item 12; the PyTorch step includes AdamW, this one does not)");
+    println!("(llama.cpp anchors: measured above, this run; PyTorch anchors: issue 2 item 12, typed in; the PyTorch step includes AdamW, this one does not)");
     println!("| figure | srlm | anchor | ratio | target | met |");
     println!("|---|---|---|---|---|---|");
     // `target` NaN: no target (the figure is reported for comparison only).
@@ -243,30 +396,51 @@ fn main() -> Result<()> {
             if r >= target { "yes" } else { "no" }
         );
     };
-    row(
-        "batched sampling 4x8x128",
-        batch_rate,
-        "tok/s",
-        LLAMACPP_DECODE,
-        "llama.cpp decode",
-        3.0,
-    );
-    row(
-        "single-stream decode",
-        single_rate,
-        "tok/s",
-        LLAMACPP_DECODE,
-        "llama.cpp decode",
-        f64::NAN,
-    );
-    row(
-        "prefill 256",
-        prefill_rate,
-        "tok/s",
-        LLAMACPP_PREFILL,
-        "llama.cpp prefill",
-        1.0,
-    );
+    if let Some(a) = &anchors {
+        let batched32 = a
+            .batched
+            .iter()
+            .find(|(pl, _)| *pl == 32)
+            .map_or(f64::NAN, |x| x.1);
+        row(
+            "batched sampling 4x8x128",
+            batch_rate,
+            "tok/s",
+            batched32,
+            "llama.cpp batched decode, 32 seq",
+            f64::NAN,
+        );
+        row(
+            "llama-server 4x8x128 via srlm",
+            server_rate,
+            "tok/s",
+            batched32,
+            "llama.cpp batched decode, 32 seq",
+            f64::NAN,
+        );
+        row(
+            "single-stream decode",
+            single_rate,
+            "tok/s",
+            a.decode_128,
+            "llama-bench -n 128",
+            f64::NAN,
+        );
+        row(
+            "prefill 256",
+            prefill_rate,
+            "tok/s",
+            a.prefill_256,
+            "llama-bench -p 256",
+            f64::NAN,
+        );
+        if !batch_rate.is_nan() && !server_rate.is_nan() {
+            println!(
+                "srlm in-process / llama-server (same workload): {:.2}x",
+                batch_rate / server_rate
+            );
+        }
+    }
     row(
         "train fwd+bwd 2x256",
         train_rate,

@@ -510,6 +510,45 @@ fn server_failures_are_one_line_errors_naming_the_cause() {
         Duration::from_secs(120),
     )
     .unwrap();
+    // A user's server (engine.kind = "url") serves one model: asking for a second one (what
+    // TSR's future model M_f or M_1 would need) is refused, naming both and the fix.
+    {
+        use srlm_pipeline::ports::{Generator, ModelRef};
+        let engine = srlm_engine::EngineConfig {
+            kind: srlm_engine::EngineKind::Url,
+            url: server.base_url().to_string(),
+            ..Default::default()
+        };
+        let backend = srlm_pipeline::served::ServedBackend::new(
+            engine,
+            srlm_model::Device::Cpu,
+            false,
+            &dir.path().join("engine"),
+            "default",
+        )
+        .unwrap();
+        backend.load(&ModelRef::new("m0", "default")).unwrap();
+        let sampled = backend
+            .sample(
+                &ModelRef::new("m0", "default"),
+                &["hi"],
+                &srlm_core::SamplingConfig {
+                    k: 2,
+                    max_new_tokens: 4,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(sampled[0].len(), 2);
+        let e = backend
+            .load(&ModelRef::new("mf", "runs/x/cache/model-mf"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("serves one model (`default`)") && e.contains("engine.kind = \"server\""),
+            "{e}"
+        );
+    }
     let wrong = server.base_url().replace("/v1", "/v2");
     let e = generate_via(&wrong);
     assert!(e.contains("HTTP 404"), "{e}");

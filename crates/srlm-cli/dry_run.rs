@@ -36,7 +36,10 @@ pub fn print_plan(config: &RunConfig, out: &Path) -> anyhow::Result<()> {
             Some(n as f64)
         }
         Err(err) => {
-            println!("model M0: `{}` — not readable here ({err}); sizes unknown", config.model);
+            println!(
+                "model M0: `{}` — not readable here ({err}); sizes unknown",
+                config.model
+            );
             None
         }
     };
@@ -50,14 +53,20 @@ pub fn print_plan(config: &RunConfig, out: &Path) -> anyhow::Result<()> {
         "strategy: {} × {} iterations; {} prompts per iteration, {} held out; K = {k}, {} new tokens at most",
         config.strategy, config.iterations, config.prompts.per_iteration, config.prompts.eval, config.sampling.max_new_tokens
     );
-    let models_sampled = if temporal { "M_i, M0 and the future model M_f" } else { "M_i" };
+    let models_sampled = if temporal {
+        "M_i, M0 and the future model M_f"
+    } else {
+        "M_i"
+    };
     println!(
         "per iteration: K samples per prompt from {models_sampled}, judged by `{}` ({:?}); held-out answers of each M_i",
         config.judge.spec, config.judge.mode
     );
     match e.kind {
         EngineKind::InProcess => {
-            println!("engine: in-process (candle, f32 weights): sampling and judging in this process");
+            println!(
+                "engine: in-process (candle, f32 weights): sampling and judging in this process"
+            );
         }
         EngineKind::Url => {
             println!(
@@ -77,19 +86,38 @@ pub fn print_plan(config: &RunConfig, out: &Path) -> anyhow::Result<()> {
                 Ok(srlm_model::ModelFiles::HfDir(d)) => (None, Some(d.clone())),
                 Err(_) => (None, Some(config.model.clone().into())),
             };
-            let show = |vars: &ServerVars| match srlm_engine::server::render_command(template, vars, 0) {
-                Ok(argv) => format!("$ {}", shlex_join(&argv).replace("--port 0", "--port <free port>")),
-                Err(err) => format!("cannot run: {err}"),
+            let show =
+                |vars: &ServerVars| match srlm_engine::server::render_command(template, vars, 0) {
+                    Ok(argv) => format!(
+                        "$ {}",
+                        shlex_join(&argv).replace("--port 0", "--port <free port>")
+                    ),
+                    Err(err) => format!("cannot run: {err}"),
+                };
+            let base = ServerVars {
+                parallel: e.parallel,
+                threads: e.threads,
+                ..Default::default()
             };
-            let base = ServerVars { parallel: e.parallel, threads: e.threads, ..Default::default() };
-            println!("  M0 → {}", show(&ServerVars { gguf: m0_gguf.clone(), hf_dir: m0_hf, ..base.clone() }));
+            println!(
+                "  M0 → {}",
+                show(&ServerVars {
+                    gguf: m0_gguf.clone(),
+                    hf_dir: m0_hf,
+                    ..base.clone()
+                })
+            );
             let ckpt = out.join("cache/model-<id>");
             let gguf = out.join("engine/models/<id>.gguf");
             let gguf_size = params.map(|n| gb(n * if e.gguf_dtype == "f16" { 2.0 } else { 4.0 }));
             println!(
                 "  each trained model (M_1 … M_{}{}) is handed over as its HF checkpoint {}{}",
                 config.iterations,
-                if temporal { ", and M_f in every iteration" } else { "" },
+                if temporal {
+                    ", and M_f in every iteration"
+                } else {
+                    ""
+                },
                 ckpt.display(),
                 if template.contains("{gguf}") {
                     format!(
@@ -102,7 +130,14 @@ pub fn print_plan(config: &RunConfig, out: &Path) -> anyhow::Result<()> {
                     String::new()
                 }
             );
-            println!("    {}", show(&ServerVars { gguf: Some(gguf), hf_dir: Some(ckpt), ..base }));
+            println!(
+                "    {}",
+                show(&ServerVars {
+                    gguf: Some(gguf),
+                    hf_dir: Some(ckpt),
+                    ..base
+                })
+            );
             println!(
                 "  requests: {} in flight, K samples per request (n = K): {}; timeout {} s, {} retries",
                 e.concurrency, e.use_n, e.timeout_seconds, e.retries

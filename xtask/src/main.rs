@@ -3,6 +3,8 @@
 //! - `cargo xtask fetch`: fetch the default model and the evaluation data into the cache
 //!   (`$SRLM_CACHE`, else `~/.cache/srlm`) ahead of time; same code path as first use.
 //! - `cargo xtask bench [--quick]`: compare strategies (see `docs/benchmarks.md`).
+//! - `cargo xtask bench-engine`: the main job in-process vs on `llama-server`: wall time and
+//!   peak memory of srlm and its servers (see `engine_bench.rs`).
 //! - `cargo xtask tidy`: checks of the checkout that need no build (module docs, no path
 //!   leaving the repository, docs code blocks pinned to files; see `tidy.rs`). Also run by
 //!   `cargo test`, as a test of this crate.
@@ -15,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod bench;
+mod engine_bench;
 mod tidy;
 
 fn root() -> PathBuf {
@@ -51,9 +54,10 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("fetch") => run(Command::new(srlm_binary()?).arg("fetch")),
         Some("bench") => bench::run(&args[1..]),
+        Some("bench-engine") => engine_bench::run(&args[1..]),
         Some("tidy") => tidy::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <fetch | bench [--quick] | tidy>");
+            eprintln!("usage: cargo xtask <fetch | bench [--quick] | bench-engine [--config FILE] | tidy>");
             bail!("unknown or missing task")
         }
     }

@@ -6,7 +6,7 @@
 
 use crate::config::RunConfig;
 use crate::ports::{Backend, BackendError, DpoRun, Generated, ModelRef};
-use crate::store::{key_of, Store};
+use crate::store::{key_of, with_engine, Store};
 use serde_json::json;
 use srlm_core::{Judgment, ModelSource, PreferencePair, PromptRecord, Sample, SamplingConfig};
 use srlm_judge::{Judge, JudgeItem};
@@ -171,7 +171,10 @@ impl<'a> RunHost<'a> {
             ..self.config.sampling.clone()
         };
         let texts: Vec<&str> = prompts.iter().map(|p| p.prompt.as_str()).collect();
-        let key = key_of(&json!({"model": model.id, "prompts": texts, "sampling": cfg}));
+        let key = key_of(&with_engine(
+            json!({"model": model.id, "prompts": texts, "sampling": cfg}),
+            self.backend.engine_id(),
+        ));
         let generated: Vec<Vec<Generated>> = match self.store.get("sample", &key) {
             Some(v) => v,
             None => {
@@ -226,10 +229,13 @@ impl<'a> RunHost<'a> {
                     .with_origin(s.id.clone())
             })
             .collect();
-        let key = key_of(&json!({
-            "judge": self.config.judge, "judge_model": self.judge_model_id,
-            "items": items.iter().map(|i| json!([i.prompt, i.response, i.metadata])).collect::<Vec<_>>(),
-        }));
+        let key = key_of(&with_engine(
+            json!({
+                "judge": self.config.judge, "judge_model": self.judge_model_id,
+                "items": items.iter().map(|i| json!([i.prompt, i.response, i.metadata])).collect::<Vec<_>>(),
+            }),
+            self.backend.engine_id(),
+        ));
         let verdicts: Vec<(Option<f64>, serde_json::Value)> = match self.store.get("judge", &key) {
             Some(v) => v,
             None => {

@@ -171,6 +171,14 @@ pub trait Generator {
     /// # Errors
     /// [`BackendError::NotLoaded`].
     fn judge_model(&self, model: &ModelRef) -> Result<Box<dyn JudgeModel + '_>, BackendError>;
+
+    /// What produces samples and judge outputs besides the weights, when it is not srlm's own
+    /// in-process sampler: e.g. the server kind and command. It joins the memo store's keys of
+    /// samples, judgments and evaluations, so a run (or a resumed run) never replays samples
+    /// made by another engine. `None` (the default) leaves the keys as they always were.
+    fn engine_id(&self) -> Option<String> {
+        None
+    }
 }
 
 /// DPO training (brief §5, port 2).

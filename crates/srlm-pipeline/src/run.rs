@@ -20,7 +20,7 @@ use crate::metrics::{DpoMeans, EvalMetrics, IterationMetrics, StrategyValue, Tra
 use crate::ports::{Backend, BackendError, DpoRun, ModelRef};
 use crate::prompts::{load_pool, split, PromptsError};
 use crate::run_dir::RunDir;
-use crate::store::{key_of, Store};
+use crate::store::{key_of, with_engine, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use srlm_core::{write_atomic, write_jsonl_atomic, JsonlError, PreferencePair, PromptRecord};
@@ -624,10 +624,13 @@ impl<'a> Loop<'a> {
             baseline: false,
             progress: false,
         };
-        let key = key_of(&json!({
-            "model": model.id, "prompts": prompts, "max_new_tokens": opts.max_new_tokens,
-            "judge": self.eval_spec, "judge_cfg": self.config.judge,
-        }));
+        let key = key_of(&with_engine(
+            json!({
+                "model": model.id, "prompts": prompts, "max_new_tokens": opts.max_new_tokens,
+                "judge": self.eval_spec, "judge_cfg": self.config.judge,
+            }),
+            self.backend.engine_id(),
+        ));
         let rows: Vec<EvalRow> = match self.store.get("eval", &key) {
             Some(v) => v,
             None => {

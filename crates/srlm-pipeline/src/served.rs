@@ -140,12 +140,6 @@ impl ServedBackend {
     }
 
     fn connect(&self, m: &ModelRef) -> Result<Served, BackendError> {
-        let text = Arc::new(
-            ModelText::load(&m.location).map_err(|e| BackendError::Model {
-                location: m.location.clone(),
-                message: e.to_string(),
-            })?,
-        );
         let e = &self.engine;
         let (client, process) = match e.kind {
             EngineKind::Url => {
@@ -202,6 +196,12 @@ impl ServedBackend {
             }
             EngineKind::InProcess => unreachable!("checked in new()"),
         };
+        let text = Arc::new(
+            ModelText::load(&m.location).map_err(|e| BackendError::Model {
+                location: m.location.clone(),
+                message: e.to_string(),
+            })?,
+        );
         let model_name = if e.model_name.is_empty() {
             client
                 .models()
@@ -294,6 +294,18 @@ impl Generator for ServedBackend {
 
     fn judge_model(&self, m: &ModelRef) -> Result<Box<dyn JudgeModel + '_>, BackendError> {
         Ok(Box::new(self.remote(m)?))
+    }
+
+    fn engine_id(&self) -> Option<String> {
+        let e = &self.engine;
+        let what = match e.kind {
+            EngineKind::Url => format!("url {}", e.url),
+            _ => format!("server {}", e.command_template()),
+        };
+        Some(format!(
+            "{what}; model {:?}; n per request {}; top log-probs {}",
+            e.model_name, e.use_n, e.top_logprobs
+        ))
     }
 }
 

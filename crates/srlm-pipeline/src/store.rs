@@ -18,6 +18,15 @@ pub fn key_of(inputs: &serde_json::Value) -> String {
     hex::encode(Sha256::digest(inputs.to_string().as_bytes()))
 }
 
+/// `inputs` with the backend's engine identity (see `Generator::engine_id`) added as
+/// `"engine"`; unchanged for the in-process engine, so existing keys stay valid.
+pub fn with_engine(mut inputs: serde_json::Value, engine: Option<String>) -> serde_json::Value {
+    if let (Some(e), Some(obj)) = (engine, inputs.as_object_mut()) {
+        obj.insert("engine".into(), serde_json::Value::String(e));
+    }
+    inputs
+}
+
 impl Store {
     /// A store in `dir` (created on first write).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
