@@ -517,6 +517,9 @@ fn server_failures_are_one_line_errors_naming_the_cause() {
         let engine = srlm_engine::EngineConfig {
             kind: srlm_engine::EngineKind::Url,
             url: server.base_url().to_string(),
+            // This server has 1 slot, and llama-server refuses `n` above its slot count
+            // ("Value must be between 1 <= value <= 1"): K requests instead.
+            use_n: false,
             ..Default::default()
         };
         let backend = srlm_pipeline::served::ServedBackend::new(
