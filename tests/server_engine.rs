@@ -90,6 +90,23 @@ fn default_gguf() -> PathBuf {
     }
 }
 
+/// `llama-server` on the default GGUF (1 slot, 2 threads), its log in `dir`.
+fn default_server(dir: &Path) -> ServerProcess {
+    llama_server();
+    ServerProcess::start(
+        srlm_engine::ServerPreset::LlamaServer.command(),
+        &ServerVars {
+            gguf: Some(default_gguf()),
+            parallel: 1,
+            threads: 2,
+            ..Default::default()
+        },
+        &dir.join("server.log"),
+        Duration::from_secs(120),
+    )
+    .unwrap()
+}
+
 fn greedy(model: &str, prompt: &str, engine: &str) -> Value {
     let out = ok(&srlm(&[
         "generate",
@@ -118,18 +135,7 @@ const PROMPTS: [&str; 3] = [
 fn the_server_gets_srlm_s_prompt_ids() {
     let dir = tempfile::tempdir().unwrap();
     llama_server();
-    let server = ServerProcess::start(
-        srlm_engine::ServerPreset::LlamaServer.command(),
-        &ServerVars {
-            gguf: Some(default_gguf()),
-            parallel: 1,
-            threads: 2,
-            ..Default::default()
-        },
-        &dir.path().join("server.log"),
-        Duration::from_secs(120),
-    )
-    .unwrap();
+    let server = default_server(dir.path());
     let client = server.client(Duration::from_secs(60), 0, 1);
     let text = srlm_model::ModelText::load("default").unwrap();
     for p in PROMPTS {
@@ -498,18 +504,7 @@ fn server_failures_are_one_line_errors_naming_the_cause() {
     );
     // A real llama-server: a 404 for a wrong API path.
     let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start(
-        srlm_engine::ServerPreset::LlamaServer.command(),
-        &ServerVars {
-            gguf: Some(default_gguf()),
-            parallel: 1,
-            threads: 2,
-            ..Default::default()
-        },
-        &dir.path().join("server.log"),
-        Duration::from_secs(120),
-    )
-    .unwrap();
+    let server = default_server(dir.path());
     // A user's server (engine.kind = "url") serves one model: asking for a second one (what
     // TSR's future model M_f or M_1 would need) is refused, naming both and the fix.
     {

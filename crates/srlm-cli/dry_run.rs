@@ -90,7 +90,8 @@ pub fn print_plan(config: &RunConfig, out: &Path) -> anyhow::Result<()> {
                 |vars: &ServerVars| match srlm_engine::server::render_command(template, vars, 0) {
                     Ok(argv) => format!(
                         "$ {}",
-                        shlex_join(&argv).replace("--port 0", "--port <free port>")
+                        srlm_engine::server::command_line(&argv)
+                            .replace("--port 0", "--port <free port>")
                     ),
                     Err(err) => format!("cannot run: {err}"),
                 };
@@ -165,17 +166,4 @@ pub fn print_plan(config: &RunConfig, out: &Path) -> anyhow::Result<()> {
         None => println!("in-process on {device:?}: DPO (full fine-tuning, f32) and the hidden-state diagnostic: 20 bytes per parameter + activations"),
     }
     Ok(())
-}
-
-fn shlex_join(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)) {
-                format!("'{}'", a.replace('\'', "'\\''"))
-            } else {
-                a.clone()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }

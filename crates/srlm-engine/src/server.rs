@@ -38,14 +38,7 @@ pub fn free_port() -> Result<u16, EngineError> {
 
 /// Where the `llama-server` of `scripts/install-llama-server.sh` lands.
 pub fn cached_llama_server() -> PathBuf {
-    srlm_assets_cache().join("tools/llama.cpp-11434.0.0/bin/llama-server")
-}
-
-fn srlm_assets_cache() -> PathBuf {
-    std::env::var_os("SRLM_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/srlm")))
-        .unwrap_or_else(|| PathBuf::from(".cache/srlm"))
+    srlm_assets::cache_dir().join("tools/llama.cpp-11434.0.0/bin/llama-server")
 }
 
 /// Finds a program: a path as given; a bare name on `PATH`; `llama-server` also in srlm's
@@ -109,6 +102,11 @@ pub fn render_command(
         .collect()
 }
 
+/// `argv` as one shell-quoted line (for logs, errors and the dry run).
+pub fn command_line(argv: &[String]) -> String {
+    shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "))
+}
+
 /// A running server.
 pub struct ServerProcess {
     child: Arc<Mutex<Child>>,
@@ -149,8 +147,7 @@ impl ServerProcess {
     ) -> Result<Self, EngineError> {
         let port = free_port()?;
         let mut argv = render_command(template, vars, port)?;
-        let command =
-            shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "));
+        let command = command_line(&argv);
         let program = resolve_program(&argv[0]).ok_or_else(|| EngineError::Spawn {
             command: command.clone(),
             message: if argv[0] == "llama-server" {
