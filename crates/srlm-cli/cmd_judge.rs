@@ -113,8 +113,7 @@ pub fn run(args: JudgeArgs) -> anyhow::Result<()> {
 /// Reads the input: each line's object (kept for the output) and its [`JudgeItem`], whose
 /// origin is `FILE:LINE` so judge errors name the line.
 fn read_items(path: &Path) -> anyhow::Result<(Vec<Map<String, Value>>, Vec<JudgeItem>)> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = srlm_core::read_text(path)?;
     let mut records = Vec::new();
     let mut items = Vec::new();
     for (line_no, line) in srlm_core::jsonl_lines(&text) {

@@ -4,10 +4,12 @@
 //! Settings: the defaults of [`srlm_dpo::DpoConfig`] (TRL names), then `--config FILE.toml`,
 //! then the named flags (`--beta`, …), then every `--set key=value` in order. Outputs:
 //! the trained model as an HF-style checkpoint in `--out DIR` (loadable by
-//! `srlm generate --model DIR`; written atomically, replacing what was there), and the per-step
-//! metrics log (TRL keys, one JSON object a line) **beside** it, `DIR.dpo_log.jsonl`, so the
-//! checkpoint folder stays a clean HF directory (`--log FILE` overrides; the file is started
-//! afresh). A progress bar runs on stderr and one summary line goes to stdout.
+//! `srlm generate --model DIR`; written atomically), and the per-step metrics log (TRL keys,
+//! one JSON object a line) **beside** it, `DIR.dpo_log.jsonl`, so the checkpoint folder stays a
+//! clean HF directory (`--log FILE` overrides). Both locations are claimed before any work
+//! ([`srlm_core::output`]): a folder srlm did not write is never replaced, an earlier srlm
+//! checkpoint or log only with `--overwrite`, and neither may be the pairs file. A progress bar
+//! runs on stderr and one summary line goes to stdout.
 
 use anyhow::Context;
 use srlm_dpo::{
@@ -27,9 +29,13 @@ pub struct TrainDpoArgs {
     /// messages) or srlm's pair records (sampled token ids used as sampled).
     #[arg(long, value_name = "FILE.jsonl")]
     pairs: PathBuf,
-    /// Checkpoint folder to write (HF layout; replaced if it exists).
+    /// Checkpoint folder to write (HF layout). Must be new, empty, or (with `--overwrite`) an
+    /// earlier srlm checkpoint.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// Replace an earlier srlm checkpoint at `--out` and its metrics log.
+    #[arg(long)]
+    overwrite: bool,
     /// Metrics log (JSONL, one line per optimizer step). Default: `<DIR>.dpo_log.jsonl`.
     #[arg(long, value_name = "FILE.jsonl")]
     log: Option<PathBuf>,
@@ -152,14 +158,32 @@ fn summary_line(s: &TrainSummary, log: &Path) -> String {
     )
 }
 
+/// Claims the checkpoint folder and the log before any work: neither may hold something srlm
+/// did not write, replace an earlier output without `--overwrite`, or be the pairs file (or
+/// hold it); both must be writable.
+fn claim_outputs(a: &TrainDpoArgs, log: &Path) -> anyhow::Result<()> {
+    use srlm_core::output::{claim_dir, claim_file, is_within, OutputError};
+    if is_within(&a.pairs, &a.out) {
+        return Err(OutputError::IsInput {
+            path: a.out.clone(),
+            what: format!("it holds --pairs {}", a.pairs.display()),
+        }
+        .into());
+    }
+    claim_dir(&a.out, srlm_model::CHECKPOINT, a.overwrite).context("--out")?;
+    claim_file(log, &[("--pairs", &a.pairs)], a.overwrite).context("the metrics log")?;
+    Ok(())
+}
+
 /// Runs `srlm train-dpo`.
 pub fn run(a: TrainDpoArgs) -> anyhow::Result<()> {
     let cfg = build_config(&a)?;
-    let pairs = read_preference_pairs(&a.pairs)?;
     let log = match &a.log {
         Some(p) => p.clone(),
         None => default_log_path(&a.out)?,
     };
+    claim_outputs(&a, &log)?;
+    let pairs = read_preference_pairs(&a.pairs)?;
     let model = LanguageModel::load(&a.model, &default_device())
         .with_context(|| format!("loading model `{}`", a.model))?;
     let tok = tokenize_pairs(&model, &pairs)?;
@@ -176,6 +200,7 @@ pub fn run(a: TrainDpoArgs) -> anyhow::Result<()> {
     for f in &tok.failures {
         eprintln!("  skipped pair `{}`: {}", f.id, f.message);
     }
+    // `claim_outputs` allowed replacing an earlier log (`--overwrite`): start it afresh.
     match std::fs::remove_file(&log) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

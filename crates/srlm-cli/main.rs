@@ -108,11 +108,47 @@ fn main() -> std::process::ExitCode {
 }
 
 /// The error and its causes on one line. Each library error either shows its cause in its
-/// own message or exposes it as a source, never both, so every cause appears once.
+/// own message or exposes it as a source, never both, so every cause appears once. A captured
+/// backtrace (candle appends one to its errors under `RUST_BACKTRACE=1`) is left out.
 fn one_line(e: &anyhow::Error) -> String {
     e.chain()
-        .map(|c| c.to_string())
+        .map(|c| without_backtrace(&c.to_string()))
         .collect::<Vec<_>>()
         .join(": ")
         .replace('\n', " ")
+}
+
+/// `text` up to the first line of a printed backtrace (`stack backtrace:` or `   0: frame`).
+fn without_backtrace(text: &str) -> String {
+    let frame = is_frame_line;
+    let mut kept = Vec::new();
+    for line in text.lines() {
+        if line.trim_start().starts_with("stack backtrace:") || frame(line) {
+            break;
+        }
+        kept.push(line);
+    }
+    kept.join("\n").trim_end().to_string()
+}
+
+/// Whether `line` is a backtrace frame line: spaces, a frame number, a colon.
+fn is_frame_line(line: &str) -> bool {
+    let t = line.trim_start();
+    line.len() > t.len()
+        && t.split_once(": ")
+            .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn backtraces_are_cut_from_error_lines() {
+        let e = anyhow::anyhow!(
+            "shape mismatch in matmul\n   0: candle_core::error::Error::bt\n             at src/error.rs:1\n   1: main"
+        )
+        .context("loading model `x`");
+        assert_eq!(super::one_line(&e), "loading model `x`: shape mismatch in matmul");
+        let e = anyhow::anyhow!("first\nsecond line");
+        assert_eq!(super::one_line(&e), "first second line");
+    }
 }

@@ -36,12 +36,35 @@ pub fn jsonl_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
         .map(|(i, l)| (i + 1, l))
 }
 
-/// Reads one record per non-empty line. Errors name the file, the 1-based line and the field.
-pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, JsonlError> {
-    let text = std::fs::read_to_string(path).map_err(|error| JsonlError::Io {
+/// Reads a UTF-8 text file: a leading byte-order mark is dropped; invalid UTF-8 is an error
+/// naming the file, the 1-based line and the byte column.
+///
+/// # Errors
+/// [`JsonlError::Io`], [`JsonlError::Parse`] for invalid UTF-8.
+pub fn read_text(path: &Path) -> Result<String, JsonlError> {
+    let bytes = std::fs::read(path).map_err(|error| JsonlError::Io {
         path: path.to_path_buf(),
         error,
     })?;
+    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    match std::str::from_utf8(body) {
+        Ok(text) => Ok(text.to_string()),
+        Err(e) => {
+            let before = &body[..e.valid_up_to()];
+            let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+            let column = 1 + before.iter().rev().take_while(|&&b| b != b'\n').count();
+            Err(JsonlError::Parse {
+                path: path.to_path_buf(),
+                line,
+                message: format!("byte column {column}: not valid UTF-8"),
+            })
+        }
+    }
+}
+
+/// Reads one record per non-empty line. Errors name the file, the 1-based line and the field.
+pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, JsonlError> {
+    let text = read_text(path)?;
     jsonl_lines(&text)
         .map(|(line, record)| {
             serde_json::from_str(record).map_err(|e| JsonlError::Parse {
@@ -70,11 +93,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), JsonlError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io)
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    // A failed write (a full disk) leaves no temporary file behind.
+    if let Err(error) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(error));
+    }
+    Ok(())
 }
 
 /// Serialises `records` one per line and writes them with [`write_atomic`].

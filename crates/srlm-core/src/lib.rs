@@ -12,9 +12,10 @@
 #![deny(missing_docs)]
 
 mod jsonl;
+pub mod output;
 mod records;
 mod sampling;
 
-pub use jsonl::{jsonl_lines, read_jsonl, write_atomic, write_jsonl_atomic, JsonlError};
+pub use jsonl::{jsonl_lines, read_jsonl, read_text, write_atomic, write_jsonl_atomic, JsonlError};
 pub use records::{Judgment, ModelSource, PairProvenance, PreferencePair, PromptRecord, Sample};
 pub use sampling::SamplingConfig;

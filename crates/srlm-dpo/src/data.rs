@@ -22,9 +22,17 @@ use std::path::Path;
 /// Reads a JSONL file of preference pairs (formats above). Errors name the file, the
 /// 1-based line and the field.
 pub fn read_preference_pairs(path: &Path) -> Result<Vec<PreferencePair>> {
-    let text = std::fs::read_to_string(path).map_err(|source| DpoError::Io {
-        path: path.to_path_buf(),
-        source,
+    let text = srlm_core::read_text(path).map_err(|e| match e {
+        srlm_core::JsonlError::Parse { line, message, .. } => DpoError::Data {
+            path: path.to_path_buf(),
+            line,
+            field: "line".into(),
+            message,
+        },
+        srlm_core::JsonlError::Io { error, .. } => DpoError::Io {
+            path: path.to_path_buf(),
+            source: error,
+        },
     })?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {

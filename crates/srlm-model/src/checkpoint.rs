@@ -1,17 +1,31 @@
 //! Checkpoints in HF's layout: `model.safetensors` (HF tensor names, f32, Q/K in HF's
 //! half-split layout), `config.json`, `tokenizer.json`, `tokenizer_config.json` (with the chat
 //! template), written atomically: everything goes into a temporary sibling folder which is
-//! renamed into place, so a crash never leaves a checkpoint that looks complete.
+//! renamed into place, so a crash never leaves a checkpoint that looks complete. The folder
+//! carries srlm's output marker (`srlm.json`, see [`srlm_core::output`]); an existing folder is
+//! replaced only when it carries the marker, so a folder srlm did not write is never removed.
 
 use crate::error::{io_err, ModelError, Result};
 use crate::model::LanguageModel;
 use std::path::Path;
 
-/// Writes `model` to `dir` (replacing an existing checkpoint there).
+/// Writes `model` to `dir` (replacing an earlier srlm checkpoint there).
 ///
 /// Errors: [`ModelError::Io`], [`ModelError::InvalidInput`] if a weight is not finite (a
-/// checkpoint is never written from NaN/inf weights), [`ModelError::Candle`].
+/// checkpoint is never written from NaN/inf weights) or `dir` holds something other than an
+/// srlm checkpoint (a file, a folder without the marker), [`ModelError::Candle`].
 pub fn save_checkpoint(model: &LanguageModel, dir: &Path) -> Result<()> {
+    use srlm_core::output::{dir_state, DirState};
+    match dir_state(dir) {
+        DirState::Missing | DirState::Empty => {}
+        DirState::Ours(m) if m.srlm_output == CHECKPOINT => {}
+        _ => {
+            return Err(ModelError::InvalidInput(format!(
+                "{}: holds something srlm did not write as a checkpoint; not replaced",
+                dir.display()
+            )))
+        }
+    }
     let tensors = model.model.named_tensors()?;
     for (name, t) in &tensors {
         let bad = t
@@ -34,9 +48,14 @@ pub fn save_checkpoint(model: &LanguageModel, dir: &Path) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "checkpoint".into());
+    remove_stale_temporaries(parent, &name);
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+    srlm_core::output::write_marker(&tmp, CHECKPOINT).map_err(|e| match e {
+        srlm_core::JsonlError::Io { path, error } => ModelError::Io { path, error },
+        other => ModelError::InvalidInput(other.to_string()),
+    })?;
     candle_core::safetensors::save(&tensors, tmp.join("model.safetensors"))?;
     let cfg = model.model.config();
     let write_json = |file: &str, v: &serde_json::Value| -> Result<()> {
@@ -73,6 +92,7 @@ pub fn save_checkpoint(model: &LanguageModel, dir: &Path) -> Result<()> {
             .map_err(io_err(&p))?;
     }
     if dir.exists() {
+        // An earlier srlm checkpoint (checked above): moved aside, then removed.
         let old = parent.join(format!(".{name}.old-{}", std::process::id()));
         std::fs::rename(dir, &old).map_err(io_err(dir))?;
         std::fs::rename(&tmp, dir).map_err(io_err(dir))?;
@@ -81,4 +101,36 @@ pub fn save_checkpoint(model: &LanguageModel, dir: &Path) -> Result<()> {
         std::fs::rename(&tmp, dir).map_err(io_err(dir))?;
     }
     Ok(())
+}
+
+/// The kind in a checkpoint's output marker.
+pub const CHECKPOINT: &str = "checkpoint";
+
+/// Removes the temporary folders (`.<name>.tmp-<pid>`, `.<name>.old-<pid>`) that processes
+/// which no longer run left beside checkpoint `<name>` in `parent` (a kill during a save).
+fn remove_stale_temporaries(parent: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let pid = [".tmp-", ".old-"].iter().find_map(|tag| {
+            file.strip_prefix(&format!(".{name}{tag}"))
+                .and_then(|p| p.parse::<u32>().ok())
+        });
+        if let Some(pid) = pid {
+            if pid != std::process::id() && !process_alive(pid) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+/// Whether a process with this id runs (on Linux, `/proc/<pid>` exists; elsewhere assumed).
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        true
+    }
 }

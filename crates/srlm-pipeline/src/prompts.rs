@@ -50,9 +50,16 @@ pub fn load_pool(source: &str) -> Result<Vec<PromptRecord>, PromptsError> {
 /// Reads a JSONL file (one object per line) or a JSON array file.
 pub fn read_prompts(path: &Path) -> Result<Vec<PromptRecord>, PromptsError> {
     let p = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| PromptsError::Io {
-        path: p.clone(),
-        message: e.to_string(),
+    let text = srlm_core::read_text(path).map_err(|e| match e {
+        srlm_core::JsonlError::Parse { line, message, .. } => PromptsError::Record {
+            path: p.clone(),
+            line,
+            message,
+        },
+        srlm_core::JsonlError::Io { error, .. } => PromptsError::Io {
+            path: p.clone(),
+            message: error.to_string(),
+        },
     })?;
     let trimmed = text.trim_start();
     let mut records = Vec::new();

@@ -9,7 +9,9 @@
 //!
 //! Every file is written atomically. A resumed run replays the loop from the start; every
 //! finished stage comes back from `cache/`, so a crash at any point loses only the stage that
-//! was running.
+//! was running. The folder is locked (`srlm.lock`, an OS lock the kernel drops with the
+//! process) while a run uses it, and `cache/identity.json` records the config, plugin and
+//! initial model the results were computed for: a resume with anything else is refused.
 
 use crate::candle::CandleBackend;
 use crate::config::{ConfigError, RunConfig};
@@ -132,6 +134,27 @@ pub enum RunError {
         /// serde's message.
         message: String,
     },
+    /// A new run's folder is not free (a file, a folder srlm did not write, not writable).
+    #[error("--out {0}")]
+    Output(#[from] srlm_core::output::OutputError),
+    /// Another process runs in this folder.
+    #[error("{}: the run folder is in use by another srlm process{}; wait for it to finish or stop it", .path.display(), .pid.as_deref().map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// The pid written in the lock file by its holder.
+        pid: Option<String>,
+    },
+    /// The run folder was computed for another config, plugin or model.
+    #[error("{}: this run was computed for another {what}; refusing to mix results (differs: {differs}). Start a new run with --out, or restore what changed", .path.display())]
+    Mismatch {
+        /// The run folder.
+        path: PathBuf,
+        /// "config", "strategy plugin", "initial model".
+        what: &'static str,
+        /// What differs (dotted keys, or old → new).
+        differs: String,
+    },
     /// A new run asked for a folder that already holds one.
     #[error("{} already holds a run; pass --resume {} to continue it, or choose another --out", .0.display(), .0.display())]
     AlreadyARun(PathBuf),
@@ -195,10 +218,14 @@ impl StrategyRunner for StrategyBox {
     }
 }
 
+/// The kind in a run folder's output marker (`srlm.json`).
+pub const RUN_MARKER: &str = "run";
+
 /// Reads the config of a run to resume, or checks that a new run's folder is free.
 ///
 /// # Errors
-/// [`RunError::NotARun`], [`RunError::BadRunConfig`], [`RunError::AlreadyARun`].
+/// [`RunError::NotARun`], [`RunError::BadRunConfig`], [`RunError::AlreadyARun`],
+/// [`RunError::Output`] (a file or a folder srlm did not write at `out`, or not writable).
 pub fn prepare_config(
     config: RunConfig,
     dir: &RunDir,
@@ -209,17 +236,29 @@ pub fn prepare_config(
         if path.exists() {
             return Err(RunError::AlreadyARun(dir.root().to_path_buf()));
         }
-        return Ok((config, None));
+        return match srlm_core::output::claim_dir(dir.root(), RUN_MARKER, false) {
+            Ok(_) => Ok((config, None)),
+            Err(srlm_core::output::OutputError::Exists { .. }) => {
+                Err(RunError::AlreadyARun(dir.root().to_path_buf()))
+            }
+            Err(e) => Err(e.into()),
+        };
     }
+    let run = read_resolved(dir)?;
+    Ok((run.config, Some(run.strategy_plugin)))
+}
+
+/// Reads a run folder's `config.json`.
+fn read_resolved(dir: &RunDir) -> Result<ResolvedRun, RunError> {
+    let path = dir.config();
     let text = std::fs::read_to_string(&path).map_err(|error| RunError::NotARun {
         path: path.clone(),
         error,
     })?;
-    let run: ResolvedRun = serde_json::from_str(&text).map_err(|e| RunError::BadRunConfig {
+    serde_json::from_str(&text).map_err(|e| RunError::BadRunConfig {
         path,
         message: e.to_string(),
-    })?;
-    Ok((run.config, Some(run.strategy_plugin)))
+    })
 }
 
 /// The strategy options a run gives its plugin, before the plugin fills its defaults: the
@@ -319,6 +358,132 @@ pub fn run_with(
     loop_.iterate(strategy)
 }
 
+/// What a run folder's results were computed for (`cache/identity.json`): a resume must match.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct RunIdentity {
+    /// The resolved config.
+    config: serde_json::Value,
+    /// The plugin's name and version.
+    plugin: (String, String),
+    /// The initial model's weights (SHA-256; empty for a model without a weights file).
+    model_sha256: String,
+}
+
+/// Holds the run folder's lock (`srlm.lock`) until dropped; the OS releases it if the process
+/// dies.
+struct RunLock(#[allow(dead_code)] std::fs::File);
+
+impl RunLock {
+    /// Locks `dir` (creating it), or says which process holds it.
+    fn acquire(dir: &RunDir) -> Result<Self, RunError> {
+        let path = dir.lock();
+        let io = |error| {
+            RunError::Io(srlm_core::JsonlError::Io {
+                path: path.clone(),
+                error,
+            })
+        };
+        std::fs::create_dir_all(dir.root()).map_err(io)?;
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let pid = std::fs::read_to_string(&path)
+                    .ok()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty());
+                return Err(RunError::Locked { path, pid });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        use std::io::Write;
+        file.set_len(0).map_err(io)?;
+        write!(file, "{}", std::process::id()).map_err(io)?;
+        Ok(RunLock(file))
+    }
+}
+
+/// The dotted keys where `a` and `b` differ (`sampling.temperature`, `prompts.eval`, …).
+fn differing_keys(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
+    fn walk(a: &serde_json::Value, b: &serde_json::Value, at: &str, out: &mut Vec<String>) {
+        match (a, b) {
+            (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+                let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+                keys.sort();
+                keys.dedup();
+                for k in keys {
+                    let key = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                    let null = serde_json::Value::Null;
+                    walk(x.get(k).unwrap_or(&null), y.get(k).unwrap_or(&null), &key, out);
+                }
+            }
+            _ if a != b => out.push(format!("{at}: {a} → {b}")),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(a, b, "", &mut out);
+    out
+}
+
+/// Checks the run folder's results were computed for `now` (writes `now` when the folder has
+/// no record yet, i.e. a new run or one from before srlm kept it).
+fn verify_identity(dir: &RunDir, now: &RunIdentity) -> Result<(), RunError> {
+    let path = dir.identity();
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        let text = serde_json::to_string_pretty(now).expect("identity serialises");
+        return Ok(write_atomic(&path, text.as_bytes())?);
+    };
+    let then: RunIdentity = serde_json::from_str(&text).map_err(|e| RunError::BadRunConfig {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let mismatch = |what, differs: String| RunError::Mismatch {
+        path: dir.root().to_path_buf(),
+        what,
+        differs,
+    };
+    if then.model_sha256 != now.model_sha256 {
+        return Err(mismatch(
+            "initial model",
+            format!(
+                "weights sha256 {} → {}",
+                short(&then.model_sha256),
+                short(&now.model_sha256)
+            ),
+        ));
+    }
+    if then.plugin != now.plugin {
+        return Err(mismatch(
+            "strategy plugin",
+            format!(
+                "{} {} → {} {}",
+                then.plugin.0, then.plugin.1, now.plugin.0, now.plugin.1
+            ),
+        ));
+    }
+    let keys = differing_keys(&then.config, &now.config);
+    if !keys.is_empty() {
+        return Err(mismatch("config", keys.join("; ")));
+    }
+    Ok(())
+}
+
+/// The first 12 hex digits of a digest (or `none`).
+fn short(digest: &str) -> &str {
+    if digest.is_empty() {
+        "none"
+    } else {
+        &digest[..digest.len().min(12)]
+    }
+}
+
 /// A run in progress.
 struct Loop<'a> {
     config: &'a RunConfig,
@@ -331,6 +496,8 @@ struct Loop<'a> {
     plugin_name: String,
     eval_prompts: Vec<PromptRecord>,
     chunks: Vec<Vec<PromptRecord>>,
+    /// Held for the run's lifetime.
+    _lock: RunLock,
 }
 
 impl<'a> Loop<'a> {
@@ -364,7 +531,43 @@ impl<'a> Loop<'a> {
             spec: config.judge.spec.to_string(),
             error,
         })?;
+        // Nothing is written before the judges are checked, so a typo leaves no run folder
+        // behind; from here on the folder is this process's until it ends.
+        for spec in [&config.judge.spec, &eval_spec] {
+            build_judge(spec, &judge_settings, backend, &initial).map_err(|error| {
+                RunError::Judge {
+                    spec: spec.to_string(),
+                    error,
+                }
+            })?;
+        }
+        let lock = RunLock::acquire(dir)?;
+        let identity = RunIdentity {
+            config: serde_json::to_value(config).expect("config serialises"),
+            plugin: (plugin.name.clone(), plugin.version.clone()),
+            model_sha256: digest.clone(),
+        };
+        if dir.exists() {
+            // A resume, or a second new run that raced into this folder: the results here must
+            // have been computed for this config, plugin and model.
+            if !dir.identity().exists() {
+                let stored = read_resolved(dir)?;
+                let keys = differing_keys(
+                    &serde_json::to_value(&stored.config).expect("config serialises"),
+                    &identity.config,
+                );
+                if !keys.is_empty() {
+                    return Err(RunError::Mismatch {
+                        path: dir.root().to_path_buf(),
+                        what: "config",
+                        differs: keys.join("; "),
+                    });
+                }
+            }
+            verify_identity(dir, &identity)?;
+        }
         let this = Loop {
+            _lock: lock,
             config,
             dir,
             backend,
@@ -376,17 +579,15 @@ impl<'a> Loop<'a> {
             eval_prompts: sp.eval,
             chunks: sp.chunks,
         };
-        // Check the judges before anything is written, so a typo leaves no run folder behind.
-        for spec in [&config.judge.spec, &this.eval_spec] {
-            this.judge(spec, &this.initial)?;
-        }
         if !dir.exists() {
             let resolved = ResolvedRun {
                 config: config.clone(),
                 strategy_plugin: plugin.clone(),
             };
             let text = serde_json::to_string_pretty(&resolved).expect("config serialises");
+            srlm_core::output::write_marker(dir.root(), RUN_MARKER)?;
             write_atomic(&dir.config(), text.as_bytes())?;
+            verify_identity(dir, &identity)?;
         }
         Ok(this)
     }

@@ -2,6 +2,8 @@
 //! the loop, the report, `srlm compare`, the CLI and xtask — is built here.
 //!
 //! ```text
+//! RUN/srlm.json                      srlm's output marker (kind "run")
+//! RUN/srlm.lock                      held (OS file lock) by the srlm process running the run
 //! RUN/config.json                    the resolved config (+ the plugin that ran)
 //! RUN/metrics.jsonl                  one IterationMetrics per line (line 0 = M0's evaluation)
 //! RUN/report.md, RUN/plots/*.svg     the report
@@ -13,6 +15,7 @@
 //! RUN/iter_<i>/temporary_<n>.json    the DPO summary of the n-th temporary model
 //! RUN/eval/M<i>.jsonl                M_i's greedy held-out answers with scores
 //! RUN/cache/                         the memo store
+//! RUN/cache/identity.json            what the cache was computed for (config, plugin, M0's sha256)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -57,6 +60,17 @@ impl RunDir {
     /// `cache/`: the memo store.
     pub fn cache(&self) -> PathBuf {
         self.root.join("cache")
+    }
+
+    /// `srlm.lock`: locked by the process that runs the run.
+    pub fn lock(&self) -> PathBuf {
+        self.root.join("srlm.lock")
+    }
+
+    /// `cache/identity.json`: the config, plugin and initial model the cache was computed for
+    /// (a resume with anything else is refused).
+    pub fn identity(&self) -> PathBuf {
+        self.cache().join("identity.json")
     }
 
     /// `engine/`: server logs and the GGUFs srlm writes for a server (engine = server).
@@ -129,6 +143,8 @@ mod tests {
             d.report(),
             d.plots(),
             d.cache(),
+            d.lock(),
+            d.identity(),
             d.eval_answers(0),
             it.samples(),
             it.judgments(),
@@ -143,6 +159,8 @@ mod tests {
             "runs/x/report.md",
             "runs/x/plots",
             "runs/x/cache",
+            "runs/x/srlm.lock",
+            "runs/x/cache/identity.json",
             "runs/x/eval/M0.jsonl",
             "runs/x/iter_2/samples.jsonl",
             "runs/x/iter_2/judgments.jsonl",
@@ -151,6 +169,7 @@ mod tests {
             "runs/x/iter_2/checkpoint",
             "runs/x/iter_2/temporary_1.json",
         ];
+        assert_eq!(got.len(), want.len());
         for (g, w) in got.iter().zip(want) {
             assert_eq!(g, Path::new(w));
         }

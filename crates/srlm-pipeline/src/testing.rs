@@ -41,6 +41,7 @@ pub struct FakeBackend {
     loaded: Mutex<BTreeSet<String>>,
     calls: Mutex<FakeCalls>,
     fail_train_at: Option<usize>,
+    weights_version: String,
 }
 
 fn hash(parts: &[&str]) -> u64 {
@@ -62,6 +63,15 @@ impl FakeBackend {
     pub fn failing_train_at(n: usize) -> Self {
         FakeBackend {
             fail_train_at: Some(n),
+            ..FakeBackend::default()
+        }
+    }
+
+    /// A fake backend whose model files have other weights (another `weights_digest`), as if
+    /// the file behind the model reference had been replaced.
+    pub fn with_weights_version(version: &str) -> Self {
+        FakeBackend {
+            weights_version: version.into(),
             ..FakeBackend::default()
         }
     }
@@ -96,7 +106,10 @@ impl FakeBackend {
 
 impl Generator for FakeBackend {
     fn weights_digest(&self, reference: &str) -> Result<String, BackendError> {
-        Ok(format!("{:016x}", hash(&["weights", reference])))
+        Ok(format!(
+            "{:016x}",
+            hash(&["weights", reference, &self.weights_version])
+        ))
     }
 
     fn load(&self, m: &ModelRef) -> Result<(), BackendError> {
