@@ -158,17 +158,6 @@ pub fn logits(a: LogitsArgs) -> anyhow::Result<()> {
 
 /// `srlm generate`.
 pub fn generate(a: GenerateArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(a.k >= 1, "-k must be at least 1");
-    anyhow::ensure!(
-        a.top_p > 0.0 && a.top_p <= 1.0,
-        "--top-p must be in (0, 1], got {}",
-        a.top_p
-    );
-    anyhow::ensure!(
-        a.temperature >= 0.0,
-        "--temperature must be >= 0, got {}",
-        a.temperature
-    );
     let cfg = SamplingConfig {
         k: a.k,
         temperature: a.temperature,
@@ -177,6 +166,8 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<()> {
         max_new_tokens: a.max_new_tokens,
         seed: a.seed,
     };
+    // Before any model is loaded; the flags are named as in the config (`sampling.k` is `-k`).
+    cfg.validate().map_err(|e| anyhow::anyhow!("{}", e.replace("sampling.", "--")))?;
     let (backend, logs) = a.engine.backend(&a.model)?;
     let model = srlm_pipeline::ports::ModelRef::new("generate", a.model.clone());
     let sampled = backend

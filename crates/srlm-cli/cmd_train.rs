@@ -225,11 +225,12 @@ pub fn run(a: TrainDpoArgs) -> anyhow::Result<()> {
     let f = &summary.filter;
     if f.kept < f.total {
         eprintln!(
-            "train-dpo: {} of {} pairs dropped by truncation (empty response {}, empty prompt {})",
+            "train-dpo: {} of {} pairs dropped (empty response {}, empty prompt {}, chosen = rejected {})",
             f.total - f.kept,
             f.total,
             f.dropped_empty_response,
-            f.dropped_empty_prompt
+            f.dropped_empty_prompt,
+            f.dropped_identical
         );
     }
     println!("{}", summary_line(&summary, &log));

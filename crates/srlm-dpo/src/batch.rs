@@ -76,12 +76,17 @@ pub struct FilterStats {
     pub dropped_empty_response: usize,
     /// Pairs dropped because the prompt was empty (the first response token has no context).
     pub dropped_empty_prompt: usize,
+    /// Pairs dropped because chosen and rejected are the same tokens (after truncation): such a
+    /// pair has no gradient and only dilutes the batch's metrics.
+    #[serde(default)]
+    pub dropped_identical: usize,
 }
 
 /// Truncates each pair (TRL order): the prompt keeps its last `max_prompt_length` tokens, then
 /// each response keeps its first `max_length − prompt_len` tokens. Truncation never empties a
-/// response: such pairs (and pairs with an empty response or prompt to begin with) are dropped
-/// and counted in the returned [`FilterStats`].
+/// response: such pairs (and pairs with an empty response or prompt to begin with, and pairs
+/// whose two responses are the same tokens) are dropped and counted in the returned
+/// [`FilterStats`].
 pub fn truncate_pairs(
     pairs: &[TokenizedPair],
     max_length: Option<usize>,
@@ -116,6 +121,10 @@ pub fn truncate_pairs(
         }
         if p.chosen_ids.is_empty() || p.rejected_ids.is_empty() {
             stats.dropped_empty_response += 1;
+            continue;
+        }
+        if p.chosen_ids == p.rejected_ids {
+            stats.dropped_identical += 1;
             continue;
         }
         stats.truncated_response += usize::from(cut);
@@ -333,6 +342,8 @@ mod tests {
             pair("cut", &[1, 2, 3, 4, 5, 6], &[7, 8, 9, 10], &[11, 12]),
             pair("empty", &[1], &[], &[3]),
             pair("noprompt", &[], &[2], &[3]),
+            pair("same", &[1], &[2, 3], &[2, 3]),
+            pair("same-after-cut", &[1, 2, 3, 4], &[5, 6, 7], &[5, 6, 8]),
         ];
         let (out, st) = truncate_pairs(&pairs, Some(6), Some(4));
         assert_eq!(out.len(), 2);
@@ -341,12 +352,13 @@ mod tests {
         assert_eq!(
             st,
             FilterStats {
-                total: 4,
+                total: 6,
                 kept: 2,
                 truncated_prompt: 1,
                 truncated_response: 2,
                 dropped_empty_response: 1,
-                dropped_empty_prompt: 1
+                dropped_empty_prompt: 1,
+                dropped_identical: 2,
             }
         );
         // A prompt that fills max_length leaves no room: dropped, never an empty response.

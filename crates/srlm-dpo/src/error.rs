@@ -16,7 +16,8 @@ pub enum DpoError {
     /// No pair survived filtering (empty input, or every pair dropped by truncation).
     #[error(
         "empty dataset: {total} pairs given, {dropped_empty_response} dropped because truncation \
-         left an empty response, {dropped_empty_prompt} dropped for an empty prompt"
+         left an empty response, {dropped_empty_prompt} dropped for an empty prompt, \
+         {dropped_identical} dropped because chosen and rejected are the same tokens"
     )]
     EmptyDataset {
         /// Pairs given to the trainer.
@@ -25,6 +26,20 @@ pub enum DpoError {
         dropped_empty_response: usize,
         /// Pairs with no prompt token (the first response token would have no context).
         dropped_empty_prompt: usize,
+        /// Pairs whose chosen and rejected are the same tokens.
+        dropped_identical: usize,
+    },
+    /// The model stopped responding to its weights: the gradient is exactly zero while the loss
+    /// is not (a collapse after too large a step, e.g. uniform logits at learning rate 1e3).
+    /// Training stops before the update and no checkpoint is written.
+    #[error("training diverged at optimizer step {step}: the gradient is exactly 0 while the loss is {loss:.4} (the model collapsed; lower learning_rate, now {learning_rate:e}); no checkpoint written")]
+    Diverged {
+        /// 1-based optimizer step.
+        step: u64,
+        /// The step's loss.
+        loss: f64,
+        /// The configured peak learning rate.
+        learning_rate: f64,
     },
     /// A loss or gradient became NaN or infinite; training stopped before the update.
     #[error("non-finite {what} at optimizer step {step} (pairs: {})", pair_ids.join(", "))]

@@ -135,6 +135,12 @@ pub fn tokenize_pair(model: &LanguageModel, pair: &PreferencePair) -> Result<Tok
         id: pair.prompt_id.clone(),
         message,
     };
+    if pair.chosen.trim() == pair.rejected.trim() {
+        return Err(fail(
+            "chosen and rejected have the same text (whitespace at the ends aside): nothing to prefer"
+                .into(),
+        ));
+    }
     let side = |text: &str, sampled: &Option<Vec<u32>>| -> Result<(Vec<u32>, Vec<u32>)> {
         let (prompt_ids, text_ids) = model
             .encode_exchange(&pair.prompt, text)

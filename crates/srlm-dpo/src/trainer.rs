@@ -373,6 +373,7 @@ impl<'a> Run<'a> {
                 total: filter.total,
                 dropped_empty_response: filter.dropped_empty_response,
                 dropped_empty_prompt: filter.dropped_empty_prompt,
+                dropped_identical: filter.dropped_identical,
             });
         }
         let vars: Vec<Var> = policy.trainable_vars();
@@ -541,6 +542,15 @@ impl<'a> Run<'a> {
                 step,
                 what: "gradient",
                 pair_ids: group_ids(),
+            });
+        }
+        // A zero gradient is right only when the loss is 0 too (hinge with every pair beyond
+        // the margin); with a loss left it means the model no longer responds to its weights.
+        if grad_norm == 0.0 && loss_sum > 1e-6 {
+            return Err(DpoError::Diverged {
+                step,
+                loss: loss_sum,
+                learning_rate: cfg.learning_rate,
             });
         }
         let clip = cfg

@@ -607,6 +607,7 @@ fn empty_after_filtering() {
             total: 8,
             dropped_empty_response: 8,
             dropped_empty_prompt: 0,
+            dropped_identical: 0,
         } => {}
         other => panic!("{other}"),
     }

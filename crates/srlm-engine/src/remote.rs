@@ -146,6 +146,7 @@ impl RemoteModel {
         prompts: &[&str],
         cfg: &SamplingConfig,
     ) -> Result<Vec<Vec<Sampled>>, EngineError> {
+        cfg.validate().map_err(EngineError::Config)?;
         let ids = self.encode_prompts(prompts, cfg.max_new_tokens)?;
         let out = self.complete(&ids, cfg, cfg.k)?;
         out.into_iter()

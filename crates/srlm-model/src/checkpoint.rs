@@ -52,11 +52,40 @@ pub fn save_checkpoint(model: &LanguageModel, dir: &Path) -> Result<()> {
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
-    srlm_core::output::write_marker(&tmp, CHECKPOINT).map_err(|e| match e {
+    // A failed write (a full disk) names the file and leaves no temporary folder behind.
+    if let Err(e) = write_files(model, &tensors, &tmp) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    if dir.exists() {
+        // An earlier srlm checkpoint (checked above): moved aside, then removed.
+        let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+        std::fs::rename(dir, &old).map_err(io_err(dir))?;
+        std::fs::rename(&tmp, dir).map_err(io_err(dir))?;
+        let _ = std::fs::remove_dir_all(&old);
+    } else {
+        std::fs::rename(&tmp, dir).map_err(io_err(dir))?;
+    }
+    Ok(())
+}
+
+/// Writes the checkpoint's files into `tmp` and syncs them.
+fn write_files(
+    model: &LanguageModel,
+    tensors: &std::collections::HashMap<String, candle_core::Tensor>,
+    tmp: &Path,
+) -> Result<()> {
+    srlm_core::output::write_marker(tmp, CHECKPOINT).map_err(|e| match e {
         srlm_core::JsonlError::Io { path, error } => ModelError::Io { path, error },
         other => ModelError::InvalidInput(other.to_string()),
     })?;
-    candle_core::safetensors::save(&tensors, tmp.join("model.safetensors"))?;
+    let weights = tmp.join("model.safetensors");
+    candle_core::safetensors::save(tensors, &weights).map_err(|e| {
+        ModelError::Io {
+            path: weights.clone(),
+            error: std::io::Error::other(e.to_string()),
+        }
+    })?;
     let cfg = model.model.config();
     let write_json = |file: &str, v: &serde_json::Value| -> Result<()> {
         let p = tmp.join(file);
@@ -90,15 +119,6 @@ pub fn save_checkpoint(model: &LanguageModel, dir: &Path) -> Result<()> {
         std::fs::File::open(&p)
             .and_then(|f| f.sync_all())
             .map_err(io_err(&p))?;
-    }
-    if dir.exists() {
-        // An earlier srlm checkpoint (checked above): moved aside, then removed.
-        let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-        std::fs::rename(dir, &old).map_err(io_err(dir))?;
-        std::fs::rename(&tmp, dir).map_err(io_err(dir))?;
-        let _ = std::fs::remove_dir_all(&old);
-    } else {
-        std::fs::rename(&tmp, dir).map_err(io_err(dir))?;
     }
     Ok(())
 }

@@ -125,7 +125,8 @@ impl LanguageModel {
         prompts: &[Vec<u32>],
         cfg: &SamplingConfig,
     ) -> Result<Vec<Vec<Generation>>> {
-        let k = cfg.k.max(1);
+        cfg.validate().map_err(ModelError::InvalidInput)?;
+        let k = cfg.k;
         for (i, p) in prompts.iter().enumerate() {
             if p.is_empty() {
                 return Err(ModelError::InvalidInput(format!(
@@ -187,6 +188,12 @@ impl LanguageModel {
             vec![(Vec::new(), Vec::new(), false); p * k];
         for _step in 0..cfg.max_new_tokens {
             let rows = logits.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
+            if let Some(bad) = rows.iter().flatten().find(|x| x.is_nan() || **x == f32::INFINITY) {
+                return Err(ModelError::InvalidInput(format!(
+                    "the model's next-token logits contain {bad} (are its weights finite?); \
+                     nothing sampled"
+                )));
+            }
             // Each row draws from its own generator, so rows can be sampled in parallel.
             let mut row_rngs: Vec<&mut ChaCha8Rng> = {
                 let mut by_row: Vec<Option<&mut ChaCha8Rng>> = rngs.iter_mut().map(Some).collect();

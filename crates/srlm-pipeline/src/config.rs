@@ -242,7 +242,20 @@ impl RunConfig {
                 .ok_or_else(|| ConfigError::Override(o.clone()))?;
             let parsed: serde_json::Value =
                 match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
-                    Ok(t) => serde_json::to_value(&t["v"]).expect("toml to json"),
+                    Ok(t) => {
+                        if let toml::Value::Float(x) = t["v"] {
+                            if !x.is_finite() {
+                                return Err(ConfigError::Parse {
+                                    path: "-c".into(),
+                                    message: format!(
+                                        "`{}`: {raw} is not a usable value (numbers must be finite)",
+                                        key.trim()
+                                    ),
+                                });
+                            }
+                        }
+                        serde_json::to_value(&t["v"]).expect("toml to json")
+                    }
                     Err(_) => serde_json::Value::String(raw.to_string()),
                 };
             let mut cur = &mut value;
@@ -279,14 +292,9 @@ impl RunConfig {
         if self.prompts.per_iteration == 0 {
             return bad("prompts.per_iteration must be at least 1");
         }
-        if self.sampling.k == 0 {
-            return bad("sampling.k must be at least 1");
-        }
-        if !(self.sampling.top_p > 0.0 && self.sampling.top_p <= 1.0) {
-            return bad("sampling.top_p must be in (0, 1]");
-        }
-        if self.sampling.max_new_tokens == 0 || self.eval.max_new_tokens == 0 {
-            return bad("sampling.max_new_tokens and eval.max_new_tokens must be at least 1");
+        self.sampling.validate().map_err(ConfigError::Invalid)?;
+        if self.eval.max_new_tokens == 0 {
+            return bad("eval.max_new_tokens must be at least 1");
         }
         if self.judge.samples == 0 {
             return bad("judge.samples must be at least 1");

@@ -277,7 +277,7 @@ impl<'a> RunHost<'a> {
             .iter()
             .map(|p| {
                 let prompt = self.prompts.get(p.prompt_id.as_str()).ok_or_else(|| {
-                    host_err(format!("pair names unknown prompt `{}`", p.prompt_id))
+                    host_err(format!("plugin `{strategy}`: pair names unknown prompt `{}`", p.prompt_id))
                 })?;
                 p.to_preference_pair(
                     prompt,
@@ -285,7 +285,7 @@ impl<'a> RunHost<'a> {
                     |id| self.record.judgments.get(id),
                     strategy,
                 )
-                .map_err(host_err)
+                .map_err(|e| host_err(format!("plugin `{strategy}`: {e}")))
             })
             .collect()
     }
@@ -318,11 +318,23 @@ pub fn train(
     };
     if dir.is_dir() {
         if let Some(summary) = store.get::<DpoRun>("train", &summary_key) {
-            backend.load(&out)?;
-            if let Some(lines) = store.get::<Vec<serde_json::Value>>("trainlog", &key) {
-                write_log(&lines)?;
+            match backend.load(&out) {
+                Ok(()) => {
+                    if let Some(lines) = store.get::<Vec<serde_json::Value>>("trainlog", &key) {
+                        write_log(&lines)?;
+                    }
+                    return Ok((out, summary));
+                }
+                // A damaged cache entry (a truncated or corrupted file) is computed again, as
+                // damaged JSON entries are.
+                Err(e) => {
+                    eprintln!(
+                        "srlm: cached model {} cannot be loaded ({e}); training it again",
+                        dir.display()
+                    );
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
             }
-            return Ok((out, summary));
         }
     }
     let trained = backend.train_dpo(parent, pairs, &config.dpo, &out)?;

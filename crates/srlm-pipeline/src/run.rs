@@ -746,6 +746,8 @@ impl<'a> Loop<'a> {
         // M_{i+1} = DPO(M_i, pairs), reference M_i.
         let (next, dpo) = if pairs.is_empty() {
             eprintln!("srlm: iteration {it}: no pairs kept; M_{it} = M_{}", it - 1);
+            // The run folder is this run's (locked); an earlier save is replaced.
+            let _ = std::fs::remove_dir_all(files.checkpoint());
             self.backend.save_checkpoint(current, &files.checkpoint())?;
             (current.clone(), None)
         } else {

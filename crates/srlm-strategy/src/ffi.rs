@@ -225,7 +225,7 @@ pub struct FfiPair {
 }
 
 /// Why [`FfiPair::to_preference_pair`] could not build a pair.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PairError {
     /// The pair names a prompt other than the one given.
     #[error("pair is for prompt `{pair}` but was resolved against prompt `{given}`")]
@@ -258,6 +258,31 @@ pub enum PairError {
     /// Both sides are the same response.
     #[error("pair for prompt `{0}` has the same response on both sides")]
     SameResponse(String),
+    /// Two different samples with the same text (whitespace at the ends aside): nothing to
+    /// prefer.
+    #[error("pair for prompt `{prompt_id}`: chosen `{chosen}` and rejected `{rejected}` have the same text")]
+    SameText {
+        /// The prompt.
+        prompt_id: String,
+        /// The chosen side (sample id or `reference`).
+        chosen: String,
+        /// The rejected side.
+        rejected: String,
+    },
+    /// The judge scored the chosen side below the rejected one.
+    #[error("pair for prompt `{prompt_id}`: chosen `{chosen}` scored {chosen_score} by the judge, below rejected `{rejected}` ({rejected_score})")]
+    ChosenBelowRejected {
+        /// The prompt.
+        prompt_id: String,
+        /// The chosen sample id.
+        chosen: String,
+        /// The rejected sample id.
+        rejected: String,
+        /// The judge's score of the chosen side.
+        chosen_score: f64,
+        /// The judge's score of the rejected side.
+        rejected_score: f64,
+    },
     /// A side is the reference answer but the prompt has none.
     #[error("pair for prompt `{0}` uses the reference answer, but the prompt has none")]
     NoReference(String),
@@ -279,7 +304,8 @@ impl FfiPair {
     ///
     /// # Errors
     /// [`PairError`] when the prompt id differs, a sample id is unknown or answers another
-    /// prompt, both sides are the same response, or a reference answer is missing.
+    /// prompt, both sides are the same response or the same text (ends trimmed), the judge
+    /// scored the chosen side below the rejected one, or a reference answer is missing.
     pub fn to_preference_pair<'a>(
         &self,
         prompt: &PromptRecord,
@@ -338,6 +364,25 @@ impl FfiPair {
         };
         let chosen = side(&self.chosen)?;
         let rejected = side(&self.rejected)?;
+        let name = |r: &Resolved| r.sample_id.clone().unwrap_or_else(|| "reference".into());
+        if chosen.text.trim() == rejected.text.trim() {
+            return Err(PairError::SameText {
+                prompt_id: prompt.id.clone(),
+                chosen: name(&chosen),
+                rejected: name(&rejected),
+            });
+        }
+        if let (Some(c), Some(r)) = (chosen.score, rejected.score) {
+            if c < r {
+                return Err(PairError::ChosenBelowRejected {
+                    prompt_id: prompt.id.clone(),
+                    chosen: name(&chosen),
+                    rejected: name(&rejected),
+                    chosen_score: c,
+                    rejected_score: r,
+                });
+            }
+        }
         Ok(PreferencePair {
             prompt_id: prompt.id.clone(),
             prompt: prompt.prompt.clone(),
@@ -505,5 +550,61 @@ mod tests {
             e.to_string(),
             "pair for prompt `p1` names sample `p2/current/0`, which answers prompt `p2`"
         );
+    }
+
+    #[test]
+    fn pairs_without_a_preference_are_refused() {
+        let prompt = PromptRecord {
+            id: "p1".into(),
+            prompt: "q".into(),
+            reference: Some("  same text\n".into()),
+            metadata: serde_json::Value::Null,
+        };
+        let a = sample("p1/current/0", "same text", ModelSource::Current);
+        let b = sample("p1/current/1", "same text  ", ModelSource::Current);
+        let c = sample("p1/current/2", "other", ModelSource::Current);
+        let scores = [(a.id.clone(), 4.0), (b.id.clone(), 1.0), (c.id.clone(), 2.0)];
+        let judgments: Vec<Judgment> = scores
+            .iter()
+            .map(|(id, s)| Judgment {
+                sample_id: id.clone(),
+                score: Some(*s),
+                details: serde_json::Value::Null,
+            })
+            .collect();
+        let lookup = |id: &str| [&a, &b, &c].into_iter().find(|x| x.id == id);
+        let judged = |id: &str| judgments.iter().find(|j| j.sample_id == id);
+        let pair = |chosen: (&str, FfiSource), rejected: (&str, FfiSource)| FfiPair {
+            prompt_id: "p1".into(),
+            chosen: side(chosen.0, chosen.1, Some(5.0)),
+            rejected: side(rejected.0, rejected.1, Some(0.0)),
+            note: "".into(),
+        };
+        let cur = FfiSource::Current;
+        // Two samples with one text (trailing whitespace aside), and the reference with it.
+        let e = pair(("p1/current/0", cur), ("p1/current/1", cur))
+            .to_preference_pair(&prompt, lookup, judged, "x")
+            .unwrap_err();
+        assert!(matches!(e, PairError::SameText { .. }), "{e}");
+        let e = pair(("p1/reference", FfiSource::Reference), ("p1/current/0", cur))
+            .to_preference_pair(&prompt, lookup, judged, "x")
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "pair for prompt `p1`: chosen `reference` and rejected `p1/current/0` have the same text"
+        );
+        // Chosen below rejected by the judge's scores (the plugin's 5.0 and 0.0 are ignored).
+        let e = pair(("p1/current/2", cur), ("p1/current/0", cur))
+            .to_preference_pair(&prompt, lookup, judged, "x")
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "pair for prompt `p1`: chosen `p1/current/2` scored 2 by the judge, below rejected `p1/current/0` (4)"
+        );
+        // The right way round is kept.
+        let pp = pair(("p1/current/0", cur), ("p1/current/2", cur))
+            .to_preference_pair(&prompt, lookup, judged, "x")
+            .unwrap();
+        assert_eq!((pp.chosen_score, pp.rejected_score), (Some(4.0), Some(2.0)));
     }
 }

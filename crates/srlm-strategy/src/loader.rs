@@ -483,6 +483,12 @@ impl PluginSearch {
 
     /// Finds the plugin called `name` (the first in search order).
     ///
+    /// Loading a library runs its constructors, so only candidates are loaded: first the
+    /// libraries named after the strategy (`libsrlm_plugin_<name>`, `lib<name>`, `-` as `_`),
+    /// directory by directory; only when none of them is the plugin are the other libraries of
+    /// the search path loaded to look for it (a third-party plugin in a file of another name),
+    /// which also lists the names available when it is not found.
+    ///
     /// # Errors
     /// [`PluginError::UnknownStrategy`] listing the names available; or, when a library
     /// named after the strategy (`libsrlm_plugin_<name>` or `lib<name>`) failed to load,
@@ -501,18 +507,28 @@ impl PluginSearch {
                 env::consts::DLL_SUFFIX
             ),
         ];
+        let mut named_failure = None;
+        for dir in &self.dirs {
+            for file in &expected_files {
+                let path = dir.join(file);
+                if !path.is_file() {
+                    continue;
+                }
+                match load_plugin(&path) {
+                    Ok(p) if p.name() == name => return Ok(p),
+                    Ok(_) | Err(PluginError::NotAPlugin { .. }) => {}
+                    Err(e) => {
+                        named_failure.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        if let Some(e) = named_failure {
+            return Err(e);
+        }
         let found = self.discover();
         if let Some(p) = found.plugins.iter().find(|p| p.name() == name) {
             return Ok(p.clone());
-        }
-        let named_failure = found.errors.into_iter().find(|e| {
-            e.path()
-                .and_then(|p| p.file_name())
-                .and_then(|f| f.to_str())
-                .is_some_and(|f| expected_files.iter().any(|x| x == f))
-        });
-        if let Some(e) = named_failure {
-            return Err(e);
         }
         let mut available: Vec<String> =
             found.plugins.iter().map(|p| p.name().to_string()).collect();

@@ -361,3 +361,65 @@ fn a_plugin_built_against_interface_1_0_before_the_sdk_rewrite_loads_and_runs() 
     assert_eq!((p.chosen_score, p.rejected_score), (Some(4.0), Some(1.0)));
     assert_eq!(p.provenance.as_ref().unwrap().note, "abi-1.0");
 }
+
+/// Builds a shared library whose constructor aborts the process (a hostile or unrelated `.so`
+/// in a plugin folder) with the system C compiler.
+fn aborting_library(dir: &std::path::Path, file: &str) -> std::path::PathBuf {
+    let src = dir.join("abort.c");
+    std::fs::write(
+        &src,
+        "#include <stdlib.h>\n__attribute__((constructor)) static void boom(void) { abort(); }\n",
+    )
+    .unwrap();
+    let out = dir.join(file);
+    let status = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("a C compiler (cc) is needed to build the hostile library");
+    assert!(status.success());
+    std::fs::remove_file(src).unwrap();
+    out
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn looking_up_a_plugin_by_name_loads_only_the_library_named_after_it() {
+    // The child: looks up `temporal` in a folder that also holds a library whose constructor
+    // aborts. Loading that library would kill the child.
+    if let Ok(dir) = std::env::var("SRLM_TEST_PLUGIN_DIR") {
+        let p = PluginSearch::new(vec![dir.into()]).find("temporal").unwrap();
+        assert_eq!(p.name(), "temporal");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = lib("srlm_plugin_temporal");
+    std::fs::copy(&src, dir.path().join(src.file_name().unwrap())).unwrap();
+    // Sorted before the plugin, so loading everything in order would hit it first.
+    aborting_library(dir.path(), "liba_unrelated.so");
+    let run = |test: &str| {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([test, "--exact", "--nocapture", "--test-threads=1"])
+            .env("SRLM_TEST_PLUGIN_DIR", dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = run("looking_up_a_plugin_by_name_loads_only_the_library_named_after_it");
+    assert!(
+        out.status.success(),
+        "the lookup loaded the aborting library: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The control: discovering every library does load it (so the test can fail).
+    let out = run("discovery_loads_every_library_child");
+    assert!(!out.status.success(), "the aborting library did not abort");
+}
+
+/// Only a child of the test above (no-op in a normal run): lists every plugin.
+#[test]
+fn discovery_loads_every_library_child() {
+    if let Ok(dir) = std::env::var("SRLM_TEST_PLUGIN_DIR") {
+        let _ = PluginSearch::new(vec![dir.into()]).discover();
+    }
+}
