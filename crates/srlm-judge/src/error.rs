@@ -5,7 +5,8 @@
 /// A response that merely fails to earn a score is *not* an error: it is a
 /// [`Verdict`](crate::Verdict) with `score: None`, counted by [`JudgeHealth`](crate::JudgeHealth).
 /// Errors are reserved for bad input (a record the judge cannot read), bad configuration
-/// (a template that does not render, a composite spec that does not parse) and a failing model.
+/// (a template that does not render, a composite spec that does not parse), a failing model,
+/// and data a judge needs that cannot be had.
 #[derive(Debug, thiserror::Error)]
 pub enum JudgeError {
     /// A record cannot be judged as given: unknown instruction id, missing or mistyped field.
@@ -28,6 +29,11 @@ pub enum JudgeError {
     /// [`JudgeModel`](crate::JudgeModel) contract (wrong number of rows, multi-token digits).
     #[error("judge model: {0}")]
     Model(String),
+    /// Data a rule judge needs could not be fetched or read: `langdetect`'s language profiles,
+    /// which the IFEval judge fetches from PyPI into srlm's cache at first use. The message
+    /// names the package, its version, the cache folder and the cause.
+    #[error("judge data: {0}")]
+    Data(String),
     /// A judge specification (`ifeval`, `0.5*ifeval+0.5*self`, …) is invalid.
     #[error("judge spec `{spec}`: {message}")]
     Spec {

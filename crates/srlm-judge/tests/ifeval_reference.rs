@@ -4,7 +4,10 @@
 //! Every verdict must agree except:
 //! - language-dependent ones (`language:response_language`, and `change_case:english_capital` /
 //!   `english_lowercase`, whose reference also asks `langdetect` whether the text is English):
-//!   srlm uses `whatlang`, so their agreement is printed and held to a lower bound;
+//!   srlm ports `langdetect` with the fixture's seed (0) and CPython's random number generator,
+//!   which reproduces them, but they hang on floating-point details of the reference's Python
+//!   (`sum()`, libm), so they are counted apart, printed and held to [`LANGUAGE_LOWER_BOUND`]
+//!   (now all 209; `whatlang`, before, agreed on 192/209 strict and 190/209 loose);
 //! - the named exceptions in [`KNOWN_DIFFERENCES`], each with its reason.
 
 use srlm_judge::ifeval::{evaluate, parse_instructions};
@@ -81,7 +84,7 @@ fn agrees_with_reference_verdicts() {
         let at = format!("fixture:{}", n + 1);
         let instructions = parse_instructions(&rec, &at).unwrap();
         let response = rec["response"].as_str().unwrap();
-        let results = evaluate(response, &instructions);
+        let results = evaluate(response, &instructions).unwrap_or_else(|e| panic!("{at}: {e}"));
         let key = rec["key"].as_u64().unwrap();
         let variant = rec["variant"].as_str().unwrap();
         for (i, r) in results.iter().enumerate() {
@@ -121,7 +124,7 @@ fn agrees_with_reference_verdicts() {
         strict.agree, strict.total, 100.0 * strict.rate(), loose.agree, loose.total, 100.0 * loose.rate()
     );
     println!(
-        "  language-dependent verdicts (whatlang vs langdetect): strict {}/{} ({:.2}%), loose {}/{} ({:.2}%)",
+        "  language-dependent verdicts (langdetect port vs langdetect): strict {}/{} ({:.2}%), loose {}/{} ({:.2}%)",
         lang_strict.agree, lang_strict.total, 100.0 * lang_strict.rate(), lang_loose.agree, lang_loose.total, 100.0 * lang_loose.rate()
     );
     for m in &lang_misses {
@@ -139,5 +142,9 @@ fn agrees_with_reference_verdicts() {
     );
 }
 
-/// Lower bound on the agreement of language-dependent verdicts (whatlang vs langdetect).
-const LANGUAGE_LOWER_BOUND: f64 = 0.9;
+/// Lower bound on the agreement of language-dependent verdicts (srlm's `langdetect` port vs
+/// `langdetect`): the measured 209/209 strict and loose, so any change fails. (`whatlang`, used
+/// before, reached 192/209 = 91.87% strict and 190/209 = 90.91% loose: it has no Swahili and
+/// misjudged short English.) The port is deterministic; only a libm whose `sin`/`cos`/`log`
+/// round differently from glibc's could move a borderline verdict.
+const LANGUAGE_LOWER_BOUND: f64 = 1.0;

@@ -12,7 +12,7 @@ mod lang;
 mod text;
 
 pub use instructions::{Instruction, Pattern, Relation, INSTRUCTION_IDS};
-pub use lang::detect_language;
+pub use lang::{detect_language, LANGDETECT_DATA};
 pub use text::{
     count_sections, count_sentences, count_words, py_islower, py_isupper, split_sentences,
     word_tokens,
@@ -68,19 +68,32 @@ pub fn loose_variants(response: &str) -> [String; 8] {
 /// A blank response (empty or whitespace) follows nothing, as in the reference evaluation
 /// (`response.strip() and check_following(response)`); the same holds for blank loose
 /// variants.
-pub fn evaluate(response: &str, instructions: &[(String, Instruction)]) -> Vec<InstructionResult> {
+///
+/// # Errors
+/// [`JudgeError::Data`] when a language-dependent instruction cannot get `langdetect`'s
+/// profiles (see [`detect_language`]).
+pub fn evaluate(
+    response: &str,
+    instructions: &[(String, Instruction)],
+) -> Result<Vec<InstructionResult>, JudgeError> {
     let variants = loose_variants(response);
     instructions
         .iter()
         .map(|(id, ins)| {
-            let follows = |r: &str| !r.trim().is_empty() && ins.check(r);
-            let strict = follows(response);
-            let loose = strict || variants.iter().any(|v| follows(v));
-            InstructionResult {
+            let follows = |r: &str| Ok::<_, JudgeError>(!r.trim().is_empty() && ins.check(r)?);
+            let strict = follows(response)?;
+            let mut loose = strict;
+            for v in &variants {
+                if loose {
+                    break;
+                }
+                loose = follows(v)?;
+            }
+            Ok(InstructionResult {
                 id: id.clone(),
                 strict,
                 loose,
-            }
+            })
         })
         .collect()
 }
@@ -166,11 +179,11 @@ impl IfevalJudge {
     /// Judges one item; `index` names it in errors when it has no origin.
     ///
     /// # Errors
-    /// See [`parse_instructions`].
+    /// See [`parse_instructions`] and [`evaluate`].
     pub fn judge_item(&self, item: &JudgeItem, index: usize) -> Result<Verdict, JudgeError> {
         let at = item.at(index);
         let instructions = parse_instructions(&item.metadata, &at)?;
-        let results = evaluate(&item.response, &instructions);
+        let results = evaluate(&item.response, &instructions)?;
         let n = results.len();
         let strict = results.iter().filter(|r| r.strict).count();
         let loose = results.iter().filter(|r| r.loose).count();

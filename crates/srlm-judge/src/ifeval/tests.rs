@@ -8,7 +8,7 @@ use serde_json::json;
 fn check(id: &str, kwargs: serde_json::Value, response: &str, expected: (bool, bool)) {
     let meta = json!({"instruction_id_list": [id], "kwargs": [kwargs]});
     let ins = parse_instructions(&meta, "test").unwrap_or_else(|e| panic!("{id}: {e}"));
-    let r = &evaluate(response, &ins)[0];
+    let r = &evaluate(response, &ins).unwrap_or_else(|e| panic!("{e}"))[0];
     assert_eq!((r.strict, r.loose), expected, "{id} on {response:?}");
 }
 
@@ -357,8 +357,16 @@ fn change_case_and_punctuation() {
     check(
         id,
         json!({}),
-        "A CAT IS A SMALL FURRY ANIMAL THAT PEOPLE KEEP AS A PET.",
+        "CATS ARE THE BEST PETS IN THE WORLD.",
         (true, true),
+    );
+    // langdetect sees only the first letter of an all-capital word, and (seed 0) calls this
+    // one Hungarian: Google's checker says not followed, and so does srlm.
+    check(
+        id,
+        json!({}),
+        "A CAT IS A SMALL FURRY ANIMAL THAT PEOPLE KEEP AS A PET.",
+        (false, false),
     );
     check(
         id,
