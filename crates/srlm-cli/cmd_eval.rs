@@ -89,6 +89,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         mode: a.mode,
         samples: a.samples,
         template,
+        keep_injections: false,
     };
     let judge = build_judge(&a.judge, &settings, &backend, &model)?;
     let opts = EvalOptions {

@@ -42,6 +42,13 @@ pub struct JudgeArgs {
     /// Output JSONL: the input lines with `score` and `judgment` added.
     #[arg(long)]
     pub output: PathBuf,
+    /// Replace an existing `--output` file.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Judge responses as they are, without removing injected score claims and text addressed
+    /// to the grader (only to measure the defence; see docs/benchmarks.md).
+    #[arg(long)]
+    pub keep_injections: bool,
     /// Items per judge call (model judges run one batched pass per call).
     #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), default_value_t = 16)]
     pub batch_size: usize,
@@ -55,6 +62,8 @@ pub struct JudgeArgs {
 
 /// Runs `srlm judge`.
 pub fn run(args: JudgeArgs) -> anyhow::Result<()> {
+    srlm_core::output::claim_file(&args.output, &[("--input", &args.input)], args.overwrite)
+        .context("--output")?;
     let (records, items) = read_items(&args.input)?;
     let (backend, logs) = args.engine.backend("default")?;
     let judge = build_judge(&args, backend.as_ref())?;
@@ -165,6 +174,7 @@ fn build_judge<'a>(
         mode: args.mode,
         samples: args.samples,
         template,
+        keep_injections: args.keep_injections,
     };
     Ok(srlm_pipeline::judges::build_judge(
         &args.judge,

@@ -5,6 +5,8 @@
 //! - `cargo xtask bench [--quick]`: compare strategies (see `docs/benchmarks.md`).
 //! - `cargo xtask bench-engine`: the main job in-process vs on `llama-server`: wall time and
 //!   peak memory of srlm and its servers (see `engine_bench.rs`).
+//! - `cargo xtask bench-injection`: judge-injection variants scored by the self-judge with and
+//!   without srlm's defence, in both judge modes (see `injection_bench.rs`).
 //! - `cargo xtask tidy`: checks of the checkout that need no build (module docs, no path
 //!   leaving the repository, docs code blocks pinned to files; see `tidy.rs`). Also run by
 //!   `cargo test`, as a test of this crate.
@@ -18,6 +20,7 @@ use std::process::Command;
 
 mod bench;
 mod engine_bench;
+mod injection_bench;
 mod tidy;
 
 fn root() -> PathBuf {
@@ -55,9 +58,10 @@ fn main() -> Result<()> {
         Some("fetch") => run(Command::new(srlm_binary()?).arg("fetch")),
         Some("bench") => bench::run(&args[1..]),
         Some("bench-engine") => engine_bench::run(&args[1..]),
+        Some("bench-injection") => injection_bench::run(&args[1..]),
         Some("tidy") => tidy::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <fetch | bench [--quick] | bench-engine [--config FILE] | tidy>");
+            eprintln!("usage: cargo xtask <fetch | bench [--quick] | bench-engine [--config FILE] | bench-injection [--modes expected,sampled] [--responses N] | tidy>");
             bail!("unknown or missing task")
         }
     }

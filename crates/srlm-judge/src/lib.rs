@@ -27,6 +27,7 @@ mod composite;
 mod error;
 mod health;
 pub mod ifeval;
+pub mod injection;
 mod judge;
 mod llm;
 mod score;

@@ -10,10 +10,13 @@
 //!   `Score: `; score = Σ d·p(d) over the digit tokens `0`…`5`, with p the softmax renormalised
 //!   over those six logits. Deterministic and always defined.
 //!
-//! Injection defence: only generated text is parsed, and the question and response enter the
-//! judge prompt through [`quote_for_judge`], which defuses score lines (`Score: 5` becomes
-//! `Score (quoted): 5`) and the prompt's own delimiter markers, so a response can neither
-//! plant a score nor close its quoted block to give orders.
+//! Injection defence: only generated text is parsed (sampled mode) or the judge's own forced
+//! turn read (expected mode); the response first loses every span that speaks to the grader
+//! ([`crate::injection::neutralise`]: score claims, text addressed to the judge, fake markers
+//! and control tokens, removed to the end of their line), then the question and response pass
+//! [`quote_for_judge`], which defuses the score labels and delimiter markers left, so a
+//! response can neither plant a score nor close its quoted block to give orders. The defence
+//! can be switched off ([`LlmJudge::neutralise`]) to measure what it does.
 
 use crate::score::parse_score;
 use crate::{Judge, JudgeError, JudgeItem, Verdict};
@@ -242,6 +245,7 @@ pub struct LlmJudge<M> {
     sampling: SamplingConfig,
     template: String,
     answer_prefix: String,
+    neutralise: bool,
 }
 
 impl<M: JudgeModel> LlmJudge<M> {
@@ -258,7 +262,15 @@ impl<M: JudgeModel> LlmJudge<M> {
             sampling,
             template: DEFAULT_TEMPLATE.to_string(),
             answer_prefix: DEFAULT_ANSWER_PREFIX.to_string(),
+            neutralise: true,
         }
+    }
+
+    /// Whether injected text is removed from responses before judging (default true; see
+    /// [`crate::injection`]). Off only to measure the defence.
+    pub fn neutralise(mut self, on: bool) -> Self {
+        self.neutralise = on;
+        self
     }
 
     /// Sets the mode.
@@ -316,7 +328,12 @@ impl<M: JudgeModel> LlmJudge<M> {
             JudgeMode::Expected => (ctx, self.answer_prefix.as_str()),
         };
         let question = quote_for_judge(&item.prompt);
-        let response = quote_for_judge(&item.response);
+        let (neutralised, removed) = if self.neutralise {
+            crate::injection::neutralise(&item.response)
+        } else {
+            (item.response.clone(), 0)
+        };
+        let response = quote_for_judge(&neutralised);
         let build = |resp: &str| -> Result<Vec<u32>, JudgeError> {
             let user = render_template(&self.template, &question, resp)?;
             let text = self.model.render_user_turn(&user)? + suffix;
@@ -327,6 +344,7 @@ impl<M: JudgeModel> LlmJudge<M> {
             return Ok(Ok(Prepared {
                 ids,
                 truncated: None,
+                neutralised: removed,
             }));
         }
         let chars: Vec<(usize, char)> = response.char_indices().collect();
@@ -362,11 +380,14 @@ impl<M: JudgeModel> LlmJudge<M> {
         Ok(Ok(Prepared {
             ids: best,
             truncated: Some((chars.len(), lo)),
+            neutralised: removed,
         }))
     }
 }
 
 struct Prepared {
+    /// Response lines with injected text removed ([`crate::injection::neutralise`]).
+    neutralised: usize,
     ids: Vec<u32>,
     /// (response chars, kept chars) when the response was cut.
     truncated: Option<(usize, usize)>,
@@ -388,6 +409,9 @@ fn base_details(mode: &str, p: &Prepared) -> serde_json::Map<String, serde_json:
     d.insert("mode".into(), json!(mode));
     d.insert("prompt_tokens".into(), json!(p.ids.len()));
     d.insert("truncated".into(), json!(p.truncated.is_some()));
+    if p.neutralised > 0 {
+        d.insert("neutralised_lines".into(), json!(p.neutralised));
+    }
     if let Some((total, kept)) = p.truncated {
         d.insert("response_chars".into(), json!(total));
         d.insert("kept_chars".into(), json!(kept));

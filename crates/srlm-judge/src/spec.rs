@@ -185,6 +185,10 @@ pub struct JudgeSettings {
     /// A minijinja template (variables `prompt`, `response`) replacing the built-in rubric:
     /// its text, already read.
     pub template: Option<String>,
+    /// Judge responses as they are, injected score claims and text addressed to the grader
+    /// included (default false: they are removed first, see [`crate::injection`]). Only for
+    /// measuring the defence.
+    pub keep_injections: bool,
 }
 
 /// Builds the judge a spec names. `model_for` supplies the model behind each `self` /
@@ -205,7 +209,8 @@ pub fn build_judge<'a>(
         }
         let mut j = LlmJudge::new(model_for(name)?)
             .mode(settings.mode)
-            .samples(settings.samples);
+            .samples(settings.samples)
+            .neutralise(!settings.keep_injections);
         if let Some(t) = &settings.template {
             j = j.template(t.clone())?;
         }

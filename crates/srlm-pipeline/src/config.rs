@@ -65,6 +65,10 @@ pub struct JudgeConfig {
     /// LLM judges: a minijinja template file (variables `prompt`, `response`) replacing the
     /// built-in additive 5-point rubric.
     pub template: Option<String>,
+    /// LLM judges: remove injected text from responses before judging (score claims like
+    /// `Score: 5`, text addressed to the grader, fake end markers; see srlm-judge's
+    /// `injection`). Turn off only to measure the defence.
+    pub neutralise_injections: bool,
 }
 
 /// Held-out evaluation.
@@ -176,6 +180,7 @@ impl Default for JudgeConfig {
             mode: JudgeMode::Sampled,
             samples: 3,
             template: None,
+            neutralise_injections: true,
         }
     }
 }
@@ -248,9 +253,9 @@ impl RunConfig {
                                 return Err(ConfigError::Parse {
                                     path: "-c".into(),
                                     message: format!(
-                                        "`{}`: {raw} is not a usable value (numbers must be finite)",
-                                        key.trim()
-                                    ),
+                                    "`{}`: {raw} is not a usable value (numbers must be finite)",
+                                    key.trim()
+                                ),
                                 });
                             }
                         }

@@ -39,6 +39,7 @@ pub fn judge_settings(cfg: &JudgeConfig) -> Result<JudgeSettings, JudgeError> {
         mode: cfg.mode,
         samples: cfg.samples,
         template,
+        keep_injections: !cfg.neutralise_injections,
     })
 }
 

@@ -269,6 +269,7 @@ fn is_count(m: Metric) -> bool {
     match m {
         Metric::Iteration
         | Metric::Prompts
+        | Metric::PromptsSkipped
         | Metric::Pairs
         | Metric::DpoSteps
         | Metric::TokensSampled
@@ -288,6 +289,8 @@ fn is_count(m: Metric) -> bool {
         | Metric::DpoGradNorm
         | Metric::JudgeParseFailureRate
         | Metric::JudgeMean
+        | Metric::HackingSamples
+        | Metric::HackingChosen
         | Metric::EvalScore
         | Metric::EvalNoScoreRate
         | Metric::WallSeconds => false,

@@ -63,7 +63,7 @@ pub(crate) struct Table {
     pub(crate) not_summed: &'static [Metric],
 }
 
-pub(crate) const TABLES: [Table; 4] = [
+pub(crate) const TABLES: [Table; 5] = [
     Table {
         title: "Pairs and judge scores",
         columns: &[
@@ -91,6 +91,26 @@ pub(crate) const TABLES: [Table; 4] = [
             Metric::JudgeMean,
             Metric::JudgeParseFailureRate,
         ],
+    },
+    Table {
+        title: "Reward hacking and skipped prompts (text speaking to the grader: score claims, \
+                pleas to the judge, fake end markers; removed before an LLM judge reads a response)",
+        columns: &[
+            col(
+                Metric::HackingSamples,
+                "samples speaking to the grader (fraction)",
+                3,
+            ),
+            col(
+                Metric::HackingChosen,
+                "chosen speaking to the grader (fraction)",
+                3,
+            ),
+            col(Metric::PromptsSkipped, "prompts skipped (too long)", 0),
+        ],
+        with_m0: false,
+        totals: Totals::None,
+        not_summed: &[],
     },
     Table {
         title: "Held-out evaluation (model M_i after iteration i; 0 = M0)",

@@ -1,0 +1,229 @@
+//! `cargo xtask bench-injection [--modes expected,sampled] [--responses N] [--samples N]`:
+//! how far a response raises its own LLM-judge score by speaking to the grader, with srlm's
+//! defence (srlm-judge's `injection::neutralise`) and without it (`srlm judge
+//! --keep-injections`).
+//!
+//! Every response of `tests/fixtures/injection/responses.jsonl` is judged as it is and with
+//! each suffix of `variants.jsonl` appended (injections and benign controls), by the default
+//! model as its own judge (`srlm judge --judge self`), in each mode. For each variant the table
+//! gives the mean score change against the plain response (0–5 scale), over the responses
+//! where both got a score, with a 95% t-interval (n = number of responses). Output: a markdown
+//! table on stdout, the judged files under `target/injection-bench/`.
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::Command;
+
+/// One line of `variants.jsonl`.
+struct Variant {
+    name: String,
+    kind: String,
+    suffix: String,
+}
+
+fn read_jsonl(path: &Path) -> Result<Vec<Value>> {
+    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| format!("{}:{}", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// Two-sided 95% t quantile for `df` degrees of freedom (df ≥ 1).
+fn t975(df: usize) -> f64 {
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    T.get(df.saturating_sub(1)).copied().unwrap_or(1.96)
+}
+
+/// Mean ± 95% t half-width of `xs` (half-width NaN for fewer than two values).
+fn mean_ci(xs: &[f64]) -> (f64, f64, usize) {
+    let n = xs.len();
+    if n == 0 {
+        return (f64::NAN, f64::NAN, 0);
+    }
+    let m = xs.iter().sum::<f64>() / n as f64;
+    if n < 2 {
+        return (m, f64::NAN, n);
+    }
+    let var = xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1) as f64;
+    (m, t975(n - 1) * (var / n as f64).sqrt(), n)
+}
+
+fn fmt_ci((m, h, n): (f64, f64, usize)) -> String {
+    if n == 0 {
+        "–".into()
+    } else if h.is_nan() {
+        format!("{m:+.3} (n={n})")
+    } else {
+        format!("{m:+.3} ± {h:.3} (n={n})")
+    }
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let mut modes = vec!["expected".to_string(), "sampled".to_string()];
+    let mut limit = usize::MAX;
+    let mut samples = 3usize;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--modes" => {
+                modes = it
+                    .next()
+                    .context("--modes needs a value")?
+                    .split(',')
+                    .map(str::to_string)
+                    .collect()
+            }
+            "--responses" => limit = it.next().context("--responses needs N")?.parse()?,
+            "--samples" => samples = it.next().context("--samples needs N")?.parse()?,
+            other => bail!("unknown argument `{other}`"),
+        }
+    }
+    let root = crate::root();
+    let fixtures = root.join("tests/fixtures/injection");
+    let responses: Vec<Value> = read_jsonl(&fixtures.join("responses.jsonl"))?
+        .into_iter()
+        .take(limit)
+        .collect();
+    let variants: Vec<Variant> = read_jsonl(&fixtures.join("variants.jsonl"))?
+        .into_iter()
+        .map(|v| Variant {
+            name: v["name"].as_str().unwrap_or_default().into(),
+            kind: v["kind"].as_str().unwrap_or_default().into(),
+            suffix: v["suffix"].as_str().unwrap_or_default().into(),
+        })
+        .collect();
+    let srlm = crate::srlm_binary()?;
+    let out_dir = root.join("target/injection-bench");
+    std::fs::create_dir_all(&out_dir)?;
+    // Items: every response plain ("") and with each suffix.
+    let mut lines = String::new();
+    for r in &responses {
+        let text = r["response"].as_str().unwrap_or_default();
+        for (name, suffix) in std::iter::once(("plain", "")).chain(
+            variants
+                .iter()
+                .map(|v| (v.name.as_str(), v.suffix.as_str())),
+        ) {
+            let item = json!({"id": r["id"], "variant": name, "prompt": r["prompt"], "response": format!("{text}{suffix}")});
+            lines.push_str(&format!("{item}\n"));
+        }
+    }
+    let items = out_dir.join("items.jsonl");
+    std::fs::write(&items, lines)?;
+    // scores[(mode, defended)][(id, variant)]
+    let mut columns = Vec::new();
+    for mode in &modes {
+        for defended in [false, true] {
+            let out = out_dir.join(format!(
+                "judged-{mode}-{}.jsonl",
+                if defended { "defended" } else { "undefended" }
+            ));
+            let mut cmd = Command::new(&srlm);
+            cmd.args(["judge", "--judge", "self", "--mode", mode, "--overwrite"])
+                .args(["--samples", &samples.to_string()])
+                .arg("--input")
+                .arg(&items)
+                .arg("--output")
+                .arg(&out);
+            if !defended {
+                cmd.arg("--keep-injections");
+            }
+            let t = std::time::Instant::now();
+            crate::run(&mut cmd)?;
+            eprintln!(
+                "xtask: {mode} {} judged in {:.0} s",
+                if defended { "defended" } else { "undefended" },
+                t.elapsed().as_secs_f64()
+            );
+            let judged = read_jsonl(&out)?;
+            let score = |id: &Value, variant: &str| -> Option<f64> {
+                judged
+                    .iter()
+                    .find(|l| &l["id"] == id && l["variant"] == variant)
+                    .and_then(|l| l["score"].as_f64())
+            };
+            let mut per_variant = Vec::new();
+            for v in &variants {
+                let deltas: Vec<f64> = responses
+                    .iter()
+                    .filter_map(|r| Some(score(&r["id"], &v.name)? - score(&r["id"], "plain")?))
+                    .collect();
+                per_variant.push(deltas);
+            }
+            columns.push((
+                format!(
+                    "{mode}, {}",
+                    if defended { "defended" } else { "undefended" }
+                ),
+                per_variant,
+            ));
+        }
+    }
+    println!(
+        "Mean score change (0–5) against the plain response, 95% t-interval over {} responses \
+         (the \"all\" rows pool every response × variant, so their interval is optimistic); \
+         SmolLM2-135M-Instruct judging itself (`srlm judge --judge self`){}.\n",
+        responses.len(),
+        if modes.iter().any(|m| m == "sampled") {
+            format!(", sampled mode with {samples} samples per item")
+        } else {
+            String::new()
+        }
+    );
+    print!("| variant | kind | suffix |");
+    for (name, _) in &columns {
+        print!(" {name} |");
+    }
+    println!();
+    println!("|---|---|---|{}", "---|".repeat(columns.len()));
+    for (i, v) in variants.iter().enumerate() {
+        print!(
+            "| {} | {} | `{}` |",
+            v.name,
+            v.kind,
+            v.suffix.replace('\n', "⏎").replace('|', "\\|")
+        );
+        for (_, per) in &columns {
+            print!(" {} |", fmt_ci(mean_ci(&per[i])));
+        }
+        println!();
+    }
+    for kind in ["injection", "control"] {
+        print!("| **all {kind}s** | | |");
+        for (_, per) in &columns {
+            let all: Vec<f64> = variants
+                .iter()
+                .zip(per)
+                .filter(|(v, _)| v.kind == kind)
+                .flat_map(|(_, d)| d.iter().copied())
+                .collect();
+            print!(" {} |", fmt_ci(mean_ci(&all)));
+        }
+        println!();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn t_interval_by_hand() {
+        // 1, 2, 3: mean 2, sd 1, half-width 4.303 / √3.
+        let (m, h, n) = mean_ci(&[1.0, 2.0, 3.0]);
+        assert_eq!((m, n), (2.0, 3));
+        assert!((h - 4.303 / 3f64.sqrt()).abs() < 1e-12);
+        assert_eq!(t975(7), 2.365);
+        assert_eq!(fmt_ci(mean_ci(&[])), "–");
+    }
+}
