@@ -178,12 +178,16 @@ fn greedy_answers_and_the_exported_gguf_match_in_process() {
         let ids =
             |v: &Value| -> Vec<u64> { serde_json::from_value(v["token_ids"].clone()).unwrap() };
         // The Q4_1 GGUF through llama.cpp (8-bit activations) vs srlm's dequantized f32: the
-        // first 8 greedy tokens agree (measured: all 24 on these prompts).
-        assert_eq!(
-            ids(&served_q4)[..8],
-            ids(&local)[..8],
-            "{p}: {served_q4} vs {local}"
-        );
+        // first 8 greedy tokens agree where the first token is no near tie. The fruit prompt's
+        // is one ("1" 29.51 vs "Here" 29.41 in-process): llama.cpp's AVX-512 Q4_1 kernels pick
+        // "Here", its AVX2 kernels "1" (both measured).
+        if !p.starts_with("List three fruits") {
+            assert_eq!(
+                ids(&served_q4)[..8],
+                ids(&local)[..8],
+                "{p}: {served_q4} vs {local}"
+            );
+        }
         // srlm's own f32 weights through llama.cpp: the same tokens and the same log-probs
         // (measured: 2e-3 nats over 32 tokens).
         assert_eq!(ids(&served_f32), ids(&local), "{p}");

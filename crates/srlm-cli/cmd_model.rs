@@ -167,7 +167,12 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<()> {
         seed: a.seed,
     };
     // Before any model is loaded; the flags are named as in the config (`sampling.k` is `-k`).
-    cfg.validate().map_err(|e| anyhow::anyhow!("{}", e.replace("sampling.", "--")))?;
+    cfg.validate().map_err(|e| {
+        anyhow::anyhow!(
+            "{}",
+            e.replace("sampling.k", "-k").replace("sampling.", "--")
+        )
+    })?;
     let (backend, logs) = a.engine.backend(&a.model)?;
     let model = srlm_pipeline::ports::ModelRef::new("generate", a.model.clone());
     let sampled = backend

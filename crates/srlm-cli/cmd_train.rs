@@ -116,6 +116,8 @@ fn build_config(a: &TrainDpoArgs) -> anyhow::Result<DpoConfig> {
         let value = serde_json::from_str(v.trim()).unwrap_or_else(|_| json!(v.trim()));
         set(k.trim(), value, "set")?;
     }
+    // Once, after every setting: relations between fields do not depend on the flags' order.
+    cfg.validate()?;
     Ok(cfg)
 }
 

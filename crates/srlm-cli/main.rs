@@ -147,7 +147,10 @@ mod tests {
             "shape mismatch in matmul\n   0: candle_core::error::Error::bt\n             at src/error.rs:1\n   1: main"
         )
         .context("loading model `x`");
-        assert_eq!(super::one_line(&e), "loading model `x`: shape mismatch in matmul");
+        assert_eq!(
+            super::one_line(&e),
+            "loading model `x`: shape mismatch in matmul"
+        );
         let e = anyhow::anyhow!("first\nsecond line");
         assert_eq!(super::one_line(&e), "first second line");
     }

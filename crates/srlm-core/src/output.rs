@@ -289,7 +289,10 @@ mod tests {
             assert!(matches!(e, OutputError::NotOurs { .. }), "{e}");
             assert!(e.to_string().contains("not written by srlm"), "{e}");
         }
-        assert_eq!(std::fs::read_to_string(user.join("notes.txt")).unwrap(), "mine");
+        assert_eq!(
+            std::fs::read_to_string(user.join("notes.txt")).unwrap(),
+            "mine"
+        );
         // A file is refused.
         std::fs::write(root.join("file"), "x").unwrap();
         let e = claim_dir(&root.join("file"), "checkpoint", true).unwrap_err();

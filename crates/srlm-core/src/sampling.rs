@@ -49,10 +49,7 @@ impl SamplingConfig {
             ));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return Err(format!(
-                "sampling.top_p = {} must be in (0, 1]",
-                self.top_p
-            ));
+            return Err(format!("sampling.top_p = {} must be in (0, 1]", self.top_p));
         }
         if self.max_new_tokens == 0 {
             return Err("sampling.max_new_tokens must be at least 1".into());
@@ -88,7 +85,10 @@ mod tests {
         };
         check(&|c| c.temperature = f64::NAN, "sampling.temperature = NaN");
         check(&|c| c.temperature = -0.5, "sampling.temperature = -0.5");
-        check(&|c| c.temperature = f64::INFINITY, "sampling.temperature = inf");
+        check(
+            &|c| c.temperature = f64::INFINITY,
+            "sampling.temperature = inf",
+        );
         check(&|c| c.top_p = f64::NAN, "sampling.top_p");
         check(&|c| c.top_p = 0.0, "sampling.top_p");
         check(&|c| c.k = 0, "sampling.k = 0");

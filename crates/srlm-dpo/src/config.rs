@@ -295,8 +295,10 @@ impl DpoConfig {
         "seed",
     ];
 
-    /// Sets one field from its TRL name and a JSON value (what `--set key=value` does), then
-    /// validates. Errors name the field.
+    /// Sets one field from its TRL name and a JSON value (what `--set key=value` does). Errors
+    /// name the field: an unknown name or a value of the wrong type. Ranges and relations
+    /// between fields (`max_prompt_length < max_length`) are checked by [`DpoConfig::validate`],
+    /// which the caller runs once after all settings, so their order does not matter.
     pub fn set(&mut self, field: &str, value: serde_json::Value) -> Result<()> {
         let Some(&name) = Self::FIELDS.iter().find(|f| **f == field) else {
             // Suggest the known field sharing the longest prefix with the typo, if any.
@@ -323,7 +325,6 @@ impl DpoConfig {
             .insert(name.to_string(), value);
         let next: DpoConfig =
             serde_json::from_value(obj).map_err(|e| config_err(name, e.to_string()))?;
-        next.validate()?;
         *self = next;
         Ok(())
     }
@@ -448,6 +449,13 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("loss_type"));
+        // Order-independent: max_length below the current max_prompt_length, then the prompt
+        // limit lowered; validated once at the end.
+        let mut c = DpoConfig::default();
+        c.set("max_length", serde_json::json!(64)).unwrap();
+        c.set("max_prompt_length", serde_json::json!(32)).unwrap();
+        c.validate().unwrap();
+        assert_eq!((c.max_length, c.max_prompt_length), (Some(64), Some(32)));
     }
 }
 

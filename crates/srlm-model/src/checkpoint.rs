@@ -80,11 +80,9 @@ fn write_files(
         other => ModelError::InvalidInput(other.to_string()),
     })?;
     let weights = tmp.join("model.safetensors");
-    candle_core::safetensors::save(tensors, &weights).map_err(|e| {
-        ModelError::Io {
-            path: weights.clone(),
-            error: std::io::Error::other(e.to_string()),
-        }
+    candle_core::safetensors::save(tensors, &weights).map_err(|e| ModelError::Io {
+        path: weights.clone(),
+        error: std::io::Error::other(e.to_string()),
     })?;
     let cfg = model.model.config();
     let write_json = |file: &str, v: &serde_json::Value| -> Result<()> {

@@ -40,9 +40,9 @@ mod weights;
 
 pub use candle_core::{DType, Device, Tensor, Var};
 pub use chat::{ChatMessage, ChatTemplate};
+pub use checkpoint::CHECKPOINT;
 pub use config::{Architecture, HfConfig, LlamaConfig};
 pub use error::{ModelError, Result};
-pub use checkpoint::CHECKPOINT;
 pub use gguf_write::{hf_to_gguf_name, permute_qk, write_gguf, GgufDType};
 pub use llama::{Checkpointing, KvCache, Llama, Mode};
 pub use model::{default_device, LanguageModel, TINY_RANDOM};

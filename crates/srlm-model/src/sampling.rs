@@ -188,7 +188,11 @@ impl LanguageModel {
             vec![(Vec::new(), Vec::new(), false); p * k];
         for _step in 0..cfg.max_new_tokens {
             let rows = logits.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
-            if let Some(bad) = rows.iter().flatten().find(|x| x.is_nan() || **x == f32::INFINITY) {
+            if let Some(bad) = rows
+                .iter()
+                .flatten()
+                .find(|x| x.is_nan() || **x == f32::INFINITY)
+            {
                 return Err(ModelError::InvalidInput(format!(
                     "the model's next-token logits contain {bad} (are its weights finite?); \
                      nothing sampled"

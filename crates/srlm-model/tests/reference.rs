@@ -292,10 +292,16 @@ fn a_checkpoint_replaces_only_an_srlm_checkpoint_and_clears_dead_temporaries() {
     std::fs::write(user.join("notes.txt"), "mine").unwrap();
     let e = m.save(&user).unwrap_err().to_string();
     assert!(e.contains("did not write"), "{e}");
-    assert_eq!(std::fs::read_to_string(user.join("notes.txt")).unwrap(), "mine");
+    assert_eq!(
+        std::fs::read_to_string(user.join("notes.txt")).unwrap(),
+        "mine"
+    );
     std::fs::write(dir.path().join("file"), "x").unwrap();
     assert!(m.save(&dir.path().join("file")).is_err());
-    assert_eq!(std::fs::read_to_string(dir.path().join("file")).unwrap(), "x");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("file")).unwrap(),
+        "x"
+    );
     // An srlm checkpoint carries the marker and may be replaced by a later save.
     let ck = dir.path().join("ck");
     m.save(&ck).unwrap();
@@ -306,10 +312,15 @@ fn a_checkpoint_replaces_only_an_srlm_checkpoint_and_clears_dead_temporaries() {
     // one of a live process (this one's parent) stays.
     let dead = dir.path().join(".ck.tmp-999999999");
     std::fs::create_dir(&dead).unwrap();
-    let live = dir.path().join(format!(".ck.tmp-{}", std::os::unix::process::parent_id()));
+    let live = dir
+        .path()
+        .join(format!(".ck.tmp-{}", std::os::unix::process::parent_id()));
     std::fs::create_dir(&live).unwrap();
     m.save(&ck).unwrap();
-    assert!(!dead.exists(), "a dead process's temporary folder is removed");
+    assert!(
+        !dead.exists(),
+        "a dead process's temporary folder is removed"
+    );
     assert!(live.exists(), "a live process's temporary folder is kept");
     assert!(ck.join("model.safetensors").is_file());
 }

@@ -277,7 +277,10 @@ impl<'a> RunHost<'a> {
             .iter()
             .map(|p| {
                 let prompt = self.prompts.get(p.prompt_id.as_str()).ok_or_else(|| {
-                    host_err(format!("plugin `{strategy}`: pair names unknown prompt `{}`", p.prompt_id))
+                    host_err(format!(
+                        "plugin `{strategy}`: pair names unknown prompt `{}`",
+                        p.prompt_id
+                    ))
                 })?;
                 p.to_preference_pair(
                     prompt,

@@ -32,7 +32,7 @@ use srlm_strategy::{
     host_mut, FfiPair, FfiPrompt, HostMut, IterationInfo, LoadedPlugin, LoadedStrategy,
     PluginError, PluginSearch, StrategyBox, StrategyError,
 };
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// How to run.
@@ -233,6 +233,7 @@ pub fn prepare_config(
 ) -> Result<(RunConfig, Option<PluginRecord>), RunError> {
     let path = dir.config();
     if !resume {
+        RunLock::check_free(dir)?;
         if path.exists() {
             return Err(RunError::AlreadyARun(dir.root().to_path_buf()));
         }
@@ -374,6 +375,22 @@ struct RunIdentity {
 struct RunLock(#[allow(dead_code)] std::fs::File);
 
 impl RunLock {
+    /// Fails with [`RunError::Locked`] when another process holds `dir`'s lock (a run folder
+    /// in use); nothing is created.
+    fn check_free(dir: &RunDir) -> Result<(), RunError> {
+        let path = dir.lock();
+        let Ok(file) = std::fs::OpenOptions::new().read(true).open(&path) else {
+            return Ok(());
+        };
+        match file.try_lock_shared() {
+            Err(std::fs::TryLockError::WouldBlock) => Err(RunError::Locked {
+                pid: holder_pid(&path),
+                path,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Locks `dir` (creating it), or says which process holds it.
     fn acquire(dir: &RunDir) -> Result<Self, RunError> {
         let path = dir.lock();
@@ -394,10 +411,7 @@ impl RunLock {
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                let pid = std::fs::read_to_string(&path)
-                    .ok()
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty());
+                let pid = holder_pid(&path);
                 return Err(RunError::Locked { path, pid });
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
@@ -409,6 +423,16 @@ impl RunLock {
     }
 }
 
+/// The pid the lock file names, when that process runs (the file keeps the last holder's pid;
+/// another process, such as a tool, may hold the lock without writing one).
+fn holder_pid(path: &Path) -> Option<String> {
+    let pid = std::fs::read_to_string(path).ok()?.trim().to_string();
+    let alive = !pid.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit())
+        && (!cfg!(target_os = "linux") || Path::new("/proc").join(&pid).exists());
+    alive.then_some(pid)
+}
+
 /// The dotted keys where `a` and `b` differ (`sampling.temperature`, `prompts.eval`, …).
 fn differing_keys(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
     fn walk(a: &serde_json::Value, b: &serde_json::Value, at: &str, out: &mut Vec<String>) {
@@ -418,9 +442,18 @@ fn differing_keys(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
                 keys.sort();
                 keys.dedup();
                 for k in keys {
-                    let key = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                    let key = if at.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{at}.{k}")
+                    };
                     let null = serde_json::Value::Null;
-                    walk(x.get(k).unwrap_or(&null), y.get(k).unwrap_or(&null), &key, out);
+                    walk(
+                        x.get(k).unwrap_or(&null),
+                        y.get(k).unwrap_or(&null),
+                        &key,
+                        out,
+                    );
                 }
             }
             _ if a != b => out.push(format!("{at}: {a} → {b}")),
@@ -496,8 +529,42 @@ struct Loop<'a> {
     plugin_name: String,
     eval_prompts: Vec<PromptRecord>,
     chunks: Vec<Vec<PromptRecord>>,
+    /// Per chunk, the prompts skipped because they do not fit the context.
+    skipped: Vec<usize>,
     /// Held for the run's lifetime.
     _lock: RunLock,
+}
+
+/// The prompts of `prompts` whose chat-rendered tokens plus `max_new_tokens` fit `model`'s
+/// context, and how many did not (each named in a warning).
+fn fitting(
+    backend: &dyn Backend,
+    model: &ModelRef,
+    prompts: Vec<PromptRecord>,
+    max_new_tokens: usize,
+) -> Result<(Vec<PromptRecord>, usize), RunError> {
+    let view = backend.judge_model(model)?;
+    let judge_err = |error| RunError::Judge {
+        spec: "prompt length check".into(),
+        error,
+    };
+    let context = view.context_length();
+    let mut kept = Vec::with_capacity(prompts.len());
+    let mut skipped = 0;
+    for p in prompts {
+        let text = view.render_user_turn(&p.prompt).map_err(judge_err)?;
+        let n = view.encode(&text).map_err(judge_err)?.len();
+        if n + max_new_tokens > context {
+            eprintln!(
+                "srlm: skipping prompt `{}`: {n} tokens + {max_new_tokens} new exceed the context of {context}",
+                p.id
+            );
+            skipped += 1;
+        } else {
+            kept.push(p);
+        }
+    }
+    Ok((kept, skipped))
 }
 
 impl<'a> Loop<'a> {
@@ -541,6 +608,16 @@ impl<'a> Loop<'a> {
                 }
             })?;
         }
+        // Prompts that cannot fit the context with their new tokens are skipped (named, and
+        // counted in the metrics), so one long prompt never stops a run.
+        let (eval_prompts, _) = fitting(backend, &initial, sp.eval, config.eval.max_new_tokens)?;
+        let mut chunks = Vec::new();
+        let mut skipped = Vec::new();
+        for chunk in sp.chunks {
+            let (kept, n) = fitting(backend, &initial, chunk, config.sampling.max_new_tokens)?;
+            chunks.push(kept);
+            skipped.push(n);
+        }
         let lock = RunLock::acquire(dir)?;
         let identity = RunIdentity {
             config: serde_json::to_value(config).expect("config serialises"),
@@ -576,8 +653,9 @@ impl<'a> Loop<'a> {
             judge_settings,
             initial,
             plugin_name: plugin.name.clone(),
-            eval_prompts: sp.eval,
-            chunks: sp.chunks,
+            eval_prompts,
+            chunks,
+            skipped,
         };
         if !dir.exists() {
             let resolved = ResolvedRun {
@@ -623,7 +701,10 @@ impl<'a> Loop<'a> {
                 chunk.len(),
                 self.plugin_name
             );
-            let (line, pairs, next) = self.iteration(it, chunk, &current, strategy)?;
+            let (mut line, pairs, next) = self.iteration(it, chunk, &current, strategy)?;
+            if let Some(t) = line.training.as_mut() {
+                t.prompts_skipped = self.skipped[i];
+            }
             pairs_kept.push(pairs.len());
             metrics.push(line);
             self.write_metrics(&metrics)?;
@@ -680,10 +761,21 @@ impl<'a> Loop<'a> {
             checkpoint.is_dir(),
         ) {
             let next = ModelRef::at_dir(next_id, &checkpoint);
-            self.backend.load(&next)?;
-            // The pairs file is restored if it was lost; it equals what the iteration wrote.
-            write_jsonl_atomic(&self.dir.iteration(it).pairs(), &pairs)?;
-            return Ok((line, pairs, next));
+            match self.backend.load(&next) {
+                Ok(()) => {
+                    // The pairs file is restored if it was lost; it equals what the iteration
+                    // wrote.
+                    write_jsonl_atomic(&self.dir.iteration(it).pairs(), &pairs)?;
+                    return Ok((line, pairs, next));
+                }
+                // A damaged checkpoint: the iteration is replayed (its samples, judgments and
+                // model come back from the cache, or are computed again) and rewrites it.
+                Err(e) => eprintln!(
+                    "srlm: iteration {it}: checkpoint {} cannot be loaded ({e}); computing the \
+                     iteration again",
+                    checkpoint.display()
+                ),
+            }
         }
         let (mut line, pairs, next) = self.train_iteration(it, chunk, current, strategy)?;
         line.eval = self.evaluate(&next, it)?;
@@ -865,6 +957,17 @@ fn mean(v: &[f64]) -> Option<f64> {
 }
 
 /// The training part of an iteration's metrics line.
+/// Fraction of `texts` with text that speaks to the grader (srlm-judge's
+/// `injection::findings`); none for no texts.
+fn share_speaking_to_grader<'t>(texts: impl Iterator<Item = &'t str>) -> Option<f64> {
+    let (mut n, mut hits) = (0usize, 0usize);
+    for t in texts {
+        n += 1;
+        hits += usize::from(!srlm_judge::injection::findings(t).is_empty());
+    }
+    (n > 0).then(|| hits as f64 / n as f64)
+}
+
 fn training_metrics(
     prompts: usize,
     pairs: &[PreferencePair],
@@ -880,6 +983,7 @@ fn training_metrics(
     let m = |k: &str| dpo.and_then(|d| d.mean.get(k).copied().flatten());
     TrainingMetrics {
         prompts,
+        prompts_skipped: 0,
         pairs: pairs.len(),
         pairs_per_prompt: pairs.len() as f64 / prompts as f64,
         chosen_score,
@@ -898,6 +1002,8 @@ fn training_metrics(
         judge_parse_failure_rate: (!scores.is_empty())
             .then(|| (scores.len() - scored.len()) as f64 / scores.len() as f64),
         judge_mean: mean(&scored),
+        hacking_samples: share_speaking_to_grader(record.samples.values().map(|s| s.text.as_str())),
+        hacking_chosen: share_speaking_to_grader(pairs.iter().map(|p| p.chosen.as_str())),
         tokens_sampled: record.compute.tokens_sampled,
         tokens_judged: record.compute.tokens_judged,
         tokens_trained: record.compute.tokens_trained + dpo.map_or(0, |d| d.tokens_trained),

@@ -39,16 +39,35 @@ fn a_run_folder_in_use_is_locked() {
     // Another process's lock (an open file description of its own).
     let holder = std::fs::File::create(dir.lock()).unwrap();
     holder.try_lock().unwrap();
-    std::fs::write(dir.lock(), "4242").unwrap();
-    let err = run_with(&c, &dir, &record("self-rewarding"), &mut s, &FakeBackend::new())
-        .unwrap_err();
+    // Its pid, as srlm writes it (named in the error while that process runs).
+    std::fs::write(dir.lock(), std::process::id().to_string()).unwrap();
+    let err = run_with(
+        &c,
+        &dir,
+        &record("self-rewarding"),
+        &mut s,
+        &FakeBackend::new(),
+    )
+    .unwrap_err();
     assert!(matches!(err, RunError::Locked { .. }), "{err}");
-    assert!(err.to_string().contains("in use by another srlm process (pid 4242)"), "{err}");
+    let pid = std::process::id();
+    assert!(
+        err.to_string()
+            .contains(&format!("in use by another srlm process (pid {pid})")),
+        "{err}"
+    );
     assert!(!dir.config().exists(), "nothing written by the refused run");
     // Released (as the kernel does when the holder dies): the run goes ahead.
     drop(holder);
     let mut s = strategy::<SelfRewarding>(&mut c.clone(), &[]);
-    run_with(&c, &dir, &record("self-rewarding"), &mut s, &FakeBackend::new()).unwrap();
+    run_with(
+        &c,
+        &dir,
+        &record("self-rewarding"),
+        &mut s,
+        &FakeBackend::new(),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -57,17 +76,33 @@ fn a_resume_with_another_config_plugin_or_model_is_refused_and_changes_nothing()
     let mut c = config(tmp.path(), "self-rewarding");
     let mut s = strategy::<SelfRewarding>(&mut c, &[]);
     let dir = RunDir::new(tmp.path().join("run"));
-    run_with(&c, &dir, &record("self-rewarding"), &mut s, &FakeBackend::new()).unwrap();
+    run_with(
+        &c,
+        &dir,
+        &record("self-rewarding"),
+        &mut s,
+        &FakeBackend::new(),
+    )
+    .unwrap();
     let before = snapshot(dir.root());
 
     let mut changed = c.clone();
     changed.sampling.temperature = 0.3;
     changed.prompts.eval = 2;
     let mut s = strategy::<SelfRewarding>(&mut changed.clone(), &[]);
-    let err = run_with(&changed, &dir, &record("self-rewarding"), &mut s, &FakeBackend::new())
-        .unwrap_err();
+    let err = run_with(
+        &changed,
+        &dir,
+        &record("self-rewarding"),
+        &mut s,
+        &FakeBackend::new(),
+    )
+    .unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, RunError::Mismatch { what: "config", .. }), "{msg}");
+    assert!(
+        matches!(err, RunError::Mismatch { what: "config", .. }),
+        "{msg}"
+    );
     assert!(msg.contains("prompts.eval: 3 → 2"), "{msg}");
     assert!(msg.contains("sampling.temperature: 0.7"), "{msg}");
 
@@ -75,19 +110,52 @@ fn a_resume_with_another_config_plugin_or_model_is_refused_and_changes_nothing()
     other.version = "9.9".into();
     let mut s = strategy::<SelfRewarding>(&mut c.clone(), &[]);
     let err = run_with(&c, &dir, &other, &mut s, &FakeBackend::new()).unwrap_err();
-    assert!(matches!(err, RunError::Mismatch { what: "strategy plugin", .. }), "{err}");
-    assert!(err.to_string().contains("self-rewarding test → self-rewarding 9.9"), "{err}");
+    assert!(
+        matches!(
+            err,
+            RunError::Mismatch {
+                what: "strategy plugin",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("self-rewarding test → self-rewarding 9.9"),
+        "{err}"
+    );
 
     let mut s = strategy::<SelfRewarding>(&mut c.clone(), &[]);
     let replaced = FakeBackend::with_weights_version("retrained");
     let err = run_with(&c, &dir, &record("self-rewarding"), &mut s, &replaced).unwrap_err();
-    assert!(matches!(err, RunError::Mismatch { what: "initial model", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            RunError::Mismatch {
+                what: "initial model",
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(replaced.calls().sample, 0, "refused before any work");
 
-    assert_eq!(snapshot(dir.root()), before, "the refused resumes changed nothing");
+    assert_eq!(
+        snapshot(dir.root()),
+        before,
+        "the refused resumes changed nothing"
+    );
     // The same config still resumes.
     let mut s = strategy::<SelfRewarding>(&mut c.clone(), &[]);
-    run_with(&c, &dir, &record("self-rewarding"), &mut s, &FakeBackend::new()).unwrap();
+    run_with(
+        &c,
+        &dir,
+        &record("self-rewarding"),
+        &mut s,
+        &FakeBackend::new(),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -113,11 +181,65 @@ fn a_new_run_never_writes_into_a_file_or_a_folder_srlm_did_not_create() {
     let mut c2 = c.clone();
     let mut s = strategy::<SelfRewarding>(&mut c2, &[]);
     let dir = RunDir::new(tmp.path().join("run"));
-    run_with(&c2, &dir, &record("self-rewarding"), &mut s, &FakeBackend::new()).unwrap();
+    run_with(
+        &c2,
+        &dir,
+        &record("self-rewarding"),
+        &mut s,
+        &FakeBackend::new(),
+    )
+    .unwrap();
     let err = prepare_config(c, &dir, false).unwrap_err();
     assert!(matches!(err, RunError::AlreadyARun(_)), "{err}");
     let marker = std::fs::read_to_string(dir.root().join("srlm.json")).unwrap();
     assert!(marker.contains("\"srlm_output\": \"run\""), "{marker}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "mine");
-    assert_eq!(std::fs::read_to_string(user.join("data.csv")).unwrap(), "1,2");
+    assert_eq!(
+        std::fs::read_to_string(user.join("data.csv")).unwrap(),
+        "1,2"
+    );
+}
+
+#[test]
+fn a_prompt_too_long_for_the_context_is_skipped_named_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = config(tmp.path(), "self-rewarding");
+    c.prompts.eval = 4; // 4 held out + 2 × 4: every prompt of the pool is used
+    // One prompt longer than the fake model's context (2^20 characters).
+    let pool = std::path::Path::new(&c.prompts.source).to_path_buf();
+    let mut lines: Vec<String> = std::fs::read_to_string(&pool)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    lines[2] = serde_json::json!({"id": "p2", "prompt": "x".repeat(1 << 20)}).to_string();
+    std::fs::write(&pool, lines.join("\n") + "\n").unwrap();
+    let mut s = strategy::<SelfRewarding>(&mut c, &[]);
+    let dir = RunDir::new(tmp.path().join("run"));
+    let summary = run_with(&c, &dir, &record("self-rewarding"), &mut s, &FakeBackend::new())
+        .unwrap();
+    let skipped: usize = summary
+        .metrics
+        .iter()
+        .filter_map(|m| m.training.as_ref())
+        .map(|t| t.prompts_skipped)
+        .sum();
+    // p2 lands in a training chunk under seed 7 (p5 would be held out: `eval/n` 3).
+    assert_eq!((skipped, summary.metrics[0].eval.n), (1, 4));
+    let all = std::fs::read_to_string(dir.metrics()).unwrap();
+    assert!(all.contains("\"prompts/skipped_too_long\":1"), "{all}");
+}
+
+#[test]
+fn the_reward_hacking_diagnostic_counts_samples_that_speak_to_the_grader() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = config(tmp.path(), "self-rewarding");
+    let mut s = strategy::<SelfRewarding>(&mut c, &[]);
+    let dir = RunDir::new(tmp.path().join("run"));
+    let summary = run_with(&c, &dir, &record("self-rewarding"), &mut s, &FakeBackend::new())
+        .unwrap();
+    // The fake backend's responses (`r123 r123`) never speak to the grader.
+    for m in summary.metrics.iter().filter_map(|m| m.training.as_ref()) {
+        assert_eq!(m.hacking_samples, Some(0.0));
+    }
 }

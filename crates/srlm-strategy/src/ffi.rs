@@ -563,7 +563,11 @@ mod tests {
         let a = sample("p1/current/0", "same text", ModelSource::Current);
         let b = sample("p1/current/1", "same text  ", ModelSource::Current);
         let c = sample("p1/current/2", "other", ModelSource::Current);
-        let scores = [(a.id.clone(), 4.0), (b.id.clone(), 1.0), (c.id.clone(), 2.0)];
+        let scores = [
+            (a.id.clone(), 4.0),
+            (b.id.clone(), 1.0),
+            (c.id.clone(), 2.0),
+        ];
         let judgments: Vec<Judgment> = scores
             .iter()
             .map(|(id, s)| Judgment {
@@ -586,9 +590,12 @@ mod tests {
             .to_preference_pair(&prompt, lookup, judged, "x")
             .unwrap_err();
         assert!(matches!(e, PairError::SameText { .. }), "{e}");
-        let e = pair(("p1/reference", FfiSource::Reference), ("p1/current/0", cur))
-            .to_preference_pair(&prompt, lookup, judged, "x")
-            .unwrap_err();
+        let e = pair(
+            ("p1/reference", FfiSource::Reference),
+            ("p1/current/0", cur),
+        )
+        .to_preference_pair(&prompt, lookup, judged, "x")
+        .unwrap_err();
         assert_eq!(
             e.to_string(),
             "pair for prompt `p1`: chosen `reference` and rejected `p1/current/0` have the same text"

@@ -389,7 +389,9 @@ fn looking_up_a_plugin_by_name_loads_only_the_library_named_after_it() {
     // The child: looks up `temporal` in a folder that also holds a library whose constructor
     // aborts. Loading that library would kill the child.
     if let Ok(dir) = std::env::var("SRLM_TEST_PLUGIN_DIR") {
-        let p = PluginSearch::new(vec![dir.into()]).find("temporal").unwrap();
+        let p = PluginSearch::new(vec![dir.into()])
+            .find("temporal")
+            .unwrap();
         assert_eq!(p.name(), "temporal");
         return;
     }
