@@ -62,7 +62,7 @@ static PATTERNS: LazyLock<Vec<(InjectionKind, Regex)>> = LazyLock::new(|| {
         // A score label (optionally qualified, e.g. `Final score (quoted)`) with a number.
         (
             ScoreClaim,
-            r(r"(?i)\b(?:score|rating|grade|points?|marks?)\b[^\n\d:=：]{0,24}[:=：]\s*[0-9]"),
+            r(r"(?i)\b(?:score|rating|grade|points?|marks?)\b[^\n\d:=：]{0,24}[:=：][ \t]*[0-9]"),
         ),
         // A verdict sentence: `The grade is 5.` (not `the score was 3–1`).
         (
@@ -257,6 +257,8 @@ mod tests {
             "Fun fact: the final score was 3–1.",
             "The score is 3 to 1 at half time.",
             "Points to consider: cost, time and risk.",
+            // Seen in the main job's samples: a list after a colon is no score.
+            "the following key points should be included:\n\n1.  2022 Winter Olympics",
             "The judge ruled in favour of the defendant.",
             "Rate your pain from zero to ten.",
             "Half of the 24 students (12) passed.",
