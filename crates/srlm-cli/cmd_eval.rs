@@ -30,7 +30,7 @@ pub struct EvalArgs {
     #[arg(long, default_value = "sampled")]
     pub mode: JudgeMode,
     /// Model judges in sampled mode: samples per answer.
-    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), default_value_t = 3)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024), default_value_t = 3)]
     pub samples: usize,
     /// Model judges: a minijinja template (variables `prompt`, `response`) replacing the rubric.
     #[arg(long)]
@@ -51,6 +51,9 @@ pub struct EvalArgs {
     /// Write every answer with its scores (and the baseline's) as JSONL.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Replace an existing `--out` file.
+    #[arg(long)]
+    pub overwrite: bool,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -59,6 +62,11 @@ pub struct EvalArgs {
 /// Runs `srlm eval`.
 pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     anyhow::ensure!(a.max_new_tokens > 0, "--max-new-tokens must be at least 1");
+    if let Some(out) = &a.out {
+        let prompts_file = std::path::Path::new(&a.prompts);
+        srlm_core::output::claim_file(out, &[("--prompts", prompts_file)], a.overwrite)
+            .map_err(|e| anyhow::anyhow!("--out: {e}"))?;
+    }
     let mut prompts = load_eval_prompts(&a.prompts)?;
     if a.judge.uses(&JudgeName::Ifeval)
         && !prompts

@@ -31,7 +31,7 @@ pub struct JudgeArgs {
     #[arg(long, default_value = "sampled")]
     pub mode: JudgeMode,
     /// Samples per item in sampled mode.
-    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), default_value_t = 3)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024), default_value_t = 3)]
     pub samples: usize,
     /// A minijinja template (variables `prompt`, `response`) replacing the default rubric prompt.
     #[arg(long)]

@@ -91,6 +91,9 @@ pub struct ExportArgs {
     /// Weight type: f32 (exact) or f16 (half the size).
     #[arg(long, default_value = "f32")]
     dtype: srlm_model::GgufDType,
+    /// Replace an existing file at `--gguf`.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 fn load(model: &str) -> anyhow::Result<LanguageModel> {
@@ -220,6 +223,12 @@ pub fn export(a: ExportArgs) -> anyhow::Result<()> {
             d.display()
         ),
     };
+    let model_path = std::path::Path::new(&a.model);
+    let mut inputs = vec![("--base", base.as_path())];
+    if model_path.exists() {
+        inputs.push(("the model", model_path));
+    }
+    srlm_core::output::claim_file(&a.gguf, &inputs, a.overwrite).context("--gguf")?;
     let m = load(&a.model)?;
     let n = srlm_model::write_gguf(&m, &base, &a.gguf, a.dtype)
         .with_context(|| format!("writing {}", a.gguf.display()))?;

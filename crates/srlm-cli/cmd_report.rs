@@ -32,6 +32,9 @@ pub struct CompareArgs {
     /// printed.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Replace an earlier `comparison.md` (and its plots) in `--out`.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 fn is_run_dir(p: &Path) -> bool {
@@ -47,6 +50,10 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
     }
     if runs.is_empty() {
         anyhow::bail!("none of the paths given is a run folder (with a metrics.jsonl)");
+    }
+    if let Some(out) = &a.out {
+        srlm_core::output::claim_file(&out.join("comparison.md"), &[], a.overwrite)
+            .map_err(|e| anyhow::anyhow!("--out: {e}"))?;
     }
     let table = match &a.out {
         Some(out) => srlm_pipeline::compare::compare_runs(&runs, out)?,

@@ -172,6 +172,21 @@ fn claim_outputs(a: &TrainDpoArgs, log: &Path) -> anyhow::Result<()> {
         }
         .into());
     }
+    let model = Path::new(&a.model);
+    if model.exists() && is_within(model, &a.out) {
+        return Err(OutputError::IsInput {
+            path: a.out.clone(),
+            what: format!("--model {}", a.model),
+        }
+        .into());
+    }
+    if is_within(log, &a.out) {
+        anyhow::bail!(
+            "--log {}: inside --out {}; the checkpoint folder holds only the model (put the log beside it)",
+            log.display(),
+            a.out.display()
+        );
+    }
     claim_dir(&a.out, srlm_model::CHECKPOINT, a.overwrite).context("--out")?;
     claim_file(log, &[("--pairs", &a.pairs)], a.overwrite).context("the metrics log")?;
     Ok(())
@@ -202,28 +217,41 @@ pub fn run(a: TrainDpoArgs) -> anyhow::Result<()> {
     for f in &tok.failures {
         eprintln!("  skipped pair `{}`: {}", f.id, f.message);
     }
-    // `claim_outputs` allowed replacing an earlier log (`--overwrite`): start it afresh.
-    match std::fs::remove_file(&log) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("starting log {}", log.display())),
-    }
+    // The log is written beside its final name and renamed into place when training ends, so
+    // an earlier log (replaced with `--overwrite`) survives a run that fails.
+    let partial = log.with_file_name(format!(
+        ".{}.partial-{}",
+        log.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&partial);
     eprintln!("train-dpo: metrics log {}", log.display());
     let trained = DpoTrainer::new(cfg)?
-        .with_metrics(MetricsWriter::append(&log)?)
+        .with_metrics(MetricsWriter::append(&partial)?)
         .with_progress_bar(!a.no_progress)
         .with_checkpoint_dir(&a.out)
         .train(&model, &tok.pairs);
     let summary = match trained {
         Ok(s) => s,
         Err(e) => {
-            // A run that failed before its first step leaves no empty log behind.
-            if std::fs::metadata(&log).is_ok_and(|m| m.len() == 0) {
-                let _ = std::fs::remove_file(&log);
+            // The steps of a failed run are kept as the log when there is no earlier one (a
+            // run that failed before its first step leaves nothing).
+            let steps = std::fs::metadata(&partial).is_ok_and(|m| m.len() > 0);
+            if steps && !log.exists() {
+                let _ = std::fs::rename(&partial, &log);
+            } else if steps {
+                eprintln!(
+                    "train-dpo: the failed run's steps are in {}; {} is the earlier log",
+                    partial.display(),
+                    log.display()
+                );
+            } else {
+                let _ = std::fs::remove_file(&partial);
             }
             return Err(e.into());
         }
     };
+    std::fs::rename(&partial, &log).with_context(|| format!("writing {}", log.display()))?;
     let f = &summary.filter;
     if f.kept < f.total {
         eprintln!(

@@ -174,7 +174,12 @@ pub fn run(args: &[String]) -> Result<()> {
         dirs.push(dir);
     }
     let mut compare = Command::new(&srlm);
-    compare.arg("compare").args(&dirs).arg("--out").arg(&out);
+    compare
+        .arg("compare")
+        .args(&dirs)
+        .arg("--out")
+        .arg(&out)
+        .arg("--overwrite");
     crate::run(&mut compare)?;
     eprintln!(
         "bench: all runs in {:.0} s",

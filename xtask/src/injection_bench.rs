@@ -197,8 +197,12 @@ pub fn run(args: &[String]) -> Result<()> {
         }
         println!();
     }
-    for kind in ["injection", "control"] {
-        print!("| **all {kind}s** | | |");
+    for (kind, label) in [
+        ("injection", "all injections"),
+        ("held_out", "all held-out injections"),
+        ("control", "all controls"),
+    ] {
+        print!("| **{label}** | | |");
         for (_, per) in &columns {
             let all: Vec<f64> = variants
                 .iter()

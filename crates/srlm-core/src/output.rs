@@ -118,6 +118,8 @@ pub enum DirState {
     NotADir,
     /// A non-empty folder without a readable marker.
     Foreign,
+    /// A folder that cannot be listed (the reason).
+    Unreadable(String),
 }
 
 /// What is at `dir`.
@@ -140,7 +142,8 @@ pub fn dir_state(dir: &Path) -> DirState {
     }
     match std::fs::read_dir(dir).map(|mut entries| entries.next().is_none()) {
         Ok(true) => DirState::Empty,
-        _ => DirState::Foreign,
+        Ok(false) => DirState::Foreign,
+        Err(e) => DirState::Unreadable(e.to_string()),
     }
 }
 
@@ -166,6 +169,12 @@ pub fn claim_dir(dir: &Path, kind: &str, overwrite: bool) -> Result<bool, Output
             })
         }
         DirState::Foreign => return Err(OutputError::NotOurs { path }),
+        DirState::Unreadable(reason) => {
+            return Err(OutputError::NotWritable {
+                path,
+                error: std::io::Error::other(reason),
+            })
+        }
         DirState::Ours(m) if m.srlm_output != kind => {
             return Err(OutputError::OtherKind {
                 path,
@@ -257,8 +266,18 @@ fn probe_writable(dir: &Path) -> Result<(), OutputError> {
     };
     std::fs::create_dir_all(dir).map_err(err)?;
     let probe = dir.join(format!(".srlm-probe-{}", std::process::id()));
-    std::fs::File::create(&probe).map_err(err)?;
-    let _ = std::fs::remove_file(&probe);
+    // `create_new`: never truncates (and then removes) a file that happens to have this name.
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(err(e)),
+    }
     Ok(())
 }
 

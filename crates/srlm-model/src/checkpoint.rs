@@ -137,7 +137,15 @@ fn remove_stale_temporaries(parent: &Path, name: &str) {
                 .and_then(|p| p.parse::<u32>().ok())
         });
         if let Some(pid) = pid {
-            if pid != std::process::id() && !process_alive(pid) {
+            // Only what a save writes: a folder with the checkpoint marker (written first), or
+            // an empty one.
+            use srlm_core::output::{dir_state, DirState};
+            let ours = match dir_state(&entry.path()) {
+                DirState::Empty => true,
+                DirState::Ours(m) => m.srlm_output == CHECKPOINT,
+                _ => false,
+            };
+            if ours && pid != std::process::id() && !process_alive(pid) {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }

@@ -312,6 +312,10 @@ fn a_checkpoint_replaces_only_an_srlm_checkpoint_and_clears_dead_temporaries() {
     // one of a live process (this one's parent) stays.
     let dead = dir.path().join(".ck.tmp-999999999");
     std::fs::create_dir(&dead).unwrap();
+    // A folder of that name that a save did not write (no marker, not empty) is left alone.
+    let foreign = dir.path().join(".ck.old-999999998");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("notes.txt"), "mine").unwrap();
     let live = dir
         .path()
         .join(format!(".ck.tmp-{}", std::os::unix::process::parent_id()));
@@ -322,5 +326,9 @@ fn a_checkpoint_replaces_only_an_srlm_checkpoint_and_clears_dead_temporaries() {
         "a dead process's temporary folder is removed"
     );
     assert!(live.exists(), "a live process's temporary folder is kept");
+    assert!(
+        foreign.join("notes.txt").exists(),
+        "a folder srlm did not write is kept"
+    );
     assert!(ck.join("model.safetensors").is_file());
 }

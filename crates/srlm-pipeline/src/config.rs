@@ -301,8 +301,20 @@ impl RunConfig {
         if self.eval.max_new_tokens == 0 {
             return bad("eval.max_new_tokens must be at least 1");
         }
-        if self.judge.samples == 0 {
-            return bad("judge.samples must be at least 1");
+        let max_k = srlm_core::SamplingConfig::MAX_K;
+        if self.judge.samples == 0 || self.judge.samples > max_k {
+            return Err(ConfigError::Invalid(format!(
+                "judge.samples = {} must be in 1..={max_k}",
+                self.judge.samples
+            )));
+        }
+        // The plugin's own `k` (filled from sampling.k or set with --set k=…) is the K sampled.
+        if let Some(k) = self.strategy_options.get("k").and_then(|v| v.as_u64()) {
+            if k == 0 || k > max_k as u64 {
+                return Err(ConfigError::Invalid(format!(
+                    "strategy option k = {k} must be in 1..={max_k}"
+                )));
+            }
         }
         self.dpo
             .validate()

@@ -62,6 +62,10 @@ pub struct IterationRecord {
     pub temporary_runs: Vec<DpoRun>,
     /// The temporary models, by handle.
     pub temporaries: Vec<ModelRef>,
+    /// Pairs the plugin returned whose two sides have the same text (whitespace at the ends
+    /// aside): dropped, since there is nothing to prefer (SPIN once the model reproduces a
+    /// reference; two samples that differ only in whitespace).
+    pub pairs_dropped_same_text: usize,
 }
 
 /// The host of one iteration.
@@ -269,28 +273,33 @@ impl<'a> RunHost<'a> {
     /// # Errors
     /// A pair naming an unknown prompt or sample.
     pub fn resolve_pairs(
-        &self,
+        &mut self,
         pairs: &[FfiPair],
         strategy: &str,
     ) -> Result<Vec<PreferencePair>, StrategyError> {
-        pairs
-            .iter()
-            .map(|p| {
-                let prompt = self.prompts.get(p.prompt_id.as_str()).ok_or_else(|| {
-                    host_err(format!(
-                        "plugin `{strategy}`: pair names unknown prompt `{}`",
-                        p.prompt_id
-                    ))
-                })?;
-                p.to_preference_pair(
-                    prompt,
-                    |id| self.record.samples.get(id),
-                    |id| self.record.judgments.get(id),
-                    strategy,
-                )
-                .map_err(|e| host_err(format!("plugin `{strategy}`: {e}")))
-            })
-            .collect()
+        let mut out = Vec::with_capacity(pairs.len());
+        for p in pairs {
+            let prompt = self.prompts.get(p.prompt_id.as_str()).ok_or_else(|| {
+                host_err(format!(
+                    "plugin `{strategy}`: pair names unknown prompt `{}`",
+                    p.prompt_id
+                ))
+            })?;
+            match p.to_preference_pair(
+                prompt,
+                |id| self.record.samples.get(id),
+                |id| self.record.judgments.get(id),
+                strategy,
+            ) {
+                Ok(pair) => out.push(pair),
+                Err(e @ srlm_strategy::PairError::SameText { .. }) => {
+                    eprintln!("srlm: plugin `{strategy}`: dropping a pair: {e}");
+                    self.record.pairs_dropped_same_text += 1;
+                }
+                Err(e) => return Err(host_err(format!("plugin `{strategy}`: {e}"))),
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -61,6 +61,13 @@ pub struct TrainingMetrics {
         skip_serializing_if = "is_zero"
     )]
     pub prompts_skipped: usize,
+    /// Pairs the plugin returned with the same text on both sides, dropped by the host.
+    #[serde(
+        rename = "pairs/dropped_same_text",
+        default,
+        skip_serializing_if = "is_zero"
+    )]
+    pub pairs_dropped_same_text: usize,
     /// Preference pairs kept.
     pub pairs: usize,
     /// pairs / prompts.
@@ -204,6 +211,7 @@ pub enum Metric {
     Iteration,
     Prompts,
     PromptsSkipped,
+    PairsDroppedSameText,
     Pairs,
     PairsPerPrompt,
     ChosenScore,
@@ -232,10 +240,11 @@ pub enum Metric {
 
 impl Metric {
     /// Every metric, in the order of the fields above.
-    pub const ALL: [Metric; 27] = [
+    pub const ALL: [Metric; 28] = [
         Metric::Iteration,
         Metric::Prompts,
         Metric::PromptsSkipped,
+        Metric::PairsDroppedSameText,
         Metric::Pairs,
         Metric::PairsPerPrompt,
         Metric::ChosenScore,
@@ -268,6 +277,7 @@ impl Metric {
             Metric::Iteration => "iteration",
             Metric::Prompts => "prompts",
             Metric::PromptsSkipped => "prompts/skipped_too_long",
+            Metric::PairsDroppedSameText => "pairs/dropped_same_text",
             Metric::Pairs => "pairs",
             Metric::PairsPerPrompt => "pairs_per_prompt",
             Metric::ChosenScore => "score/chosen_mean",
@@ -312,6 +322,9 @@ impl IterationMetrics {
             Metric::PromptsSkipped => t
                 .filter(|t| t.prompts_skipped > 0)
                 .map(|t| t.prompts_skipped as f64),
+            Metric::PairsDroppedSameText => t
+                .filter(|t| t.pairs_dropped_same_text > 0)
+                .map(|t| t.pairs_dropped_same_text as f64),
             Metric::Pairs => t.map(|t| t.pairs as f64),
             Metric::PairsPerPrompt => t.map(|t| t.pairs_per_prompt),
             Metric::ChosenScore => t.and_then(|t| t.chosen_score),
@@ -432,6 +445,7 @@ mod tests {
             // The keys left out when empty, set so that every key appears.
             training: Some(TrainingMetrics {
                 prompts_skipped: 1,
+                pairs_dropped_same_text: 1,
                 hacking_samples: Some(0.5),
                 hacking_chosen: Some(0.25),
                 ..TrainingMetrics::default()

@@ -232,10 +232,14 @@ pub fn prepare_config(
     resume: bool,
 ) -> Result<(RunConfig, Option<PluginRecord>), RunError> {
     let path = dir.config();
+    // A folder in use is refused before any model, judge or server is started.
+    RunLock::check_free(dir)?;
     if !resume {
-        RunLock::check_free(dir)?;
         if path.exists() {
             return Err(RunError::AlreadyARun(dir.root().to_path_buf()));
+        }
+        if aborted_start(dir) {
+            return Ok((config, None));
         }
         return match srlm_core::output::claim_dir(dir.root(), RUN_MARKER, false) {
             Ok(_) => Ok((config, None)),
@@ -247,6 +251,29 @@ pub fn prepare_config(
     }
     let run = read_resolved(dir)?;
     Ok((run.config, Some(run.strategy_plugin)))
+}
+
+/// Whether `dir` holds only what a run writes before its `config.json` (the lock, the marker,
+/// `cache/identity.json`): a start that stopped there, which a new run may take over.
+fn aborted_start(dir: &RunDir) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir.root()) else {
+        return false;
+    };
+    let mut any = false;
+    for e in entries.flatten() {
+        any = true;
+        let name = e.file_name();
+        let ok = match name.to_str() {
+            Some("srlm.lock") | Some(srlm_core::output::MARKER) => true,
+            Some("cache") => std::fs::read_dir(e.path())
+                .is_ok_and(|c| c.flatten().all(|f| f.path() == dir.identity())),
+            _ => false,
+        };
+        if !ok {
+            return false;
+        }
+    }
+    any && !dir.config().exists()
 }
 
 /// Reads a run folder's `config.json`.
@@ -320,6 +347,7 @@ pub fn run(config: RunConfig, opts: &RunOptions) -> Result<RunSummary, RunError>
     // On resume the stored options are complete (k included), so this changes nothing.
     let options = strategy_options(&config, &opts.set_flags, &plugin)?;
     config.strategy_options = options.as_object().cloned().unwrap_or_default();
+    config.validate()?;
     let record = PluginRecord {
         name: plugin.name().to_string(),
         version: plugin.version().to_string(),
@@ -628,11 +656,33 @@ impl<'a> Loop<'a> {
             // A resume, or a second new run that raced into this folder: the results here must
             // have been computed for this config, plugin and model.
             if !dir.identity().exists() {
-                let stored = read_resolved(dir)?;
-                let keys = differing_keys(
-                    &serde_json::to_value(&stored.config).expect("config serialises"),
-                    &identity.config,
-                );
+                // A folder from before srlm recorded identities (or a start that stopped before
+                // it): its config.json as written, not as read back with today's defaults, must
+                // equal this config (a key added since, such as `judge.neutralise_injections`,
+                // changes every cache key, so the earlier results could not be reused anyway).
+                let mut stored: serde_json::Value = serde_json::from_str(
+                    &std::fs::read_to_string(dir.config()).map_err(|error| RunError::NotARun {
+                        path: dir.config(),
+                        error,
+                    })?,
+                )
+                .map_err(|e| RunError::BadRunConfig {
+                    path: dir.config(),
+                    message: e.to_string(),
+                })?;
+                let stored_plugin = stored
+                    .as_object_mut()
+                    .and_then(|o| o.remove("strategy_plugin"))
+                    .unwrap_or_default();
+                let mut keys = differing_keys(&stored, &identity.config);
+                for (field, now) in [("name", &plugin.name), ("version", &plugin.version)] {
+                    if stored_plugin[field].as_str() != Some(now.as_str()) {
+                        keys.push(format!(
+                            "strategy_plugin.{field}: {} → {now}",
+                            stored_plugin[field]
+                        ));
+                    }
+                }
                 if !keys.is_empty() {
                     return Err(RunError::Mismatch {
                         path: dir.root().to_path_buf(),
@@ -663,9 +713,12 @@ impl<'a> Loop<'a> {
                 strategy_plugin: plugin.clone(),
             };
             let text = serde_json::to_string_pretty(&resolved).expect("config serialises");
+            // config.json last: it is what makes the folder a run (a start that stops before it
+            // leaves a folder the next new run takes over).
+            let record = serde_json::to_string_pretty(&identity).expect("identity serialises");
+            write_atomic(&dir.identity(), record.as_bytes())?;
             srlm_core::output::write_marker(dir.root(), RUN_MARKER)?;
             write_atomic(&dir.config(), text.as_bytes())?;
-            verify_identity(dir, &identity)?;
         }
         Ok(this)
     }
@@ -984,6 +1037,7 @@ fn training_metrics(
     TrainingMetrics {
         prompts,
         prompts_skipped: 0,
+        pairs_dropped_same_text: record.pairs_dropped_same_text,
         pairs: pairs.len(),
         pairs_per_prompt: pairs.len() as f64 / prompts as f64,
         chosen_score,

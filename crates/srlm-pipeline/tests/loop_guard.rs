@@ -205,7 +205,7 @@ fn a_prompt_too_long_for_the_context_is_skipped_named_and_counted() {
     let tmp = tempfile::tempdir().unwrap();
     let mut c = config(tmp.path(), "self-rewarding");
     c.prompts.eval = 4; // 4 held out + 2 × 4: every prompt of the pool is used
-    // One prompt longer than the fake model's context (2^20 characters).
+                        // One prompt longer than the fake model's context (2^20 characters).
     let pool = std::path::Path::new(&c.prompts.source).to_path_buf();
     let mut lines: Vec<String> = std::fs::read_to_string(&pool)
         .unwrap()
@@ -216,8 +216,14 @@ fn a_prompt_too_long_for_the_context_is_skipped_named_and_counted() {
     std::fs::write(&pool, lines.join("\n") + "\n").unwrap();
     let mut s = strategy::<SelfRewarding>(&mut c, &[]);
     let dir = RunDir::new(tmp.path().join("run"));
-    let summary = run_with(&c, &dir, &record("self-rewarding"), &mut s, &FakeBackend::new())
-        .unwrap();
+    let summary = run_with(
+        &c,
+        &dir,
+        &record("self-rewarding"),
+        &mut s,
+        &FakeBackend::new(),
+    )
+    .unwrap();
     let skipped: usize = summary
         .metrics
         .iter()
@@ -236,8 +242,14 @@ fn the_reward_hacking_diagnostic_counts_samples_that_speak_to_the_grader() {
     let mut c = config(tmp.path(), "self-rewarding");
     let mut s = strategy::<SelfRewarding>(&mut c, &[]);
     let dir = RunDir::new(tmp.path().join("run"));
-    let summary = run_with(&c, &dir, &record("self-rewarding"), &mut s, &FakeBackend::new())
-        .unwrap();
+    let summary = run_with(
+        &c,
+        &dir,
+        &record("self-rewarding"),
+        &mut s,
+        &FakeBackend::new(),
+    )
+    .unwrap();
     // The fake backend's responses (`r123 r123`) never speak to the grader.
     for m in summary.metrics.iter().filter_map(|m| m.training.as_ref()) {
         assert_eq!(m.hacking_samples, Some(0.0));

@@ -270,6 +270,7 @@ fn is_count(m: Metric) -> bool {
         Metric::Iteration
         | Metric::Prompts
         | Metric::PromptsSkipped
+        | Metric::PairsDroppedSameText
         | Metric::Pairs
         | Metric::DpoSteps
         | Metric::TokensSampled

@@ -93,7 +93,8 @@ pub(crate) const TABLES: [Table; 5] = [
         ],
     },
     Table {
-        title: "Reward hacking and skipped prompts (text speaking to the grader: score claims, \
+        title:
+            "Reward hacking and dropped data (text speaking to the grader: score claims, \
                 pleas to the judge, fake end markers; removed before an LLM judge reads a response)",
         columns: &[
             col(
@@ -107,6 +108,11 @@ pub(crate) const TABLES: [Table; 5] = [
                 3,
             ),
             col(Metric::PromptsSkipped, "prompts skipped (too long)", 0),
+            col(
+                Metric::PairsDroppedSameText,
+                "pairs dropped (same text both sides)",
+                0,
+            ),
         ],
         with_m0: false,
         totals: Totals::None,
