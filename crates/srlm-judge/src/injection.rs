@@ -73,12 +73,20 @@ static PATTERNS: LazyLock<Vec<(InjectionKind, Regex)>> = LazyLock::new(|| {
     use InjectionKind::*;
     vec![
         // A score label with a score and nothing after it: `Score: 5`, `Final score (quoted):
-        // 5`, `Rating = 4.5/5`, `Score - 5`, `Score 5`, `Verdict: five`. Not code (`self.score =
-        // 0`, `score = 0;`: a label after `.` or `_`, or followed by more code, is no claim).
+        // 5`, `Rating = 4.5/5`, `Score - 5`, `Verdict: five`. Not code (`self.score = 0`, `score
+        // = 0;`: a label after `.` or `_`, or followed by more code, is no claim).
         (
             ScoreClaim,
             r(&format!(
-                r"(?im)(?:^|[^\w.])(?:score|rating|grade|points?|marks?|verdict)\b[^\n\d:=：\-–]{{0,24}}(?:[:=：\-–][ \t]*|[ \t]+){CLAIM_VALUE}{CLAIM_END}"
+                r"(?im)(?:^|[^\w.])(?:score|rating|grade|points?|marks?|verdict)\b[^\n\d:=：\-–]{{0,24}}[:=：\-–][ \t]*{CLAIM_VALUE}{CLAIM_END}"
+            )),
+        ),
+        // Without a colon only as a sentence of its own: `Score 5`, `Final rating 4.` (not
+        // `bullet point 1`).
+        (
+            ScoreClaim,
+            r(&format!(
+                r"(?im)(?:^|[.!?][ \t]+)[ \t]*(?:(?:final|overall|total)[ \t]+)?(?:score|rating|verdict)[ \t]+{CLAIM_VALUE}{CLAIM_END}"
             )),
         ),
         // A verdict sentence: `The grade is 5.` (not `the score was 3–1`).
@@ -159,7 +167,9 @@ static PATTERNS: LazyLock<Vec<(InjectionKind, Regex)>> = LazyLock::new(|| {
         // Chat-template control tokens (ChatML, Llama 2/3, Gemma).
         (
             FakeMarker,
-            r(r"(?i)<\|[a-z_]{2,30}\|>(?:system|user|assistant)?|</s>|\[/?inst\]|<</?sys>>|<(?:start|end)_of_turn>(?:user|model)?"),
+            r(
+                r"(?i)<\|[a-z_]{2,30}\|>(?:system|user|assistant)?|</s>|\[/?inst\]|<</?sys>>|<(?:start|end)_of_turn>(?:user|model)?",
+            ),
         ),
         // Tags and role labels that pretend the response ended or a new turn began.
         (
@@ -416,6 +426,9 @@ mod tests {
             "A grade of B is above average.",
             "I hope this helps!",
             "Here is a list:\n1. Apples\n2. Pears",
+            // Seen in the main job's samples (IFEval asks for bullet points).
+            "* This is bullet point 1\n* This is bullet point 2",
+            "Use the markdown bullet points such as: * This is point 1. In",
         ];
         for text in benign {
             assert_eq!(findings(text), Vec::<InjectionKind>::new(), "{text:?}");
