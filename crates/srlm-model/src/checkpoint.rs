@@ -145,18 +145,9 @@ fn remove_stale_temporaries(parent: &Path, name: &str) {
                 DirState::Ours(m) => m.srlm_output == CHECKPOINT,
                 _ => false,
             };
-            if ours && pid != std::process::id() && !process_alive(pid) {
+            if ours && pid != std::process::id() && !srlm_core::output::process_alive(pid) {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }
-    }
-}
-
-/// Whether a process with this id runs (on Linux, `/proc/<pid>` exists; elsewhere assumed).
-fn process_alive(pid: u32) -> bool {
-    if cfg!(target_os = "linux") {
-        Path::new(&format!("/proc/{pid}")).exists()
-    } else {
-        true
     }
 }

@@ -454,11 +454,8 @@ impl RunLock {
 /// The pid the lock file names, when that process runs (the file keeps the last holder's pid;
 /// another process, such as a tool, may hold the lock without writing one).
 fn holder_pid(path: &Path) -> Option<String> {
-    let pid = std::fs::read_to_string(path).ok()?.trim().to_string();
-    let alive = !pid.is_empty()
-        && pid.bytes().all(|b| b.is_ascii_digit())
-        && (!cfg!(target_os = "linux") || Path::new("/proc").join(&pid).exists());
-    alive.then_some(pid)
+    let pid: u32 = std::fs::read_to_string(path).ok()?.trim().parse().ok()?;
+    srlm_core::output::process_alive(pid).then(|| pid.to_string())
 }
 
 /// The dotted keys where `a` and `b` differ (`sampling.temperature`, `prompts.eval`, …).
