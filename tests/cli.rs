@@ -29,10 +29,44 @@ fn smoke_run_on_the_default_model() {
     );
     assert!(
         stdout.contains("report: ")
-            && stdout.contains("held-out score (0–5) M0 → M1")
+            && stdout.contains("held-out score (0–5): M0 ")
+            && stdout.contains(" · M1 ")
             && stdout.contains("wall time"),
         "{stdout}"
     );
+    // Every long stage reports to a redirected log (here a pipe): a line when it ends.
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    for start in [
+        "srlm: evaluating M0: answering: ",
+        "srlm: evaluating M0: judging: ",
+        "srlm: iteration 1: sampling 8 prompts × K=4 from current: 32 samples in ",
+        "srlm: iteration 1: sampling 8 prompts × K=4 from initial: 32 samples in ",
+        "srlm: iteration 1: judging: ",
+        "srlm: DPO on ",
+        "srlm: evaluating M1: answering: ",
+    ] {
+        assert!(
+            stderr.lines().any(|l| l.starts_with(start)),
+            "no line starting with {start:?}:\n{stderr}"
+        );
+    }
+    // One copy of each model: the temporary model M_f is gone from the cache once the
+    // iteration is recorded, and the checkpoint is M1's cached file under a second name.
+    let cached: Vec<_> = std::fs::read_dir(out.join("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("model.safetensors").is_file())
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    {
+        use std::os::unix::fs::MetadataExt;
+        let ino = |p: &Path| {
+            std::fs::metadata(p.join("model.safetensors"))
+                .unwrap()
+                .ino()
+        };
+        assert_eq!(ino(&out.join("iter_1/checkpoint")), ino(&cached[0]));
+    }
     for f in [
         "config.json",
         "metrics.jsonl",
@@ -104,6 +138,17 @@ fn smoke_run_on_the_default_model() {
     assert!(std::fs::read_to_string(out.join("report.md"))
         .unwrap()
         .contains(".svg"));
+    // `eval --run` evaluates the run's M1 on the run's own held-out prompts with its judge: the
+    // same answers, so the same mean score as the run recorded.
+    let e = srlm()
+        .args(["eval", "--json", "--model", "M1", "--run"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(e.status.success(), "{}", String::from_utf8_lossy(&e.stderr));
+    let v: Value = serde_json::from_slice(&e.stdout).unwrap();
+    assert_eq!(v["n"], m["eval/n"], "{v}");
+    assert_eq!(v["mean"].as_f64(), m["eval/score"].as_f64(), "{v}");
     // The checkpoint is a model srlm loads again.
     let g = srlm()
         .args([

@@ -524,7 +524,6 @@ fn server_failures_are_one_line_errors_naming_the_cause() {
         let backend = srlm_pipeline::served::ServedBackend::new(
             engine,
             srlm_model::Device::Cpu,
-            false,
             &dir.path().join("engine"),
             "default",
         )

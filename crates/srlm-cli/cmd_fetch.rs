@@ -12,7 +12,7 @@ pub struct FetchArgs {}
 pub fn run(_a: FetchArgs) -> anyhow::Result<()> {
     for asset in [DEFAULT_MODEL, IFEVAL_PROMPTS, ALPACA_EVAL_BASELINE] {
         let p = fetch_asset(&asset)?;
-        println!("{}\t{}", asset.member, p.display());
+        out!("{}\t{}", asset.member, p.display());
     }
     Ok(())
 }

@@ -67,10 +67,20 @@ pub fn run(args: JudgeArgs) -> anyhow::Result<()> {
     let (records, items) = read_items(&args.input)?;
     let (backend, logs) = args.engine.backend("default")?;
     let judge = build_judge(&args, backend.as_ref())?;
+    crate::progress::install();
+    let stage = srlm_core::progress::stage(
+        srlm_core::progress::StageKind::Judging,
+        format!("judging {}", args.input.display()),
+        items.len() as u64,
+        "responses",
+    );
     let mut verdicts: Vec<Verdict> = Vec::with_capacity(items.len());
     for chunk in items.chunks(args.batch_size.max(1)) {
         match judge.judge_batch(chunk) {
-            Ok(v) => verdicts.extend(v),
+            Ok(v) => {
+                verdicts.extend(v);
+                stage.advance(chunk.len() as u64);
+            }
             Err(e) => {
                 let kept = logs.map(|l| l.keep());
                 let mut err = anyhow::Error::new(e);
@@ -81,6 +91,7 @@ pub fn run(args: JudgeArgs) -> anyhow::Result<()> {
             }
         }
     }
+    drop(stage);
     anyhow::ensure!(
         verdicts.len() == items.len(),
         "judge returned {} verdicts for {} items",
@@ -108,12 +119,12 @@ pub fn run(args: JudgeArgs) -> anyhow::Result<()> {
             .map(|(a, b, r)| json!({"a": a, "b": b, "agreement": r}))
             .collect();
         let summary = json!({"judge": judge.name(), "output": args.output, "health": health, "agreement": agreements});
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        out!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        println!("judge {} -> {}", judge.name(), args.output.display());
-        println!("{health}");
+        out!("judge {} -> {}", judge.name(), args.output.display());
+        out!("{health}");
         for (a, b, r) in &agreements {
-            println!("{a} vs {b}: {r}");
+            out!("{a} vs {b}: {r}");
         }
     }
     Ok(())

@@ -106,10 +106,10 @@ pub fn tokenize(a: TokenizeArgs) -> anyhow::Result<()> {
     let m = load(&a.model)?;
     let ids = m.tokenizer.encode(&a.text)?;
     if a.json {
-        println!("{}", serde_json::json!({ "ids": ids }));
+        out!("{}", serde_json::json!({ "ids": ids }));
     } else {
         for id in ids {
-            println!(
+            out!(
                 "{id}\t{:?}",
                 m.tokenizer.id_to_token(id).unwrap_or_default()
             );
@@ -146,10 +146,10 @@ pub fn logits(a: LogitsArgs) -> anyhow::Result<()> {
     if a.json {
         let top_ids: Vec<usize> = order.clone();
         let vals: Vec<f32> = order.iter().map(|&i| last[i]).collect();
-        println!("{}", serde_json::json!({ "ids": top_ids, "logits": vals }));
+        out!("{}", serde_json::json!({ "ids": top_ids, "logits": vals }));
     } else {
         for i in order {
-            println!(
+            out!(
                 "{i}\t{:.4}\t{:?}",
                 last[i],
                 m.tokenizer.id_to_token(i as u32).unwrap_or_default()
@@ -198,12 +198,12 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<()> {
     };
     for (i, g) in gens[0].iter().enumerate() {
         if a.json {
-            println!(
+            out!(
                 "{}",
                 serde_json::json!({ "text": g.text, "token_ids": g.token_ids, "logprob": g.logprob })
             );
         } else {
-            println!(
+            out!(
                 "--- sample {i} ({} tokens, logprob {:.3})\n{}",
                 g.token_ids.len(),
                 g.logprob,
@@ -232,7 +232,7 @@ pub fn export(a: ExportArgs) -> anyhow::Result<()> {
     let m = load(&a.model)?;
     let n = srlm_model::write_gguf(&m, &base, &a.gguf, a.dtype)
         .with_context(|| format!("writing {}", a.gguf.display()))?;
-    println!(
+    out!(
         "{} ({n} tensors, {:?}, metadata from {})",
         a.gguf.display(),
         a.dtype,

@@ -77,7 +77,7 @@ pub fn run(cmd: PluginsCommand) -> anyhow::Result<()> {
             search,
         } => {
             let resolved = srlm_strategy::resolve_strategy(&strategy, &set, &search.plugin_dirs)?;
-            println!("{}", serde_json::to_string_pretty(&resolved.options)?);
+            out!("{}", serde_json::to_string_pretty(&resolved.options)?);
             Ok(())
         }
     }
@@ -92,7 +92,7 @@ fn list(search: &SearchArgs) -> anyhow::Result<()> {
             .iter()
             .map(|d| d.display().to_string())
             .collect();
-        println!("no strategy plugins found (searched: {})", dirs.join(", "));
+        out!("no strategy plugins found (searched: {})", dirs.join(", "));
     }
     let width = found
         .plugins
@@ -116,13 +116,13 @@ fn list(search: &SearchArgs) -> anyhow::Result<()> {
             ""
         };
         seen.push(p.name());
-        println!(
+        out!(
             "{:width$}  {:vwidth$}  {}{shadowed}",
             p.name(),
             p.version(),
             p.path().display()
         );
-        println!("{:width$}  {}", "", first_sentence(p.description()));
+        out!("{:width$}  {}", "", first_sentence(p.description()));
     }
     for e in &found.errors {
         eprintln!("warning: {e}");
@@ -137,13 +137,13 @@ fn first_sentence(s: &str) -> &str {
 fn describe(strategy: &str, search: &SearchArgs) -> anyhow::Result<()> {
     let plugin = PluginSearch::standard(&search.plugin_dirs).load(strategy)?;
     let schema = plugin.options_schema()?;
-    println!("{} {}", plugin.name(), plugin.version());
-    println!("path: {}", plugin.path().display());
-    println!("interface: {}", plugin.interface_version());
-    println!();
-    println!("{}", plugin.description());
-    println!();
-    println!("options:");
+    out!("{} {}", plugin.name(), plugin.version());
+    out!("path: {}", plugin.path().display());
+    out!("interface: {}", plugin.interface_version());
+    out!();
+    out!("{}", plugin.description());
+    out!();
+    out!("options:");
     for name in option_names(&schema) {
         let prop = &schema["properties"][&name];
         let ty = match &prop["type"] {
@@ -163,14 +163,14 @@ fn describe(strategy: &str, search: &SearchArgs) -> anyhow::Result<()> {
             .get("description")
             .and_then(|d| d.as_str())
             .unwrap_or("");
-        println!("  {name}: {ty}{default}");
+        out!("  {name}: {ty}{default}");
         if !doc.is_empty() {
-            println!("      {}", doc.replace('\n', " "));
+            out!("      {}", doc.replace('\n', " "));
         }
     }
-    println!();
-    println!("options schema (JSON Schema):");
-    println!(
+    out!();
+    out!("options schema (JSON Schema):");
+    out!(
         "{}",
         serde_json::to_string_pretty(&schema).context("printing the options schema")?
     );

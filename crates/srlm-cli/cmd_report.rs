@@ -17,7 +17,7 @@ pub struct ReportArgs {
 pub fn report(a: ReportArgs) -> anyhow::Result<()> {
     let path = srlm_pipeline::report::write_report(&a.run_dir)
         .with_context(|| format!("rendering the report of {}", a.run_dir.display()))?;
-    println!("{}", path.display());
+    out!("{}", path.display());
     Ok(())
 }
 
@@ -59,9 +59,12 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
         Some(out) => srlm_pipeline::compare::compare_runs(&runs, out)?,
         None => srlm_pipeline::compare::load_comparison(&runs)?.1,
     };
-    print!("{table}");
+    for w in &table.warnings {
+        eprintln!("warning: {w}");
+    }
+    crate::write_stdout(&table.to_string());
     if let Some(out) = &a.out {
-        println!("\n{}", out.join("comparison.md").display());
+        out!("\n{}", out.join("comparison.md").display());
     }
     Ok(())
 }

@@ -27,7 +27,8 @@ pub struct RunArgs {
     /// Extra folder to search for strategy plugins.
     #[arg(long)]
     plugin_dir: Vec<PathBuf>,
-    /// Run folder (default: runs/<strategy>-<unix time>).
+    /// Run folder (default: runs/<strategy>-<local date>_<time>, e.g.
+    /// runs/temporal-2026-12-02_14-55-03).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue the run in this folder after a crash or Ctrl-C (finished stages are replayed
@@ -62,19 +63,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     let (out, resume) = match a.resume {
         Some(dir) => (dir, true),
         None => {
-            let secs = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            let name = std::path::Path::new(&config.strategy)
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            (
-                a.out
-                    .unwrap_or_else(|| PathBuf::from(format!("runs/{name}-{secs}"))),
-                false,
-            )
+            let out = match a.out {
+                Some(out) => out,
+                None => default_run_dir(&config.strategy, &jiff::Zoned::now()),
+            };
+            (out, false)
         }
     };
     if a.dry_run {
@@ -86,18 +79,21 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         set_flags: a.set,
         plugin_dirs: crate::bundled::plugin_dirs(a.plugin_dir),
     };
+    let started = std::time::Instant::now();
+    crate::progress::install();
     let summary = run_pipeline(config, &opts)?;
     let report = srlm_pipeline::report::write_report(summary.run_dir.root())
         .context("writing the report")?;
     let fmt = |s: Option<f64>| s.map(|x| format!("{x:.3}")).unwrap_or_else(|| "–".into());
-    let scores: Vec<String> = summary.eval_scores.iter().map(|s| fmt(*s)).collect();
-    println!("report: {}", report.display());
-    println!(
-        "held-out score (0–5) M0 → M{}: {}",
-        summary.eval_scores.len() - 1,
-        scores.join(" → ")
-    );
-    println!(
+    let scores: Vec<String> = summary
+        .eval_scores
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("M{i} {}", fmt(*s)))
+        .collect();
+    out!("report: {}", report.display());
+    out!("held-out score (0–5): {}", scores.join(" · "));
+    out!(
         "pairs kept per iteration: {} (of {} prompts each)",
         summary
             .pairs
@@ -107,18 +103,61 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
             .join(", "),
         summary.prompts_per_iteration
     );
-    println!("wall time: {:.1} s", summary.wall_seconds);
+    out!(
+        "wall time: {}",
+        crate::progress::human_duration(std::time::Duration::from_secs_f64(summary.wall_seconds))
+    );
+    out!(
+        "time in this process: {}",
+        crate::progress::stage_times(started.elapsed())
+    );
     Ok(())
+}
+
+/// `runs/<strategy>-<local date>_<time>`, with `-2`, `-3` … appended when that folder exists
+/// (two runs started in the same second).
+fn default_run_dir(strategy: &str, now: &jiff::Zoned) -> PathBuf {
+    let name = std::path::Path::new(strategy)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let base = format!("runs/{name}-{}", now.strftime("%Y-%m-%d_%H-%M-%S"));
+    let mut dir = PathBuf::from(&base);
+    let mut n = 2;
+    while dir.exists() {
+        dir = PathBuf::from(format!("{base}-{n}"));
+        n += 1;
+    }
+    dir
 }
 
 /// `srlm config …`.
 pub fn config(c: ConfigCommand) -> anyhow::Result<()> {
     match c {
-        ConfigCommand::Schema => println!(
+        ConfigCommand::Schema => out!(
             "{}",
             serde_json::to_string_pretty(&schemars::schema_for!(RunConfig))?
         ),
-        ConfigCommand::Default => println!("{}", toml::to_string_pretty(&RunConfig::default())?),
+        ConfigCommand::Default => out!("{}", toml::to_string_pretty(&RunConfig::default())?),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_folders_are_named_by_local_date_and_time() {
+        let now: jiff::Zoned = "2026-12-02T14:55:03+01:00[+01:00]".parse().unwrap();
+        assert_eq!(
+            default_run_dir("temporal", &now),
+            PathBuf::from("runs/temporal-2026-12-02_14-55-03")
+        );
+        // A plugin given as a path is named by its file stem.
+        assert_eq!(
+            default_run_dir("/opt/plugins/libmy_selector.so", &now),
+            PathBuf::from("runs/libmy_selector-2026-12-02_14-55-03")
+        );
+    }
 }

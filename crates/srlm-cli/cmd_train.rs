@@ -194,6 +194,9 @@ fn claim_outputs(a: &TrainDpoArgs, log: &Path) -> anyhow::Result<()> {
 
 /// Runs `srlm train-dpo`.
 pub fn run(a: TrainDpoArgs) -> anyhow::Result<()> {
+    if !a.no_progress {
+        crate::progress::install();
+    }
     let cfg = build_config(&a)?;
     let log = match &a.log {
         Some(p) => p.clone(),
@@ -228,7 +231,7 @@ pub fn run(a: TrainDpoArgs) -> anyhow::Result<()> {
     eprintln!("train-dpo: metrics log {}", log.display());
     let trained = DpoTrainer::new(cfg)?
         .with_metrics(MetricsWriter::append(&partial)?)
-        .with_progress_bar(!a.no_progress)
+        .with_progress(true)
         .with_checkpoint_dir(&a.out)
         .train(&model, &tok.pairs);
     let summary = match trained {
@@ -263,6 +266,6 @@ pub fn run(a: TrainDpoArgs) -> anyhow::Result<()> {
             f.dropped_identical
         );
     }
-    println!("{}", summary_line(&summary, &log));
+    out!("{}", summary_line(&summary, &log));
     Ok(())
 }

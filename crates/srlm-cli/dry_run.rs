@@ -14,14 +14,14 @@ fn gb(bytes: f64) -> String {
 pub fn print_plan(config: &RunConfig, out: &Path) -> anyhow::Result<()> {
     config.validate()?;
     let e = &config.engine;
-    println!("srlm run --dry-run: nothing is started, trained or written.");
-    println!("run folder: {}", out.display());
+    out!("srlm run --dry-run: nothing is started, trained or written.");
+    out!("run folder: {}", out.display());
     let files = srlm_model::resolve_model(&config.model);
     let text = srlm_model::ModelText::load(&config.model);
     let params = match &text {
         Ok(t) => {
             let n = t.config.num_parameters();
-            println!(
+            out!(
                 "model M0: `{}` ({}), {:.2}B parameters, {} layers, context {}",
                 config.model,
                 match &files {
@@ -36,7 +36,7 @@ pub fn print_plan(config: &RunConfig, out: &Path) -> anyhow::Result<()> {
             Some(n as f64)
         }
         Err(err) => {
-            println!(
+            out!(
                 "model M0: `{}` — not readable here ({err}); sizes unknown",
                 config.model
             );
@@ -49,7 +49,7 @@ pub fn print_plan(config: &RunConfig, out: &Path) -> anyhow::Result<()> {
         .and_then(|v| v.as_u64())
         .unwrap_or(config.sampling.k as u64);
     let temporal = config.strategy == "temporal";
-    println!(
+    out!(
         "strategy: {} × {} iterations; {} prompts per iteration, {} held out; K = {k}, {} new tokens at most",
         config.strategy, config.iterations, config.prompts.per_iteration, config.prompts.eval, config.sampling.max_new_tokens
     );
@@ -58,24 +58,22 @@ pub fn print_plan(config: &RunConfig, out: &Path) -> anyhow::Result<()> {
     } else {
         "M_i"
     };
-    println!(
+    out!(
         "per iteration: K samples per prompt from {models_sampled}, judged by `{}` ({:?}); held-out answers of each M_i",
         config.judge.spec, config.judge.mode
     );
     match e.kind {
         EngineKind::InProcess => {
-            println!(
-                "engine: in-process (candle, f32 weights): sampling and judging in this process"
-            );
+            out!("engine: in-process (candle, f32 weights): sampling and judging in this process");
         }
         EngineKind::Url => {
-            println!(
+            out!(
                 "engine: url — the server at {} serves M0 only; a run that samples another model (a trained M_i, M_f) stops with an error",
                 e.url
             );
         }
         EngineKind::Server => {
-            println!(
+            out!(
                 "engine: server ({:?}): srlm starts one server per model on a free loopback port, waits for /health, stops it when the model is released (and on errors, Ctrl-C, kill -9); logs in {}",
                 e.server,
                 out.join("engine").display()
@@ -100,7 +98,7 @@ pub fn print_plan(config: &RunConfig, out: &Path) -> anyhow::Result<()> {
                 threads: e.threads,
                 ..Default::default()
             };
-            println!(
+            out!(
                 "  M0 → {}",
                 show(&ServerVars {
                     gguf: m0_gguf.clone(),
@@ -111,7 +109,7 @@ pub fn print_plan(config: &RunConfig, out: &Path) -> anyhow::Result<()> {
             let ckpt = out.join("cache/model-<id>");
             let gguf = out.join("engine/models/<id>.gguf");
             let gguf_size = params.map(|n| gb(n * if e.gguf_dtype == "f16" { 2.0 } else { 4.0 }));
-            println!(
+            out!(
                 "  each trained model (M_1 … M_{}{}) is handed over as its HF checkpoint {}{}",
                 config.iterations,
                 if temporal {
@@ -131,7 +129,7 @@ pub fn print_plan(config: &RunConfig, out: &Path) -> anyhow::Result<()> {
                     String::new()
                 }
             );
-            println!(
+            out!(
                 "    {}",
                 show(&ServerVars {
                     gguf: Some(gguf),
@@ -139,7 +137,7 @@ pub fn print_plan(config: &RunConfig, out: &Path) -> anyhow::Result<()> {
                     ..base
                 })
             );
-            println!(
+            out!(
                 "  requests: {} in flight, K samples per request (n = K): {}; timeout {} s, {} retries",
                 e.concurrency, e.use_n, e.timeout_seconds, e.retries
             );
@@ -156,14 +154,14 @@ pub fn print_plan(config: &RunConfig, out: &Path) -> anyhow::Result<()> {
             } else {
                 0.0
             };
-            println!(
+            out!(
                 "in-process on {device:?}: DPO with full fine-tuning in f32 (policy, reference, gradients, 2 AdamW moments: 20 bytes per parameter) ≈ {} + activations{}; the hidden-state diagnostic loads M_i in f32 ({})",
                 gb(train),
                 if hold > 0.0 { format!(", plus {} for the models sampled in-process", gb(hold)) } else { String::new() },
                 gb(n * 4.0)
             );
         }
-        None => println!("in-process on {device:?}: DPO (full fine-tuning, f32) and the hidden-state diagnostic: 20 bytes per parameter + activations"),
+        None => out!("in-process on {device:?}: DPO (full fine-tuning, f32) and the hidden-state diagnostic: 20 bytes per parameter + activations"),
     }
     Ok(())
 }

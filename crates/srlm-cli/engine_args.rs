@@ -65,10 +65,10 @@ impl EngineArgs {
         let cfg = self.config()?;
         let device = srlm_model::default_device();
         if cfg.kind == EngineKind::InProcess {
-            return Ok((Box::new(CandleBackend::new(device, false)), None));
+            return Ok((Box::new(CandleBackend::new(device)), None));
         }
         let logs = tempfile::Builder::new().prefix("srlm-engine-").tempdir()?;
-        let b = ServedBackend::new(cfg, device, false, logs.path(), model)?;
+        let b = ServedBackend::new(cfg, device, logs.path(), model)?;
         Ok((Box::new(b), Some(logs)))
     }
 }

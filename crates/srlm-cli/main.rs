@@ -20,6 +20,34 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `println!` for the commands' output: a reader that went away (`srlm … | head`) ends the
+/// process quietly with exit code 0 instead of a panic ([`write_stdout`]).
+macro_rules! out {
+    () => {
+        $crate::write_stdout("\n")
+    };
+    ($($arg:tt)*) => {
+        $crate::write_stdout(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Writes `text` to stdout. A closed pipe (the reader exited, as `head` does) exits the process
+/// with code 0 and no message, as `cat` and `grep` do; any other write error exits with 1.
+pub(crate) fn write_stdout(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 mod bundled;
 mod cmd_eval;
 mod cmd_fetch;
@@ -31,6 +59,7 @@ mod cmd_run;
 mod cmd_train;
 mod dry_run;
 mod engine_args;
+mod progress;
 
 /// Train language models that reward themselves (Self-Rewarding, Temporal Self-Rewarding).
 #[derive(Parser)]

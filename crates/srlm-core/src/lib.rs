@@ -13,6 +13,7 @@
 
 mod jsonl;
 pub mod output;
+pub mod progress;
 mod records;
 mod sampling;
 

@@ -158,7 +158,7 @@ pub type StepCallback<'a> = Box<dyn FnMut(&StepMetrics) + 'a>;
 /// # fn demo(policy: &dyn srlm_dpo::PolicyModel, pairs: &[srlm_dpo::TokenizedPair]) -> Result<(), srlm_dpo::DpoError> {
 /// let summary = srlm_dpo::DpoTrainer::new(srlm_dpo::DpoConfig::default())?
 ///     .with_metrics(srlm_dpo::MetricsWriter::append("run/dpo.jsonl".as_ref())?)
-///     .with_progress_bar(true)
+///     .with_progress(true)
 ///     .with_checkpoint_dir("run/ck")
 ///     .train(policy, pairs)?;
 /// println!("{} steps, final margin {}", summary.steps, summary.final_metrics.rewards_margins);
@@ -201,8 +201,9 @@ impl<'a> DpoTrainer<'a> {
         self
     }
 
-    /// Shows an indicatif progress bar on stderr (loss, margin, accuracy per step).
-    pub fn with_progress_bar(mut self, on: bool) -> Self {
+    /// Reports the run as a progress stage ([`srlm_core::progress`]: steps, with loss, margin
+    /// and accuracy as its status), shown by the process's progress display if it has one.
+    pub fn with_progress(mut self, on: bool) -> Self {
         self.progress = on;
         self
     }
@@ -236,7 +237,14 @@ impl<'a> DpoTrainer<'a> {
     ) -> Result<TrainSummary> {
         let start = Instant::now();
         let mut run = Run::prepare(self.config.clone(), policy, self.reference, pairs)?;
-        let bar = progress_bar(self.progress, run.total_steps);
+        let stage = self.progress.then(|| {
+            srlm_core::progress::stage(
+                srlm_core::progress::StageKind::Training,
+                format!("DPO on {} pairs", run.data.len()),
+                run.total_steps,
+                "steps",
+            )
+        });
         for step in 1..=run.total_steps {
             let metrics = run.step(step)?;
             tracing::debug!(
@@ -251,33 +259,20 @@ impl<'a> DpoTrainer<'a> {
             if let Some(f) = self.on_step.as_mut() {
                 f(&metrics);
             }
-            bar.set_message(format!(
-                "loss {:.4} margin {:+.3} acc {:.2} {:.0} tok/s",
-                metrics.loss,
-                metrics.rewards_margins,
-                metrics.rewards_accuracies,
-                metrics.tokens_per_second
-            ));
-            bar.inc(1);
+            if let Some(stage) = &stage {
+                stage.message(&format!(
+                    "loss {:.4} margin {:+.3} acc {:.2} {:.0} tok/s",
+                    metrics.loss,
+                    metrics.rewards_margins,
+                    metrics.rewards_accuracies,
+                    metrics.tokens_per_second
+                ));
+                stage.advance(1);
+            }
             run.history.push(metrics);
         }
-        bar.finish();
+        drop(stage);
         run.summarize(self.checkpoint_dir, start)
-    }
-}
-
-/// The progress bar of a run of `total_steps` steps: shown on stderr when `on`, else hidden.
-fn progress_bar(on: bool, total_steps: u64) -> indicatif::ProgressBar {
-    if on {
-        let bar = indicatif::ProgressBar::new(total_steps);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "dpo {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
-        ) {
-            bar.set_style(style);
-        }
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
     }
 }
 

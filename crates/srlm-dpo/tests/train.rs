@@ -530,7 +530,7 @@ fn metrics_log_and_checkpoint() {
     })
     .unwrap()
     .with_metrics(MetricsWriter::append(&log).unwrap())
-    .with_progress_bar(false)
+    .with_progress(false)
     .with_checkpoint_dir(&ck)
     .on_step(|_| seen += 1)
     .train(&policy, &pairs())

@@ -283,7 +283,11 @@ impl Client {
                         .call("POST", &url, Some(&body))
                         .and_then(|v| parse_completion(&url, &v, req.n));
                     match out {
-                        Ok(c) => results.lock().expect("results")[i] = Some(c),
+                        Ok(c) => {
+                            // Counted only where the caller opened a sampling stage.
+                            srlm_core::progress::advance_samples(c.len() as u64);
+                            results.lock().expect("results")[i] = Some(c);
+                        }
                         Err(e) => {
                             failed.store(true, Ordering::Relaxed);
                             let mut slot = first_error.lock().expect("error slot");

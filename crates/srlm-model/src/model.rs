@@ -212,6 +212,12 @@ impl LanguageModel {
 
     /// Writes the model as an HF-loadable checkpoint; see [`crate::checkpoint::save_checkpoint`].
     pub fn save(&self, dir: &Path) -> Result<()> {
-        crate::checkpoint::save_checkpoint(self, dir)
+        crate::checkpoint::save_checkpoint(self, dir, crate::SaveDtype::F32)
+    }
+
+    /// Like [`LanguageModel::save`], with the weights stored as `dtype` (training and sampling
+    /// stay f32; a bf16/f16 checkpoint loads back as f32).
+    pub fn save_as(&self, dir: &Path, dtype: crate::SaveDtype) -> Result<()> {
+        crate::checkpoint::save_checkpoint(self, dir, dtype)
     }
 }

@@ -225,8 +225,10 @@ impl LanguageModel {
             // Drop finished rows from the batch.
             let keep: Vec<usize> = (0..active.len()).filter(|&b| !gens[active[b]].2).collect();
             if keep.is_empty() || gens[active[0]].0.len() >= cfg.max_new_tokens {
+                srlm_core::progress::advance_samples(active.len() as u64);
                 break;
             }
+            srlm_core::progress::advance_samples((active.len() - keep.len()) as u64);
             if keep.len() != active.len() {
                 let idx: Vec<u32> = keep.iter().map(|&b| b as u32).collect();
                 cache = cache.select_rows(&idx)?;

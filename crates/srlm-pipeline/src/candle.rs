@@ -19,7 +19,6 @@ use std::time::Instant;
 pub struct CandleBackend {
     device: Device,
     models: Mutex<HashMap<String, Arc<LanguageModel>>>,
-    progress: bool,
 }
 
 fn model_err(location: &str) -> impl FnOnce(srlm_model::ModelError) -> BackendError + '_ {
@@ -30,12 +29,12 @@ fn model_err(location: &str) -> impl FnOnce(srlm_model::ModelError) -> BackendEr
 }
 
 impl CandleBackend {
-    /// A backend on `device`; `progress` shows DPO's progress bar on stderr.
-    pub fn new(device: Device, progress: bool) -> Self {
+    /// A backend on `device`. Sampling and DPO report progress through
+    /// [`srlm_core::progress`].
+    pub fn new(device: Device) -> Self {
         CandleBackend {
             device,
             models: Mutex::new(HashMap::new()),
-            progress,
         }
     }
 
@@ -194,7 +193,7 @@ impl Trainer for CandleBackend {
         let summary = {
             let trainer = srlm_dpo::DpoTrainer::new(config.clone())
                 .map_err(dpo)?
-                .with_progress_bar(self.progress)
+                .with_progress(true)
                 .on_step(|m| log.push(m.clone()));
             trainer.train(&policy, &tok.pairs).map_err(dpo)?
         };
@@ -215,10 +214,25 @@ impl Trainer for CandleBackend {
         Ok(Trained { summary: run, log })
     }
 
-    fn save_checkpoint(&self, m: &ModelRef, dir: &Path) -> Result<(), BackendError> {
-        self.model(m)?
-            .save(dir)
-            .map_err(model_err(&dir.display().to_string()))
+    fn save_checkpoint(
+        &self,
+        m: &ModelRef,
+        dir: &Path,
+        dtype: srlm_model::SaveDtype,
+    ) -> Result<(), BackendError> {
+        let model = self.model(m)?;
+        let location = dir.display().to_string();
+        // A model this backend trained lives in an f32 checkpoint folder: linked, not copied.
+        let src = Path::new(&m.location);
+        let saved_as_f32 = src.join("model.safetensors").is_file()
+            && std::fs::read_to_string(src.join("config.json"))
+                .is_ok_and(|c| c.contains("\"float32\""));
+        if dtype == srlm_model::SaveDtype::F32 && saved_as_f32 {
+            if let Ok(()) = srlm_model::link_checkpoint(src, dir) {
+                return Ok(());
+            }
+        }
+        model.save_as(dir, dtype).map_err(model_err(&location))
     }
 }
 

@@ -7,14 +7,18 @@
 //! the chosen–rejected score gap and the hidden-state cosine per iteration, pairs kept, and
 //! the compute counters summed over the run, so "same compute" comparisons are explicit.
 //! Units as in [`crate::report`]: judge points 0–5, cosine unitless, tokens, seconds.
+//!
+//! The table starts with the runs' settings (strategy, options, model, judges, held-out set,
+//! seed, K, iterations) and carries [`ComparisonTable::warnings`] when runs differ in what must
+//! agree for a like-for-like comparison: the model, either judge, the held-out prompts (read
+//! from each run's `eval/M0.jsonl`), the seed or K.
 
 use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use crate::metrics::Metric;
 use crate::report::{
-    format_value, plots, points, read_run, run_name, write_file, write_plot, RecordedConfig,
-    ReportError, Run,
+    format_value, plots, points, read_run, run_name, write_file, write_plot, ReportError, Run,
 };
 
 /// One metric across runs.
@@ -28,14 +32,28 @@ pub struct ComparisonRow {
     pub decimals: usize,
 }
 
+/// One setting across runs, as text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettingRow {
+    /// The setting (e.g. `strategy`, `held-out prompts`).
+    pub setting: String,
+    /// One cell per run.
+    pub cells: Vec<String>,
+}
+
 /// Runs compared metric by metric. `Display` renders it as an aligned markdown table
-/// (readable in a terminal), `–` for values a run did not record.
+/// (readable in a terminal): the settings rows, then the metrics, `–` for values a run did not
+/// record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ComparisonTable {
     /// The column labels: the run folder names (made unique with strategy and options).
     pub runs: Vec<String>,
+    /// The runs' settings, shown above the metrics.
+    pub settings: Vec<SettingRow>,
     /// The rows, in display order.
     pub rows: Vec<ComparisonRow>,
+    /// Why the comparison is not like for like (one sentence each); empty when it is.
+    pub warnings: Vec<String>,
 }
 
 impl ComparisonTable {
@@ -59,6 +77,13 @@ impl fmt::Display for ComparisonTable {
         let mut grid: Vec<Vec<String>> = vec![std::iter::once("metric".to_string())
             .chain(self.runs.iter().cloned())
             .collect()];
+        for r in &self.settings {
+            grid.push(
+                std::iter::once(r.setting.clone())
+                    .chain(r.cells.iter().cloned())
+                    .collect(),
+            );
+        }
         for r in &self.rows {
             grid.push(
                 std::iter::once(r.metric.clone())
@@ -191,10 +216,127 @@ pub fn comparison_table(runs: &[Run]) -> ComparisonTable {
     rows.push(total("tokens judged (total)", Metric::TokensJudged, 0));
     rows.push(total("tokens trained (total)", Metric::TokensTrained, 0));
     rows.push(total("wall time (s, total)", Metric::WallSeconds, 1));
+    let settings = settings(runs);
+    let warnings = warnings(&settings);
     ComparisonTable {
         runs: labels(runs),
+        settings: settings.into_iter().map(|(row, _)| row).collect(),
         rows,
+        warnings,
     }
+}
+
+/// The held-out prompt ids a run answered (`eval/M0.jsonl`), if that file is there.
+fn held_out_ids(run: &Run) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(run.dir.eval_answers(0)).ok()?;
+    let mut ids: Vec<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["prompt_id"].as_str().map(String::from))
+        .collect();
+    ids.sort();
+    Some(ids)
+}
+
+/// The settings rows, each with whether runs must agree on it (and the value compared).
+fn settings(runs: &[Run]) -> Vec<(SettingRow, Option<Vec<String>>)> {
+    let row = |setting: &str, cells: Vec<String>| SettingRow {
+        setting: setting.into(),
+        cells,
+    };
+    let each = |f: &dyn Fn(&Run) -> String| runs.iter().map(f).collect::<Vec<String>>();
+    let judge = |r: &Run| {
+        let j = &r.config.fields;
+        j.get("judge")
+            .map(crate::report::value_text)
+            .unwrap_or_else(|| "–".into())
+    };
+    let eval_judge = |r: &Run| match r.config.fields.get("eval").and_then(|e| e.get("judge")) {
+        Some(serde_json::Value::String(s)) if s == "same" => judge(r),
+        Some(v) => crate::report::value_text(v),
+        None => judge(r),
+    };
+    let ids: Vec<Option<Vec<String>>> = runs.iter().map(held_out_ids).collect();
+    let held_out: Vec<String> = runs
+        .iter()
+        .zip(&ids)
+        .map(|(r, ids)| {
+            let source = r
+                .config
+                .fields
+                .get("prompts")
+                .and_then(|p| p.get("source"))
+                .map(crate::report::value_text)
+                .unwrap_or_else(|| "–".into());
+            match ids {
+                Some(ids) => format!("{} of {source}", ids.len()),
+                None => format!("? of {source}"),
+            }
+        })
+        .collect();
+    // The held-out sets compared by their prompt ids where every run has them.
+    let held_out_key: Vec<String> = if ids.iter().all(Option::is_some) {
+        ids.iter()
+            .map(|i| i.as_ref().expect("checked").join("\u{1f}"))
+            .collect()
+    } else {
+        held_out.clone()
+    };
+    vec![
+        (row("strategy", each(&|r| r.config.text("strategy"))), None),
+        (row("options", each(&|r| r.config.options_text())), None),
+        (
+            row("model", each(&|r| r.config.text("model"))),
+            Some(each(&|r| r.config.text("model"))),
+        ),
+        (row("judge", each(&judge)), Some(each(&judge))),
+        (
+            row("eval judge", each(&eval_judge)),
+            Some(each(&eval_judge)),
+        ),
+        (row("held-out prompts", held_out), Some(held_out_key)),
+        (
+            row("seed", each(&|r| r.config.text("seed"))),
+            Some(each(&|r| r.config.text("seed"))),
+        ),
+        (
+            row("K", each(&|r| r.config.k_text())),
+            Some(each(&|r| r.config.k_text())),
+        ),
+        (
+            row("iterations", each(&|r| r.config.text("iterations"))),
+            None,
+        ),
+    ]
+}
+
+/// One warning per setting that must agree and does not.
+fn warnings(settings: &[(SettingRow, Option<Vec<String>>)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (row, compared) in settings {
+        let Some(values) = compared else { continue };
+        let mut distinct = values.clone();
+        distinct.sort();
+        distinct.dedup();
+        if distinct.len() > 1 {
+            let mut shown = row.cells.clone();
+            shown.dedup();
+            let what = if row.setting == "held-out prompts" {
+                "held-out prompts (scores on different prompts cannot be compared)".to_string()
+            } else {
+                format!("{} ({})", row.setting, shown.join(" vs "))
+            };
+            let detail = if row.setting == "held-out prompts" {
+                format!(" ({})", row.cells.join(" vs "))
+            } else {
+                String::new()
+            };
+            out.push(format!(
+                "the runs differ in {what}{detail}: the comparison is not like for like"
+            ));
+        }
+    }
+    out
 }
 
 /// Reads every run folder (`config.json`, `metrics.jsonl`) and builds the table, writing
@@ -251,16 +393,6 @@ const PLOTS: [(&str, &str, &str, Metric); 6] = [
     ),
 ];
 
-/// Settings that should agree for a fair comparison (`iterations` may differ), as shown.
-fn shared_settings(c: &RecordedConfig) -> [(&'static str, String); 4] {
-    [
-        ("model", c.text("model")),
-        ("judge", c.text("judge")),
-        ("seed", c.text("seed")),
-        ("k", c.k_text()),
-    ]
-}
-
 fn render(runs: &[Run], table: &ComparisonTable, drawn: &[(&str, &str)]) -> String {
     let mut out = String::from("# srlm strategy comparison\n\n");
     out.push_str(
@@ -285,18 +417,8 @@ fn render(runs: &[Run], table: &ComparisonTable, drawn: &[(&str, &str)]) -> Stri
         );
     }
     out.push('\n');
-    let settings: Vec<_> = runs.iter().map(|r| shared_settings(&r.config)).collect();
-    for (i, (key, _)) in settings.first().into_iter().flatten().enumerate() {
-        let mut values: Vec<&str> = settings.iter().map(|s| s[i].1.as_str()).collect();
-        values.sort_unstable();
-        values.dedup();
-        if values.len() > 1 {
-            let _ = writeln!(
-                out,
-                "**Warning:** the runs differ in `{key}` ({}): the comparison is not like for like.\n",
-                values.join(", ")
-            );
-        }
+    for w in &table.warnings {
+        let _ = writeln!(out, "**Warning:** {w}.\n");
     }
     out.push_str("## Table\n\n");
     let _ = write!(out, "{table}");
@@ -415,20 +537,28 @@ mod tests {
         let (base, dirs) = two_runs("display");
         let text = compare_runs(&dirs, &base).unwrap().to_string();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(
-            lines[0],
-            "| metric                       | self-rewarding | temporal |"
-        );
-        assert_eq!(
-            lines[1],
-            "| ---------------------------- | -------------: | -------: |"
-        );
+        let cells = |line: &str| -> Vec<String> {
+            line.trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_string())
+                .collect()
+        };
+        assert_eq!(cells(lines[0]), ["metric", "self-rewarding", "temporal"]);
+        // Numbers are right-aligned (`---:`), labels left.
         assert!(
-            lines.contains(&"| pairs kept (total)           |             21 |       14 |"),
+            lines[1].starts_with("| ---") && lines[1].ends_with(": |"),
             "{text}"
         );
         assert!(
-            lines.contains(&"| held-out score M3 (0–5)      |          2.650 |        – |"),
+            lines
+                .iter()
+                .any(|l| cells(l) == ["pairs kept (total)", "21", "14"]),
+            "{text}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| cells(l) == ["held-out score M3 (0–5)", "2.650", "–"]),
             "{text}"
         );
         let widths: Vec<usize> = lines.iter().map(|l| l.chars().count()).collect();
@@ -482,8 +612,74 @@ mod tests {
         );
         let md = std::fs::read_to_string(base.join("comparison.md")).unwrap();
         assert!(
-            md.contains("**Warning:** the runs differ in `seed` (1, 2)"),
+            md.contains(
+                "**Warning:** the runs differ in seed (1 vs 2): the comparison is not like for like."
+            ),
             "{md}"
+        );
+        assert_eq!(t.warnings.len(), 1, "{:?}", t.warnings);
+    }
+
+    #[test]
+    fn settings_are_rows_and_different_held_out_sets_or_judges_warn() {
+        let base = fresh_dir("held-out");
+        let a = write_run(&base, "sr", SR_CONFIG, &SR_METRICS);
+        let other = TEMPORAL_CONFIG.replace(
+            "\"judge\": \"ifeval\"",
+            "\"judge\": {\"spec\": \"ifeval\", \"mode\": \"sampled\"}, \"eval\": {\"judge\": \"self\"}",
+        );
+        let b = write_run(&base, "tsr", &other, &TEMPORAL_METRICS);
+        let answers = |dir: &Path, ids: &[&str]| {
+            let lines: String = ids
+                .iter()
+                .map(|id| format!("{{\"prompt_id\": \"{id}\", \"score\": 2.5}}\n"))
+                .collect();
+            let run = RunDir::new(dir);
+            std::fs::create_dir_all(run.eval_answers(0).parent().unwrap()).unwrap();
+            std::fs::write(run.eval_answers(0), lines).unwrap();
+        };
+        answers(&a, &["p1", "p2", "p3", "p4"]);
+        answers(&b, &["p1", "p2"]);
+        let t = load_comparison(&[a.clone(), b.clone()]).unwrap().1;
+        let setting = |name: &str| {
+            t.settings
+                .iter()
+                .find(|r| r.setting == name)
+                .unwrap_or_else(|| panic!("{name}"))
+                .cells
+                .clone()
+        };
+        assert_eq!(setting("strategy"), ["self-rewarding", "temporal"]);
+        assert_eq!(setting("judge"), ["ifeval", "ifeval (mode=sampled)"]);
+        assert_eq!(setting("eval judge"), ["ifeval", "self"]);
+        assert_eq!(setting("held-out prompts"), ["4 of –", "2 of –"]);
+        assert_eq!(
+            t.warnings,
+            [
+                "the runs differ in judge (ifeval vs ifeval (mode=sampled)): the comparison is \
+                 not like for like",
+                "the runs differ in eval judge (ifeval vs self): the comparison is not like for \
+                 like",
+                "the runs differ in held-out prompts (scores on different prompts cannot be \
+                 compared) (4 of – vs 2 of –): the comparison is not like for like",
+            ]
+        );
+        // The terminal table shows the settings above the metrics.
+        let text = t.to_string();
+        let first: Vec<&str> = text
+            .lines()
+            .skip(2)
+            .take(3)
+            .map(|l| l.split('|').nth(1).unwrap().trim())
+            .collect();
+        assert_eq!(first, ["strategy", "options", "model"]);
+        // Same held-out ids, another order: no warning about them.
+        answers(&b, &["p4", "p3", "p2", "p1"]);
+        let t = load_comparison(&[a, b]).unwrap().1;
+        assert!(
+            !t.warnings.iter().any(|w| w.contains("held-out")),
+            "{:?}",
+            t.warnings
         );
     }
 

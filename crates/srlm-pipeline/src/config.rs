@@ -35,6 +35,11 @@ pub struct RunConfig {
     pub dpo: DpoConfig,
     /// Where sampling and LLM judging run: in-process (default) or on an inference server.
     pub engine: EngineConfig,
+    /// Weights type of the checkpoints in the run folder (`iter_<i>/checkpoint`): `f32` (the
+    /// trained weights exactly, stored once: hard links into `cache/`), `bf16` or `f16` (half
+    /// the size of a separate file; the f32 model stays in `cache/` for resume). Training and
+    /// sampling always use f32.
+    pub save_dtype: srlm_model::SaveDtype,
 }
 
 /// Where prompts come from and how they are split.
@@ -140,6 +145,7 @@ impl Default for RunConfig {
             model: "default".into(),
             strategy: "temporal".into(),
             strategy_options: Default::default(),
+            save_dtype: Default::default(),
             iterations: 2,
             seed: 1,
             prompts: PromptsConfig::default(),
@@ -213,12 +219,23 @@ pub enum ConfigError {
         /// The parser's message (names the key and line).
         message: String,
     },
-    /// A `-c key=value` override without `=`.
-    #[error("override `{0}`: expected dotted.key=value (e.g. sampling.k=2)")]
+    /// A `-c key=value` override without `=` (a file name gets a hint: `-c` is not `--config`).
+    #[error("override `{0}`: expected dotted.key=value (e.g. sampling.k=2){hint}", hint = override_hint(.0))]
     Override(String),
     /// A value is out of range.
     #[error("config: {0}")]
     Invalid(String),
+}
+
+/// `; to read a config file, use --config FILE` when `arg` looks like a file name.
+fn override_hint(arg: &str) -> String {
+    let looks_like_file =
+        arg.ends_with(".toml") || arg.contains('/') || std::path::Path::new(arg).is_file();
+    if looks_like_file {
+        format!("; `-c` sets one key; to read a config file, use `--config {arg}`")
+    } else {
+        String::new()
+    }
 }
 
 impl RunConfig {
@@ -371,5 +388,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("iterations"), "{err}");
+    }
+
+    #[test]
+    fn a_file_given_to_dash_c_gets_a_hint_to_use_config() {
+        let err = |arg: &str| {
+            RunConfig::default()
+                .with_overrides(&[arg.into()])
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            err("configs/smoke.toml"),
+            "override `configs/smoke.toml`: expected dotted.key=value (e.g. sampling.k=2); \
+             `-c` sets one key; to read a config file, use `--config configs/smoke.toml`"
+        );
+        assert_eq!(
+            err("sampling.k"),
+            "override `sampling.k`: expected dotted.key=value (e.g. sampling.k=2)"
+        );
     }
 }

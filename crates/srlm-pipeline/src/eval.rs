@@ -16,6 +16,7 @@
 use crate::ports::{BackendError, Generator, ModelRef};
 use crate::prompts::{load_pool, read_prompts, PromptsError};
 use serde::{Deserialize, Serialize};
+use srlm_core::progress::StageKind;
 use srlm_core::{PromptRecord, SamplingConfig};
 use srlm_judge::{Judge, JudgeHealth, JudgeItem};
 
@@ -62,8 +63,9 @@ pub struct EvalOptions {
     /// Compare with the baseline outputs even if only some prompts carry one. Without it the
     /// comparison still runs whenever any prompt carries a baseline output.
     pub baseline: bool,
-    /// Show a progress bar on stderr.
-    pub progress: bool,
+    /// What the progress display calls this evaluation (e.g. `evaluating M1`); answers and
+    /// judging are reported through [`srlm_core::progress`].
+    pub label: String,
 }
 
 impl Default for EvalOptions {
@@ -72,7 +74,7 @@ impl Default for EvalOptions {
             max_new_tokens: 96,
             batch_size: 8,
             baseline: false,
-            progress: false,
+            label: "evaluating".into(),
         }
     }
 }
@@ -225,18 +227,13 @@ pub fn evaluate_model(
         max_new_tokens: opts.max_new_tokens,
         seed: 0,
     };
-    let bar = if opts.progress {
-        let b = indicatif::ProgressBar::new(prompts.len() as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "eval {bar:30} {pos}/{len} prompts [{elapsed_precise} < {eta_precise}]",
-            )
-            .expect("valid template"),
-        );
-        b
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    // The answers advance the stage as the sampler finishes them; judging is a stage inside it
+    // (so a judge's own sampling is not counted as answers).
+    let _stage = srlm_core::progress::sampling_stage(
+        StageKind::Evaluation,
+        format!("{}: answering", opts.label),
+        prompts.len() as u64,
+    );
     let mut rows = Vec::with_capacity(prompts.len());
     for chunk in prompts.chunks(opts.batch_size.max(1)) {
         let texts: Vec<&str> = chunk.iter().map(|p| p.prompt.as_str()).collect();
@@ -264,6 +261,12 @@ pub fn evaluate_model(
             .zip(&answers)
             .map(|(p, a)| item(p, a, p.id.clone()))
             .collect();
+        let judging = srlm_core::progress::stage(
+            StageKind::Evaluation,
+            format!("{}: judging", opts.label),
+            items.len() as u64,
+            "responses",
+        );
         let verdicts = judge.judge_batch(&items).map_err(judge_err)?;
         // The baseline answers of the prompts that have one, judged in the same call style.
         let base: Vec<(usize, JudgeItem)> = chunk
@@ -298,9 +301,8 @@ pub fn evaluate_model(
                 outcome: if has { outcome(v.score, bs) } else { None },
             });
         }
-        bar.inc(chunk.len() as u64);
+        judging.advance(chunk.len() as u64);
     }
-    bar.finish_and_clear();
     let scores: Vec<Option<f64>> = rows.iter().map(|r| r.score).collect();
     let health = JudgeHealth::from_scores(&scores);
     let win = with_baseline.then(|| {
@@ -431,7 +433,7 @@ mod tests {
         }
         std::fs::write(&f, s).unwrap();
         let prompts = read_prompts(&f).unwrap();
-        let backend = CandleBackend::new(Device::Cpu, false);
+        let backend = CandleBackend::new(Device::Cpu);
         let model = ModelRef::new("tiny", "tiny-random");
         backend.load(&model).unwrap();
         let judge = srlm_judge::IfevalJudge::new();

@@ -8,6 +8,7 @@ use crate::config::RunConfig;
 use crate::ports::{Backend, BackendError, DpoRun, Generated, ModelRef};
 use crate::store::{key_of, with_engine, Store};
 use serde_json::json;
+use srlm_core::progress::StageKind;
 use srlm_core::{Judgment, ModelSource, PreferencePair, PromptRecord, Sample, SamplingConfig};
 use srlm_judge::{Judge, JudgeItem};
 use srlm_strategy::abi_stable::std_types::{RResult, RStr, RString, RVec};
@@ -81,6 +82,10 @@ pub struct RunHost<'a> {
     iteration: usize,
     record: IterationRecord,
 }
+
+/// Responses per judge call while judging an iteration's samples (the progress display
+/// advances after each call).
+const JUDGE_CHUNK: usize = 32;
 
 fn host_err(e: impl std::fmt::Display) -> StrategyError {
     StrategyError::Host(RString::from(e.to_string()))
@@ -182,6 +187,15 @@ impl<'a> RunHost<'a> {
         let generated: Vec<Vec<Generated>> = match self.store.get("sample", &key) {
             Some(v) => v,
             None => {
+                let _stage = srlm_core::progress::sampling_stage(
+                    StageKind::Sampling,
+                    format!(
+                        "iteration {}: sampling {} prompts × K={k} from {source}",
+                        self.iteration,
+                        texts.len()
+                    ),
+                    (texts.len() * k) as u64,
+                );
                 let v = self
                     .backend
                     .sample(&model, &texts, &cfg)
@@ -243,13 +257,20 @@ impl<'a> RunHost<'a> {
         let verdicts: Vec<(Option<f64>, serde_json::Value)> = match self.store.get("judge", &key) {
             Some(v) => v,
             None => {
-                let v: Vec<(Option<f64>, serde_json::Value)> = self
-                    .judge
-                    .judge_batch(&items)
-                    .map_err(host_err)?
-                    .into_iter()
-                    .map(|v| (v.score, v.details))
-                    .collect();
+                let stage = srlm_core::progress::stage(
+                    StageKind::Judging,
+                    format!("iteration {}: judging", self.iteration),
+                    items.len() as u64,
+                    "responses",
+                );
+                // In chunks, so the display moves; a verdict depends only on its own item.
+                let mut v: Vec<(Option<f64>, serde_json::Value)> = Vec::with_capacity(items.len());
+                for chunk in items.chunks(JUDGE_CHUNK) {
+                    let verdicts = self.judge.judge_batch(chunk).map_err(host_err)?;
+                    v.extend(verdicts.into_iter().map(|v| (v.score, v.details)));
+                    stage.advance(chunk.len() as u64);
+                }
+                drop(stage);
                 self.store.put("judge", &key, &v).map_err(host_err)?;
                 v
             }
@@ -293,7 +314,7 @@ impl<'a> RunHost<'a> {
             ) {
                 Ok(pair) => out.push(pair),
                 Err(e @ srlm_strategy::PairError::SameText { .. }) => {
-                    eprintln!("srlm: plugin `{strategy}`: dropping a pair: {e}");
+                    srlm_core::progress::note(format!("plugin `{strategy}`: dropping a pair: {e}"));
                     self.record.pairs_dropped_same_text += 1;
                 }
                 Err(e) => return Err(host_err(format!("plugin `{strategy}`: {e}"))),
@@ -340,10 +361,10 @@ pub fn train(
                 // A damaged cache entry (a truncated or corrupted file) is computed again, as
                 // damaged JSON entries are.
                 Err(e) => {
-                    eprintln!(
-                        "srlm: cached model {} cannot be loaded ({e}); training it again",
+                    srlm_core::progress::note(format!(
+                        "cached model {} cannot be loaded ({e}); training it again",
                         dir.display()
-                    );
+                    ));
                     let _ = std::fs::remove_dir_all(&dir);
                 }
             }

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use srlm_core::{PreferencePair, SamplingConfig};
 use srlm_dpo::DpoConfig;
 use srlm_judge::JudgeModel;
+use srlm_model::SaveDtype;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -197,11 +198,19 @@ pub trait Trainer {
         out: &ModelRef,
     ) -> Result<Trained, BackendError>;
 
-    /// Writes `model` as an HF checkpoint folder at `dir` (atomically).
+    /// Writes `model` as an HF checkpoint folder at `dir` (atomically) with its weights as
+    /// `dtype`. A backend whose model already lives in such a folder with weights of that type
+    /// (a model it trained, in f32) publishes that folder's files at `dir` without a second
+    /// copy (hard links).
     ///
     /// # Errors
     /// [`BackendError::Model`].
-    fn save_checkpoint(&self, model: &ModelRef, dir: &Path) -> Result<(), BackendError>;
+    fn save_checkpoint(
+        &self,
+        model: &ModelRef,
+        dir: &Path,
+        dtype: SaveDtype,
+    ) -> Result<(), BackendError>;
 }
 
 /// A backend that is both ports (what a run needs).

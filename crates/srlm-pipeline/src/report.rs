@@ -28,6 +28,7 @@ mod tables;
 
 use std::path::{Path, PathBuf};
 
+pub(crate) use read::value_text;
 pub use read::{
     read_config, read_metrics, read_run, RecordedConfig, RecordedIteration, Run, RunMetrics,
 };

@@ -25,6 +25,7 @@ use crate::run_dir::RunDir;
 use crate::store::{key_of, with_engine, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use srlm_core::progress::StageKind;
 use srlm_core::{write_atomic, write_jsonl_atomic, JsonlError, PreferencePair, PromptRecord};
 use srlm_judge::{Judge, JudgeError, JudgeSettings, JudgeSpec};
 use srlm_strategy::abi_stable::std_types::RVec;
@@ -118,8 +119,8 @@ pub enum RunError {
     /// The held-out evaluation (its cause shown in the message, not chained).
     #[error("evaluation: {0}")]
     Eval(EvalError),
-    /// `--resume` of a folder without a readable `config.json`.
-    #[error("--resume {}: {error} (is it a run folder?)", path.display())]
+    /// A run folder (`--resume`, `eval --run`) without a readable `config.json`.
+    #[error("{}: {error} (is it a run folder?)", path.display())]
     NotARun {
         /// The config file.
         path: PathBuf,
@@ -158,6 +159,16 @@ pub enum RunError {
     /// A new run asked for a folder that already holds one.
     #[error("{} already holds a run; pass --resume {} to continue it, or choose another --out", .0.display(), .0.display())]
     AlreadyARun(PathBuf),
+    /// `eval --run`: a model name the run does not have.
+    #[error("{}: no model `{name}` in this run (it has {available})", .run.display())]
+    UnknownModel {
+        /// The run folder.
+        run: PathBuf,
+        /// The name asked for.
+        name: String,
+        /// The names it has.
+        available: String,
+    },
     /// The plugin returned pairs the host cannot resolve.
     #[error("iteration {iteration}: {error}")]
     Pairs {
@@ -341,6 +352,15 @@ pub fn strategy_options(
 /// See [`RunError`].
 pub fn run(config: RunConfig, opts: &RunOptions) -> Result<RunSummary, RunError> {
     let dir = RunDir::new(&opts.out);
+    if opts.resume {
+        if let Some(summary) = finished_summary(&dir) {
+            srlm_core::progress::note(format!(
+                "{} is already complete: nothing to resume",
+                dir.root().display()
+            ));
+            return Ok(summary);
+        }
+    }
     let (mut config, _) = prepare_config(config, &dir, opts.resume)?;
     config.validate()?;
     let plugin = PluginSearch::standard(&opts.plugin_dirs).load(&config.strategy)?;
@@ -354,21 +374,146 @@ pub fn run(config: RunConfig, opts: &RunOptions) -> Result<RunSummary, RunError>
         path: plugin.path().display().to_string(),
     };
     let mut strategy = plugin.instantiate(&options)?;
-    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let device = srlm_model::default_device();
     if config.engine.kind == srlm_engine::EngineKind::InProcess {
-        let backend = CandleBackend::new(device, progress);
+        let backend = CandleBackend::new(device);
         run_with(&config, &dir, &record, &mut strategy, &backend)
     } else {
         let backend = crate::served::ServedBackend::new(
             config.engine.clone(),
             device,
-            progress,
             &dir.engine(),
             &config.model,
         )?;
         run_with(&config, &dir, &record, &mut strategy, &backend)
     }
+}
+
+/// How a run evaluated its models, for `srlm eval --run`: the same held-out prompts (the
+/// run's seeded split, prompts too long for the context left out as the run left them out), the
+/// same eval judge and settings, the same answer length.
+#[derive(Debug, Clone)]
+pub struct RunEvaluation {
+    /// The run's resolved config.
+    pub config: RunConfig,
+    /// The held-out prompts, in the run's order.
+    pub prompts: Vec<PromptRecord>,
+    /// The eval judge (`eval.judge`, or the training judge when it says `same`).
+    pub judge: JudgeSpec,
+    /// The judge settings of the run (mode, samples, template).
+    pub settings: JudgeSettings,
+}
+
+impl RunEvaluation {
+    /// Reads the run in `dir` (its `config.json`) and recomputes its held-out split.
+    ///
+    /// # Errors
+    /// [`RunError::NotARun`] / [`RunError::BadRunConfig`] for the folder, prompt-pool errors,
+    /// [`RunError::Judge`] for the judge settings (a template file that is gone).
+    pub fn of(dir: &RunDir) -> Result<Self, RunError> {
+        let config = read_resolved(dir)?.config;
+        let pool = load_pool(&config.prompts.source)?;
+        let sp = split(
+            pool,
+            config.seed,
+            config.prompts.eval,
+            config.prompts.per_iteration,
+            config.iterations,
+        )?;
+        let judge = config.eval.judge.resolve(&config.judge.spec);
+        let settings = judge_settings(&config.judge).map_err(|error| RunError::Judge {
+            spec: config.judge.spec.to_string(),
+            error,
+        })?;
+        // The run skipped held-out prompts that did not fit; its M0 answers name the rest.
+        let answered: Option<std::collections::HashSet<String>> =
+            std::fs::read_to_string(dir.eval_answers(0)).ok().map(|t| {
+                t.lines()
+                    .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                    .filter_map(|v| v["prompt_id"].as_str().map(String::from))
+                    .collect()
+            });
+        let prompts = match answered {
+            Some(ids) if !ids.is_empty() => sp
+                .eval
+                .into_iter()
+                .filter(|p| ids.contains(&p.id))
+                .collect(),
+            _ => sp.eval,
+        };
+        Ok(RunEvaluation {
+            config,
+            prompts,
+            judge,
+            settings,
+        })
+    }
+
+    /// The model reference of `name` in the run: `M0` is the run's initial model, `M<i>`
+    /// (1 ≤ i ≤ iterations) the checkpoint `iter_<i>/checkpoint`, `last` the newest one there.
+    ///
+    /// # Errors
+    /// [`RunError::UnknownModel`] naming the models the run has.
+    pub fn model(&self, dir: &RunDir, name: &str) -> Result<String, RunError> {
+        let have: Vec<usize> = (1..=self.config.iterations)
+            .filter(|&i| dir.iteration(i).checkpoint().is_dir())
+            .collect();
+        let index = match name {
+            "last" => have.last().copied().unwrap_or(0),
+            _ => name
+                .strip_prefix(['M', 'm'])
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|&i| i == 0 || have.contains(&i))
+                .ok_or_else(|| RunError::UnknownModel {
+                    run: dir.root().to_path_buf(),
+                    name: name.to_string(),
+                    available: std::iter::once("M0".to_string())
+                        .chain(have.iter().map(|i| format!("M{i}")))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?,
+        };
+        Ok(if index == 0 {
+            self.config.model.clone()
+        } else {
+            dir.iteration(index).checkpoint().display().to_string()
+        })
+    }
+}
+
+/// The summary of the run in `dir` when it has finished every iteration (`metrics.jsonl` holds
+/// M0's line and one line per iteration, and the last iteration's checkpoint exists), read from
+/// its files without loading a model or a plugin; `None` for anything else (a resume then
+/// continues the run, and reports what is wrong with the folder).
+pub fn finished_summary(dir: &RunDir) -> Option<RunSummary> {
+    let resolved = read_resolved(dir).ok()?;
+    let iterations = resolved.config.iterations;
+    let recorded = crate::report::read_metrics(&dir.metrics()).ok()?;
+    let metrics: Vec<IterationMetrics> = recorded
+        .iterations
+        .iter()
+        .map(|m| m.metrics().clone())
+        .collect();
+    let complete = metrics.len() == iterations + 1
+        && metrics
+            .iter()
+            .enumerate()
+            .all(|(i, m)| m.iteration as usize == i)
+        && (iterations == 0 || dir.iteration(iterations).checkpoint().is_dir());
+    if !complete {
+        return None;
+    }
+    Some(RunSummary {
+        run_dir: dir.clone(),
+        eval_scores: metrics.iter().map(|m| m.eval.score).collect(),
+        pairs: metrics[1..]
+            .iter()
+            .map(|m| m.training.as_ref().map_or(0, |t| t.pairs))
+            .collect(),
+        prompts_per_iteration: resolved.config.prompts.per_iteration,
+        wall_seconds: metrics.iter().filter_map(|m| m.wall_seconds).sum(),
+        metrics,
+    })
 }
 
 /// Runs the loop in `dir` with a resolved config (strategy options complete), a strategy and
@@ -580,10 +725,10 @@ fn fitting(
         let text = view.render_user_turn(&p.prompt).map_err(judge_err)?;
         let n = view.encode(&text).map_err(judge_err)?.len();
         if n + max_new_tokens > context {
-            eprintln!(
-                "srlm: skipping prompt `{}`: {n} tokens + {max_new_tokens} new exceed the context of {context}",
+            srlm_core::progress::note(format!(
+                "skipping prompt `{}`: {n} tokens + {max_new_tokens} new exceed the context of {context}",
                 p.id
-            );
+            ));
             skipped += 1;
         } else {
             kept.push(p);
@@ -608,7 +753,7 @@ impl<'a> Loop<'a> {
             config.prompts.per_iteration,
             config.iterations,
         )?;
-        eprintln!("srlm: loading model `{}`", config.model);
+        srlm_core::progress::note(format!("loading model `{}`", config.model));
         let digest = backend.weights_digest(&config.model)?;
         let initial = ModelRef::new(
             key_of(&json!({"model": config.model, "sha256": digest})),
@@ -745,12 +890,12 @@ impl<'a> Loop<'a> {
         let mut pairs_kept = Vec::new();
         for (i, chunk) in self.chunks.iter().enumerate() {
             let it = i + 1;
-            eprintln!(
-                "srlm: iteration {it}/{}: {} prompts, strategy {}",
+            srlm_core::progress::note(format!(
+                "iteration {it}/{}: {} prompts, strategy {}",
                 self.config.iterations,
                 chunk.len(),
                 self.plugin_name
-            );
+            ));
             let (mut line, pairs, next) = self.iteration(it, chunk, &current, strategy)?;
             if let Some(t) = line.training.as_mut() {
                 t.prompts_skipped = self.skipped[i];
@@ -810,7 +955,17 @@ impl<'a> Loop<'a> {
             self.store.get::<Cached>("iteration", &key),
             checkpoint.is_dir(),
         ) {
-            let next = ModelRef::at_dir(next_id, &checkpoint);
+            // The model as trained (f32, in the cache) when the run folder shows a bf16/f16
+            // copy or M_i = M_{i-1}; the checkpoint otherwise (an f32 checkpoint is the same
+            // file).
+            let trained = self.store.path("model", &next_id, "");
+            let next = if next_id == self.initial.id {
+                self.initial.clone()
+            } else if trained.join("model.safetensors").is_file() {
+                ModelRef::at_dir(next_id, &trained)
+            } else {
+                ModelRef::at_dir(next_id, &checkpoint)
+            };
             match self.backend.load(&next) {
                 Ok(()) => {
                     // The pairs file is restored if it was lost; it equals what the iteration
@@ -820,18 +975,27 @@ impl<'a> Loop<'a> {
                 }
                 // A damaged checkpoint: the iteration is replayed (its samples, judgments and
                 // model come back from the cache, or are computed again) and rewrites it.
-                Err(e) => eprintln!(
-                    "srlm: iteration {it}: checkpoint {} cannot be loaded ({e}); computing the \
+                Err(e) => srlm_core::progress::note(format!(
+                    "iteration {it}: checkpoint {} cannot be loaded ({e}); computing the \
                      iteration again",
                     checkpoint.display()
-                ),
+                )),
             }
         }
-        let (mut line, pairs, next) = self.train_iteration(it, chunk, current, strategy)?;
+        let (mut line, pairs, next, temporaries) =
+            self.train_iteration(it, chunk, current, strategy)?;
         line.eval = self.evaluate(&next, it)?;
         line.wall_seconds = Some(t.elapsed().as_secs_f64());
         self.store
             .put("iteration", &key, &(&line, &pairs, &next.id))?;
+        // The temporary models' weights (TSR's M_f) are not needed once the iteration is
+        // recorded: a resume takes the iteration from the cache, and their samples stay there.
+        for m in temporaries {
+            let dir = Path::new(&m.location);
+            if m != next && dir.is_dir() && srlm_core::output::is_within(dir, &self.dir.cache()) {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
         Ok((line, pairs, next))
     }
 
@@ -842,7 +1006,15 @@ impl<'a> Loop<'a> {
         chunk: &[PromptRecord],
         current: &ModelRef,
         strategy: &mut dyn StrategyRunner,
-    ) -> Result<(IterationMetrics, Vec<PreferencePair>, ModelRef), RunError> {
+    ) -> Result<
+        (
+            IterationMetrics,
+            Vec<PreferencePair>,
+            ModelRef,
+            Vec<ModelRef>,
+        ),
+        RunError,
+    > {
         let files = self.dir.iteration(it);
         let judge = self.judge(&self.config.judge.spec, current)?;
         let mut host = RunHost::new(
@@ -887,10 +1059,14 @@ impl<'a> Loop<'a> {
 
         // M_{i+1} = DPO(M_i, pairs), reference M_i.
         let (next, dpo) = if pairs.is_empty() {
-            eprintln!("srlm: iteration {it}: no pairs kept; M_{it} = M_{}", it - 1);
+            srlm_core::progress::note(format!(
+                "iteration {it}: no pairs kept; M_{it} = M_{}",
+                it - 1
+            ));
             // The run folder is this run's (locked); an earlier save is replaced.
             let _ = std::fs::remove_dir_all(files.checkpoint());
-            self.backend.save_checkpoint(current, &files.checkpoint())?;
+            self.backend
+                .save_checkpoint(current, &files.checkpoint(), self.config.save_dtype)?;
             (current.clone(), None)
         } else {
             let _ = std::fs::remove_dir_all(files.checkpoint());
@@ -902,7 +1078,8 @@ impl<'a> Loop<'a> {
                 &pairs,
                 Some(&files.dpo_log()),
             )?;
-            self.backend.save_checkpoint(&next, &files.checkpoint())?;
+            self.backend
+                .save_checkpoint(&next, &files.checkpoint(), self.config.save_dtype)?;
             (next, Some(run))
         };
         for m in &record.temporaries {
@@ -926,7 +1103,7 @@ impl<'a> Loop<'a> {
                 .collect(),
             ..Default::default()
         };
-        Ok((line, pairs, next))
+        Ok((line, pairs, next, record.temporaries))
     }
 
     /// Mean cosine similarity of the chosen and rejected responses' mean last-layer hidden
@@ -943,7 +1120,15 @@ impl<'a> Loop<'a> {
         if let Some(v) = self.store.get::<f64>("cosine", &key) {
             return Ok(Some(v));
         }
+        let stage = srlm_core::progress::stage(
+            StageKind::Diagnostics,
+            "hidden states of chosen and rejected responses",
+            pairs.len() as u64,
+            "pairs",
+        );
         let hidden = self.backend.pair_hidden_states(model, pairs)?;
+        stage.advance(pairs.len() as u64);
+        drop(stage);
         if hidden.is_empty() {
             return Ok(None);
         }
@@ -967,7 +1152,7 @@ impl<'a> Loop<'a> {
             max_new_tokens: self.config.eval.max_new_tokens,
             batch_size: 32,
             baseline: false,
-            progress: false,
+            label: format!("evaluating M{index}"),
         };
         let key = key_of(&with_engine(
             json!({
@@ -979,7 +1164,10 @@ impl<'a> Loop<'a> {
         let rows: Vec<EvalRow> = match self.store.get("eval", &key) {
             Some(v) => v,
             None => {
-                eprintln!("srlm: evaluating on {} held-out prompts", prompts.len());
+                srlm_core::progress::note(format!(
+                    "evaluating on {} held-out prompts",
+                    prompts.len()
+                ));
                 let judge = self.judge(&self.eval_spec, model)?;
                 let report = crate::eval::evaluate_model(
                     self.backend,

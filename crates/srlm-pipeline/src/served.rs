@@ -67,7 +67,6 @@ impl ServedBackend {
     pub fn new(
         engine: EngineConfig,
         device: Device,
-        progress: bool,
         work_dir: &Path,
         m0: &str,
     ) -> Result<Self, BackendError> {
@@ -83,7 +82,7 @@ impl ServedBackend {
         };
         Ok(ServedBackend {
             engine,
-            local: CandleBackend::new(device, progress),
+            local: CandleBackend::new(device),
             work_dir: work_dir.to_path_buf(),
             base_gguf,
             served: Mutex::new(HashMap::new()),
@@ -324,8 +323,13 @@ impl Trainer for ServedBackend {
         Ok(trained)
     }
 
-    fn save_checkpoint(&self, m: &ModelRef, dir: &Path) -> Result<(), BackendError> {
+    fn save_checkpoint(
+        &self,
+        m: &ModelRef,
+        dir: &Path,
+        dtype: srlm_model::SaveDtype,
+    ) -> Result<(), BackendError> {
         self.local.load(m)?;
-        self.local.save_checkpoint(m, dir)
+        self.local.save_checkpoint(m, dir, dtype)
     }
 }

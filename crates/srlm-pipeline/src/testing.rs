@@ -289,7 +289,12 @@ impl Trainer for FakeBackend {
         Ok(Trained { summary, log })
     }
 
-    fn save_checkpoint(&self, m: &ModelRef, dir: &Path) -> Result<(), BackendError> {
+    fn save_checkpoint(
+        &self,
+        m: &ModelRef,
+        dir: &Path,
+        _dtype: srlm_model::SaveDtype,
+    ) -> Result<(), BackendError> {
         self.check(m)?;
         let record: BTreeMap<&str, &str> = [("id", m.id.as_str())].into();
         srlm_core::write_atomic(

@@ -17,6 +17,33 @@ fn resume_replays_every_finished_stage_from_the_cache() {
     let first = FakeBackend::new();
     let a = run_with(&c, &dir, &record("temporal"), &mut s, &first).unwrap();
     assert!(first.calls().train >= 1, "{:?}", first.calls());
+    // Each M_i is stored once in the cache; the temporary models (M_f) are gone once their
+    // iteration is recorded.
+    let model_dirs = |root: &std::path::Path| {
+        let mut v: Vec<String> = std::fs::read_dir(root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("model-"))
+            .collect();
+        v.sort();
+        v
+    };
+    let checkpoint_id = |i: usize| {
+        let v: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.iteration(i).checkpoint().join("fake.json")).unwrap(),
+        )
+        .unwrap();
+        format!("model-{}", &v["id"].as_str().unwrap()[..16])
+    };
+    let mut kept = vec![checkpoint_id(1), checkpoint_id(2)];
+    kept.sort();
+    assert_eq!(model_dirs(&dir.cache()), kept);
+    assert_eq!(
+        first.calls().train,
+        4,
+        "M_f and M_i+1 in each of 2 iterations: {:?}",
+        first.calls()
+    );
     let pairs_before = std::fs::read(dir.iteration(2).pairs()).unwrap();
     // Everything again on a fresh backend: nothing is sampled, judged or trained.
     std::fs::remove_file(dir.metrics()).unwrap();
