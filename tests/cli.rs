@@ -1,10 +1,14 @@
 //! End-to-end tests of the `srlm` binary: the smoke config on the real default model (the
 //! whole loop: sampling, judging, temporal pair selection with a temporary model, DPO,
-//! evaluation, report), and the one-line errors users see for bad input.
+//! evaluation, report), the one-line errors users see for bad input, and `srlm plugins check`
+//! doing what `srlm run` does with its plugin before the first iteration.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
+
+#[path = "support/test_plugins.rs"]
+mod test_plugins;
 
 fn srlm() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_srlm"));
@@ -210,4 +214,86 @@ fn bad_input_gives_one_line_errors() {
     let e = one_line_error(&["plugins", "check", "temporal", "--set", "bogus=1"]);
     assert!(e.contains("bogus"), "{e}");
     assert!(Path::new(env!("CARGO_BIN_EXE_srlm")).exists());
+}
+
+/// `srlm plugins check` resolves options as `srlm run` does (`k` from `sampling.k` for a
+/// plugin that declares it without a default, K bounds) and constructs the strategy: a value
+/// the schema accepts but the plugin's constructor rejects is a one-line error naming the
+/// plugin and the option.
+#[test]
+fn plugins_check_constructs_the_strategy() {
+    let check = |args: &[&str]| -> Value {
+        let o = srlm()
+            .args(["plugins", "check"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    // self-rewarding declares k without a default: the (default) config's sampling.k fills it.
+    assert_eq!(check(&["self-rewarding"]), json!({"k": 4}));
+    assert_eq!(
+        check(&["self-rewarding", "-c", "sampling.k=6"]),
+        json!({"k": 6})
+    );
+    assert_eq!(
+        check(&["self-rewarding", "-c", "sampling.k=6", "--set", "k=3"]),
+        json!({"k": 3})
+    );
+    // spin declares k = 1: sampling.k does not touch it.
+    assert_eq!(
+        check(&["spin", "-c", "sampling.k=6"]),
+        json!({"k": 1, "judge": false})
+    );
+    // The schema's bound (k >= 2), then the run's K bound.
+    let e = one_line_error(&["plugins", "check", "self-rewarding", "--set", "k=1"]);
+    assert!(
+        e.contains("srlm_plugin_self_rewarding") && e.contains("option `k`: must be >= 2, got 1"),
+        "{e}"
+    );
+    let e = one_line_error(&["plugins", "check", "temporal", "--set", "k=2000"]);
+    assert_eq!(
+        e,
+        "error: config: strategy option k = 2000 must be in 1..=1024"
+    );
+
+    // test-panicky's schema accepts fail_in_new=true; its constructor rejects it.
+    let lib = test_plugins::lib(
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+        "srlm-test-plugin-panicky",
+    );
+    let lib = lib.to_str().unwrap();
+    assert_eq!(
+        check(&[lib, "--set", "fail_in_new=false"]),
+        json!({"fail_in_new": false, "panic_in_new": false})
+    );
+    let e = one_line_error(&["plugins", "check", lib, "--set", "fail_in_new=true"]);
+    assert_eq!(
+        e,
+        format!(
+            "error: {lib}: strategy `test-panicky` rejected its options: panicky: asked to fail in new"
+        )
+    );
+    // A panic in the constructor fails the check too (the plugin's panic message precedes it).
+    let o = srlm()
+        .args(["plugins", "check", lib, "--set", "panic_in_new=true"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        err.lines().last(),
+        Some(
+            format!(
+                "error: {lib}: strategy `test-panicky` panicked in new: panicky: asked to panic in new"
+            )
+            .as_str()
+        ),
+        "{err}"
+    );
 }

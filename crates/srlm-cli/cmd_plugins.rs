@@ -2,12 +2,14 @@
 //!
 //! Plugins are found by name on the search path (`--plugin-dir`, then `SRLM_PLUGIN_PATH`,
 //! then the directory of the `srlm` executable) or loaded from a path. `check` goes through
-//! [`srlm_strategy::resolve_strategy`], the same function `srlm run --strategy … --set …`
-//! uses, so both report the same one-line errors.
+//! [`srlm_pipeline::run::prepare_strategy`], what `srlm run --strategy … --set …` does before
+//! its first iteration (options resolved, `k` from `sampling.k`, the strategy constructed), so
+//! both report the same one-line errors.
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use srlm_pipeline::config::RunConfig;
 use srlm_strategy::{option_names, PluginSearch};
 
 /// Where to look for plugins, besides `SRLM_PLUGIN_PATH` and the executable's directory.
@@ -33,13 +35,21 @@ pub enum PluginsCommand {
         #[command(flatten)]
         search: SearchArgs,
     },
-    /// Load a plugin, validate options against its schema and print the resolved options.
+    /// Load a plugin, validate options against its schema, construct the strategy with them
+    /// (as `srlm run` does) and print the resolved options.
     Check {
         /// A strategy name (e.g. `temporal`) or the path of a plugin library.
         strategy: String,
         /// An option, `key=value` (repeatable); the value is JSON if it parses, else a string.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// The run config whose `[strategy_options]` and `sampling.k` apply, as with
+        /// `srlm run --config` (default: the built-in default config).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override a config key, as with `srlm run -c` (e.g. `-c sampling.k=6`). Repeatable.
+        #[arg(short = 'c', long = "config-set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
         #[command(flatten)]
         search: SearchArgs,
     },
@@ -61,10 +71,14 @@ pub fn run(cmd: PluginsCommand) -> anyhow::Result<()> {
         PluginsCommand::Check {
             strategy,
             set,
+            config,
+            overrides,
             search,
         } => PluginsCommand::Check {
             strategy,
             set,
+            config,
+            overrides,
             search: with_bundled(search),
         },
     };
@@ -74,13 +88,35 @@ pub fn run(cmd: PluginsCommand) -> anyhow::Result<()> {
         PluginsCommand::Check {
             strategy,
             set,
+            config,
+            overrides,
             search,
-        } => {
-            let resolved = srlm_strategy::resolve_strategy(&strategy, &set, &search.plugin_dirs)?;
-            out!("{}", serde_json::to_string_pretty(&resolved.options)?);
-            Ok(())
-        }
+        } => check(strategy, &set, config, &overrides, &search),
     }
+}
+
+/// `srlm plugins check`: what `srlm run --config … -c … --strategy … --set …` does with its
+/// plugin before the first iteration (load, options, `k` from `sampling.k`, K bounds, the
+/// plugin's constructor), then the resolved options on stdout.
+fn check(
+    strategy: String,
+    set: &[String],
+    config: Option<PathBuf>,
+    overrides: &[String],
+    search: &SearchArgs,
+) -> anyhow::Result<()> {
+    let mut config = match &config {
+        Some(p) => RunConfig::from_toml_file(p)?,
+        None => RunConfig::default(),
+    };
+    config.strategy = strategy;
+    let config = config.with_overrides(overrides)?;
+    let prepared = srlm_pipeline::run::prepare_strategy(config, set, &search.plugin_dirs)?;
+    out!(
+        "{}",
+        serde_json::to_string_pretty(&prepared.config.strategy_options)?
+    );
+    Ok(())
 }
 
 fn list(search: &SearchArgs) -> anyhow::Result<()> {

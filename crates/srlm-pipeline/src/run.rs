@@ -345,6 +345,45 @@ pub fn strategy_options(
     plugin.resolve_options(&options)
 }
 
+/// A run's strategy, built: what [`prepare_strategy`] returns.
+pub struct PreparedStrategy {
+    /// The plugin library `config.strategy` named.
+    pub plugin: LoadedPlugin,
+    /// The config with `strategy_options` complete (the plugin's defaults filled in).
+    pub config: RunConfig,
+    /// The strategy the plugin's constructor built from those options.
+    pub strategy: LoadedStrategy,
+}
+
+/// What [`run`] does with its plugin before the first iteration, without a run folder (and so
+/// what `srlm plugins check` runs): loads `config.strategy` from the search path
+/// ([`PluginSearch::standard`] over `plugin_dirs`), resolves its options
+/// ([`strategy_options`]: the config's, the `--set` flags, `k` from `sampling.k` when the
+/// plugin declares `k` without a default), checks the config with them
+/// ([`RunConfig::validate`]: K bounds), and builds the strategy with the plugin's
+/// constructor.
+///
+/// # Errors
+/// [`RunError::Plugin`]: a loading error, [`PluginError::Options`],
+/// [`PluginError::Constructor`] (the plugin's `new` rejected the options) or
+/// [`PluginError::Panicked`]; [`RunError::Config`] for a K out of bounds.
+pub fn prepare_strategy(
+    mut config: RunConfig,
+    set_flags: &[String],
+    plugin_dirs: &[PathBuf],
+) -> Result<PreparedStrategy, RunError> {
+    let plugin = PluginSearch::standard(plugin_dirs).load(&config.strategy)?;
+    let options = strategy_options(&config, set_flags, &plugin)?;
+    config.strategy_options = options.as_object().cloned().unwrap_or_default();
+    config.validate()?;
+    let strategy = plugin.instantiate(&options)?;
+    Ok(PreparedStrategy {
+        plugin,
+        config,
+        strategy,
+    })
+}
+
 /// Runs (or resumes) a run with a strategy plugin found by name or path, on the in-process
 /// candle backend.
 ///
@@ -361,19 +400,19 @@ pub fn run(config: RunConfig, opts: &RunOptions) -> Result<RunSummary, RunError>
             return Ok(summary);
         }
     }
-    let (mut config, _) = prepare_config(config, &dir, opts.resume)?;
+    let (config, _) = prepare_config(config, &dir, opts.resume)?;
     config.validate()?;
-    let plugin = PluginSearch::standard(&opts.plugin_dirs).load(&config.strategy)?;
     // On resume the stored options are complete (k included), so this changes nothing.
-    let options = strategy_options(&config, &opts.set_flags, &plugin)?;
-    config.strategy_options = options.as_object().cloned().unwrap_or_default();
-    config.validate()?;
+    let PreparedStrategy {
+        plugin,
+        config,
+        mut strategy,
+    } = prepare_strategy(config, &opts.set_flags, &opts.plugin_dirs)?;
     let record = PluginRecord {
         name: plugin.name().to_string(),
         version: plugin.version().to_string(),
         path: plugin.path().display().to_string(),
     };
-    let mut strategy = plugin.instantiate(&options)?;
     let device = srlm_model::default_device();
     if config.engine.kind == srlm_engine::EngineKind::InProcess {
         let backend = CandleBackend::new(device);

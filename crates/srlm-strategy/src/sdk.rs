@@ -421,11 +421,14 @@ pub struct Sample {
     pub id: String,
     /// The prompt it answers.
     pub prompt_id: String,
-    /// The model that wrote it.
+    /// The model that wrote it (always the source [`Iteration::sample`] was asked for).
     pub source: Source,
-    /// The response text.
+    /// The response text as the host decoded it, without the chat template's end-of-turn
+    /// token.
     pub text: String,
-    /// How many tokens were generated.
+    /// Tokens of the response as the host model's tokenizer counts them: the tokens the model
+    /// generated, the end-of-turn token included when generation stopped on it; at most the
+    /// run's `sampling.max_new_tokens`.
     pub token_count: u32,
 }
 

@@ -5,8 +5,14 @@
 //! [`FakeHost::run`] runs a plugin for one iteration exactly as srlm does: through the SDK's
 //! ABI adapter, then resolving the returned pairs against the host's own records with
 //! [`FfiPair::to_preference_pair`].
+//!
+//! Each scripted sample has a score and, for length- or text-based selectors, a text and a
+//! token count ([`FakeHost::script_samples`], [`FakeHost::respond_with`]); unset, they are the
+//! fixed defaults of [`FakeHost::default_response`].
 
 use std::collections::HashMap;
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use abi_stable::std_types::{RResult, RStr, RString, RVec};
 use srlm_core::{Judgment, Sample};
@@ -74,22 +80,29 @@ pub enum HostCall {
 /// A host that serves scripted samples and scores per (prompt, source) and records calls.
 ///
 /// Sample `i` of prompt `p` from source `s` has id `"{p}/{s}/{i}"` (e.g. `p1/current/0`,
-/// `p1/temporary:0/2`), text `"{s} answer {i} to {p}"`, three token ids and the i-th
-/// scripted score. `train_temporary` returns handles 0, 1, 2, … . Asking for more samples
-/// than scripted, an unscripted (prompt, source), an unknown handle or an unknown sample id
-/// is a [`StrategyError::Host`], so tests catch strategies that ask for the wrong thing.
+/// `p1/temporary:0/2`), source `s` (the real host, too, always serves the source asked for),
+/// and the i-th scripted score. Its text and token count are the ones scripted with
+/// [`FakeHost::script_samples`]; for samples scripted with [`FakeHost::script`] (scores
+/// only) they come from the closure given to [`FakeHost::respond_with`], by default
+/// [`FakeHost::default_response`]: text `"{s} answer {i} to {p}"`, 3 tokens.
+/// `train_temporary` returns handles 0, 1, 2, … . Asking for more samples than scripted, an
+/// unscripted (prompt, source), an unknown handle or an unknown sample id is a
+/// [`StrategyError::Host`], so tests catch strategies that ask for the wrong thing.
 ///
 /// ```
 /// use srlm_strategy::{sdk::Source, testing::FakeHost};
 /// let mut fake = FakeHost::new();
-/// fake.script("p1", Source::Current, &[Some(4.0), None, Some(1.0)]);
+/// fake.script("p1", Source::Current, &[Some(4.0), None, Some(1.0)])
+///     .script_samples("p2", Source::Current, [("Yes.", 2, Some(3.0)), ("Yes, because…", 9, Some(3.0))]);
 /// let mut host = fake.host();
-/// let samples = host.sample(vec!["p1".into()].into(), Source::Current.into(), 3).unwrap();
+/// let samples = host.sample(vec!["p1".into(), "p2".into()].into(), Source::Current.into(), 2).unwrap();
 /// assert_eq!(samples[1].id.as_str(), "p1/current/1");
+/// assert_eq!((samples[1].text.as_str(), samples[1].token_count), ("current answer 1 to p1", 3));
+/// assert_eq!((samples[3].text.as_str(), samples[3].token_count), ("Yes, because…", 9));
 /// ```
-#[derive(Debug)]
 pub struct FakeHost {
-    scripts: HashMap<(String, Source), Vec<Option<f64>>>,
+    scripts: HashMap<(String, Source), Vec<Scripted>>,
+    respond: Box<Responder>,
     served: HashMap<String, (Sample, Option<f64>)>,
     judged: HashMap<String, Judgment>,
     calls: Vec<HostCall>,
@@ -97,10 +110,34 @@ pub struct FakeHost {
     info: IterationInfo,
 }
 
+/// The closure of [`FakeHost::respond_with`]: (prompt id, source, index) → (text, token count).
+type Responder = dyn Fn(&str, Source, usize) -> (String, u32) + Send + Sync;
+
+/// One scripted sample: its text and token count when given, and its score.
+#[derive(Debug, Clone, PartialEq)]
+struct Scripted {
+    response: Option<(String, u32)>,
+    score: Option<f64>,
+}
+
+impl fmt::Debug for FakeHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FakeHost")
+            .field("scripts", &self.scripts)
+            .field("served", &self.served)
+            .field("judged", &self.judged)
+            .field("calls", &self.calls)
+            .field("next_handle", &self.next_handle)
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for FakeHost {
     fn default() -> Self {
         FakeHost {
             scripts: HashMap::new(),
+            respond: Box::new(FakeHost::default_response),
             served: HashMap::new(),
             judged: HashMap::new(),
             calls: Vec::new(),
@@ -123,10 +160,61 @@ impl FakeHost {
 
     /// Scripts the scores of the samples `source` gives for `prompt_id` (one entry per
     /// sample; `None` = the judge gave no usable score).
+    /// Each sample's text and token count come from [`FakeHost::respond_with`]'s closure
+    /// ([`FakeHost::default_response`] unless set).
     pub fn script(&mut self, prompt_id: &str, source: Source, scores: &[Option<f64>]) -> &mut Self {
+        let scripted = scores
+            .iter()
+            .map(|&score| Scripted {
+                response: None,
+                score,
+            })
+            .collect();
         self.scripts
-            .insert((prompt_id.to_string(), source), scores.to_vec());
+            .insert((prompt_id.to_string(), source), scripted);
         self
+    }
+
+    /// Scripts the samples `source` gives for `prompt_id`, one `(text, token_count, score)`
+    /// per sample, in order: what [`Sample::text`](crate::sdk::Sample::text),
+    /// [`Sample::token_count`](crate::sdk::Sample::token_count) and the judge's score will be
+    /// (`None` = no usable score). The real host's token count is the number of tokens the
+    /// model generated, as its tokenizer counts them; here it is whatever the test says.
+    pub fn script_samples<T: Into<String>>(
+        &mut self,
+        prompt_id: &str,
+        source: Source,
+        samples: impl IntoIterator<Item = (T, u32, Option<f64>)>,
+    ) -> &mut Self {
+        let scripted = samples
+            .into_iter()
+            .map(|(text, tokens, score)| Scripted {
+                response: Some((text.into(), tokens)),
+                score,
+            })
+            .collect();
+        self.scripts
+            .insert((prompt_id.to_string(), source), scripted);
+        self
+    }
+
+    /// Sets the text and token count of every sample scripted with [`FakeHost::script`]
+    /// (scores only), computed from (prompt id, source, index in its group); e.g. a text
+    /// whose length grows with the index. Samples scripted with
+    /// [`FakeHost::script_samples`] keep their own. A panic in `respond` becomes a
+    /// [`StrategyError::Host`].
+    pub fn respond_with(
+        &mut self,
+        respond: impl Fn(&str, Source, usize) -> (String, u32) + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.respond = Box::new(respond);
+        self
+    }
+
+    /// The text and token count of sample `i` of `prompt_id` from `source` when nothing else
+    /// is scripted: `"{source} answer {i} to {prompt_id}"` and 3 tokens.
+    pub fn default_response(prompt_id: &str, source: Source, i: usize) -> (String, u32) {
+        (format!("{source} answer {i} to {prompt_id}"), 3)
     }
 
     /// Sets the iteration [`FakeHost::run`] reports (number, total, seed).
@@ -245,30 +333,44 @@ impl FakeHost {
             }
             _ => {}
         }
-        let mut out = Vec::new();
+        let mut served = Vec::new();
         for p in prompt_ids {
             let key = (p.to_string(), source);
-            let scores = self.scripts.get(&key).ok_or_else(|| {
+            let scripts = self.scripts.get(&key).ok_or_else(|| {
                 StrategyError::host(format!("fake host: nothing scripted for ({p}, {source})"))
             })?;
-            if scores.len() < k as usize {
+            if scripts.len() < k as usize {
                 return Err(StrategyError::host(format!(
                     "fake host: {} samples scripted for ({p}, {source}), {k} asked",
-                    scores.len()
+                    scripts.len()
                 )));
             }
-            for (i, score) in scores.clone().into_iter().take(k as usize).enumerate() {
+            for (i, scripted) in scripts.iter().take(k as usize).enumerate() {
+                let (text, token_count) = match &scripted.response {
+                    Some(r) => r.clone(),
+                    None => catch_unwind(AssertUnwindSafe(|| (self.respond)(p, source, i)))
+                        .map_err(|_| {
+                            StrategyError::host(format!(
+                                "fake host: the respond_with closure panicked for ({p}, {source}, {i})"
+                            ))
+                        })?,
+                };
                 let sample = Sample {
                     id: Self::sample_id(p, source, i),
                     prompt_id: p.to_string(),
                     source,
-                    text: format!("{source} answer {i} to {p}"),
-                    token_ids: vec![1, 2, 3],
+                    text,
+                    // The ABI's token count is the length of the generated ids.
+                    token_ids: (1..=token_count).collect(),
                     logprob: 0.0,
                 };
-                out.push(FfiSample::from(&sample));
-                self.served.insert(sample.id.clone(), (sample, score));
+                served.push((sample, scripted.score));
             }
+        }
+        let mut out = Vec::with_capacity(served.len());
+        for (sample, score) in served {
+            out.push(FfiSample::from(&sample));
+            self.served.insert(sample.id.clone(), (sample, score));
         }
         Ok(out)
     }
@@ -370,6 +472,67 @@ mod tests {
         assert_eq!(fake.metric("m"), Some(2.5));
         assert_eq!(fake.trained().len(), 1);
         assert_eq!(fake.calls().len(), 7);
+    }
+
+    #[test]
+    fn scripted_texts_and_token_counts() {
+        let mut fake = FakeHost::new();
+        fake.script_samples(
+            "p1",
+            Source::Current,
+            [("short", 1, Some(2.0)), ("a longer one", 40, None)],
+        )
+        .script("p2", Source::Initial, &[Some(1.0), Some(1.5)]);
+        let ids = |v: &[&str]| -> RVec<RString> { v.iter().map(|s| RString::from(*s)).collect() };
+        let mut host = fake.host();
+        let s = host.sample(ids(&["p1"]), FfiSource::Current, 2).unwrap();
+        let got: Vec<_> = s
+            .iter()
+            .map(|s| (s.text.as_str(), s.token_count, s.source))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("short", 1, FfiSource::Current),
+                ("a longer one", 40, FfiSource::Current)
+            ]
+        );
+        let j = host.judge(ids(&["p1/current/0", "p1/current/1"])).unwrap();
+        assert_eq!(
+            j.iter().map(|j| j.score.into_option()).collect::<Vec<_>>(),
+            [Some(2.0), None]
+        );
+        let s = host.sample(ids(&["p2"]), FfiSource::Initial, 2).unwrap();
+        assert_eq!(
+            (s[1].text.as_str(), s[1].token_count),
+            ("initial answer 1 to p2", 3)
+        );
+        drop(host);
+
+        // A closure sets the samples scripted with scores only; tables keep theirs.
+        fake.respond_with(|p, source, i| {
+            (format!("{p} {source} {}", "x".repeat(i)), 10 + i as u32)
+        });
+        let mut host = fake.host();
+        let s = host.sample(ids(&["p2", "p1"]), FfiSource::Initial, 2);
+        assert!(s.is_err(), "p1 has no Initial script");
+        let s = host.sample(ids(&["p2"]), FfiSource::Initial, 2).unwrap();
+        let got: Vec<_> = s.iter().map(|s| (s.text.as_str(), s.token_count)).collect();
+        assert_eq!(got, [("p2 initial ", 10), ("p2 initial x", 11)]);
+        let s = host.sample(ids(&["p1"]), FfiSource::Current, 1).unwrap();
+        assert_eq!((s[0].text.as_str(), s[0].token_count), ("short", 1));
+        drop(host);
+
+        // A panicking closure is a host error, not an abort.
+        fake.respond_with(|_, _, _| panic!("respond_with test panic"));
+        let e = fake
+            .host()
+            .sample(ids(&["p2"]), FfiSource::Initial, 1)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "host callback failed: fake host: the respond_with closure panicked for (p2, initial, 0)"
+        );
     }
 
     /// A strategy that exercises every `Iteration` method.
