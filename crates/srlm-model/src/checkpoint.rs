@@ -237,6 +237,37 @@ fn write_files(
     Ok(())
 }
 
+/// Whether the safetensors file at `path` is whole, judged from its header alone (read without
+/// the tensor data): the header parses and the file is exactly as long as the tensors it lists
+/// need. A truncated or overwritten weights file fails; a file whose tensor bytes were changed
+/// in place passes (that takes loading it).
+pub fn safetensors_complete(path: &Path) -> bool {
+    use std::io::Read;
+    let check = || -> Option<bool> {
+        let mut f = std::fs::File::open(path).ok()?;
+        let len = f.metadata().ok()?.len();
+        let mut n = [0u8; 8];
+        f.read_exact(&mut n).ok()?;
+        let n = u64::from_le_bytes(n);
+        if n > 100 << 20 || 8 + n > len {
+            return Some(false);
+        }
+        let mut header = vec![0u8; n as usize];
+        f.read_exact(&mut header).ok()?;
+        let header: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&header).ok()?;
+        let mut end = 0u64;
+        for (name, t) in &header {
+            if name == "__metadata__" {
+                continue;
+            }
+            end = end.max(t["data_offsets"][1].as_u64()?);
+        }
+        Some(len == 8 + n + end)
+    };
+    check().unwrap_or(false)
+}
+
 /// The kind in a checkpoint's output marker.
 pub const CHECKPOINT: &str = "checkpoint";
 

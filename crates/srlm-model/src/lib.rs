@@ -40,7 +40,7 @@ mod weights;
 
 pub use candle_core::{DType, Device, Tensor, Var};
 pub use chat::{ChatMessage, ChatTemplate};
-pub use checkpoint::{link_checkpoint, SaveDtype, CHECKPOINT};
+pub use checkpoint::{link_checkpoint, safetensors_complete, SaveDtype, CHECKPOINT};
 pub use config::{Architecture, HfConfig, LlamaConfig};
 pub use error::{ModelError, Result};
 pub use gguf_write::{hf_to_gguf_name, permute_qk, write_gguf, GgufDType};

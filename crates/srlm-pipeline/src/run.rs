@@ -392,7 +392,7 @@ pub fn prepare_strategy(
 pub fn run(config: RunConfig, opts: &RunOptions) -> Result<RunSummary, RunError> {
     let dir = RunDir::new(&opts.out);
     if opts.resume {
-        if let Some(summary) = finished_summary(&dir) {
+        if let Some(summary) = finished_summary(&dir)? {
             srlm_core::progress::note(format!(
                 "{} is already complete: nothing to resume",
                 dir.root().display()
@@ -520,12 +520,27 @@ impl RunEvaluation {
     }
 }
 
-/// The summary of the run in `dir` when it has finished every iteration (`metrics.jsonl` holds
-/// M0's line and one line per iteration, and the last iteration's checkpoint exists), read from
-/// its files without loading a model or a plugin; `None` for anything else (a resume then
-/// continues the run, and reports what is wrong with the folder).
-pub fn finished_summary(dir: &RunDir) -> Option<RunSummary> {
+/// The summary of the run in `dir` when it has finished every iteration, read from its files
+/// without loading a model or a plugin: `metrics.jsonl` holds M0's line and one line per
+/// iteration, `config.json` is the config `cache/identity.json` recorded, and the last
+/// iteration's checkpoint is whole (its safetensors header matches its length). `None` for
+/// anything else: a resume then continues the run, recomputes what is damaged and reports what
+/// is wrong with the folder.
+///
+/// # Errors
+/// [`RunError::Locked`] when another process uses the folder.
+pub fn finished_summary(dir: &RunDir) -> Result<Option<RunSummary>, RunError> {
+    RunLock::check_free(dir)?;
+    Ok(finished(dir))
+}
+
+fn finished(dir: &RunDir) -> Option<RunSummary> {
     let resolved = read_resolved(dir).ok()?;
+    let identity: RunIdentity =
+        serde_json::from_str(&std::fs::read_to_string(dir.identity()).ok()?).ok()?;
+    if serde_json::to_value(&resolved.config).ok()? != identity.config {
+        return None;
+    }
     let iterations = resolved.config.iterations;
     let recorded = crate::report::read_metrics(&dir.metrics()).ok()?;
     let metrics: Vec<IterationMetrics> = recorded
@@ -538,7 +553,11 @@ pub fn finished_summary(dir: &RunDir) -> Option<RunSummary> {
             .iter()
             .enumerate()
             .all(|(i, m)| m.iteration as usize == i)
-        && (iterations == 0 || dir.iteration(iterations).checkpoint().is_dir());
+        && (iterations == 0 || {
+            let checkpoint = dir.iteration(iterations).checkpoint();
+            let weights = checkpoint.join("model.safetensors");
+            checkpoint.is_dir() && (!weights.exists() || srlm_model::safetensors_complete(&weights))
+        });
     if !complete {
         return None;
     }
@@ -1015,9 +1034,9 @@ impl<'a> Loop<'a> {
                 // A damaged checkpoint: the iteration is replayed (its samples, judgments and
                 // model come back from the cache, or are computed again) and rewrites it.
                 Err(e) => srlm_core::progress::note(format!(
-                    "iteration {it}: checkpoint {} cannot be loaded ({e}); computing the \
+                    "iteration {it}: model {} cannot be loaded ({e}); computing the \
                      iteration again",
-                    checkpoint.display()
+                    next.location
                 )),
             }
         }
