@@ -124,6 +124,34 @@ fn smoke_run_on_the_default_model() {
     ] {
         assert!(m[k].as_f64().is_some(), "{k} missing: {m}");
     }
+    // IFEval's own accuracies next to the 0–5 score (the held-out prompts are IFEval's), and
+    // each held-out answer with IFEval's per-instruction verdicts.
+    for line in &metrics {
+        assert_eq!(line["eval/ifeval/n"], line["eval/n"], "{line}");
+        let acc = |k: &str| {
+            let x = line[format!("eval/ifeval/{k}")]
+                .as_f64()
+                .unwrap_or_else(|| panic!("eval/ifeval/{k} missing: {line}"));
+            assert!((0.0..=1.0).contains(&x), "{k} = {x}");
+            x
+        };
+        assert!(acc("prompt_level_loose_acc") >= acc("prompt_level_strict_acc"));
+        assert!(acc("inst_level_loose_acc") >= acc("inst_level_strict_acc"));
+    }
+    let row: Value = serde_json::from_str(
+        std::fs::read_to_string(out.join("eval/M1.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        row["ifeval_instructions"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty() && a.iter().all(|v| v["strict"].is_boolean())),
+        "{row}"
+    );
     // The pairs carry each side's source model, iteration and score.
     let pair: Value = serde_json::from_str(
         std::fs::read_to_string(out.join("iter_1/pairs.jsonl"))

@@ -1,5 +1,6 @@
 //! `srlm eval`: greedy answers of a model on a prompt set, scored by a judge; prints the mean
-//! score, n, the no-score rate and the judge's health, and — with baseline outputs (AlpacaEval's
+//! score, n, the no-score rate and the judge's health, IFEval's four standard accuracies when
+//! the prompts are IFEval records (whatever the judge), and — with baseline outputs (AlpacaEval's
 //! GPT-4 Turbo answers, or `reference`/`chosen`/`output` fields) — the pairwise win rate
 //! against them under the same judge (a score comparison under srlm's judge, not AlpacaEval's
 //! length-controlled GPT-4 annotator). The logic is [`srlm_pipeline::eval::evaluate_model`].
@@ -59,7 +60,8 @@ pub struct EvalArgs {
     /// whenever the prompts carry baseline outputs).
     #[arg(long)]
     pub baseline: bool,
-    /// Write every answer with its scores (and the baseline's) as JSONL.
+    /// Write every answer with its scores (and the baseline's) and, for IFEval prompts,
+    /// IFEval's per-instruction verdicts (`ifeval_instructions`) as JSONL.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Replace an existing `--out` file.
@@ -185,6 +187,17 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         r.n,
         100.0 * r.no_score_rate
     );
+    if let Some(i) = &r.ifeval {
+        println!(
+            "IFEval accuracy ({} prompts, {} instructions): prompt-level strict {:.1}%, inst-level strict {:.1}%, prompt-level loose {:.1}%, inst-level loose {:.1}%",
+            i.prompts,
+            i.instructions,
+            100.0 * i.prompt_level_strict_acc,
+            100.0 * i.inst_level_strict_acc,
+            100.0 * i.prompt_level_loose_acc,
+            100.0 * i.inst_level_loose_acc
+        );
+    }
     if let Some(w) = &r.win_rate {
         out!(
             "win rate vs baseline: {} ({} wins, {} ties, {} losses; {} of {} pairs excluded for a missing score)",

@@ -36,7 +36,7 @@ mod spec;
 pub use composite::{parse_spec, CompositeJudge, SpecTerm};
 pub use error::JudgeError;
 pub use health::{pairwise_agreement, same_prompt_pairs, JudgeHealth, PairwiseAgreement};
-pub use ifeval::{IfevalJudge, InstructionResult};
+pub use ifeval::{IfevalAccuracy, IfevalJudge, InstructionResult};
 pub use judge::{Judge, JudgeItem, Verdict};
 pub use llm::{
     expected_score, quote_for_judge, JudgeMode, JudgeModel, LlmJudge, DEFAULT_ANSWER_PREFIX,

@@ -9,8 +9,12 @@
 //!   (`sum()`, libm), so they are counted apart, printed and held to [`LANGUAGE_LOWER_BOUND`]
 //!   (now all 209; `whatlang`, before, agreed on 192/209 strict and 190/209 loose);
 //! - the named exceptions in [`KNOWN_DIFFERENCES`], each with its reason.
+//!
+//! IFEval's four standard accuracies ([`IfevalAccuracy`]) over the fixture are checked
+//! against the numbers Google's `print_report` gives on the reference verdicts
+//! ([`REFERENCE_ACCURACY`]).
 
-use srlm_judge::ifeval::{evaluate, parse_instructions};
+use srlm_judge::ifeval::{evaluate, parse_instructions, IfevalAccuracy, InstructionResult};
 use std::path::PathBuf;
 
 /// (record key, instruction id, reason): verdicts where srlm deliberately differs.
@@ -148,3 +152,74 @@ fn agrees_with_reference_verdicts() {
 /// misjudged short English.) The port is deterministic; only a libm whose `sin`/`cos`/`log`
 /// round differently from glibc's could move a borderline verdict.
 const LANGUAGE_LOWER_BOUND: f64 = 1.0;
+
+/// IFEval's standard accuracies of the reference verdicts, as Google's
+/// `evaluation_lib.print_report` computes them (prompt-level: responses following all their
+/// instructions / responses; instruction-level: instructions followed / instructions), on the
+/// fixture without record key 1122 (its `letter_frequency` verdicts are random, see
+/// [`KNOWN_DIFFERENCES`]): (selection, responses, instructions, prompts followed strict,
+/// loose, instructions followed strict, loose). `sampled` are the model's own answers.
+const REFERENCE_ACCURACY: [(&str, usize, usize, usize, usize, usize, usize); 2] = [
+    ("all", 913, 1353, 145, 162, 323, 341),
+    ("sampled", 83, 123, 15, 16, 32, 33),
+];
+
+#[test]
+fn standard_accuracies_match_the_reference() {
+    let text = std::fs::read_to_string(fixture()).unwrap();
+    let mut ours: Vec<(String, Vec<InstructionResult>)> = Vec::new();
+    let mut reference: Vec<(String, Vec<InstructionResult>)> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let rec: serde_json::Value = serde_json::from_str(line).unwrap();
+        if rec["key"] == 1122 {
+            continue;
+        }
+        let variant = rec["variant"].as_str().unwrap().to_string();
+        let instructions = parse_instructions(&rec, &format!("fixture:{}", n + 1)).unwrap();
+        let results = evaluate(rec["response"].as_str().unwrap(), &instructions).unwrap();
+        let google: Vec<InstructionResult> = results
+            .iter()
+            .enumerate()
+            .map(|(i, r)| InstructionResult {
+                id: r.id.clone(),
+                strict: rec["strict"][i].as_bool().unwrap(),
+                loose: rec["loose"][i].as_bool().unwrap(),
+            })
+            .collect();
+        ours.push((variant.clone(), results));
+        reference.push((variant, google));
+    }
+    for (selection, p, n, ps, pl, is, il) in REFERENCE_ACCURACY {
+        let pick = |rows: &[(String, Vec<InstructionResult>)]| {
+            let picked: Vec<&[InstructionResult]> = rows
+                .iter()
+                .filter(|(v, _)| selection == "all" || v == selection)
+                .map(|(_, r)| r.as_slice())
+                .collect();
+            IfevalAccuracy::from_results(picked).unwrap()
+        };
+        let (a, g) = (pick(&ours), pick(&reference));
+        // The pinned numbers are the reference's own, and srlm's checker reproduces them.
+        for (who, x) in [("reference", &g), ("srlm", &a)] {
+            assert_eq!(
+                (
+                    x.prompts,
+                    x.instructions,
+                    x.prompts_followed_strict,
+                    x.prompts_followed_loose,
+                    x.instructions_followed_strict,
+                    x.instructions_followed_loose
+                ),
+                (p, n, ps, pl, is, il),
+                "{who} on {selection}"
+            );
+        }
+        assert_eq!(a, g, "{selection}");
+        assert_eq!(a.prompt_level_strict_acc, ps as f64 / p as f64);
+        assert_eq!(a.inst_level_loose_acc, il as f64 / n as f64);
+        println!(
+            "{selection}: prompt-level strict {:.4} loose {:.4}, instruction-level strict {:.4} loose {:.4}",
+            a.prompt_level_strict_acc, a.prompt_level_loose_acc, a.inst_level_strict_acc, a.inst_level_loose_acc
+        );
+    }
+}

@@ -4,9 +4,11 @@
 //! [`compare_runs`] returns a [`ComparisonTable`] (one row per metric, one column per run, so
 //! four strategies fit a terminal) and writes `comparison.md` with combined plots (one line
 //! per run) under `out_dir/plots/`. Rows: the held-out score of every model M_i (M0 included),
+//! IFEval's four accuracies of every M_i when a run's held-out prompts are IFEval records,
 //! the chosen–rejected score gap and the hidden-state cosine per iteration, pairs kept, and
 //! the compute counters summed over the run, so "same compute" comparisons are explicit.
-//! Units as in [`crate::report`]: judge points 0–5, cosine unitless, tokens, seconds.
+//! Units as in [`crate::report`]: judge points 0–5, IFEval accuracies fractions 0–1, cosine
+//! unitless, tokens, seconds.
 //!
 //! The table starts with the runs' settings (strategy, options, model, judges, held-out set,
 //! seed, K, iterations) and carries [`ComparisonTable::warnings`] when runs differ in what must
@@ -188,6 +190,15 @@ pub fn comparison_table(runs: &[Run]) -> ComparisonTable {
         &|i| format!("held-out score M{i} (0–5)"),
         3,
     );
+    // IFEval's own accuracies (fractions), for runs whose held-out prompts are IFEval's.
+    for (metric, what) in [
+        (Metric::EvalIfevalPromptStrict, "prompt-level strict"),
+        (Metric::EvalIfevalInstStrict, "inst-level strict"),
+        (Metric::EvalIfevalPromptLoose, "prompt-level loose"),
+        (Metric::EvalIfevalInstLoose, "inst-level loose"),
+    ] {
+        per_iteration(metric, &|i| format!("IFEval {what} acc M{i}"), 3);
+    }
     per_iteration(
         Metric::ScoreGap,
         &|i| format!("score gap, iteration {i} (0–5)"),
@@ -469,7 +480,9 @@ pub fn compare_runs(run_dirs: &[PathBuf], out_dir: &Path) -> Result<ComparisonTa
 mod tests {
     use super::*;
     use crate::report::plots::tests::{has_text, polyline_points};
-    use crate::report::tests::{fresh_dir, write_run, TEMPORAL_CONFIG, TEMPORAL_METRICS};
+    use crate::report::tests::{
+        fresh_dir, write_run, IFEVAL_METRICS, TEMPORAL_CONFIG, TEMPORAL_METRICS,
+    };
     use crate::run_dir::RunDir;
 
     const SR_CONFIG: &str = r#"{"strategy": "self-rewarding", "strategy_options": {},
@@ -530,6 +543,37 @@ mod tests {
         check("wall time (s, total)", "90.0", "119.0");
         assert_eq!(t.cell("pairs kept (total)", "temporal"), Some(14.0));
         assert_eq!(t.cell("no such row", "temporal"), None);
+    }
+
+    #[test]
+    fn ifeval_rows_for_runs_that_recorded_them() {
+        let base = fresh_dir("cmp-ifeval");
+        let a = write_run(&base, "self-rewarding", SR_CONFIG, &SR_METRICS);
+        let b = write_run(&base, "temporal", TEMPORAL_CONFIG, &IFEVAL_METRICS);
+        let t = compare_runs(&[a, b], &base).unwrap();
+        let metrics: Vec<&str> = t.rows.iter().map(|r| r.metric.as_str()).collect();
+        assert_eq!(
+            metrics[4..12],
+            [
+                "IFEval prompt-level strict acc M0",
+                "IFEval prompt-level strict acc M1",
+                "IFEval inst-level strict acc M0",
+                "IFEval inst-level strict acc M1",
+                "IFEval prompt-level loose acc M0",
+                "IFEval prompt-level loose acc M1",
+                "IFEval inst-level loose acc M0",
+                "IFEval inst-level loose acc M1",
+            ]
+        );
+        let check = |m: &str, sr: &str, tsr: &str| {
+            assert_eq!(t.cell_text(m, "self-rewarding").unwrap(), sr, "{m}");
+            assert_eq!(t.cell_text(m, "temporal").unwrap(), tsr, "{m}");
+        };
+        check("IFEval prompt-level strict acc M0", "–", "0.333");
+        check("IFEval inst-level strict acc M1", "–", "0.800");
+        check("IFEval prompt-level loose acc M0", "–", "0.667");
+        check("IFEval inst-level loose acc M0", "–", "0.800");
+        // Neither run recorded them: no rows (see `cells_come_from_each_run`).
     }
 
     #[test]

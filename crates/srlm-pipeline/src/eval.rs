@@ -12,13 +12,20 @@
 //! model's answer and the baseline answer independently on its 0–5 scale; the model wins (1)
 //! when its score is higher, ties (½) when equal, loses (0) when lower. Pairs in which either
 //! side got no score are excluded from the rate and counted.
+//!
+//! **IFEval's own metrics**: whenever a prompt is an IFEval record (`instruction_id_list` in
+//! its metadata), its answer is also checked by IFEval's rules, whatever the judge
+//! ([`EvalRow::ifeval_instructions`]), and the report carries IFEval's four standard
+//! accuracies over those prompts ([`EvalReport::ifeval`]: prompt- and instruction-level,
+//! strict and loose, as Zhou et al. 2023 and lm-evaluation-harness report them), so a result
+//! reads against published ones next to the judge's 0–5 score.
 
 use crate::ports::{BackendError, Generator, ModelRef};
 use crate::prompts::{load_pool, read_prompts, PromptsError};
 use serde::{Deserialize, Serialize};
 use srlm_core::progress::StageKind;
 use srlm_core::{PromptRecord, SamplingConfig};
-use srlm_judge::{Judge, JudgeHealth, JudgeItem};
+use srlm_judge::{IfevalAccuracy, InstructionResult, Judge, JudgeHealth, JudgeItem};
 
 /// Name of the built-in AlpacaEval 2.0 prompt set (with GPT-4 Turbo baseline outputs).
 pub const ALPACA_EVAL: &str = "alpaca-eval";
@@ -51,6 +58,10 @@ pub enum EvalError {
     /// Nothing to evaluate.
     #[error("no prompts to evaluate")]
     Empty,
+    /// A prompt's IFEval instructions could not be checked (an unknown instruction id or
+    /// malformed kwargs, naming the prompt and field; or `langdetect`'s profiles missing).
+    #[error("IFEval check: {0}")]
+    Ifeval(String),
 }
 
 /// How to evaluate.
@@ -101,6 +112,16 @@ pub struct EvalRow {
     /// The pairwise outcome: 1 win, 0.5 tie, 0 loss; none when excluded or not compared.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<f64>,
+    /// IFEval's verdicts on the answer, whatever the judge, when the prompt is an IFEval
+    /// record (absent otherwise, and in rows written before srlm kept them): one
+    /// `{"id", "strict", "loose"}` per instruction, in the prompt's `instruction_id_list`
+    /// order. `id` is the IFEval instruction id (e.g. `punctuation:no_comma`); `strict` is
+    /// true when the answer as written follows it; `loose` when at least one of IFEval's 8
+    /// loose variants of the answer does (first line, last line or both removed, `*` removed:
+    /// [`srlm_judge::ifeval::loose_variants`]). A blank answer follows nothing.
+    /// [`ifeval_accuracy`] aggregates them into IFEval's four standard accuracies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifeval_instructions: Option<Vec<InstructionResult>>,
 }
 
 /// The pairwise comparison against the baseline answers.
@@ -136,6 +157,10 @@ pub struct EvalReport {
     pub health: JudgeHealth,
     /// The comparison with the baseline answers, when there are any.
     pub win_rate: Option<WinRate>,
+    /// IFEval's four standard accuracies over the prompts that are IFEval records
+    /// ([`ifeval_accuracy`]); none when no prompt has IFEval instructions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifeval: Option<IfevalAccuracy>,
     /// Every prompt's answer and scores, in prompt order.
     pub rows: Vec<EvalRow>,
 }
@@ -178,6 +203,44 @@ pub fn win_rate(pairs: &[(Option<f64>, Option<f64>)]) -> WinRate {
     w
 }
 
+/// IFEval's verdicts on `response` when `prompt` is an IFEval record (see
+/// [`EvalRow::ifeval_instructions`]); none otherwise.
+fn ifeval_verdicts(
+    prompt: &PromptRecord,
+    response: &str,
+) -> Result<Option<Vec<InstructionResult>>, EvalError> {
+    srlm_judge::ifeval::check_record(
+        &prompt.metadata,
+        response,
+        &format!("prompt `{}`", prompt.id),
+    )
+    .map_err(|e| EvalError::Ifeval(e.to_string()))
+}
+
+/// Fills in [`EvalRow::ifeval_instructions`] where it is missing (rows written before srlm
+/// kept it), `rows[i]` being the answer to `prompts[i]`; rows whose prompt id differs are
+/// left alone.
+///
+/// # Errors
+/// [`EvalError::Ifeval`] naming the prompt.
+pub fn add_ifeval_verdicts(
+    rows: &mut [EvalRow],
+    prompts: &[PromptRecord],
+) -> Result<(), EvalError> {
+    for (row, p) in rows.iter_mut().zip(prompts) {
+        if row.ifeval_instructions.is_none() && row.prompt_id == p.id {
+            row.ifeval_instructions = ifeval_verdicts(p, &row.response)?;
+        }
+    }
+    Ok(())
+}
+
+/// IFEval's four standard accuracies over the rows that carry IFEval verdicts; none when no
+/// row has an instruction.
+pub fn ifeval_accuracy(rows: &[EvalRow]) -> Option<IfevalAccuracy> {
+    IfevalAccuracy::from_results(rows.iter().filter_map(|r| r.ifeval_instructions.as_deref()))
+}
+
 /// Reads a prompt set: [`ALPACA_EVAL`] (fetched once into srlm's cache), `ifeval`, or a file
 /// (see [`read_prompts`]). Errors: [`PromptsError`] naming file, line and field.
 pub fn load_eval_prompts(source: &str) -> Result<Vec<PromptRecord>, PromptsError> {
@@ -196,11 +259,14 @@ pub fn load_eval_prompts(source: &str) -> Result<Vec<PromptRecord>, PromptsError
 /// Greedy answers of `model` to `prompts` (at most `opts.max_new_tokens` tokens each), scored
 /// by `judge` (built by [`crate::judges::build_judge`]), with the judge's health; when
 /// prompts carry a baseline output (`reference`) or `opts.baseline` is set, the baseline
-/// answers are scored by the same judge and compared pairwise ([`win_rate`]).
+/// answers are scored by the same judge and compared pairwise ([`win_rate`]). Answers to
+/// IFEval records are also checked by IFEval's rules ([`EvalRow::ifeval_instructions`],
+/// [`EvalReport::ifeval`]).
 ///
 /// Errors: [`EvalError::Empty`], [`EvalError::NoBaseline`] (`opts.baseline` without any
 /// baseline output), [`EvalError::Model`] naming the prompt (e.g. a prompt longer than the
-/// context), [`EvalError::Judge`] naming the judge (and the item where the judge does).
+/// context), [`EvalError::Judge`] naming the judge (and the item where the judge does),
+/// [`EvalError::Ifeval`] naming the prompt.
 pub fn evaluate_model(
     backend: &dyn Generator,
     model: &ModelRef,
@@ -290,6 +356,7 @@ pub fn evaluate_model(
         }
         for (((p, a), v), bs) in chunk.iter().zip(answers).zip(verdicts).zip(base_scores) {
             let has = p.reference.is_some();
+            let ifeval_instructions = ifeval_verdicts(p, &a)?;
             rows.push(EvalRow {
                 prompt_id: p.id.clone(),
                 prompt: p.prompt.clone(),
@@ -299,6 +366,7 @@ pub fn evaluate_model(
                 baseline: p.reference.clone(),
                 baseline_score: bs,
                 outcome: if has { outcome(v.score, bs) } else { None },
+                ifeval_instructions,
             });
         }
         judging.advance(chunk.len() as u64);
@@ -320,6 +388,7 @@ pub fn evaluate_model(
         no_score_rate: health.no_score_rate,
         health,
         win_rate: win,
+        ifeval: ifeval_accuracy(&rows),
         rows,
     })
 }
@@ -356,6 +425,141 @@ mod tests {
                 outcome(None, Some(1.0))
             ),
             (Some(0.5), Some(0.0), None)
+        );
+    }
+
+    /// A judge that gives every answer 1 point and knows nothing of IFEval.
+    struct OnePoint;
+
+    impl Judge for OnePoint {
+        fn name(&self) -> String {
+            "one-point".into()
+        }
+        fn judge_batch(
+            &self,
+            items: &[JudgeItem],
+        ) -> Result<Vec<srlm_judge::Verdict>, srlm_judge::JudgeError> {
+            Ok(items
+                .iter()
+                .map(|_| srlm_judge::Verdict {
+                    score: Some(1.0),
+                    details: serde_json::Value::Null,
+                })
+                .collect())
+        }
+    }
+
+    /// IFEval's verdicts and accuracies come with any judge, for the IFEval prompts only.
+    /// FakeBackend's answers (`r123 r123`) have no comma and no quotes, so by hand: prompt a
+    /// follows no_comma but not quotation, b follows no_comma, d follows nothing of its one
+    /// quotation, c is no IFEval record: prompt-level 1/3, instruction-level 2/4, strict and
+    /// loose alike.
+    #[test]
+    fn ifeval_accuracies_with_any_judge() {
+        let rec = |id: &str, ids: &[&str]| PromptRecord {
+            id: id.into(),
+            prompt: format!("Prompt {id}."),
+            reference: None,
+            metadata: if ids.is_empty() {
+                serde_json::json!({"dataset": "other"})
+            } else {
+                serde_json::json!({"instruction_id_list": ids, "kwargs": vec![serde_json::json!({}); ids.len()]})
+            },
+        };
+        let prompts = [
+            rec("a", &["punctuation:no_comma", "startend:quotation"]),
+            rec("b", &["punctuation:no_comma"]),
+            rec("c", &[]),
+            rec("d", &["startend:quotation"]),
+        ];
+        let backend = crate::testing::FakeBackend::new();
+        let model = ModelRef::new("m", "fake");
+        backend.load(&model).unwrap();
+        let r = evaluate_model(
+            &backend,
+            &model,
+            &prompts,
+            &OnePoint,
+            &EvalOptions::default(),
+        )
+        .unwrap();
+        let verdicts: Vec<Option<Vec<(bool, bool)>>> = r
+            .rows
+            .iter()
+            .map(|row| {
+                row.ifeval_instructions
+                    .as_ref()
+                    .map(|v| v.iter().map(|x| (x.strict, x.loose)).collect())
+            })
+            .collect();
+        assert_eq!(
+            verdicts,
+            [
+                Some(vec![(true, true), (false, false)]),
+                Some(vec![(true, true)]),
+                None,
+                Some(vec![(false, false)]),
+            ]
+        );
+        let a = r.ifeval.clone().unwrap();
+        assert_eq!((a.prompts, a.instructions), (3, 4));
+        assert_eq!(
+            (
+                a.prompt_level_strict_acc,
+                a.inst_level_strict_acc,
+                a.prompt_level_loose_acc,
+                a.inst_level_loose_acc
+            ),
+            (1.0 / 3.0, 0.5, 1.0 / 3.0, 0.5)
+        );
+        assert_eq!(r.mean, Some(1.0));
+        // The row's field, as written to eval/M<i>.jsonl; absent for the non-IFEval prompt.
+        let line = serde_json::to_value(&r.rows[1]).unwrap();
+        assert_eq!(
+            line["ifeval_instructions"],
+            serde_json::json!([{"id": "punctuation:no_comma", "strict": true, "loose": true}])
+        );
+        assert!(serde_json::to_value(&r.rows[2])
+            .unwrap()
+            .get("ifeval_instructions")
+            .is_none());
+        // Rows written before srlm kept the verdicts read back without them and get them
+        // from the prompts; a row of another prompt is left alone.
+        let mut old: Vec<EvalRow> = r
+            .rows
+            .iter()
+            .map(|row| {
+                let mut v = serde_json::to_value(row).unwrap();
+                v.as_object_mut().unwrap().remove("ifeval_instructions");
+                serde_json::from_value(v).unwrap()
+            })
+            .collect();
+        assert_eq!(ifeval_accuracy(&old), None);
+        old[3].prompt_id = "x".into();
+        add_ifeval_verdicts(&mut old, &prompts).unwrap();
+        assert_eq!(old[..3], r.rows[..3]);
+        assert_eq!(old[3].ifeval_instructions, None);
+        // No IFEval prompt: no accuracies; a bad instruction id: an error naming the prompt.
+        let plain = evaluate_model(
+            &backend,
+            &model,
+            &prompts[2..3],
+            &OnePoint,
+            &EvalOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(plain.ifeval, None);
+        assert!(serde_json::to_value(&plain)
+            .unwrap()
+            .get("ifeval")
+            .is_none());
+        let bad = [rec("e", &["keywords:nope"])];
+        let err = evaluate_model(&backend, &model, &bad, &OnePoint, &EvalOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("IFEval check: prompt `e`: field `instruction_id_list[0]`"),
+            "{err}"
         );
     }
 
@@ -451,6 +655,21 @@ mod tests {
         }
         let mean = r.rows.iter().map(|x| x.score.unwrap()).sum::<f64>() / 6.0;
         assert_eq!(r.mean, Some(mean));
+        // IFEval's verdicts in each row are the ifeval judge's own.
+        for row in &r.rows {
+            assert_eq!(
+                serde_json::to_value(&row.ifeval_instructions).unwrap(),
+                row.details["instructions"],
+                "{row:?}"
+            );
+        }
+        let a = r.ifeval.clone().unwrap();
+        assert_eq!((a.prompts, a.instructions), (6, 12));
+        // Two instructions per prompt: instruction-level strict = mean score / 5.
+        assert!(
+            (a.inst_level_strict_acc - mean / 5.0).abs() < 1e-12,
+            "{a:?}"
+        );
         // Baselines: the ifeval judge scores them 5 (follows both), 0 (follows neither), 5.
         let base: Vec<Option<f64>> = r.rows.iter().map(|x| x.baseline_score).collect();
         assert_eq!(

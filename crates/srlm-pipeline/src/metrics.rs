@@ -7,6 +7,10 @@
 //! adds the iteration's [`TrainingMetrics`] and the strategy plugin's own metrics
 //! (`<plugin>/<name>`, e.g. `temporal/future_upgrades`).
 //!
+//! The held-out evaluation's `eval/ifeval/*` keys are IFEval's own four accuracies (Zhou et
+//! al. 2023; lm-evaluation-harness's names), present only when held-out prompts are IFEval
+//! records, whatever the judge (see [`EvalMetrics`]).
+//!
 //! Units: judge scores and held-out scores are judge points on the 0–5 scale; the hidden-state
 //! cosine is unitless in [-1, 1]; DPO rewards are beta-scaled log-probability ratios (nats);
 //! rates and accuracies are fractions in [0, 1]; tokens are counts; wall time is seconds.
@@ -202,6 +206,73 @@ pub struct EvalMetrics {
         deserialize_with = "lenient::opt_f64"
     )]
     pub no_score_rate: Option<f64>,
+    /// IFEval's standard accuracies over the held-out prompts that are IFEval records
+    /// (`srlm_judge::IfevalAccuracy`, fractions 0–1, whatever the judge); every `ifeval_*`
+    /// field is absent when no held-out prompt has IFEval instructions.
+    #[serde(flatten)]
+    pub ifeval: IfevalEvalMetrics,
+}
+
+/// IFEval's own metrics of a held-out evaluation (Zhou et al. 2023, arXiv 2311.07911,
+/// Sec. 3), under lm-evaluation-harness's names (`prompt_level_strict_acc`, …) after
+/// `eval/ifeval/`, so they read against published numbers. Prompt-level: the fraction of
+/// answers that follow every instruction of their prompt; instruction-level: the fraction of
+/// all instructions followed. Strict checks the answer as written, loose also accepts any of
+/// IFEval's 8 loose variants (first/last line removed, `*` removed). Each is absent (not
+/// written) when no held-out prompt has IFEval instructions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IfevalEvalMetrics {
+    /// Held-out prompts with IFEval instructions (those the four fractions are over).
+    #[serde(
+        rename = "eval/ifeval/n",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub n: Option<usize>,
+    /// Prompt-level strict accuracy (fraction 0–1).
+    #[serde(
+        rename = "eval/ifeval/prompt_level_strict_acc",
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_f64"
+    )]
+    pub prompt_strict: Option<f64>,
+    /// Instruction-level strict accuracy (fraction 0–1).
+    #[serde(
+        rename = "eval/ifeval/inst_level_strict_acc",
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_f64"
+    )]
+    pub inst_strict: Option<f64>,
+    /// Prompt-level loose accuracy (fraction 0–1).
+    #[serde(
+        rename = "eval/ifeval/prompt_level_loose_acc",
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_f64"
+    )]
+    pub prompt_loose: Option<f64>,
+    /// Instruction-level loose accuracy (fraction 0–1).
+    #[serde(
+        rename = "eval/ifeval/inst_level_loose_acc",
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_f64"
+    )]
+    pub inst_loose: Option<f64>,
+}
+
+impl From<Option<&srlm_judge::IfevalAccuracy>> for IfevalEvalMetrics {
+    fn from(a: Option<&srlm_judge::IfevalAccuracy>) -> Self {
+        IfevalEvalMetrics {
+            n: a.map(|a| a.prompts),
+            prompt_strict: a.map(|a| a.prompt_level_strict_acc),
+            inst_strict: a.map(|a| a.inst_level_strict_acc),
+            prompt_loose: a.map(|a| a.prompt_level_loose_acc),
+            inst_loose: a.map(|a| a.inst_level_loose_acc),
+        }
+    }
 }
 
 /// Every standard metric of a line, by the name it has in `metrics.jsonl`.
@@ -235,12 +306,17 @@ pub enum Metric {
     EvalScore,
     EvalN,
     EvalNoScoreRate,
+    EvalIfevalN,
+    EvalIfevalPromptStrict,
+    EvalIfevalInstStrict,
+    EvalIfevalPromptLoose,
+    EvalIfevalInstLoose,
     WallSeconds,
 }
 
 impl Metric {
     /// Every metric, in the order of the fields above.
-    pub const ALL: [Metric; 28] = [
+    pub const ALL: [Metric; 33] = [
         Metric::Iteration,
         Metric::Prompts,
         Metric::PromptsSkipped,
@@ -268,6 +344,11 @@ impl Metric {
         Metric::EvalScore,
         Metric::EvalN,
         Metric::EvalNoScoreRate,
+        Metric::EvalIfevalN,
+        Metric::EvalIfevalPromptStrict,
+        Metric::EvalIfevalInstStrict,
+        Metric::EvalIfevalPromptLoose,
+        Metric::EvalIfevalInstLoose,
         Metric::WallSeconds,
     ];
 
@@ -301,6 +382,11 @@ impl Metric {
             Metric::EvalScore => "eval/score",
             Metric::EvalN => "eval/n",
             Metric::EvalNoScoreRate => "eval/parse_failure_rate",
+            Metric::EvalIfevalN => "eval/ifeval/n",
+            Metric::EvalIfevalPromptStrict => "eval/ifeval/prompt_level_strict_acc",
+            Metric::EvalIfevalInstStrict => "eval/ifeval/inst_level_strict_acc",
+            Metric::EvalIfevalPromptLoose => "eval/ifeval/prompt_level_loose_acc",
+            Metric::EvalIfevalInstLoose => "eval/ifeval/inst_level_loose_acc",
             Metric::WallSeconds => "compute/wall_seconds",
         }
     }
@@ -348,6 +434,11 @@ impl IterationMetrics {
             Metric::EvalScore => self.eval.score,
             Metric::EvalN => Some(self.eval.n as f64),
             Metric::EvalNoScoreRate => self.eval.no_score_rate,
+            Metric::EvalIfevalN => self.eval.ifeval.n.map(|n| n as f64),
+            Metric::EvalIfevalPromptStrict => self.eval.ifeval.prompt_strict,
+            Metric::EvalIfevalInstStrict => self.eval.ifeval.inst_strict,
+            Metric::EvalIfevalPromptLoose => self.eval.ifeval.prompt_loose,
+            Metric::EvalIfevalInstLoose => self.eval.ifeval.inst_loose,
             Metric::WallSeconds => self.wall_seconds,
         }
     }
@@ -420,11 +511,35 @@ mod tests {
             r#"{"compute/wall_seconds":12.5,"eval/n":24,"eval/parse_failure_rate":0.0,"eval/score":1.0416666666666667,"iteration":0}"#,
             r#"{"compute/tokens_judged":5000,"compute/tokens_sampled":6000,"compute/tokens_trained":7000,"compute/wall_seconds":99.25,"dpo/grad_norm":3.5,"dpo/loss":0.69,"dpo/rewards/accuracies":0.8,"dpo/rewards/chosen":0.1,"dpo/rewards/margins":0.97,"dpo/rewards/rejected":-0.87,"dpo/steps":4,"eval/n":24,"eval/parse_failure_rate":0.0,"eval/score":0.729,"hidden_cosine":0.91,"iteration":1,"judge/mean":2.5,"judge/parse_failure_rate":0.0,"pairs":9,"pairs_per_prompt":0.5625,"prompts":16,"score/chosen_mean":4.0,"score/gap":2.5,"score/rejected_mean":1.5,"temporal/future_upgrades":3.0}"#,
             r#"{"compute/tokens_judged":0,"compute/tokens_sampled":10,"compute/tokens_trained":0,"compute/wall_seconds":1.0,"dpo/grad_norm":null,"dpo/loss":null,"dpo/rewards/accuracies":null,"dpo/rewards/chosen":null,"dpo/rewards/margins":null,"dpo/rewards/rejected":null,"dpo/steps":null,"eval/n":0,"eval/parse_failure_rate":null,"eval/score":null,"hidden_cosine":null,"iteration":2,"judge/mean":null,"judge/parse_failure_rate":null,"pairs":0,"pairs_per_prompt":0.0,"prompts":4,"score/chosen_mean":null,"score/gap":null,"score/rejected_mean":null}"#,
+            // M0 on IFEval prompts: IFEval's own accuracies next to the 0–5 score.
+            r#"{"compute/wall_seconds":12.5,"eval/ifeval/inst_level_loose_acc":0.8,"eval/ifeval/inst_level_strict_acc":0.6,"eval/ifeval/n":3,"eval/ifeval/prompt_level_loose_acc":0.6666666666666666,"eval/ifeval/prompt_level_strict_acc":0.3333333333333333,"eval/n":3,"eval/parse_failure_rate":0.0,"eval/score":2.5,"iteration":0}"#,
         ];
         for line in lines {
             let m: IterationMetrics = serde_json::from_str(line).unwrap();
             assert_eq!(m.to_json().to_string(), line);
         }
+        let ifeval: IterationMetrics = serde_json::from_str(lines[3]).unwrap();
+        assert_eq!(
+            (
+                ifeval.get(Metric::EvalIfevalN),
+                ifeval.get(Metric::EvalIfevalPromptStrict),
+                ifeval.get(Metric::EvalIfevalInstStrict),
+                ifeval.get(Metric::EvalIfevalPromptLoose),
+                ifeval.get(Metric::EvalIfevalInstLoose),
+            ),
+            (
+                Some(3.0),
+                Some(1.0 / 3.0),
+                Some(0.6),
+                Some(2.0 / 3.0),
+                Some(0.8)
+            )
+        );
+        assert!(ifeval.strategy.is_empty(), "{:?}", ifeval.strategy);
+        // Without IFEval prompts the keys are absent, not null.
+        let m0: IterationMetrics = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(m0.eval.ifeval, IfevalEvalMetrics::default());
+        assert_eq!(m0.get(Metric::EvalIfevalPromptStrict), None);
         let m: IterationMetrics = serde_json::from_str(lines[1]).unwrap();
         assert_eq!(m.get(Metric::ScoreGap), Some(2.5));
         assert_eq!(m.get(Metric::DpoSteps), Some(4.0));
@@ -450,6 +565,16 @@ mod tests {
                 hacking_chosen: Some(0.25),
                 ..TrainingMetrics::default()
             }),
+            eval: EvalMetrics {
+                ifeval: IfevalEvalMetrics {
+                    n: Some(3),
+                    prompt_strict: Some(1.0 / 3.0),
+                    inst_strict: Some(0.6),
+                    prompt_loose: Some(2.0 / 3.0),
+                    inst_loose: Some(0.8),
+                },
+                ..EvalMetrics::default()
+            },
             strategy: [("pairs".to_string(), StrategyValue(Some(99.0)))].into(),
             ..Default::default()
         };

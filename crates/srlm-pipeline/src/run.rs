@@ -1200,7 +1200,9 @@ impl<'a> Loop<'a> {
     }
 
     /// Greedy answers of `model` (M_`index`) to the held-out prompts, scored by the eval judge
-    /// ([`crate::eval::evaluate_model`]); writes `eval/M<index>.jsonl`. Memoised.
+    /// ([`crate::eval::evaluate_model`]), with IFEval's own accuracies when the prompts are
+    /// IFEval records; writes `eval/M<index>.jsonl`. Memoised (rows memoised before srlm kept
+    /// IFEval's verdicts get them here, from the prompts and the answers).
     fn evaluate(&self, model: &ModelRef, index: usize) -> Result<EvalMetrics, RunError> {
         let prompts = &self.eval_prompts;
         if prompts.is_empty() {
@@ -1219,7 +1221,7 @@ impl<'a> Loop<'a> {
             }),
             self.backend.engine_id(),
         ));
-        let rows: Vec<EvalRow> = match self.store.get("eval", &key) {
+        let mut rows: Vec<EvalRow> = match self.store.get("eval", &key) {
             Some(v) => v,
             None => {
                 srlm_core::progress::note(format!(
@@ -1238,12 +1240,14 @@ impl<'a> Loop<'a> {
                 report.rows
             }
         };
+        crate::eval::add_ifeval_verdicts(&mut rows, prompts)?;
         write_jsonl_atomic(&self.dir.eval_answers(index), &rows)?;
         let scores: Vec<f64> = rows.iter().filter_map(|r| r.score).collect();
         Ok(EvalMetrics {
             score: mean(&scores),
             n: rows.len(),
             no_score_rate: Some((rows.len() - scores.len()) as f64 / rows.len() as f64),
+            ifeval: crate::eval::ifeval_accuracy(&rows).as_ref().into(),
         })
     }
 }

@@ -6,6 +6,9 @@
 //! any of 8 variants — the response, without its first line, without its last line, without
 //! both, and each of these with every `*` removed). The score is 5 × the fraction of
 //! instructions followed strictly, so it lives on the same 0–5 scale as LLM judges.
+//!
+//! [`IfevalAccuracy`] aggregates the verdicts of many responses into IFEval's own four
+//! numbers (prompt- and instruction-level accuracy, strict and loose), the ones papers report.
 
 mod instructions;
 mod lang;
@@ -61,6 +64,79 @@ pub fn loose_variants(response: &str) -> [String; 8] {
         nostar(&last),
         nostar(&both),
     ]
+}
+
+/// IFEval's four standard accuracies over a set of responses, as Google's reference computes
+/// them (`evaluation_lib.print_report`, run once on the strict and once on the loose verdicts):
+///
+/// - prompt-level accuracy: the fraction of responses that follow *every* one of their
+///   instructions;
+/// - instruction-level accuracy: the fraction of all instructions, pooled over the responses,
+///   that are followed (a micro average: a prompt with 3 instructions weighs 3).
+///
+/// "Strict" uses [`InstructionResult::strict`], "loose" [`InstructionResult::loose`]. The
+/// field names after the counts are those of lm-evaluation-harness's `ifeval` task (and the
+/// Open LLM Leaderboard), so the numbers read against published ones. Fractions are in [0, 1].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IfevalAccuracy {
+    /// Responses counted (those with at least one instruction).
+    pub prompts: usize,
+    /// Instructions counted, over all those responses.
+    pub instructions: usize,
+    /// Responses that follow all their instructions strictly.
+    pub prompts_followed_strict: usize,
+    /// Responses that follow all their instructions loosely.
+    pub prompts_followed_loose: usize,
+    /// Instructions followed strictly.
+    pub instructions_followed_strict: usize,
+    /// Instructions followed loosely.
+    pub instructions_followed_loose: usize,
+    /// `prompts_followed_strict / prompts`.
+    pub prompt_level_strict_acc: f64,
+    /// `instructions_followed_strict / instructions`.
+    pub inst_level_strict_acc: f64,
+    /// `prompts_followed_loose / prompts`.
+    pub prompt_level_loose_acc: f64,
+    /// `instructions_followed_loose / instructions`.
+    pub inst_level_loose_acc: f64,
+}
+
+impl IfevalAccuracy {
+    /// Aggregates the per-instruction verdicts of each response ([`evaluate`]'s output, one
+    /// slice per response). A response without instructions is left out (Google's reference
+    /// would count it as followed, `all([])`, but IFEval has no such prompt and srlm's judge
+    /// gives it no score); none when no response has an instruction.
+    pub fn from_results<'a, I>(responses: I) -> Option<IfevalAccuracy>
+    where
+        I: IntoIterator<Item = &'a [InstructionResult]>,
+    {
+        let (mut p, mut n, mut ps, mut pl, mut is, mut il) = (0, 0, 0, 0, 0, 0);
+        for results in responses {
+            if results.is_empty() {
+                continue;
+            }
+            let strict = results.iter().filter(|r| r.strict).count();
+            let loose = results.iter().filter(|r| r.loose).count();
+            p += 1;
+            n += results.len();
+            ps += usize::from(strict == results.len());
+            pl += usize::from(loose == results.len());
+            is += strict;
+            il += loose;
+        }
+        (p > 0).then(|| IfevalAccuracy {
+            prompts: p,
+            instructions: n,
+            prompts_followed_strict: ps,
+            prompts_followed_loose: pl,
+            instructions_followed_strict: is,
+            instructions_followed_loose: il,
+            prompt_level_strict_acc: ps as f64 / p as f64,
+            inst_level_strict_acc: is as f64 / n as f64,
+            prompt_level_loose_acc: pl as f64 / p as f64,
+            inst_level_loose_acc: il as f64 / n as f64,
+        })
+    }
 }
 
 /// Checks every instruction of one record strictly and loosely.
@@ -155,6 +231,27 @@ pub fn parse_instructions(
             Instruction::parse(id, kw, at, i).map(|ins| (id.to_string(), ins))
         })
         .collect()
+}
+
+/// The strict and loose verdicts of `response` on the instructions in `metadata`, when it is
+/// an IFEval record; none when `metadata` has no `instruction_id_list` (or it is `null`).
+/// `at` names the record in errors.
+///
+/// # Errors
+/// See [`parse_instructions`] and [`evaluate`].
+pub fn check_record(
+    metadata: &Value,
+    response: &str,
+    at: &str,
+) -> Result<Option<Vec<InstructionResult>>, JudgeError> {
+    if metadata
+        .get("instruction_id_list")
+        .is_none_or(Value::is_null)
+    {
+        return Ok(None);
+    }
+    let instructions = parse_instructions(metadata, at)?;
+    evaluate(response, &instructions).map(Some)
 }
 
 /// The IFEval rule judge: score = 5 × (instructions followed strictly) / (instructions).

@@ -525,3 +525,81 @@ fn errors_name_origin_and_field() {
         json!({"instruction_id_list": ["punctuation:no_comma"], "kwargs": [{"num_words": null}]});
     assert!(parse_instructions(&meta, "x").is_ok());
 }
+
+fn verdicts(pairs: &[(bool, bool)]) -> Vec<InstructionResult> {
+    pairs
+        .iter()
+        .map(|&(strict, loose)| InstructionResult {
+            id: "punctuation:no_comma".into(),
+            strict,
+            loose,
+        })
+        .collect()
+}
+
+/// Three prompts, five instructions (and one prompt without any, left out), computed by hand:
+/// prompt 1 follows both strictly; prompt 2 follows one of two strictly and both loosely;
+/// prompt 3 follows nothing. Prompt-level strict 1/3, loose 2/3; instruction-level strict
+/// (2 + 1 + 0)/5 = 3/5, loose (2 + 2 + 0)/5 = 4/5. (srlm's 0–5 score averages per-prompt
+/// fractions instead: 5 × (1 + 1/2 + 0)/3 = 2.5, i.e. 1/2, not 3/5.)
+#[test]
+fn standard_accuracies_by_hand() {
+    let rows = [
+        verdicts(&[(true, true), (true, true)]),
+        verdicts(&[(false, true), (true, true)]),
+        verdicts(&[(false, false)]),
+        verdicts(&[]),
+    ];
+    let a = IfevalAccuracy::from_results(rows.iter().map(Vec::as_slice)).unwrap();
+    assert_eq!(
+        (
+            a.prompts,
+            a.instructions,
+            a.prompts_followed_strict,
+            a.prompts_followed_loose,
+            a.instructions_followed_strict,
+            a.instructions_followed_loose
+        ),
+        (3, 5, 1, 2, 3, 4)
+    );
+    assert_eq!(a.prompt_level_strict_acc, 1.0 / 3.0);
+    assert_eq!(a.inst_level_strict_acc, 3.0 / 5.0);
+    assert_eq!(a.prompt_level_loose_acc, 2.0 / 3.0);
+    assert_eq!(a.inst_level_loose_acc, 4.0 / 5.0);
+    let empty: [&[InstructionResult]; 1] = [&[]];
+    assert_eq!(IfevalAccuracy::from_results(empty), None);
+    assert_eq!(
+        IfevalAccuracy::from_results(Vec::<&[InstructionResult]>::new()),
+        None
+    );
+}
+
+#[test]
+fn check_record_only_for_ifeval_records() {
+    let meta = json!({"instruction_id_list": ["punctuation:no_comma", "startend:quotation"], "kwargs": [{}, {}]});
+    let r = check_record(&meta, "no commas here", "p1")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        r.iter().map(|x| (x.strict, x.loose)).collect::<Vec<_>>(),
+        [(true, true), (false, false)]
+    );
+    for meta in [
+        json!({}),
+        json!({"instruction_id_list": null}),
+        json!({"dataset": "x"}),
+    ] {
+        assert_eq!(check_record(&meta, "text", "p").unwrap(), None, "{meta}");
+    }
+    let err = check_record(
+        &json!({"instruction_id_list": ["keywords:nope"]}),
+        "text",
+        "held-out prompt `7`",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("held-out prompt `7`") && err.contains("keywords:nope"),
+        "{err}"
+    );
+}

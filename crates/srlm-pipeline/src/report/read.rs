@@ -276,7 +276,8 @@ fn is_count(m: Metric) -> bool {
         | Metric::TokensSampled
         | Metric::TokensJudged
         | Metric::TokensTrained
-        | Metric::EvalN => true,
+        | Metric::EvalN
+        | Metric::EvalIfevalN => true,
         Metric::PairsPerPrompt
         | Metric::ChosenScore
         | Metric::RejectedScore
@@ -294,6 +295,10 @@ fn is_count(m: Metric) -> bool {
         | Metric::HackingChosen
         | Metric::EvalScore
         | Metric::EvalNoScoreRate
+        | Metric::EvalIfevalPromptStrict
+        | Metric::EvalIfevalInstStrict
+        | Metric::EvalIfevalPromptLoose
+        | Metric::EvalIfevalInstLoose
         | Metric::WallSeconds => false,
     }
 }
@@ -306,6 +311,11 @@ fn is_training(m: Metric) -> bool {
             | Metric::EvalScore
             | Metric::EvalN
             | Metric::EvalNoScoreRate
+            | Metric::EvalIfevalN
+            | Metric::EvalIfevalPromptStrict
+            | Metric::EvalIfevalInstStrict
+            | Metric::EvalIfevalPromptLoose
+            | Metric::EvalIfevalInstLoose
             | Metric::WallSeconds
     )
 }

@@ -180,6 +180,22 @@ fn render_report(run: &Run, drawn: &[&PlotSpec], skipped: &[&PlotSpec]) -> Strin
         }
     }
 
+    let ifeval = m.series(Metric::EvalIfevalPromptStrict);
+    if let (Some(first), Some(last)) = (ifeval.first(), ifeval.last()) {
+        let _ = writeln!(
+            out,
+            "IFEval prompt-level strict accuracy: M{} {}{} (fraction of held-out prompts \
+             following every instruction; IFEval's other accuracies in the held-out table).\n",
+            first.0,
+            format_value(Some(first.1), 3),
+            if ifeval.len() > 1 {
+                format!(" → M{} {}", last.0, format_value(Some(last.1), 3))
+            } else {
+                String::new()
+            }
+        );
+    }
+
     out.push_str("## Summary per iteration\n\n");
     if m.iterations.is_empty() {
         out.push_str("_`metrics.jsonl` holds no iteration yet._\n\n");

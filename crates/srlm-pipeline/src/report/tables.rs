@@ -1,6 +1,7 @@
 //! The report's markdown tables: one per group of [`Metric`]s (pairs and judge scores,
-//! held-out evaluation, DPO, compute), the plugin's metrics in their own table, and how
-//! values are formatted (`–` missing, `NaN` / `inf` / `-inf` non-finite).
+//! held-out evaluation (with IFEval's own accuracies when the held-out prompts are IFEval
+//! records), DPO, compute), the plugin's metrics in their own table, and how values are
+//! formatted (`–` missing, `NaN` / `inf` / `-inf` non-finite).
 
 use std::fmt::Write as _;
 
@@ -35,6 +36,8 @@ pub(crate) struct Column {
     pub(crate) metric: Metric,
     pub(crate) header: &'static str,
     pub(crate) decimals: usize,
+    /// Left out when no row has a value (metrics that only some runs have).
+    pub(crate) optional: bool,
 }
 
 const fn col(metric: Metric, header: &'static str, decimals: usize) -> Column {
@@ -42,6 +45,15 @@ const fn col(metric: Metric, header: &'static str, decimals: usize) -> Column {
         metric,
         header,
         decimals,
+        optional: false,
+    }
+}
+
+/// A column shown only when some row has a value.
+const fn optional_col(metric: Metric, header: &'static str, decimals: usize) -> Column {
+    Column {
+        optional: true,
+        ..col(metric, header, decimals)
     }
 }
 
@@ -124,6 +136,28 @@ pub(crate) const TABLES: [Table; 5] = [
             col(Metric::EvalScore, "held-out score (0–5)", 3),
             col(Metric::EvalN, "held-out prompts", 0),
             col(Metric::EvalNoScoreRate, "eval parse failures (fraction)", 3),
+            // IFEval's own metrics (Zhou et al. 2023), present when the prompts are IFEval's.
+            optional_col(
+                Metric::EvalIfevalPromptStrict,
+                "IFEval prompt-level strict acc",
+                3,
+            ),
+            optional_col(
+                Metric::EvalIfevalInstStrict,
+                "IFEval inst-level strict acc",
+                3,
+            ),
+            optional_col(
+                Metric::EvalIfevalPromptLoose,
+                "IFEval prompt-level loose acc",
+                3,
+            ),
+            optional_col(
+                Metric::EvalIfevalInstLoose,
+                "IFEval inst-level loose acc",
+                3,
+            ),
+            optional_col(Metric::EvalIfevalN, "IFEval prompts", 0),
         ],
         with_m0: true,
         totals: Totals::None,
@@ -195,14 +229,18 @@ pub(crate) fn render_table(out: &mut String, table: &Table, metrics: &RunMetrics
                 || table.columns.iter().any(|c| m.get(c.metric).is_some())
         })
         .collect();
+    let columns: Vec<&Column> = table
+        .columns
+        .iter()
+        .filter(|c| !c.optional || rows.iter().any(|m| m.get(c.metric).is_some()))
+        .collect();
     let _ = writeln!(out, "### {}\n", table.title);
-    let headers: Vec<&str> = table.columns.iter().map(|c| c.header).collect();
+    let headers: Vec<&str> = columns.iter().map(|c| c.header).collect();
     header(out, "iteration", &headers);
     for m in &rows {
         let mut cells = vec![iteration_label(m.iteration())];
         cells.extend(
-            table
-                .columns
+            columns
                 .iter()
                 .map(|c| format_value(m.get(c.metric), c.decimals)),
         );
@@ -210,7 +248,7 @@ pub(crate) fn render_table(out: &mut String, table: &Table, metrics: &RunMetrics
     }
     if table.totals == Totals::Sum {
         let mut cells = vec!["**total**".to_string()];
-        cells.extend(table.columns.iter().map(|c| {
+        cells.extend(columns.iter().map(|c| {
             if c.metric == Metric::PairsPerPrompt {
                 format_value(metrics.pairs_per_prompt_overall(), c.decimals)
             } else if table.not_summed.contains(&c.metric) {

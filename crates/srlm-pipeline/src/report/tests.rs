@@ -332,3 +332,38 @@ fn quote_non_finite_leaves_strings_alone() {
         r#"{"a": "NaN", "NaN": "Infinity \" NaN", "b": ["-inf", "inf"]}"#
     );
 }
+
+/// M0 and M1 of a run on IFEval prompts: 3 prompts, 5 instructions (M0 follows 1 prompt and
+/// 3 instructions strictly, 2 and 4 loosely; M1 2 and 4 strictly, all loosely).
+pub(crate) const IFEVAL_METRICS: [&str; 2] = [
+    r#"{"iteration": 0, "eval/score": 2.5, "eval/n": 3, "eval/parse_failure_rate": 0.0, "eval/ifeval/n": 3, "eval/ifeval/prompt_level_strict_acc": 0.3333333333333333, "eval/ifeval/inst_level_strict_acc": 0.6, "eval/ifeval/prompt_level_loose_acc": 0.6666666666666666, "eval/ifeval/inst_level_loose_acc": 0.8}"#,
+    r#"{"iteration": 1, "prompts": 10, "pairs": 8, "pairs_per_prompt": 0.8, "eval/score": 3.5, "eval/n": 3, "eval/ifeval/n": 3, "eval/ifeval/prompt_level_strict_acc": 0.6666666666666666, "eval/ifeval/inst_level_strict_acc": 0.8, "eval/ifeval/prompt_level_loose_acc": 1.0, "eval/ifeval/inst_level_loose_acc": 1.0, "compute/tokens_sampled": 1, "compute/tokens_judged": 1, "compute/tokens_trained": 1}"#,
+];
+
+#[test]
+fn ifeval_accuracies_join_the_held_out_table_only_when_recorded() {
+    let base = fresh_dir("ifeval");
+    let dir = write_run(&base, "tsr", TEMPORAL_CONFIG, &IFEVAL_METRICS);
+    let md = std::fs::read_to_string(write_report(&dir).unwrap()).unwrap();
+    for line in [
+        "IFEval prompt-level strict accuracy: M0 0.333 → M1 0.667 (fraction of held-out prompts \
+         following every instruction; IFEval's other accuracies in the held-out table).",
+        "| iteration | held-out score (0–5) | held-out prompts | eval parse failures (fraction) \
+         | IFEval prompt-level strict acc | IFEval inst-level strict acc \
+         | IFEval prompt-level loose acc | IFEval inst-level loose acc | IFEval prompts |",
+        "| 0 (M0) | 2.500 | 3 | 0.000 | 0.333 | 0.600 | 0.667 | 0.800 | 3 |",
+        "| 1 | 3.500 | 3 | – | 0.667 | 0.800 | 1.000 | 1.000 | 3 |",
+    ] {
+        assert!(
+            md.lines().any(|l| l == line),
+            "missing line {line:?} in\n{md}"
+        );
+    }
+    // A run without IFEval prompts shows none of these columns.
+    let dir = write_run(&base, "plain", TEMPORAL_CONFIG, &TEMPORAL_METRICS);
+    let md = std::fs::read_to_string(write_report(&dir).unwrap()).unwrap();
+    assert!(!md.contains("IFEval"), "{md}");
+    assert!(md
+        .lines()
+        .any(|l| l == "| iteration | held-out score (0–5) | held-out prompts | eval parse failures (fraction) |"));
+}
