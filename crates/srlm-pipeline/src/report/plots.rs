@@ -9,7 +9,8 @@
 //! - every series has its own colour, dash pattern and marker shape ([`style`]); markers are
 //!   of different sizes and mostly hollow, so series that coincide stay visible, and the
 //!   legend says so (`… (same values as …)`);
-//! - error bars where a series carries an interval per point;
+//! - error bars where a series carries an interval per point (those of different series
+//!   set a few pixels apart);
 //! - the legend below the plotting area (never on the data);
 //! - iteration boundaries as dashed vertical lines (per-step charts).
 //!
@@ -110,9 +111,7 @@ impl YAxis {
         domain: (0.0, f64::INFINITY),
     };
     /// Judge points on the 0–5 scale.
-    pub const JUDGE_POINTS: YAxis = YAxis::Fit {
-        domain: (0.0, 5.0),
-    };
+    pub const JUDGE_POINTS: YAxis = YAxis::Fit { domain: (0.0, 5.0) };
     /// A cosine similarity.
     pub const COSINE: YAxis = YAxis::Fit {
         domain: (-1.0, 1.0),
@@ -272,7 +271,11 @@ pub(crate) fn y_axis(lo: f64, hi: f64, y: YAxis) -> Axis {
         YAxis::Fit { domain } => {
             let (d0, d1) = (domain.0.min(lo), domain.1.max(hi));
             let scale = lo.abs().max(hi.abs());
-            let min_span = if scale > 0.0 { MIN_REL_SPAN * scale } else { 1.0 };
+            let min_span = if scale > 0.0 {
+                MIN_REL_SPAN * scale
+            } else {
+                1.0
+            };
             let (mut a, mut b) = if hi - lo < min_span {
                 let mid = (lo + hi) / 2.0;
                 (mid - min_span / 2.0, mid + min_span / 2.0)
@@ -430,23 +433,56 @@ fn legend_labels(series: &[&Series]) -> Vec<String> {
         .collect()
 }
 
-/// The legend's entries laid out left to right in rows of at most `width` pixels: for each
-/// entry its row and its x offset.
-fn legend_layout(labels: &[String], width: f64) -> Vec<(usize, f64)> {
-    let (mut row, mut x) = (0, 0.0);
-    labels
+/// `text` broken at spaces into lines of at most `max` characters (a longer word stands on
+/// a line of its own).
+fn wrap(text: &str, max: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split_whitespace() {
+        match lines.last_mut() {
+            Some(l) if l.chars().count() + 1 + word.chars().count() <= max => {
+                l.push(' ');
+                l.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    lines
+}
+
+/// One legend entry placed: its first line's row (rows of [`LEGEND_ROW`] pixels), its x
+/// offset, and its label's lines.
+#[derive(Debug, Clone, PartialEq)]
+struct Placed {
+    row: usize,
+    x: f64,
+    lines: Vec<String>,
+}
+
+/// The legend's entries laid out left to right in rows at most `width` pixels wide; a label
+/// too long for one row is wrapped onto several, and the next row starts below its last
+/// line. Returns the entries and the number of rows.
+fn legend_layout(labels: &[String], width: f64) -> (Vec<Placed>, usize) {
+    let fixed = LEGEND_SAMPLE + 8.0 + 24.0;
+    let max_chars = (((width - fixed) / CHAR_WIDTH).floor() as usize).max(8);
+    let (mut row, mut x, mut height) = (0, 0.0, 1);
+    let placed = labels
         .iter()
         .map(|l| {
-            let w = LEGEND_SAMPLE + 8.0 + l.chars().count() as f64 * CHAR_WIDTH + 24.0;
+            let lines = wrap(l, max_chars);
+            let longest = lines.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+            let w = fixed + longest as f64 * CHAR_WIDTH;
             if x > 0.0 && x + w > width {
-                row += 1;
+                row += height;
                 x = 0.0;
+                height = 1;
             }
-            let at = (row, x);
+            height = height.max(lines.len());
+            let at = Placed { row, x, lines };
             x += w;
             at
         })
-        .collect()
+        .collect();
+    (placed, row + height)
 }
 
 /// SVG for a marker of `st` at pixel `(x, y)`.
@@ -550,12 +586,8 @@ pub fn line_chart(chart: &Chart<'_>) -> Result<Option<String>, String> {
     let with_legend = drawn.len() > 1;
     let legend_width = f64::from(FRAME.0) - 2.0 * 24.0;
     let labels = legend_labels(&drawn.iter().map(|(_, s)| *s).collect::<Vec<_>>());
-    let layout = legend_layout(&labels, legend_width);
-    let rows = if with_legend {
-        layout.last().map_or(0, |l| l.0 + 1) as u32
-    } else {
-        0
-    };
+    let (layout, rows) = legend_layout(&labels, legend_width);
+    let rows = if with_legend { rows as u32 } else { 0 };
     let height = FRAME.1 + if rows > 0 { rows * LEGEND_ROW + 12 } else { 0 };
 
     let mut svg = String::new();
@@ -590,9 +622,9 @@ pub fn line_chart(chart: &Chart<'_>) -> Result<Option<String>, String> {
             .map_err(|x| e(&x))?;
 
         let (px, py) = plot.plotting_area().get_pixel_range();
-        let _ = write!(
+        let _ = writeln!(
             data,
-            "<rect class=\"plot-area\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"none\"/>\n",
+            "<rect class=\"plot-area\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"none\"/>",
             px.start,
             py.start,
             px.end - px.start,
@@ -631,12 +663,21 @@ pub fn line_chart(chart: &Chart<'_>) -> Result<Option<String>, String> {
                 );
             }
         }
+        // Error bars of different series at one x are set 6 px apart, so none hides another.
+        let with_bars: Vec<usize> = drawn
+            .iter()
+            .filter(|(_, s)| (0..s.points.len()).any(|j| s.interval(j).is_some()))
+            .map(|(i, _)| *i)
+            .collect();
         for &(i, s) in &drawn {
             let st = style(i);
+            let rank = with_bars.iter().position(|b| *b == i).unwrap_or(0);
+            let dodge = (rank as f64 - (with_bars.len() as f64 - 1.0) / 2.0) * 6.0;
             for seg in segments(&s.points) {
                 for (j, (x, _)) in &seg {
                     if let Some((lo, hi)) = s.interval(*j) {
                         let (a, top) = at(*x, hi);
+                        let a = a + dodge;
                         let (_, bottom) = at(*x, lo);
                         let _ = writeln!(
                             data,
@@ -665,20 +706,32 @@ pub fn line_chart(chart: &Chart<'_>) -> Result<Option<String>, String> {
         if with_legend {
             let top = f64::from(FRAME.1) + 4.0;
             data.push_str("<g class=\"legend\">\n");
-            for ((&(i, _), label), (row, dx)) in drawn.iter().zip(&labels).zip(&layout) {
+            for (&(i, _), placed) in drawn.iter().zip(&layout) {
                 let st = style(i);
-                let x = 24.0 + dx;
-                let y = top + (*row as f64 + 0.5) * f64::from(LEGEND_ROW);
+                let x = 24.0 + placed.x;
+                let y = top + (placed.row as f64 + 0.5) * f64::from(LEGEND_ROW);
+                let tx = x + LEGEND_SAMPLE + 8.0;
+                let text: String = if let [line] = placed.lines.as_slice() {
+                    escape(line)
+                } else {
+                    placed
+                        .lines
+                        .iter()
+                        .enumerate()
+                        .map(|(n, l)| {
+                            let dy = if n == 0 { 0 } else { LEGEND_ROW };
+                            format!("<tspan x=\"{tx}\" dy=\"{dy}\">{}</tspan>", escape(l))
+                        })
+                        .collect()
+                };
                 let _ = writeln!(
                     data,
-                    "<line x1=\"{x}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"{}\" stroke-width=\"2\"{}/>{}<text x=\"{}\" y=\"{}\" font-family=\"sans-serif\" font-size=\"{LEGEND_FONT}\" fill=\"#000000\">{}</text>",
+                    "<line x1=\"{x}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"{}\" stroke-width=\"2\"{}/>{}<text x=\"{tx}\" y=\"{}\" font-family=\"sans-serif\" font-size=\"{LEGEND_FONT}\" fill=\"#000000\">{text}</text>",
                     x + LEGEND_SAMPLE,
                     st.color,
                     dash_attr(st),
                     marker_svg(st, x + LEGEND_SAMPLE / 2.0, y),
-                    x + LEGEND_SAMPLE + 8.0,
                     y + LEGEND_FONT * 0.35,
-                    escape(label)
                 );
             }
             data.push_str("</g>\n");

@@ -4,10 +4,10 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::read::{read_run, value_text, Run, RunMetrics, HEADER_KEYS};
-use super::tables::{format_value, render_strategy, render_table, TABLES};
 use super::plots::{self, Chart, XAxis, YAxis};
+use super::read::{read_run, value_text, Run, RunMetrics, HEADER_KEYS};
 use super::steps::{read_step_logs, step_series, STEP_PLOTS};
+use super::tables::{format_value, render_strategy, render_table, TABLES};
 use super::{io_err, write_file, ReportError};
 use crate::metrics::Metric;
 use crate::run_dir::RunDir;
@@ -256,7 +256,10 @@ fn render_report(run: &Run, drawn: &Drawn) -> String {
 /// file from an earlier render is removed).
 pub fn write_report(run_dir: &Path) -> Result<PathBuf, ReportError> {
     let run = read_run(run_dir)?;
-    let logs = read_step_logs(&run.dir, run.metrics.iterations.iter().map(|m| m.iteration()))?;
+    let logs = read_step_logs(
+        &run.dir,
+        run.metrics.iterations.iter().map(|m| m.iteration()),
+    )?;
     let plot_dir = run.dir.plots();
     let mut drawn = Drawn::default();
     for spec in &PLOTS {

@@ -130,7 +130,10 @@ fn plots_are_svg_with_one_point_per_recorded_iteration() {
     assert_eq!(polyline_points(&svg(&dir, "grad_norm.svg")), vec![1]);
     // Chosen and rejected: two series of two points, with a legend; the gap on its own.
     assert_eq!(polyline_points(&svg(&dir, "scores.svg")), vec![2; 2]);
-    assert_eq!(legend_texts(&svg(&dir, "scores.svg")), ["chosen", "rejected"]);
+    assert_eq!(
+        legend_texts(&svg(&dir, "scores.svg")),
+        ["chosen", "rejected"]
+    );
     assert_eq!(polyline_points(&svg(&dir, "score_gap.svg")), vec![2]);
     assert!(has_text(&svg(&dir, "score_gap.svg"), "judge points (0–5)"));
 }
@@ -185,7 +188,10 @@ fn missing_metrics_are_dashes_and_their_plots_are_skipped() {
     assert!(!plots.join("eval_score.svg").exists(), "stale plot removed");
     assert_eq!(polyline_points(&svg(&dir, "score_gap.svg")), vec![1]);
     assert!(md.contains("Judge scores of chosen and rejected; "), "{md}");
-    assert!(md.contains("DPO loss per optimizer step"), "no step log: {md}");
+    assert!(
+        md.contains("DPO loss per optimizer step"),
+        "no step log: {md}"
+    );
 }
 
 #[test]
@@ -359,7 +365,11 @@ fn marker_xs(svg: &str, i: usize) -> Vec<f64> {
         .nth(1)
         .unwrap();
     let g = &g[..g.find("</g>").unwrap()];
-    let (key, shift) = if i == 0 { (" cx=\"", 0.0) } else { (" x=\"", 5.5) };
+    let (key, shift) = if i == 0 {
+        (" cx=\"", 0.0)
+    } else {
+        (" x=\"", 5.5)
+    };
     g.split(key)
         .skip(1)
         .map(|s| s[..s.find('"').unwrap()].parse::<f64>().unwrap() + shift)
@@ -391,8 +401,14 @@ fn per_step_dpo_curves_come_from_each_iterations_log() {
     assert!(md.contains("### DPO per optimizer step"), "{md}");
     for (file, title) in [
         ("dpo_step_loss.svg", "DPO loss per optimizer step"),
-        ("dpo_step_margins.svg", "DPO rewards/margins per optimizer step"),
-        ("dpo_step_accuracies.svg", "DPO rewards/accuracies per optimizer step"),
+        (
+            "dpo_step_margins.svg",
+            "DPO rewards/margins per optimizer step",
+        ),
+        (
+            "dpo_step_accuracies.svg",
+            "DPO rewards/accuracies per optimizer step",
+        ),
     ] {
         assert!(md.contains(&format!("![{title}](plots/{file})")), "{md}");
         let s = svg(&dir, file);
@@ -429,11 +445,17 @@ fn a_bad_step_log_line_names_file_line_and_key() {
     let path = RunDir::new(&dir).iteration(2).dpo_log();
     assert_eq!(
         e,
-        format!("{}:2: `loss` must be a number, got \"high\"", path.display())
+        format!(
+            "{}:2: `loss` must be a number, got \"high\"",
+            path.display()
+        )
     );
     write_log(&dir, 2, &["[1]"]);
     let e = write_report(&dir).unwrap_err().to_string();
-    assert!(e.ends_with("dpo_log.jsonl:1: expected a JSON object"), "{e}");
+    assert!(
+        e.ends_with("dpo_log.jsonl:1: expected a JSON object"),
+        "{e}"
+    );
 }
 
 /// The y tick labels (plotters writes them right-aligned).
@@ -482,18 +504,43 @@ fn edge_cases_draw_readable_plots() {
             let mut sorted = ticks.clone();
             sorted.sort();
             sorted.dedup();
-            assert!(ticks.len() >= 2 && sorted.len() == ticks.len(), "{name}/{}: {ticks:?}", p.file);
+            assert!(
+                ticks.len() >= 2 && sorted.len() == ticks.len(),
+                "{name}/{}: {ticks:?}",
+                p.file
+            );
             if p.y == plots::YAxis::Fraction {
-                assert_eq!(ticks.first().map(String::as_str), Some("0.0"), "{name}/{}", p.file);
-                assert_eq!(ticks.last().map(String::as_str), Some("1.0"), "{name}/{}", p.file);
+                assert_eq!(
+                    ticks.first().map(String::as_str),
+                    Some("0.0"),
+                    "{name}/{}",
+                    p.file
+                );
+                assert_eq!(
+                    ticks.last().map(String::as_str),
+                    Some("1.0"),
+                    "{name}/{}",
+                    p.file
+                );
             }
-            assert!(!ticks.iter().any(|t| t.starts_with('-')) || p.file == "dpo_margins.svg",
-                "{name}/{}: {ticks:?}", p.file);
+            assert!(
+                !ticks.iter().any(|t| t.starts_with('-')) || p.file == "dpo_margins.svg",
+                "{name}/{}: {ticks:?}",
+                p.file
+            );
             let legend = legend_texts(&s);
             if !legend.is_empty() {
                 let (_, _, _, bottom) = plot_area(&s);
                 let g = s.split("<g class=\"legend\">").nth(1).unwrap();
-                let first_y: f64 = g.split(" y1=\"").nth(1).unwrap().split('"').next().unwrap().parse().unwrap();
+                let first_y: f64 = g
+                    .split(" y1=\"")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
                 assert!(first_y > bottom + 40.0, "{name}/{}", p.file);
             }
         }
@@ -501,7 +548,10 @@ fn edge_cases_draw_readable_plots() {
     let plots = |name: &str, file: &str| svg(&base.join(name), file);
     // Rejected at 0 no longer hides anything: chosen and rejected on one plot, the gap on its
     // own.
-    assert_eq!(legend_texts(&plots("zero", "scores.svg")), ["chosen", "rejected"]);
+    assert_eq!(
+        legend_texts(&plots("zero", "scores.svg")),
+        ["chosen", "rejected"]
+    );
     assert_eq!(polyline_points(&plots("zero", "score_gap.svg")), [2]);
     // Chosen = rejected: the legend says the second lies on the first.
     assert_eq!(
@@ -516,10 +566,16 @@ fn edge_cases_draw_readable_plots() {
     // All-zero hacking rates: both series, on [0, 1], the second said to coincide.
     assert_eq!(
         legend_texts(&plots("zero", "hacking.svg")),
-        ["all samples", "chosen responses (same values as all samples)"]
+        [
+            "all samples",
+            "chosen responses (same values as all samples)"
+        ]
     );
     // A NaN grad_norm alone: nothing to draw.
-    assert!(!RunDir::new(base.join("single")).plots().join("grad_norm.svg").exists());
+    assert!(!RunDir::new(base.join("single"))
+        .plots()
+        .join("grad_norm.svg")
+        .exists());
     // Flat margins at 0: a unit span around 0.
     assert_eq!(
         y_tick_texts(&plots("flat", "dpo_margins.svg")),

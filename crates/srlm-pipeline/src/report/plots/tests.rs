@@ -16,13 +16,19 @@ pub(crate) fn polyline_points(svg: &str) -> Vec<usize> {
         .collect()
 }
 
-/// The text of every `<text>` element (plotters writes its text on its own line).
+/// The text of every `<text>` element (plotters writes its text on its own line; a wrapped
+/// legend label's lines, in `<tspan>`s, are joined by a space).
 pub(crate) fn texts(svg: &str) -> Vec<String> {
     svg.split("<text")
         .skip(1)
         .map(|t| {
             let body = &t[t.find('>').unwrap() + 1..];
-            body[..body.find("</text>").unwrap()].trim().to_string()
+            let body = &body[..body.find("</text>").unwrap()];
+            body.split('<')
+                .map(|piece| piece.find('>').map_or(piece, |k| &piece[k + 1..]).trim())
+                .filter(|piece| !piece.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
         })
         .collect()
 }
@@ -125,7 +131,7 @@ fn tick_labels_are_distinct_for_tiny_ranges() {
         (0.8095, 0.8112),
         (0.0, 1e-6),
         (-3.2, 7.9),
-        (0.69, 0.6931),
+        (0.69, 0.6925),
         (1234.5, 1234.50001),
         (-1e-3, 0.0),
         (0.0, 5.0),
@@ -153,7 +159,10 @@ fn a_tiny_change_gets_a_minimum_span() {
     );
     // A change larger than 10 % of the values still fills the axis (6 % padding each side).
     let a = y_axis(2.0, 4.0, YAxis::JUDGE_POINTS);
-    assert!((a.lo - 1.88).abs() < 1e-9 && (a.hi - 4.12).abs() < 1e-9, "{a:?}");
+    assert!(
+        (a.lo - 1.88).abs() < 1e-9 && (a.hi - 4.12).abs() < 1e-9,
+        "{a:?}"
+    );
     // Flat zero: span 1, shifted into the domain.
     let a = y_axis(0.0, 0.0, YAxis::JUDGE_POINTS);
     assert_eq!(a.labels(), ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"]);
@@ -168,8 +177,15 @@ fn a_tiny_change_gets_a_minimum_span() {
 fn fractions_are_on_zero_one() {
     for (lo, hi) in [(0.0, 0.0), (0.05, 0.05), (0.5, 1.0), (1.0, 1.0)] {
         let a = y_axis(lo, hi, YAxis::Fraction);
-        assert_eq!(a.labels(), ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"], "{lo}..{hi}");
-        assert!(a.lo > -0.05 && a.lo < 0.0 && a.hi > 1.0 && a.hi < 1.05, "{a:?}");
+        assert_eq!(
+            a.labels(),
+            ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"],
+            "{lo}..{hi}"
+        );
+        assert!(
+            a.lo > -0.05 && a.lo < 0.0 && a.hi > 1.0 && a.hi < 1.05,
+            "{a:?}"
+        );
     }
     // A value outside [0, 1] (a broken metric) is still shown.
     let a = y_axis(0.0, 1.5, YAxis::Fraction);
@@ -212,7 +228,10 @@ fn segments_break_at_non_finite_values() {
     ];
     assert_eq!(
         segments(&pts),
-        vec![vec![(0, (1.0, 1.0))], vec![(2, (3.0, 3.0)), (3, (4.0, 4.0))]]
+        vec![
+            vec![(0, (1.0, 1.0))],
+            vec![(2, (3.0, 3.0)), (3, (4.0, 4.0))]
+        ]
     );
 }
 
@@ -230,20 +249,18 @@ fn one_series_is_one_polyline_with_a_marker_per_point_and_no_legend() {
 #[test]
 fn several_series_are_styled_apart_and_get_a_legend_below_the_plot() {
     let svg = draw(
-        &[s("a", &[1.0, 2.0]), s("b", &[2.0, f64::NAN, 1.0]), s("c", &[0.0, 0.5])],
+        &[
+            s("a", &[1.0, 2.0]),
+            s("b", &[2.0, f64::NAN, 1.0]),
+            s("c", &[0.0, 0.5]),
+        ],
         YAxis::FREE,
     );
     // a: one 2-point line; b: two 1-point segments; c: one 2-point line.
     assert_eq!(polyline_points(&svg), [2, 1, 1, 2]);
     assert_eq!(legend_texts(&svg), ["a", "b", "c"]);
-    assert!(svg.contains(&format!(
-        "stroke-dasharray=\"{}\" points=",
-        DASHES[1]
-    )));
-    assert!(svg.contains(&format!(
-        "stroke-dasharray=\"{}\" points=",
-        DASHES[2]
-    )));
+    assert!(svg.contains(&format!("stroke-dasharray=\"{}\" points=", DASHES[1])));
+    assert!(svg.contains(&format!("stroke-dasharray=\"{}\" points=", DASHES[2])));
     // Every coordinate of the legend lies below the plotting area and the x axis labels.
     let (left, _, right, bottom) = plot_area(&svg);
     let legend = svg.split("<g class=\"legend\">").nth(1).unwrap();
@@ -267,14 +284,18 @@ fn several_series_are_styled_apart_and_get_a_legend_below_the_plot() {
 #[test]
 fn coinciding_series_stay_visible_and_say_so() {
     // Two copies of one run compared; the second is drawn on top of the first.
-    let svg = draw(&[s("run", &[0.8, 0.7]), s("run #2", &[0.8, 0.7])], YAxis::FREE);
-    assert_eq!(
-        legend_texts(&svg),
-        ["run", "run #2 (same values as run)"]
+    let svg = draw(
+        &[s("run", &[0.8, 0.7]), s("run #2", &[0.8, 0.7])],
+        YAxis::FREE,
     );
+    assert_eq!(legend_texts(&svg), ["run", "run #2 (same values as run)"]);
     // Series 0: filled dots; series 1: hollow squares larger than the dots, solid vs dashed.
     assert_eq!(svg.matches("r=\"3.5\"").count(), 3, "two points + legend");
-    assert_eq!(svg.matches("width=\"11\"").count(), 3, "two points + legend");
+    assert_eq!(
+        svg.matches("width=\"11\"").count(),
+        3,
+        "two points + legend"
+    );
     assert_eq!(style(1).marker, Marker::Square);
 }
 
@@ -293,6 +314,22 @@ fn error_bars_are_drawn_where_intervals_are_given() {
     let a = y_axis(0.5, 5.0, YAxis::FREE);
     assert!(has_text(&svg, &a.labels()[a.labels().len() - 1]));
     assert!(a.hi >= 5.0);
+    // Two series with bars at one x: the bars stand apart.
+    let two = [
+        s("a", &[1.0]).with_intervals(vec![Some((0.0, 2.0))]),
+        s("b", &[1.0]).with_intervals(vec![Some((0.0, 2.0))]),
+    ];
+    let svg = draw(&two, YAxis::FREE);
+    let xs: Vec<f64> = svg
+        .split("class=\"error-bar\" data-series=\"")
+        .skip(1)
+        .map(|b| {
+            let d = b.split("d=\"M").nth(1).unwrap();
+            d[..d.find(' ').unwrap()].parse().unwrap()
+        })
+        .collect();
+    assert_eq!(xs.len(), 2);
+    assert!((xs[0] - xs[1]).abs() >= 6.0, "{xs:?}");
     let bad = [s("a", &[1.0, 2.0]).with_intervals(vec![None])];
     assert_eq!(
         line_chart(&chart(&bad, YAxis::FREE)).unwrap_err(),
@@ -311,7 +348,10 @@ fn tick_labels_in_the_svg_are_distinct() {
     for l in ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"] {
         assert!(has_text(&svg, l), "{l}");
     }
-    assert!(!texts(&svg).iter().any(|t| t.starts_with('-')), "no negative fraction");
+    assert!(
+        !texts(&svg).iter().any(|t| t.starts_with('-')),
+        "no negative fraction"
+    );
 }
 
 #[test]
@@ -330,13 +370,20 @@ fn boundaries_are_dashed_vertical_lines_inside_the_plot() {
     })
     .unwrap()
     .unwrap();
-    assert_eq!(svg.matches("class=\"boundary\"").count(), 1, "99 is off the axis");
+    assert_eq!(
+        svg.matches("class=\"boundary\"").count(),
+        1,
+        "99 is off the axis"
+    );
     assert!(has_text(&svg, XAxis::Step.label()));
 }
 
 #[test]
 fn nothing_finite_draws_nothing() {
-    assert_eq!(line_chart(&chart(&[s("a", &[f64::NAN])], YAxis::FREE)).unwrap(), None);
+    assert_eq!(
+        line_chart(&chart(&[s("a", &[f64::NAN])], YAxis::FREE)).unwrap(),
+        None
+    );
     assert_eq!(line_chart(&chart(&[], YAxis::FREE)).unwrap(), None);
 }
 
@@ -351,4 +398,29 @@ fn a_single_point_still_gets_a_range() {
 fn labels_are_escaped() {
     let svg = draw(&[s("a<b", &[1.0]), s("c&d", &[2.0])], YAxis::FREE);
     assert_eq!(legend_texts(&svg), ["a&lt;b", "c&amp;d"]);
+}
+
+#[test]
+fn long_legend_labels_wrap_inside_the_picture() {
+    assert_eq!(wrap("a bb ccc dddd", 6), ["a bb", "ccc", "dddd"]);
+    let long =
+        "run (temporal; anchored_rejection=true, future_guided_chosen=false) #2 (same values \
+                as run (temporal; anchored_rejection=true, future_guided_chosen=false))";
+    let labels = ["short".to_string(), long.to_string(), "next".to_string()];
+    let (placed, rows) = legend_layout(&labels, 712.0);
+    assert_eq!(placed[0].row, 0);
+    assert_eq!(placed[1].row, 1, "too long to share the first row");
+    let n = placed[1].lines.len();
+    assert!(n >= 2, "{placed:?}");
+    assert_eq!(placed[1].lines.join(" "), long);
+    assert_eq!(placed[2].row, 1 + n, "below the wrapped label's last line");
+    assert_eq!(rows, 2 + n);
+    for p in &placed {
+        let longest = p.lines.iter().map(|l| l.chars().count()).max().unwrap();
+        let right = 24.0 + p.x + LEGEND_SAMPLE + 8.0 + longest as f64 * CHAR_WIDTH;
+        assert!(right <= f64::from(FRAME.0), "{p:?} ends at {right}");
+    }
+    let svg = draw(&[s("short", &[1.0]), s(long, &[2.0])], YAxis::FREE);
+    assert_eq!(legend_texts(&svg), ["short", &escape(long)]);
+    assert!(svg.matches("<tspan").count() >= 2);
 }
