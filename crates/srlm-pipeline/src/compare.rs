@@ -19,6 +19,7 @@ use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use crate::metrics::Metric;
+use crate::report::plots::{Chart, XAxis, YAxis};
 use crate::report::{
     format_value, plots, points, read_run, run_name, write_file, write_plot, ReportError, Run,
 };
@@ -364,42 +365,48 @@ pub fn load_comparison(run_dirs: &[PathBuf]) -> Result<(Vec<Run>, ComparisonTabl
     Ok((runs, table))
 }
 
-/// The combined plots: file under `plots/`, title, y label, metric.
-const PLOTS: [(&str, &str, &str, Metric); 6] = [
+/// The combined plots: file under `plots/`, title, y label, how the y range is chosen, metric.
+const PLOTS: [(&str, &str, &str, YAxis, Metric); 6] = [
     (
         "compare_eval_score.svg",
         "Held-out score per iteration (0 = M0)",
         "judge points (0–5)",
+        YAxis::JUDGE_POINTS,
         Metric::EvalScore,
     ),
     (
         "compare_score_gap.svg",
         "Chosen − rejected judge-score gap",
         "judge points (0–5)",
+        YAxis::JUDGE_POINTS,
         Metric::ScoreGap,
     ),
     (
         "compare_hidden_cosine.svg",
         "Cosine of chosen vs rejected hidden states",
         "cosine similarity",
+        YAxis::COSINE,
         Metric::HiddenCosine,
     ),
     (
         "compare_pairs_per_prompt.svg",
         "Pairs kept per prompt",
         "pairs / prompt",
+        YAxis::NON_NEGATIVE,
         Metric::PairsPerPrompt,
     ),
     (
         "compare_grad_norm.svg",
-        "DPO gradient norm",
+        "DPO gradient norm (mean over each iteration's steps)",
         "grad_norm",
+        YAxis::NON_NEGATIVE,
         Metric::DpoGradNorm,
     ),
     (
         "compare_dpo_margins.svg",
-        "DPO rewards/margins",
+        "DPO rewards/margins (mean over each iteration's steps)",
         "margin (nats, beta-scaled)",
+        YAxis::FREE,
         Metric::DpoRewardsMargins,
     ),
 ];
@@ -456,17 +463,22 @@ fn render(runs: &[Run], table: &ComparisonTable, drawn: &[(&str, &str)]) -> Stri
 pub fn compare_runs(run_dirs: &[PathBuf], out_dir: &Path) -> Result<ComparisonTable, ReportError> {
     let (runs, table) = load_comparison(run_dirs)?;
     let mut drawn = Vec::new();
-    for (file, title, y_label, metric) in PLOTS {
+    for (file, title, y_label, y, metric) in PLOTS {
         let series: Vec<plots::Series> = table
             .runs
             .iter()
             .zip(&runs)
-            .map(|(label, r)| plots::Series {
-                label: label.clone(),
-                points: points(&r.metrics, metric),
-            })
+            .map(|(label, r)| plots::Series::new(label.clone(), points(&r.metrics, metric)))
             .collect();
-        if write_plot(&out_dir.join("plots").join(file), title, y_label, &series)? {
+        let chart = Chart {
+            title,
+            x: XAxis::Iteration,
+            y_label,
+            y,
+            series: &series,
+            boundaries: &[],
+        };
+        if write_plot(&out_dir.join("plots").join(file), &chart)? {
             drawn.push((file, title));
         }
     }
@@ -479,7 +491,7 @@ pub fn compare_runs(run_dirs: &[PathBuf], out_dir: &Path) -> Result<ComparisonTa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::plots::tests::{has_text, polyline_points};
+    use crate::report::plots::tests::{has_text, legend_texts, polyline_points};
     use crate::report::tests::{
         fresh_dir, write_run, IFEVAL_METRICS, TEMPORAL_CONFIG, TEMPORAL_METRICS,
     };
@@ -627,15 +639,40 @@ mod tests {
         );
         let svg = std::fs::read_to_string(out.join("plots/compare_eval_score.svg")).unwrap();
         assert!(svg.starts_with("<svg"));
-        // SR: M0..M3 (4 points), TSR: M0..M2 (3 points), then two legend entries.
-        let mut pts = polyline_points(&svg);
-        pts.sort_unstable();
-        assert_eq!(pts, [2, 2, 3, 4]);
-        assert!(has_text(&svg, "self-rewarding") && has_text(&svg, "temporal"));
+        // SR: M0..M3 (4 points), TSR: M0..M2 (3 points), and a legend.
+        assert_eq!(polyline_points(&svg), [4, 3]);
+        assert_eq!(legend_texts(&svg), ["self-rewarding", "temporal"]);
         // Only temporal recorded margins: its line, and no legend.
         let svg = std::fs::read_to_string(out.join("plots/compare_dpo_margins.svg")).unwrap();
         assert_eq!(polyline_points(&svg), [2]);
         assert!(!has_text(&svg, "self-rewarding"));
+    }
+
+    /// Two copies of one run: the second line lies on the first; both stay visible (other
+    /// dash and marker) and the legend says they coincide.
+    #[test]
+    fn copies_of_one_run_are_told_apart() {
+        let base = fresh_dir("copies");
+        let a = write_run(&base.join("x"), "run", SR_CONFIG, &SR_METRICS);
+        let b = write_run(&base.join("y"), "run", SR_CONFIG, &SR_METRICS);
+        compare_runs(&[a, b], &base).unwrap();
+        for (file, _, _, _, _) in PLOTS {
+            let path = base.join("plots").join(file);
+            if !path.exists() {
+                continue;
+            }
+            let svg = std::fs::read_to_string(path).unwrap();
+            assert_eq!(
+                legend_texts(&svg),
+                [
+                    "run (self-rewarding; (defaults))",
+                    "run (self-rewarding; (defaults)) #2 (same values as run \
+                     (self-rewarding; (defaults)))"
+                ],
+                "{file}"
+            );
+            assert!(svg.contains("stroke-dasharray"), "{file}");
+        }
     }
 
     #[test]

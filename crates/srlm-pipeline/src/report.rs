@@ -19,11 +19,13 @@
 //! rates and accuracies are fractions in [0, 1]; tokens are counts; wall time is seconds.
 //!
 //! Files: the reader (`report/read.rs`), the tables (`report/tables.rs`), the
-//! markdown and plots (`report/render.rs`, `report/plots.rs`).
+//! markdown and plots (`report/render.rs`, `report/plots.rs`), the per-step DPO curves from
+//! each iteration's `dpo_log.jsonl` (`report/steps.rs`).
 
 pub(crate) mod plots;
 mod read;
 mod render;
+mod steps;
 mod tables;
 
 use std::path::{Path, PathBuf};
@@ -51,6 +53,16 @@ pub enum ReportError {
     #[error("{}:{line}: {message}", path.display())]
     Metrics {
         /// The metrics file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+    /// A line of an iteration's `dpo_log.jsonl` is not a step record.
+    #[error("{}:{line}: {message}", path.display())]
+    DpoLog {
+        /// The step log.
         path: PathBuf,
         /// 1-based line number.
         line: usize,

@@ -4,84 +4,109 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use super::plots::{self, Chart, XAxis, YAxis};
 use super::read::{read_run, value_text, Run, RunMetrics, HEADER_KEYS};
+use super::steps::{read_step_logs, step_series, STEP_PLOTS};
 use super::tables::{format_value, render_strategy, render_table, TABLES};
-use super::{io_err, plots, write_file, ReportError};
+use super::{io_err, write_file, ReportError};
 use crate::metrics::Metric;
 use crate::run_dir::RunDir;
 
-/// One plot of the report: file name under `plots/`, title, y axis label, `(metric, legend)`.
+/// One plot of the report: file name under `plots/`, title, y axis label, how the y range is
+/// chosen, `(metric, legend)`.
 pub(crate) struct PlotSpec {
     pub(crate) file: &'static str,
     pub(crate) title: &'static str,
     pub(crate) y_label: &'static str,
+    pub(crate) y: YAxis,
     pub(crate) series: &'static [(Metric, &'static str)],
 }
 
-pub(crate) const PLOTS: [PlotSpec; 8] = [
+/// The per-iteration plots. The score gap has its own plot: with rejected scores at 0 it
+/// equals the chosen score and would lie on top of that line.
+pub(crate) const PLOTS: [PlotSpec; 10] = [
     PlotSpec {
         file: "scores.svg",
-        title: "Judge scores of chosen and rejected, and their gap",
+        title: "Judge scores of chosen and rejected",
         y_label: "judge points (0–5)",
+        y: YAxis::JUDGE_POINTS,
         series: &[
             (Metric::ChosenScore, "chosen"),
             (Metric::RejectedScore, "rejected"),
-            (Metric::ScoreGap, "gap"),
         ],
+    },
+    PlotSpec {
+        file: "score_gap.svg",
+        title: "Judge-score gap, chosen − rejected",
+        y_label: "judge points (0–5)",
+        y: YAxis::JUDGE_POINTS,
+        series: &[(Metric::ScoreGap, "gap")],
     },
     PlotSpec {
         file: "hidden_cosine.svg",
         title: "Cosine of chosen vs rejected last-layer hidden states",
         y_label: "cosine similarity",
+        y: YAxis::COSINE,
         series: &[(Metric::HiddenCosine, "cosine")],
     },
     PlotSpec {
         file: "dpo_margins.svg",
-        title: "DPO rewards/margins",
+        title: "DPO rewards/margins (mean over the iteration's steps)",
         y_label: "margin (nats, beta-scaled)",
+        y: YAxis::FREE,
         series: &[(Metric::DpoRewardsMargins, "rewards/margins")],
     },
     PlotSpec {
         file: "dpo_accuracies.svg",
-        title: "DPO rewards/accuracies",
+        title: "DPO rewards/accuracies (mean over the iteration's steps)",
         y_label: "fraction of pairs",
+        y: YAxis::Fraction,
         series: &[(Metric::DpoRewardsAccuracies, "rewards/accuracies")],
     },
     PlotSpec {
         file: "grad_norm.svg",
-        title: "DPO gradient norm",
+        title: "DPO gradient norm (mean over the iteration's steps)",
         y_label: "grad_norm",
+        y: YAxis::NON_NEGATIVE,
         series: &[(Metric::DpoGradNorm, "grad_norm")],
     },
     PlotSpec {
         file: "pairs_per_prompt.svg",
         title: "Pairs kept per prompt",
         y_label: "pairs / prompt",
+        y: YAxis::NON_NEGATIVE,
         series: &[(Metric::PairsPerPrompt, "pairs / prompt")],
     },
     PlotSpec {
         file: "judge_parse_failure_rate.svg",
         title: "Judge parse-failure rate",
         y_label: "fraction of judgments",
+        y: YAxis::Fraction,
         series: &[(Metric::JudgeParseFailureRate, "parse failures")],
+    },
+    PlotSpec {
+        file: "hacking.svg",
+        title: "Reward-hacking diagnostic: responses speaking to the grader",
+        y_label: "fraction of responses",
+        y: YAxis::Fraction,
+        series: &[
+            (Metric::HackingSamples, "all samples"),
+            (Metric::HackingChosen, "chosen responses"),
+        ],
     },
     PlotSpec {
         file: "eval_score.svg",
         title: "Held-out evaluation score (iteration 0 = M0)",
         y_label: "judge points (0–5)",
+        y: YAxis::JUDGE_POINTS,
         series: &[(Metric::EvalScore, "held-out score")],
     },
 ];
 
-/// Draws `series` to `path` atomically; returns `false` (and removes a stale file) when there
+/// Draws `chart` to `path` atomically; returns `false` (and removes a stale file) when there
 /// is nothing finite to draw.
-pub(crate) fn write_plot(
-    path: &Path,
-    title: &str,
-    y_label: &str,
-    series: &[plots::Series],
-) -> Result<bool, ReportError> {
-    let svg = plots::line_chart(title, y_label, series).map_err(|message| ReportError::Plot {
+pub(crate) fn write_plot(path: &Path, chart: &Chart<'_>) -> Result<bool, ReportError> {
+    let svg = plots::line_chart(chart).map_err(|message| ReportError::Plot {
         path: path.to_path_buf(),
         message,
     })?;
@@ -135,15 +160,24 @@ pub(crate) fn run_name(dir: &RunDir) -> String {
         .unwrap_or_else(|| dir.root().display().to_string())
 }
 
-/// Renders `report.md` for `run`. `drawn` lists the plots (under `plots/`) that exist.
-fn render_report(run: &Run, drawn: &[&PlotSpec], skipped: &[&PlotSpec]) -> String {
+/// The plots of a report: `(file, title)` of those drawn, per iteration and per DPO step, and
+/// the titles of those skipped.
+#[derive(Default)]
+struct Drawn {
+    per_iteration: Vec<(&'static str, &'static str)>,
+    per_step: Vec<(&'static str, &'static str)>,
+    skipped: Vec<&'static str>,
+}
+
+/// Renders `report.md` for `run` with the plots `drawn` (under `plots/`).
+fn render_report(run: &Run, drawn: &Drawn) -> String {
     let cfg = &run.config;
     let mut out = String::new();
     let _ = writeln!(out, "# srlm run report: {}\n", run_name(&run.dir));
     let _ = writeln!(
         out,
-        "Generated by `srlm report {}` from `config.json` and `metrics.jsonl`; re-render with \
-         the same command.\n",
+        "Generated by `srlm report {}` from `config.json`, `metrics.jsonl` and each \
+         iteration's `dpo_log.jsonl`; re-render with the same command.\n",
         run.dir.root().display()
     );
     let _ = writeln!(out, "| setting | value |\n|---|---|");
@@ -206,46 +240,81 @@ fn render_report(run: &Run, drawn: &[&PlotSpec], skipped: &[&PlotSpec]) -> Strin
     render_strategy(&mut out, m);
 
     out.push_str("## Plots\n\n");
-    for p in drawn {
-        let _ = writeln!(out, "### {}\n\n![{}](plots/{})\n", p.title, p.title, p.file);
+    for (file, title) in &drawn.per_iteration {
+        let _ = writeln!(out, "### {title}\n\n![{title}](plots/{file})\n");
     }
-    if !skipped.is_empty() {
-        let names: Vec<&str> = skipped.iter().map(|p| p.title).collect();
+    if !drawn.per_step.is_empty() {
+        out.push_str(
+            "### DPO per optimizer step\n\nEach iteration's steps, one after the other (one \
+             line per iteration, dashed lines between iterations), from `iter_<i>/dpo_log.jsonl`. \
+             Temporary models keep only a summary (`temporary_<n>.json`) and have no curve.\n\n",
+        );
+    }
+    for (file, title) in &drawn.per_step {
+        let _ = writeln!(out, "![{title}](plots/{file})\n");
+    }
+    if !drawn.skipped.is_empty() {
         let _ = writeln!(
             out,
             "Not plotted (no finite values recorded): {}.\n",
-            names.join("; ")
+            drawn.skipped.join("; ")
         );
     }
     out.push_str(HOW_TO_READ);
     out
 }
 
-/// Reads the run folder's `config.json` and `metrics.jsonl`, writes the SVG plots under its
-/// `plots/` and its `report.md` (each atomically), and returns the report's path.
+/// Reads the run folder's `config.json`, `metrics.jsonl` and the iterations' `dpo_log.jsonl`,
+/// writes the SVG plots under its `plots/` and its `report.md` (each atomically), and returns
+/// the report's path.
 ///
 /// Metrics that were never recorded appear as `–` and their plot is skipped (a stale plot
 /// file from an earlier render is removed).
 pub fn write_report(run_dir: &Path) -> Result<PathBuf, ReportError> {
     let run = read_run(run_dir)?;
+    let logs = read_step_logs(
+        &run.dir,
+        run.metrics.iterations.iter().map(|m| m.iteration()),
+    )?;
     let plot_dir = run.dir.plots();
-    let (mut drawn, mut skipped) = (Vec::new(), Vec::new());
+    let mut drawn = Drawn::default();
     for spec in &PLOTS {
         let series: Vec<plots::Series> = spec
             .series
             .iter()
-            .map(|(metric, label)| plots::Series {
-                label: (*label).to_string(),
-                points: points(&run.metrics, *metric),
-            })
+            .map(|(metric, label)| plots::Series::new(*label, points(&run.metrics, *metric)))
             .collect();
-        if write_plot(&plot_dir.join(spec.file), spec.title, spec.y_label, &series)? {
-            drawn.push(spec);
+        let chart = Chart {
+            title: spec.title,
+            x: XAxis::Iteration,
+            y_label: spec.y_label,
+            y: spec.y,
+            series: &series,
+            boundaries: &[],
+        };
+        if write_plot(&plot_dir.join(spec.file), &chart)? {
+            drawn.per_iteration.push((spec.file, spec.title));
         } else {
-            skipped.push(spec);
+            drawn.skipped.push(spec.title);
+        }
+    }
+    for (k, spec) in STEP_PLOTS.iter().enumerate() {
+        let (series, boundaries) = step_series(&logs, k);
+        let chart = Chart {
+            title: spec.title,
+            x: XAxis::Step,
+            y_label: spec.y_label,
+            y: spec.y,
+            series: &series,
+            boundaries: &boundaries,
+        };
+        if write_plot(&plot_dir.join(spec.file), &chart)? {
+            drawn.per_step.push((spec.file, spec.title));
+        } else {
+            drawn.skipped.push(spec.title);
         }
     }
     let path = run.dir.report();
-    write_file(&path, render_report(&run, &drawn, &skipped).as_bytes())?;
+    write_file(&path, render_report(&run, &drawn).as_bytes())?;
     Ok(path)
 }

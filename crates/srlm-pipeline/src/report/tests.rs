@@ -39,7 +39,7 @@ pub(crate) const TEMPORAL_METRICS: [&str; 3] = [
     r#"{"iteration": 2, "prompts": 10, "pairs": 6, "pairs_per_prompt": 0.6, "score/chosen_mean": 4.0, "score/rejected_mean": 1.75, "score/gap": 2.25, "hidden_cosine": 0.875, "dpo/loss": 0.65, "dpo/rewards/chosen": null, "dpo/rewards/margins": 0.05, "dpo/rewards/accuracies": 0.75, "dpo/grad_norm": "NaN", "judge/parse_failure_rate": 0.05, "eval/score": 3.0, "eval/n": 20, "compute/tokens_sampled": 1100, "compute/tokens_judged": 2100, "compute/tokens_trained": 400, "compute/wall_seconds": 55.5, "strategy/future_upgrades": 2}"#,
 ];
 
-use plots::tests::{has_text, polyline_points};
+use plots::tests::{has_text, legend_texts, plot_area, polyline_points};
 
 fn svg(dir: &Path, file: &str) -> String {
     std::fs::read_to_string(RunDir::new(dir).plots().join(file))
@@ -97,7 +97,14 @@ fn report_holds_the_exact_table_rows() {
         2,
         "M0 rows: eval and compute (M0 has no pairs, no plugin keys)"
     );
-    assert!(!md.contains("Not plotted"), "{md}");
+    // The fixture records no hacking rates and has no DPO step logs.
+    assert!(
+        md.lines().any(|l| l
+            == "Not plotted (no finite values recorded): Reward-hacking diagnostic: responses \
+                speaking to the grader; DPO loss per optimizer step; DPO rewards/margins per \
+                optimizer step; DPO rewards/accuracies per optimizer step."),
+        "{md}"
+    );
 }
 
 #[test]
@@ -105,7 +112,8 @@ fn plots_are_svg_with_one_point_per_recorded_iteration() {
     let base = fresh_dir("plots");
     let dir = write_run(&base, "tsr", TEMPORAL_CONFIG, &TEMPORAL_METRICS);
     write_report(&dir).unwrap();
-    for p in &PLOTS {
+    assert!(!RunDir::new(&dir).plots().join("hacking.svg").exists());
+    for p in PLOTS.iter().filter(|p| p.file != "hacking.svg") {
         let s = svg(&dir, p.file);
         assert!(
             s.starts_with("<svg"),
@@ -120,9 +128,14 @@ fn plots_are_svg_with_one_point_per_recorded_iteration() {
     assert_eq!(polyline_points(&svg(&dir, "hidden_cosine.svg")), vec![2]);
     // grad_norm is NaN at iteration 2: the line stops at iteration 1.
     assert_eq!(polyline_points(&svg(&dir, "grad_norm.svg")), vec![1]);
-    // Three series of two points, plus three two-point legend entries.
-    assert_eq!(polyline_points(&svg(&dir, "scores.svg")), vec![2; 6]);
-    assert!(has_text(&svg(&dir, "scores.svg"), "gap"));
+    // Chosen and rejected: two series of two points, with a legend; the gap on its own.
+    assert_eq!(polyline_points(&svg(&dir, "scores.svg")), vec![2; 2]);
+    assert_eq!(
+        legend_texts(&svg(&dir, "scores.svg")),
+        ["chosen", "rejected"]
+    );
+    assert_eq!(polyline_points(&svg(&dir, "score_gap.svg")), vec![2]);
+    assert!(has_text(&svg(&dir, "score_gap.svg"), "judge points (0–5)"));
 }
 
 #[test]
@@ -168,12 +181,17 @@ fn missing_metrics_are_dashes_and_their_plots_are_skipped() {
         "{md}"
     );
     assert!(
-        md.contains("Held-out evaluation score (iteration 0 = M0)."),
+        md.contains("Held-out evaluation score (iteration 0 = M0); "),
         "{md}"
     );
     assert!(!md.contains("plots/eval_score.svg"));
     assert!(!plots.join("eval_score.svg").exists(), "stale plot removed");
-    assert_eq!(polyline_points(&svg(&dir, "scores.svg")), vec![1]);
+    assert_eq!(polyline_points(&svg(&dir, "score_gap.svg")), vec![1]);
+    assert!(md.contains("Judge scores of chosen and rejected; "), "{md}");
+    assert!(
+        md.contains("DPO loss per optimizer step"),
+        "no step log: {md}"
+    );
 }
 
 #[test]
@@ -366,4 +384,236 @@ fn ifeval_accuracies_join_the_held_out_table_only_when_recorded() {
     assert!(md
         .lines()
         .any(|l| l == "| iteration | held-out score (0–5) | held-out prompts | eval parse failures (fraction) |"));
+}
+
+/// Writes `iter_<i>/dpo_log.jsonl` with `lines`.
+fn write_log(dir: &Path, iteration: usize, lines: &[&str]) {
+    let path = RunDir::new(dir).iteration(iteration).dpo_log();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+/// The x pixel of each marker of series `i` (dots and squares: the first two series).
+fn marker_xs(svg: &str, i: usize) -> Vec<f64> {
+    let g = svg
+        .split(&format!("<g class=\"markers\" data-series=\"{i}\">"))
+        .nth(1)
+        .unwrap();
+    let g = &g[..g.find("</g>").unwrap()];
+    let (key, shift) = if i == 0 {
+        (" cx=\"", 0.0)
+    } else {
+        (" x=\"", 5.5)
+    };
+    g.split(key)
+        .skip(1)
+        .map(|s| s[..s.find('"').unwrap()].parse::<f64>().unwrap() + shift)
+        .collect()
+}
+
+#[test]
+fn per_step_dpo_curves_come_from_each_iterations_log() {
+    let base = fresh_dir("steps");
+    let dir = write_run(&base, "tsr", TEMPORAL_CONFIG, &TEMPORAL_METRICS);
+    write_log(
+        &dir,
+        1,
+        &[
+            r#"{"step": 1, "loss": 0.6931, "rewards/margins": 0.0, "rewards/accuracies": 0.0, "grad_norm": 30.5}"#,
+            r#"{"step": 2, "loss": 0.68, "rewards/margins": 0.02, "rewards/accuracies": 0.5}"#,
+            r#"{"step": 3, "loss": 0.60, "rewards/margins": 0.2, "rewards/accuracies": 1.0}"#,
+        ],
+    );
+    write_log(
+        &dir,
+        2,
+        &[
+            r#"{"step": 1, "loss": 0.69, "rewards/margins": 0.01, "rewards/accuracies": 0.5}"#,
+            r#"{"step": 2, "loss": NaN, "rewards/margins": "inf", "rewards/accuracies": 1.0}"#,
+        ],
+    );
+    let md = std::fs::read_to_string(write_report(&dir).unwrap()).unwrap();
+    assert!(md.contains("### DPO per optimizer step"), "{md}");
+    for (file, title) in [
+        ("dpo_step_loss.svg", "DPO loss per optimizer step"),
+        (
+            "dpo_step_margins.svg",
+            "DPO rewards/margins per optimizer step",
+        ),
+        (
+            "dpo_step_accuracies.svg",
+            "DPO rewards/accuracies per optimizer step",
+        ),
+    ] {
+        assert!(md.contains(&format!("![{title}](plots/{file})")), "{md}");
+        let s = svg(&dir, file);
+        assert_eq!(legend_texts(&s), ["iteration 1", "iteration 2"], "{file}");
+        assert_eq!(s.matches("class=\"boundary\"").count(), 1, "{file}");
+    }
+    // Loss: iteration 1's three steps, then iteration 2's first (its second is NaN).
+    let loss = svg(&dir, "dpo_step_loss.svg");
+    assert_eq!(polyline_points(&loss), [3, 1]);
+    // The boundary lies between step 3 (iteration 1) and step 4 (iteration 2's first).
+    let xs1 = marker_xs(&loss, 0);
+    let xs2 = marker_xs(&loss, 1);
+    assert_eq!((xs1.len(), xs2.len()), (3, 1));
+    let b = loss.split("class=\"boundary\" x1=\"").nth(1).unwrap();
+    let b: f64 = b[..b.find('"').unwrap()].parse().unwrap();
+    assert!(xs1[2] < b && b < xs2[0], "{xs1:?} {b} {xs2:?}");
+    // Accuracies: a fraction axis, 0 to 1.
+    let acc = svg(&dir, "dpo_step_accuracies.svg");
+    assert_eq!(polyline_points(&acc), [3, 2]);
+    assert_eq!(
+        y_tick_texts(&acc),
+        ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"]
+    );
+    // x ticks are whole steps.
+    assert!(has_text(&acc, "5") && !has_text(&acc, "2.5"));
+}
+
+#[test]
+fn a_bad_step_log_line_names_file_line_and_key() {
+    let base = fresh_dir("badlog");
+    let dir = write_run(&base, "tsr", TEMPORAL_CONFIG, &TEMPORAL_METRICS);
+    write_log(&dir, 2, &[r#"{"loss": 0.5}"#, r#"{"loss": "high"}"#]);
+    let e = write_report(&dir).unwrap_err().to_string();
+    let path = RunDir::new(&dir).iteration(2).dpo_log();
+    assert_eq!(
+        e,
+        format!(
+            "{}:2: `loss` must be a number, got \"high\"",
+            path.display()
+        )
+    );
+    write_log(&dir, 2, &["[1]"]);
+    let e = write_report(&dir).unwrap_err().to_string();
+    assert!(
+        e.ends_with("dpo_log.jsonl:1: expected a JSON object"),
+        "{e}"
+    );
+}
+
+/// The y tick labels (plotters writes them right-aligned).
+fn y_tick_texts(svg: &str) -> Vec<String> {
+    svg.split("<text")
+        .skip(1)
+        .filter(|t| t[..t.find('>').unwrap()].contains("text-anchor=\"end\""))
+        .map(|t| {
+            let body = &t[t.find('>').unwrap() + 1..];
+            body[..body.find("</text>").unwrap()].trim().to_string()
+        })
+        .collect()
+}
+
+/// The main job's first iterations: rejected scores all 0 (the gap equals the chosen score),
+/// a hidden cosine that moves by 0.004, no parse failures; then a single-iteration run and a
+/// flat one. Every plot: distinct y tick labels, the legend below the plot, fractions on
+/// [0, 1].
+#[test]
+fn edge_cases_draw_readable_plots() {
+    let base = fresh_dir("edges");
+    let zero_rejected = [
+        r#"{"iteration": 0, "eval/score": 1.0417, "eval/n": 24}"#,
+        r#"{"iteration": 1, "prompts": 16, "pairs": 9, "score/chosen_mean": 3.98, "score/rejected_mean": 0.0, "score/gap": 3.98, "hidden_cosine": 0.8114, "judge/parse_failure_rate": 0.0, "hacking/samples": 0.0, "hacking/chosen": 0.0, "dpo/rewards/accuracies": 0.8, "eval/score": 0.7292}"#,
+        r#"{"iteration": 2, "prompts": 16, "pairs": 10, "score/chosen_mean": 3.75, "score/rejected_mean": 0.0, "score/gap": 3.75, "hidden_cosine": 0.8071, "judge/parse_failure_rate": 0.0, "hacking/samples": 0.0, "hacking/chosen": 0.0, "dpo/rewards/accuracies": 0.85, "eval/score": 1.0417}"#,
+    ];
+    let single = [
+        r#"{"iteration": 1, "prompts": 4, "pairs": 2, "score/chosen_mean": 4.0, "score/rejected_mean": 4.0, "score/gap": 0.0, "hidden_cosine": 0.9, "judge/parse_failure_rate": 0.25, "dpo/grad_norm": "NaN"}"#,
+    ];
+    let flat = [
+        r#"{"iteration": 1, "prompts": 4, "pairs": 2, "score/gap": 1.0, "hidden_cosine": 0.5, "dpo/rewards/margins": 0.0}"#,
+        r#"{"iteration": 2, "prompts": 4, "pairs": 2, "score/gap": 1.0, "hidden_cosine": 0.5, "dpo/rewards/margins": 0.0}"#,
+    ];
+    for (name, lines) in [
+        ("zero", &zero_rejected[..]),
+        ("single", &single[..]),
+        ("flat", &flat[..]),
+    ] {
+        let dir = write_run(&base, name, TEMPORAL_CONFIG, lines);
+        write_report(&dir).unwrap();
+        for p in &PLOTS {
+            let Ok(s) = std::fs::read_to_string(RunDir::new(&dir).plots().join(p.file)) else {
+                continue;
+            };
+            let ticks = y_tick_texts(&s);
+            let mut sorted = ticks.clone();
+            sorted.sort();
+            sorted.dedup();
+            assert!(
+                ticks.len() >= 2 && sorted.len() == ticks.len(),
+                "{name}/{}: {ticks:?}",
+                p.file
+            );
+            if p.y == plots::YAxis::Fraction {
+                assert_eq!(
+                    ticks.first().map(String::as_str),
+                    Some("0.0"),
+                    "{name}/{}",
+                    p.file
+                );
+                assert_eq!(
+                    ticks.last().map(String::as_str),
+                    Some("1.0"),
+                    "{name}/{}",
+                    p.file
+                );
+            }
+            assert!(
+                !ticks.iter().any(|t| t.starts_with('-')) || p.file == "dpo_margins.svg",
+                "{name}/{}: {ticks:?}",
+                p.file
+            );
+            let legend = legend_texts(&s);
+            if !legend.is_empty() {
+                let (_, _, _, bottom) = plot_area(&s);
+                let g = s.split("<g class=\"legend\">").nth(1).unwrap();
+                let first_y: f64 = g
+                    .split(" y1=\"")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!(first_y > bottom + 40.0, "{name}/{}", p.file);
+            }
+        }
+    }
+    let plots = |name: &str, file: &str| svg(&base.join(name), file);
+    // Rejected at 0 no longer hides anything: chosen and rejected on one plot, the gap on its
+    // own.
+    assert_eq!(
+        legend_texts(&plots("zero", "scores.svg")),
+        ["chosen", "rejected"]
+    );
+    assert_eq!(polyline_points(&plots("zero", "score_gap.svg")), [2]);
+    // Chosen = rejected: the legend says the second lies on the first.
+    assert_eq!(
+        legend_texts(&plots("single", "scores.svg")),
+        ["chosen", "rejected (same values as chosen)"]
+    );
+    // The cosine's 0.004 change on an axis at least 0.08 high, two decimals.
+    assert_eq!(
+        y_tick_texts(&plots("zero", "hidden_cosine.svg")),
+        ["0.77", "0.78", "0.79", "0.80", "0.81", "0.82", "0.83", "0.84", "0.85"]
+    );
+    // All-zero hacking rates: both series, on [0, 1], the second said to coincide.
+    assert_eq!(
+        legend_texts(&plots("zero", "hacking.svg")),
+        [
+            "all samples",
+            "chosen responses (same values as all samples)"
+        ]
+    );
+    // A NaN grad_norm alone: nothing to draw.
+    assert!(!RunDir::new(base.join("single"))
+        .plots()
+        .join("grad_norm.svg")
+        .exists());
+    // Flat margins at 0: a unit span around 0.
+    assert_eq!(
+        y_tick_texts(&plots("flat", "dpo_margins.svg")),
+        ["-0.4", "-0.2", "0.0", "0.2", "0.4"]
+    );
 }
