@@ -662,10 +662,27 @@ fn holder_pid(path: &Path) -> Option<String> {
 }
 
 /// The dotted keys where `a` and `b` differ (`sampling.temperature`, `prompts.eval`, …).
+/// The dotted keys whose values differ between a recorded config `a` and the config `b` of
+/// this resume, as `key: old → new`. A key `a` does not have (a setting added to srlm after the
+/// run started) counts as equal when `b` gives it srlm's default value, so a run survives an
+/// upgrade of srlm that adds settings.
 fn differing_keys(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
-    fn walk(a: &serde_json::Value, b: &serde_json::Value, at: &str, out: &mut Vec<String>) {
+    use serde_json::Value;
+    fn walk(
+        a: Option<&Value>,
+        b: &Value,
+        default: Option<&Value>,
+        at: &str,
+        out: &mut Vec<String>,
+    ) {
+        let Some(a) = a else {
+            if default != Some(b) {
+                out.push(format!("{at}: – → {b}"));
+            }
+            return;
+        };
         match (a, b) {
-            (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+            (Value::Object(x), Value::Object(y)) => {
                 let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
                 keys.sort();
                 keys.dedup();
@@ -675,10 +692,11 @@ fn differing_keys(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
                     } else {
                         format!("{at}.{k}")
                     };
-                    let null = serde_json::Value::Null;
+                    let null = Value::Null;
                     walk(
-                        x.get(k).unwrap_or(&null),
+                        x.get(k).or(y.get(k).is_none().then_some(&null)),
                         y.get(k).unwrap_or(&null),
+                        default.and_then(|d| d.get(k)),
                         &key,
                         out,
                     );
@@ -688,8 +706,9 @@ fn differing_keys(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
             _ => {}
         }
     }
+    let default = serde_json::to_value(RunConfig::default()).expect("config serialises");
     let mut out = Vec::new();
-    walk(a, b, "", &mut out);
+    walk(Some(a), b, Some(&default), "", &mut out);
     out
 }
 
@@ -732,6 +751,11 @@ fn verify_identity(dir: &RunDir, now: &RunIdentity) -> Result<(), RunError> {
     let keys = differing_keys(&then.config, &now.config);
     if !keys.is_empty() {
         return Err(mismatch("config", keys.join("; ")));
+    }
+    if then.config != now.config {
+        // Settings added since, at their defaults: the record names them from now on.
+        let text = serde_json::to_string_pretty(now).expect("identity serialises");
+        write_atomic(&path, text.as_bytes())?;
     }
     Ok(())
 }
@@ -1308,5 +1332,37 @@ fn training_metrics(
         tokens_sampled: record.compute.tokens_sampled,
         tokens_judged: record.compute.tokens_judged,
         tokens_trained: record.compute.tokens_trained + dpo.map_or(0, |d| d.tokens_trained),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_added_since_a_run_started_do_not_block_its_resume_at_their_default() {
+        let now = serde_json::to_value(RunConfig::default()).unwrap();
+        let mut then = now.clone();
+        then.as_object_mut().unwrap().remove("save_dtype");
+        then["judge"]
+            .as_object_mut()
+            .unwrap()
+            .remove("neutralise_injections");
+        assert_eq!(differing_keys(&then, &now), Vec::<String>::new());
+        // Not at its default: a difference, named.
+        let mut changed = now.clone();
+        changed["save_dtype"] = serde_json::json!("bf16");
+        assert_eq!(
+            differing_keys(&then, &changed),
+            ["save_dtype: – → \"bf16\""]
+        );
+        // A key the run had and this config lacks, or a changed value: differences.
+        let mut fewer = now.clone();
+        fewer["sampling"]["temperature"] = serde_json::json!(0.2);
+        fewer.as_object_mut().unwrap().remove("iterations");
+        assert_eq!(
+            differing_keys(&now, &fewer),
+            ["iterations: 2 → null", "sampling.temperature: 0.7 → 0.2"]
+        );
     }
 }
