@@ -268,6 +268,16 @@ fn settings(runs: &[Run]) -> Vec<(SettingRow, Option<Vec<String>>)> {
         Some(v) => crate::report::value_text(v),
         None => judge(r),
     };
+    // A judge is shown by its spec (`ifeval`); its settings only where the runs' differ.
+    let spec_only = |full: Vec<String>| -> Vec<String> {
+        if full.windows(2).all(|w| w[0] == w[1]) {
+            full.iter()
+                .map(|f| f.split(" (").next().unwrap_or(f).to_string())
+                .collect()
+        } else {
+            full
+        }
+    };
     let ids: Vec<Option<Vec<String>>> = runs.iter().map(held_out_ids).collect();
     let held_out: Vec<String> = runs
         .iter()
@@ -301,9 +311,9 @@ fn settings(runs: &[Run]) -> Vec<(SettingRow, Option<Vec<String>>)> {
             row("model", each(&|r| r.config.text("model"))),
             Some(each(&|r| r.config.text("model"))),
         ),
-        (row("judge", each(&judge)), Some(each(&judge))),
+        (row("judge", spec_only(each(&judge))), Some(each(&judge))),
         (
-            row("eval judge", each(&eval_judge)),
+            row("eval judge", spec_only(each(&eval_judge))),
             Some(each(&eval_judge)),
         ),
         (row("held-out prompts", held_out), Some(held_out_key)),
@@ -754,6 +764,15 @@ mod tests {
             .map(|l| l.split('|').nth(1).unwrap().trim())
             .collect();
         assert_eq!(first, ["strategy", "options", "model"]);
+        // Runs with the same judge settings show the judge by its spec alone.
+        let same = load_comparison(&[b.clone(), b.clone()]).unwrap().1;
+        let judges = &same
+            .settings
+            .iter()
+            .find(|r| r.setting == "judge")
+            .unwrap()
+            .cells;
+        assert_eq!(judges, &["ifeval", "ifeval"]);
         // Same held-out ids, another order: no warning about them.
         answers(&b, &["p4", "p3", "p2", "p1"]);
         let t = load_comparison(&[a, b]).unwrap().1;
