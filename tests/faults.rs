@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "support/tiny_run.rs"]
+mod support;
+
 fn srlm() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_srlm"));
     c.current_dir(env!("CARGO_MANIFEST_DIR"));
@@ -155,44 +158,9 @@ fn train_dpo_drops_pairs_with_one_text_on_both_sides() {
     );
 }
 
-/// A small run on `tiny-random` with the `spin` strategy (the reference answer is chosen, so
-/// every prompt gives a pair and DPO trains).
+/// A small run on `tiny-random` with the `spin` strategy ([`support::tiny_run`]).
 fn tiny_run(dir: &Path, out: &Path) -> Command {
-    let prompts = dir.join("prompts.jsonl");
-    if !prompts.exists() {
-        let lines: String = (0..6)
-            .map(|i| {
-                format!(
-                    "{}\n",
-                    json!({"id": format!("p{i}"), "prompt": format!("Question {i}?"), "reference": format!("Answer number {i}.")})
-                )
-            })
-            .collect();
-        std::fs::write(&prompts, lines).unwrap();
-    }
-    let mut c = srlm();
-    c.args(["run", "--strategy", "spin", "-c", "model=\"tiny-random\""])
-        .args(["-c", "iterations=1", "-c", "prompts.per_iteration=2"])
-        .args(["-c", "prompts.eval=2", "-c", "sampling.k=2"])
-        .args([
-            "-c",
-            "sampling.max_new_tokens=6",
-            "-c",
-            "eval.max_new_tokens=6",
-        ])
-        .args([
-            "-c",
-            "dpo.max_steps=1",
-            "-c",
-            "judge.spec=\"self\"",
-            "-c",
-            "judge.mode=\"expected\"",
-        ])
-        .arg("-c")
-        .arg(format!("prompts.source=\"{}\"", prompts.display()))
-        .arg("--out")
-        .arg(out);
-    c
+    support::tiny_run(srlm(), dir, out, &[])
 }
 
 #[test]

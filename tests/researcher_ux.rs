@@ -5,11 +5,13 @@
 //! stored once (hard links into the cache, usual permissions) or as bf16 on request. The real
 //! model's run (`tests/cli.rs`, smoke) checks `eval --run` and the temporary models' removal.
 
-use serde_json::json;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+
+#[path = "support/tiny_run.rs"]
+mod support;
 
 fn srlm() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_srlm"));
@@ -29,33 +31,9 @@ fn succeeds(c: &mut Command) -> Output {
     o
 }
 
-/// One iteration of `spin` on tiny-random (the reference answer is chosen, so DPO trains).
+/// One iteration of `spin` on tiny-random ([`support::tiny_run`]).
 fn tiny_run(dir: &Path, out: &Path, extra: &[&str]) -> Command {
-    let prompts = dir.join("prompts.jsonl");
-    if !prompts.exists() {
-        let lines: String = (0..6)
-            .map(|i| format!("{}\n", json!({"id": format!("p{i}"), "prompt": format!("Question {i}?"), "reference": format!("Answer number {i}.")})))
-            .collect();
-        std::fs::write(&prompts, lines).unwrap();
-    }
-    let mut c = srlm();
-    c.args(["run", "--strategy", "spin", "-c", "model=\"tiny-random\""])
-        .args(["-c", "iterations=1", "-c", "prompts.per_iteration=2"])
-        .args(["-c", "prompts.eval=2", "-c", "sampling.k=2"])
-        .args([
-            "-c",
-            "sampling.max_new_tokens=6",
-            "-c",
-            "eval.max_new_tokens=6",
-        ])
-        .args(["-c", "dpo.max_steps=1", "-c", "judge.spec=\"self\""])
-        .args(["-c", "judge.mode=\"expected\""])
-        .arg("-c")
-        .arg(format!("prompts.source=\"{}\"", prompts.display()))
-        .args(extra)
-        .arg("--out")
-        .arg(out);
-    c
+    support::tiny_run(srlm(), dir, out, extra)
 }
 
 #[test]

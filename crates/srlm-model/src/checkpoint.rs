@@ -116,18 +116,31 @@ pub fn save_checkpoint(model: &LanguageModel, dir: &Path, dtype: SaveDtype) -> R
     publish(dir, |tmp| write_files(model, &tensors, dtype, tmp))
 }
 
-/// Publishes the srlm checkpoint `src` at `dir` as hard links to its files (copies where the
-/// file system cannot link), atomically and with the same replacement rule as
-/// [`save_checkpoint`]: one copy of the weights on disk, two names.
+/// Publishes the srlm checkpoint `src`, whose weights are `dtype`, at `dir` as hard links to
+/// its files (copies where the file system cannot link), atomically and with the same
+/// replacement rule as [`save_checkpoint`]: one copy of the weights on disk, two names.
 ///
-/// Errors: [`ModelError::InvalidInput`] when `src` is not an srlm checkpoint or `dir` cannot be
-/// replaced, [`ModelError::Io`].
-pub fn link_checkpoint(src: &Path, dir: &Path) -> Result<()> {
+/// Errors: [`ModelError::InvalidInput`] when `src` is not an srlm checkpoint, its weights are
+/// not `dtype` (its `config.json`'s `torch_dtype`), or `dir` cannot be replaced;
+/// [`ModelError::Io`].
+pub fn link_checkpoint(src: &Path, dir: &Path, dtype: SaveDtype) -> Result<()> {
     use srlm_core::output::{dir_state, DirState};
     if !matches!(dir_state(src), DirState::Ours(m) if m.srlm_output == CHECKPOINT) {
         return Err(ModelError::InvalidInput(format!(
             "{}: not a checkpoint srlm wrote",
             src.display()
+        )));
+    }
+    let config: serde_json::Value = std::fs::read_to_string(src.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    if config["torch_dtype"].as_str() != Some(dtype.torch_name()) {
+        return Err(ModelError::InvalidInput(format!(
+            "{}: weights are {}, not {}",
+            src.display(),
+            config["torch_dtype"],
+            dtype.torch_name()
         )));
     }
     check_replaceable(dir)?;

@@ -222,15 +222,10 @@ impl Trainer for CandleBackend {
     ) -> Result<(), BackendError> {
         let model = self.model(m)?;
         let location = dir.display().to_string();
-        // A model this backend trained lives in an f32 checkpoint folder: linked, not copied.
-        let src = Path::new(&m.location);
-        let saved_as_f32 = src.join("model.safetensors").is_file()
-            && std::fs::read_to_string(src.join("config.json"))
-                .is_ok_and(|c| c.contains("\"float32\""));
-        if dtype == srlm_model::SaveDtype::F32 && saved_as_f32 {
-            if let Ok(()) = srlm_model::link_checkpoint(src, dir) {
-                return Ok(());
-            }
+        // A model this backend trained lives in a checkpoint folder of that dtype (f32): linked,
+        // not copied. Anything else (M0, another dtype) is written.
+        if srlm_model::link_checkpoint(Path::new(&m.location), dir, dtype).is_ok() {
+            return Ok(());
         }
         model.save_as(dir, dtype).map_err(model_err(&location))
     }

@@ -238,18 +238,6 @@ pub fn comparison_table(runs: &[Run]) -> ComparisonTable {
     }
 }
 
-/// The held-out prompt ids a run answered (`eval/M0.jsonl`), if that file is there.
-fn held_out_ids(run: &Run) -> Option<Vec<String>> {
-    let text = std::fs::read_to_string(run.dir.eval_answers(0)).ok()?;
-    let mut ids: Vec<String> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v["prompt_id"].as_str().map(String::from))
-        .collect();
-    ids.sort();
-    Some(ids)
-}
-
 /// The settings rows, each with whether runs must agree on it (and the value compared).
 fn settings(runs: &[Run]) -> Vec<(SettingRow, Option<Vec<String>>)> {
     let row = |setting: &str, cells: Vec<String>| SettingRow {
@@ -278,7 +266,10 @@ fn settings(runs: &[Run]) -> Vec<(SettingRow, Option<Vec<String>>)> {
             full
         }
     };
-    let ids: Vec<Option<Vec<String>>> = runs.iter().map(held_out_ids).collect();
+    let ids: Vec<Option<Vec<String>>> = runs
+        .iter()
+        .map(|r| crate::run::answered_prompt_ids(&r.dir))
+        .collect();
     let held_out: Vec<String> = runs
         .iter()
         .zip(&ids)

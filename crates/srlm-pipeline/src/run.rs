@@ -443,6 +443,31 @@ pub struct RunEvaluation {
     pub settings: JudgeSettings,
 }
 
+/// The run's prompt pool split with its seed: held-out prompts and one chunk per iteration.
+fn config_split(config: &RunConfig) -> Result<crate::prompts::Split, RunError> {
+    let pool = load_pool(&config.prompts.source)?;
+    Ok(split(
+        pool,
+        config.seed,
+        config.prompts.eval,
+        config.prompts.per_iteration,
+        config.iterations,
+    )?)
+}
+
+/// The held-out prompt ids the run in `dir` answered (`eval/M0.jsonl`), sorted; `None` when
+/// that file is missing.
+pub fn answered_prompt_ids(dir: &RunDir) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(dir.eval_answers(0)).ok()?;
+    let mut ids: Vec<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["prompt_id"].as_str().map(String::from))
+        .collect();
+    ids.sort();
+    Some(ids)
+}
+
 impl RunEvaluation {
     /// Reads the run in `dir` (its `config.json`) and recomputes its held-out split.
     ///
@@ -451,32 +476,18 @@ impl RunEvaluation {
     /// [`RunError::Judge`] for the judge settings (a template file that is gone).
     pub fn of(dir: &RunDir) -> Result<Self, RunError> {
         let config = read_resolved(dir)?.config;
-        let pool = load_pool(&config.prompts.source)?;
-        let sp = split(
-            pool,
-            config.seed,
-            config.prompts.eval,
-            config.prompts.per_iteration,
-            config.iterations,
-        )?;
+        let sp = config_split(&config)?;
         let judge = config.eval.judge.resolve(&config.judge.spec);
         let settings = judge_settings(&config.judge).map_err(|error| RunError::Judge {
             spec: config.judge.spec.to_string(),
             error,
         })?;
         // The run skipped held-out prompts that did not fit; its M0 answers name the rest.
-        let answered: Option<std::collections::HashSet<String>> =
-            std::fs::read_to_string(dir.eval_answers(0)).ok().map(|t| {
-                t.lines()
-                    .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                    .filter_map(|v| v["prompt_id"].as_str().map(String::from))
-                    .collect()
-            });
-        let prompts = match answered {
+        let prompts = match answered_prompt_ids(dir) {
             Some(ids) if !ids.is_empty() => sp
                 .eval
                 .into_iter()
-                .filter(|p| ids.contains(&p.id))
+                .filter(|p| ids.binary_search(&p.id).is_ok())
                 .collect(),
             _ => sp.eval,
         };
@@ -827,14 +838,7 @@ impl<'a> Loop<'a> {
         plugin: &PluginRecord,
         backend: &'a dyn Backend,
     ) -> Result<Self, RunError> {
-        let pool = load_pool(&config.prompts.source)?;
-        let sp = split(
-            pool,
-            config.seed,
-            config.prompts.eval,
-            config.prompts.per_iteration,
-            config.iterations,
-        )?;
+        let sp = config_split(config)?;
         srlm_core::progress::note(format!("loading model `{}`", config.model));
         let digest = backend.weights_digest(&config.model)?;
         let initial = ModelRef::new(
