@@ -16,6 +16,7 @@ use srlm_dpo::{
     read_preference_pairs, tokenize_pairs, DpoConfig, DpoTrainer, MetricsWriter, TrainSummary,
 };
 use srlm_model::{default_device, LanguageModel};
+use srlm_trainer::{ExternalTrainer, TrainerBackend, TrainerConfig, TrainerDtype};
 use std::path::{Path, PathBuf};
 
 /// Arguments of `srlm train-dpo`.
@@ -72,6 +73,23 @@ pub struct TrainDpoArgs {
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Which trainer runs DPO: `srlm` (in-process), `trl` (TRL's DPOTrainer as a command:
+    /// `scripts/install-trl.sh` installs it) or `openrlhf` (dry run only: `--dry-run`).
+    #[arg(long, default_value = "srlm")]
+    backend: String,
+    /// Print the external trainer's command line and stop (`--backend trl|openrlhf`).
+    #[arg(long)]
+    dry_run: bool,
+    /// Python for the external trainer (default: `scripts/install-trl.sh`'s virtualenv when
+    /// installed, else `python3`).
+    #[arg(long, value_name = "PYTHON")]
+    python: Option<String>,
+    /// An accelerate config file for TRL (DeepSpeed ZeRO-3, FSDP: `configs/accelerate/`).
+    #[arg(long, value_name = "FILE.yaml")]
+    accelerate_config: Option<String>,
+    /// Processes (GPUs) the external trainer's launcher starts.
+    #[arg(long, default_value_t = 1)]
+    num_processes: usize,
 }
 
 /// The config from defaults, `--config`, the named flags and `--set`, validated.
@@ -192,16 +210,154 @@ fn claim_outputs(a: &TrainDpoArgs, log: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The `[trainer]` settings the flags ask for (`backend = "srlm"` for the in-process trainer).
+fn trainer_config(a: &TrainDpoArgs) -> anyhow::Result<TrainerConfig> {
+    let backend: TrainerBackend = serde_json::from_value(serde_json::json!(a.backend))
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "--backend `{}`: expected `srlm`, `trl` or `openrlhf`",
+                a.backend
+            )
+        })?;
+    let config = TrainerConfig {
+        backend,
+        python: a.python.clone().unwrap_or_default(),
+        accelerate_config: a.accelerate_config.clone().unwrap_or_default(),
+        num_processes: a.num_processes,
+        dtype: if backend == TrainerBackend::Openrlhf {
+            TrainerDtype::Bfloat16
+        } else {
+            TrainerDtype::Float32
+        },
+        ..TrainerConfig::default()
+    };
+    config.validate().map_err(anyhow::Error::msg)?;
+    Ok(config)
+}
+
+/// `<parent>/<name>.trainer/` for checkpoint folder `<parent>/<name>`: the external trainer's
+/// records (command line, log, its data; M0 as an HF folder when `--model` is not one).
+fn records_path(out: &Path) -> PathBuf {
+    let name = out.file_name().unwrap_or_default().to_string_lossy();
+    out.with_file_name(format!("{name}.trainer"))
+}
+
+/// Whether `dir` is an HF checkpoint folder an external trainer can load.
+fn is_hf_dir(dir: &Path) -> bool {
+    dir.join("config.json").is_file()
+        && (dir.join("model.safetensors").is_file()
+            || dir.join("model.safetensors.index.json").is_file())
+}
+
+/// `srlm train-dpo --backend trl`: the same pairs and settings, trained by TRL (srlm-trainer).
+fn run_external(
+    a: &TrainDpoArgs,
+    cfg: &DpoConfig,
+    trainer: TrainerConfig,
+    log: &Path,
+) -> anyhow::Result<()> {
+    use srlm_core::output::{claim_dir, write_marker};
+    let external = ExternalTrainer::new(trainer)?;
+    let records = records_path(&a.out);
+    if a.dry_run {
+        let data = records.join("pairs.jsonl");
+        let output = records.join("output");
+        let paths = srlm_trainer::flags::StepPaths {
+            model: Path::new(&a.model),
+            data: &data,
+            output_dir: &output,
+            longest_row: cfg.max_length.unwrap_or(1024),
+            pairs: 0,
+        };
+        let argv = external.argv(cfg, &paths, &records.join("trl_dpo.py"))?;
+        out!("{}", srlm_trainer::process::command_line(&argv));
+        return Ok(());
+    }
+    if external.config().backend == TrainerBackend::Openrlhf {
+        anyhow::bail!(
+            "--backend openrlhf: dry run only (OpenRLHF logs its steps to wandb / TensorBoard, which srlm cannot read back); add --dry-run to see the command, or use --backend trl"
+        );
+    }
+    claim_dir(&records, TRAINER_RECORDS, a.overwrite).context("the trainer's records")?;
+    std::fs::create_dir_all(&records)
+        .with_context(|| format!("creating {}", records.display()))?;
+    write_marker(&records, TRAINER_RECORDS)?;
+    let pairs = read_preference_pairs(&a.pairs)?;
+    let model_dir = if is_hf_dir(Path::new(&a.model)) {
+        PathBuf::from(&a.model)
+    } else {
+        // TRL cannot fine-tune a quantized GGUF: it gets srlm's f32 HF checkpoint of it.
+        let dir = records.join("model");
+        if !is_hf_dir(&dir) {
+            let model = LanguageModel::load(&a.model, &default_device())
+                .with_context(|| format!("loading model `{}`", a.model))?;
+            model.save(&dir)?;
+        }
+        dir
+    };
+    let text = srlm_model::ModelText::load(&model_dir.display().to_string())?;
+    eprintln!(
+        "train-dpo: {} pairs from {}, model {}, on {} (records in {})",
+        pairs.len(),
+        a.pairs.display(),
+        model_dir.display(),
+        external.config().backend.name(),
+        records.display()
+    );
+    let step = external.train(&model_dir, &text, &pairs, cfg, &records)?;
+    for f in &step.failures {
+        eprintln!("  skipped pair `{}`: {}", f.id, f.message);
+    }
+    srlm_core::write_jsonl_atomic(log, &step.log.steps)?;
+    // TRL's folder becomes the checkpoint: marked as srlm's (so `--overwrite` may replace it).
+    write_marker(&step.model_dir, srlm_model::CHECKPOINT)?;
+    if a.out.exists() {
+        std::fs::remove_dir_all(&a.out)
+            .with_context(|| format!("replacing {}", a.out.display()))?;
+    }
+    std::fs::rename(&step.model_dir, &a.out)
+        .with_context(|| format!("moving the trained model to {}", a.out.display()))?;
+    let m = step.log.steps.last().expect("train() checks a step was logged");
+    out!(
+        "trained {} step{} on {} ({} pairs): final loss {:.4}, rewards/margins {:+.4}, rewards/accuracies {:.2}, wall {:.1} s; checkpoint {}; log {}; trainer's records {}",
+        step.log.steps.len(),
+        if step.log.steps.len() == 1 { "" } else { "s" },
+        external.config().backend.name(),
+        step.pairs,
+        m.loss,
+        m.rewards_margins,
+        m.rewards_accuracies,
+        step.wall_seconds,
+        a.out.display(),
+        log.display(),
+        records.display()
+    );
+    Ok(())
+}
+
+/// The marker kind of `<DIR>.trainer/`.
+const TRAINER_RECORDS: &str = "trainer-records";
+
 /// Runs `srlm train-dpo`.
 pub fn run(a: TrainDpoArgs) -> anyhow::Result<()> {
     if !a.no_progress {
         crate::progress::install();
     }
     let cfg = build_config(&a)?;
+    let trainer = trainer_config(&a)?;
     let log = match &a.log {
         Some(p) => p.clone(),
         None => default_log_path(&a.out)?,
     };
+    if trainer.is_external() {
+        if !a.dry_run {
+            claim_outputs(&a, &log)?;
+        }
+        return run_external(&a, &cfg, trainer, &log);
+    }
+    if a.dry_run {
+        anyhow::bail!("--dry-run shows an external trainer's command: add --backend trl or openrlhf");
+    }
     claim_outputs(&a, &log)?;
     let pairs = read_preference_pairs(&a.pairs)?;
     let model = LanguageModel::load(&a.model, &default_device())

@@ -144,7 +144,55 @@ pub fn print_plan(config: &RunConfig, out: &Path) -> anyhow::Result<()> {
         }
     }
     let device = srlm_model::default_device();
+    let t = &config.trainer;
+    if t.is_external() {
+        let trainer = srlm_trainer::ExternalTrainer::new(t.clone())?;
+        let records = out.join("iter_<i>/trainer");
+        let data = records.join("pairs.jsonl");
+        let output = records.join("output");
+        let m0_hf = out.join("cache/hf/<M0 id>");
+        let model = match &files {
+            Ok(srlm_model::ModelFiles::HfDir(d)) => d.clone(),
+            _ => m0_hf.clone(),
+        };
+        let paths = srlm_trainer::flags::StepPaths {
+            model: &model,
+            data: &data,
+            output_dir: &output,
+            longest_row: config.dpo.max_length.unwrap_or(1024),
+            pairs: config.prompts.per_iteration,
+        };
+        let argv = trainer.argv(&config.dpo, &paths, &records.join("trl_dpo.py"))?;
+        out!(
+            "trainer: {} as a command for every DPO step (M_{{i+1}}{}), {} process{}, {} weights; srlm tokenizes the pairs ({}), runs it with its log in {} (temporary models: iter_<i>/temporary_<n>_trainer), and takes back the HF checkpoint and the step log",
+            match t.backend {
+                srlm_trainer::TrainerBackend::Trl => "TRL's DPOTrainer (trl 1.16)",
+                _ => "OpenRLHF's train_dpo (openrlhf 0.11, dry run only)",
+            },
+            if temporal { " and M_f" } else { "" },
+            t.num_processes,
+            if t.num_processes == 1 { "" } else { "es" },
+            match t.dtype {
+                srlm_trainer::TrainerDtype::Float32 => "f32",
+                srlm_trainer::TrainerDtype::Bfloat16 => "bf16",
+            },
+            data.display(),
+            records.display()
+        );
+        if !matches!(&files, Ok(srlm_model::ModelFiles::HfDir(_))) {
+            out!(
+                "  M0 is not an HF folder: srlm writes it once as an f32 HF checkpoint, {}{}",
+                m0_hf.display(),
+                params.map(|n| format!(" ({})", gb(n * 4.0))).unwrap_or_default()
+            );
+        }
+        out!("    {}", srlm_trainer::process::command_line(&argv));
+    }
     match params {
+        Some(n) if t.is_external() => out!(
+            "in-process on {device:?}: no DPO (the trainer's memory is its own); the hidden-state diagnostic loads M_i in f32 ({})",
+            gb(n * 4.0)
+        ),
         Some(n) => {
             // f32 policy + reference + gradients + two AdamW moments = 5 copies of 4 bytes.
             let train = n * 20.0;

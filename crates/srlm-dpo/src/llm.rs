@@ -14,7 +14,7 @@ use crate::error::{DpoError, Result};
 use crate::model::PolicyModel;
 use candle_core::{Device, Tensor, Var};
 use srlm_core::PreferencePair;
-use srlm_model::{LanguageModel, Mode, ModelError};
+use srlm_model::{LanguageModel, Mode, ModelError, ModelText};
 use std::path::Path;
 
 /// A [`ModelError`] as a candle error (the trait's error type), unwrapping candle's own errors.
@@ -122,6 +122,67 @@ pub struct TokenizedPairs {
     pub failures: Vec<PairFailure>,
 }
 
+/// What tokenizing a pair needs of a model: its chat template split and tokenizer. A loaded
+/// [`LanguageModel`] has them, and so does a [`ModelText`] (no weights), which is how pairs are
+/// tokenized for an external trainer of a model too large to load here.
+pub trait ChatEncoder {
+    /// [`LanguageModel::encode_exchange`].
+    ///
+    /// # Errors
+    /// The template's or the tokenizer's.
+    fn encode_exchange(
+        &self,
+        prompt: &str,
+        response: &str,
+    ) -> std::result::Result<(Vec<u32>, Vec<u32>), ModelError>;
+
+    /// [`LanguageModel::response_ids_from_sample`].
+    ///
+    /// # Errors
+    /// The template's or the tokenizer's.
+    fn response_ids_from_sample(
+        &self,
+        prompt: &str,
+        sampled: &[u32],
+    ) -> std::result::Result<Vec<u32>, ModelError>;
+}
+
+impl ChatEncoder for LanguageModel {
+    fn encode_exchange(
+        &self,
+        prompt: &str,
+        response: &str,
+    ) -> std::result::Result<(Vec<u32>, Vec<u32>), ModelError> {
+        LanguageModel::encode_exchange(self, prompt, response)
+    }
+
+    fn response_ids_from_sample(
+        &self,
+        prompt: &str,
+        sampled: &[u32],
+    ) -> std::result::Result<Vec<u32>, ModelError> {
+        LanguageModel::response_ids_from_sample(self, prompt, sampled)
+    }
+}
+
+impl ChatEncoder for ModelText {
+    fn encode_exchange(
+        &self,
+        prompt: &str,
+        response: &str,
+    ) -> std::result::Result<(Vec<u32>, Vec<u32>), ModelError> {
+        ModelText::encode_exchange(self, prompt, response)
+    }
+
+    fn response_ids_from_sample(
+        &self,
+        prompt: &str,
+        sampled: &[u32],
+    ) -> std::result::Result<Vec<u32>, ModelError> {
+        ModelText::response_ids_from_sample(self, prompt, sampled)
+    }
+}
+
 /// Tokenizes one pair for `model` (see the module docs for the rules).
 ///
 /// Prompt ids come from the chat template split of the prompt with the chosen response and
@@ -130,7 +191,7 @@ pub struct TokenizedPairs {
 /// `rejected_token_ids`; end-of-turn suffix appended), else the encoded template split.
 ///
 /// Errors: [`DpoError::InvalidPair`] naming the pair, with the template or tokenizer message.
-pub fn tokenize_pair(model: &LanguageModel, pair: &PreferencePair) -> Result<TokenizedPair> {
+pub fn tokenize_pair<E: ChatEncoder + ?Sized>(model: &E, pair: &PreferencePair) -> Result<TokenizedPair> {
     let fail = |message: String| DpoError::InvalidPair {
         id: pair.prompt_id.clone(),
         message,
@@ -175,7 +236,10 @@ pub fn tokenize_pair(model: &LanguageModel, pair: &PreferencePair) -> Result<Tok
 /// Returns the tokenized pairs and the failures (each counted once, with its reason).
 /// Errors: [`DpoError::InvalidPair`] when `pairs` is non-empty and **every** pair failed (the
 /// message gives the count and the first reason), since training would have nothing to do.
-pub fn tokenize_pairs(model: &LanguageModel, pairs: &[PreferencePair]) -> Result<TokenizedPairs> {
+pub fn tokenize_pairs<E: ChatEncoder + ?Sized>(
+    model: &E,
+    pairs: &[PreferencePair],
+) -> Result<TokenizedPairs> {
     let mut out = TokenizedPairs::default();
     for pair in pairs {
         match tokenize_pair(model, pair) {

@@ -177,16 +177,13 @@ impl LanguageModel {
     /// Response ids for a response given as sampled token ids: the ids as sampled, with the
     /// end-of-turn suffix of the template appended when the sample did not end with it.
     pub fn response_ids_from_sample(&self, prompt: &str, sampled: &[u32]) -> Result<Vec<u32>> {
-        let (_, suffix) = self.template.split_exchange(prompt, "")?;
-        let suffix_ids = self.tokenizer.encode(&suffix)?;
-        let mut ids = sampled.to_vec();
-        if let Some(&last) = ids.last() {
-            if self.stop_ids.contains(&last) {
-                ids.pop();
-            }
-        }
-        ids.extend(suffix_ids);
-        Ok(ids)
+        crate::text::response_ids_from_sample(
+            &self.tokenizer,
+            &self.template,
+            &self.stop_ids,
+            prompt,
+            sampled,
+        )
     }
 
     /// The model's context length in tokens.

@@ -105,9 +105,20 @@ impl ModelText {
                     format: "tokenizer_config.json",
                     message: e.to_string(),
                 })?;
-        let source = tc["chat_template"].as_str().ok_or_else(|| {
-            ModelError::Template(format!("{}: no `chat_template` string", tc_path.display()))
-        })?;
+        // transformers ≥ 4.43 may save the template as `chat_template.jinja` next to the
+        // tokenizer instead (transformers 5 always does, e.g. in a checkpoint TRL wrote).
+        let jinja_path = dir.join("chat_template.jinja");
+        let jinja = std::fs::read_to_string(&jinja_path).ok();
+        let source = match tc["chat_template"].as_str() {
+            Some(s) => s,
+            None => jinja.as_deref().ok_or_else(|| {
+                ModelError::Template(format!(
+                    "{}: no `chat_template` string, and no {} next to it",
+                    tc_path.display(),
+                    jinja_path.display()
+                ))
+            })?,
+        };
         let tok = |k: &str| match &tc[k] {
             serde_json::Value::String(s) => s.clone(),
             serde_json::Value::Object(o) => o
@@ -167,4 +178,43 @@ impl ModelText {
     pub fn context_length(&self) -> usize {
         self.config.max_position_embeddings
     }
+
+    /// The chat-templated exchange split into prompt and response ids (cases T3/T4: the
+    /// conversation is rendered once, both parts encoded separately).
+    pub fn encode_exchange(&self, prompt: &str, response: &str) -> Result<(Vec<u32>, Vec<u32>)> {
+        let (p, r) = self.template.split_exchange(prompt, response)?;
+        Ok((self.tokenizer.encode(&p)?, self.tokenizer.encode(&r)?))
+    }
+
+    /// Response ids for a response given as sampled token ids: the ids as sampled, with the
+    /// end-of-turn suffix of the template appended when the sample did not end with it.
+    pub fn response_ids_from_sample(&self, prompt: &str, sampled: &[u32]) -> Result<Vec<u32>> {
+        response_ids_from_sample(
+            &self.tokenizer,
+            &self.template,
+            &self.stop_ids,
+            prompt,
+            sampled,
+        )
+    }
+}
+
+/// [`ModelText::response_ids_from_sample`] on the parts (shared with `LanguageModel`).
+pub(crate) fn response_ids_from_sample(
+    tokenizer: &Tokenizer,
+    template: &ChatTemplate,
+    stop_ids: &[u32],
+    prompt: &str,
+    sampled: &[u32],
+) -> Result<Vec<u32>> {
+    let (_, suffix) = template.split_exchange(prompt, "")?;
+    let suffix_ids = tokenizer.encode(&suffix)?;
+    let mut ids = sampled.to_vec();
+    if let Some(&last) = ids.last() {
+        if stop_ids.contains(&last) {
+            ids.pop();
+        }
+    }
+    ids.extend(suffix_ids);
+    Ok(ids)
 }

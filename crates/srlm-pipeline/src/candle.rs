@@ -142,7 +142,7 @@ impl Generator for CandleBackend {
         pairs: &[PreferencePair],
     ) -> Result<Vec<PairHidden>, BackendError> {
         let model = self.model(m)?;
-        let tok = srlm_dpo::tokenize_pairs(&model, pairs)
+        let tok = srlm_dpo::tokenize_pairs(&*model, pairs)
             .map_err(|e| BackendError::Dpo(e.to_string()))?;
         if tok.pairs.is_empty() {
             return Ok(Vec::new());
@@ -181,6 +181,7 @@ impl Trainer for CandleBackend {
         pairs: &[PreferencePair],
         config: &DpoConfig,
         out: &ModelRef,
+        _records: Option<&Path>,
     ) -> Result<Trained, BackendError> {
         let dpo = |e: srlm_dpo::DpoError| BackendError::Dpo(e.to_string());
         let policy = self

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use srlm_core::SamplingConfig;
 use srlm_dpo::DpoConfig;
 use srlm_engine::EngineConfig;
+use srlm_trainer::TrainerConfig;
 use srlm_judge::{JudgeMode, JudgeSpec};
 
 /// Everything a run needs. Defaults = the main job (README's first command).
@@ -35,6 +36,9 @@ pub struct RunConfig {
     pub dpo: DpoConfig,
     /// Where sampling and LLM judging run: in-process (default) or on an inference server.
     pub engine: EngineConfig,
+    /// Which program runs DPO: srlm's own trainer (default), or TRL / OpenRLHF as a command
+    /// (srlm-trainer).
+    pub trainer: TrainerConfig,
     /// Weights type of the checkpoints in the run folder (`iter_<i>/checkpoint`): `f32` (the
     /// trained weights exactly, stored once: hard links into `cache/`), `bf16` or `f16` (half
     /// the size of a separate file; the f32 model stays in `cache/` for resume). Training and
@@ -165,6 +169,7 @@ impl Default for RunConfig {
                 ..DpoConfig::default()
             },
             engine: EngineConfig::default(),
+            trainer: TrainerConfig::default(),
         }
     }
 }
@@ -337,6 +342,7 @@ impl RunConfig {
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("dpo: {e}")))?;
         self.engine.validate().map_err(ConfigError::Invalid)?;
+        self.trainer.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 }

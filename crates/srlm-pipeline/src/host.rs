@@ -6,6 +6,7 @@
 
 use crate::config::RunConfig;
 use crate::ports::{Backend, BackendError, DpoRun, Generated, ModelRef};
+use crate::run_dir::IterationDir;
 use crate::store::{key_of, with_engine, Store};
 use serde_json::json;
 use srlm_core::progress::StageKind;
@@ -81,6 +82,7 @@ pub struct RunHost<'a> {
     store: &'a Store,
     iteration: usize,
     record: IterationRecord,
+    files: Option<IterationDir>,
 }
 
 /// Responses per judge call while judging an iteration's samples (the progress display
@@ -122,7 +124,15 @@ impl<'a> RunHost<'a> {
             store,
             iteration,
             record: IterationRecord::default(),
+            files: None,
         }
+    }
+
+    /// Keeps an external trainer's records of the temporary models' DPO steps in the
+    /// iteration's folder (`temporary_<n>_trainer/`).
+    pub fn with_files(mut self, files: IterationDir) -> Self {
+        self.files = Some(files);
+        self
     }
 
     /// What the host collected (consumes it).
@@ -338,8 +348,16 @@ pub fn train(
     parent: &ModelRef,
     pairs: &[PreferencePair],
     log_path: Option<&Path>,
+    records: Option<&Path>,
 ) -> Result<(ModelRef, DpoRun), HostError> {
-    let key = key_of(&json!({"parent": parent.id, "pairs": pairs, "dpo": config.dpo}));
+    // An external trainer's weights are not srlm's: its settings join the key (srlm's own
+    // trainer keeps the key it always had).
+    let key = match config.trainer.trainer_id() {
+        None => key_of(&json!({"parent": parent.id, "pairs": pairs, "dpo": config.dpo})),
+        Some(trainer) => key_of(
+            &json!({"parent": parent.id, "pairs": pairs, "dpo": config.dpo, "trainer": trainer}),
+        ),
+    };
     let dir = store.path("model", &key, "");
     let out = ModelRef::at_dir(&key, &dir);
     let summary_key = format!("{key}-summary");
@@ -370,7 +388,7 @@ pub fn train(
             }
         }
     }
-    let trained = backend.train_dpo(parent, pairs, &config.dpo, &out)?;
+    let trained = backend.train_dpo(parent, pairs, &config.dpo, &out, records)?;
     let lines: Vec<serde_json::Value> = trained
         .log
         .iter()
@@ -430,9 +448,20 @@ impl Host for RunHost<'_> {
         guarded(|| {
             let prefs = self.resolve_pairs(&pairs, &self.config.strategy)?;
             let parent = self.model(source.into())?.clone();
-            let (model, summary) =
-                train(self.backend, self.store, self.config, &parent, &prefs, None)
-                    .map_err(host_err)?;
+            let records = self
+                .files
+                .as_ref()
+                .map(|f| f.temporary_trainer(self.record.temporaries.len()));
+            let (model, summary) = train(
+                self.backend,
+                self.store,
+                self.config,
+                &parent,
+                &prefs,
+                None,
+                records.as_deref(),
+            )
+            .map_err(host_err)?;
             self.record.compute.tokens_trained += summary.tokens_trained;
             self.record.temporary_runs.push(summary);
             self.record.temporaries.push(model);

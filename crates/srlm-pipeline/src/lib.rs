@@ -24,6 +24,7 @@ pub mod candle;
 pub mod compare;
 pub mod config;
 pub mod eval;
+pub mod external;
 pub mod host;
 pub mod judges;
 pub mod metrics;

@@ -186,7 +186,9 @@ pub trait Generator {
 pub trait Trainer {
     /// Trains `out` = DPO(`parent`, `pairs`) with `parent` as the reference model and writes it
     /// as an HF checkpoint folder at `out.location`; afterwards `out` is loaded (available to
-    /// the [`Generator`] of the same backend).
+    /// the [`Generator`] of the same backend). `records` is a folder for what a trainer that
+    /// runs as another program leaves of this step (command line, log, its data); the
+    /// in-process trainer writes nothing there.
     ///
     /// # Errors
     /// [`BackendError::Dpo`], [`BackendError::Model`].
@@ -196,6 +198,7 @@ pub trait Trainer {
         pairs: &[PreferencePair],
         config: &DpoConfig,
         out: &ModelRef,
+        records: Option<&Path>,
     ) -> Result<Trained, BackendError>;
 
     /// Writes `model` as an HF checkpoint folder at `dir` (atomically) with its weights as

@@ -414,17 +414,26 @@ pub fn run(config: RunConfig, opts: &RunOptions) -> Result<RunSummary, RunError>
         path: plugin.path().display().to_string(),
     };
     let device = srlm_model::default_device();
-    if config.engine.kind == srlm_engine::EngineKind::InProcess {
-        let backend = CandleBackend::new(device);
-        run_with(&config, &dir, &record, &mut strategy, &backend)
+    let generator: Box<dyn Backend> = if config.engine.kind == srlm_engine::EngineKind::InProcess
+    {
+        Box::new(CandleBackend::new(device))
     } else {
-        let backend = crate::served::ServedBackend::new(
+        Box::new(crate::served::ServedBackend::new(
             config.engine.clone(),
             device,
             &dir.engine(),
             &config.model,
+        )?)
+    };
+    if config.trainer.is_external() {
+        let backend = crate::external::ExternalBackend::new(
+            generator.as_ref(),
+            config.trainer.clone(),
+            &dir.cache(),
         )?;
         run_with(&config, &dir, &record, &mut strategy, &backend)
+    } else {
+        run_with(&config, &dir, &record, &mut strategy, generator.as_ref())
     }
 }
 
@@ -1112,7 +1121,8 @@ impl<'a> Loop<'a> {
             chunk,
             &self.store,
             it,
-        );
+        )
+        .with_files(files.clone());
         let ctx = IterationInfo {
             iteration: it as u32,
             total_iterations: self.config.iterations as u32,
@@ -1163,6 +1173,7 @@ impl<'a> Loop<'a> {
                 current,
                 &pairs,
                 Some(&files.dpo_log()),
+                Some(&files.trainer()),
             )?;
             self.backend
                 .save_checkpoint(&next, &files.checkpoint(), self.config.save_dtype)?;

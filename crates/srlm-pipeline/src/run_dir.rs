@@ -127,6 +127,15 @@ impl IterationDir {
     pub fn temporary_summary(&self, n: usize) -> PathBuf {
         self.0.join(format!("temporary_{n}.json"))
     }
+    /// `trainer/`: an external trainer's records of the DPO step to M_{i+1} (command line,
+    /// log, data, output).
+    pub fn trainer(&self) -> PathBuf {
+        self.0.join("trainer")
+    }
+    /// `temporary_<n>_trainer/`: the same for temporary model n (0-based, as `temporary_<n>.json`).
+    pub fn temporary_trainer(&self, n: usize) -> PathBuf {
+        self.0.join(format!("temporary_{n}_trainer"))
+    }
 }
 
 #[cfg(test)]

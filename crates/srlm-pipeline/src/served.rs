@@ -315,9 +315,10 @@ impl Trainer for ServedBackend {
         pairs: &[PreferencePair],
         config: &DpoConfig,
         out: &ModelRef,
+        records: Option<&Path>,
     ) -> Result<Trained, BackendError> {
         self.local.load(parent)?;
-        let trained = self.local.train_dpo(parent, pairs, config, out)?;
+        let trained = self.local.train_dpo(parent, pairs, config, out, records)?;
         // The port's contract: the trained model is available to the Generator afterwards.
         self.load(out)?;
         Ok(trained)

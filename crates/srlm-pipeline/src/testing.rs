@@ -235,6 +235,7 @@ impl Trainer for FakeBackend {
         pairs: &[PreferencePair],
         _config: &DpoConfig,
         out: &ModelRef,
+        _records: Option<&Path>,
     ) -> Result<Trained, BackendError> {
         self.check(parent)?;
         let n = {
