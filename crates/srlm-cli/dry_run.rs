@@ -151,9 +151,18 @@ pub fn print_plan(config: &RunConfig, out: &Path) -> anyhow::Result<()> {
         let data = records.join("pairs.jsonl");
         let output = records.join("output");
         let m0_hf = out.join("cache/hf/<M0 id>");
-        let model = match &files {
-            Ok(srlm_model::ModelFiles::HfDir(d)) => d.clone(),
-            _ => m0_hf.clone(),
+        // A GGUF is written once as an HF checkpoint; anything else is taken as the HF folder
+        // it names (readable here or not).
+        let m0_is_gguf = matches!(&files, Ok(srlm_model::ModelFiles::Gguf(_)))
+            || config.model.ends_with(".gguf")
+            || config.model == "default";
+        let model = if m0_is_gguf {
+            m0_hf.clone()
+        } else {
+            match &files {
+                Ok(srlm_model::ModelFiles::HfDir(d)) => d.clone(),
+                _ => std::path::PathBuf::from(&config.model),
+            }
         };
         let paths = srlm_trainer::flags::StepPaths {
             model: &model,
@@ -179,7 +188,7 @@ pub fn print_plan(config: &RunConfig, out: &Path) -> anyhow::Result<()> {
             data.display(),
             records.display()
         );
-        if !matches!(&files, Ok(srlm_model::ModelFiles::HfDir(_))) {
+        if m0_is_gguf {
             out!(
                 "  M0 is not an HF folder: srlm writes it once as an f32 HF checkpoint, {}{}",
                 m0_hf.display(),
@@ -209,6 +218,7 @@ pub fn print_plan(config: &RunConfig, out: &Path) -> anyhow::Result<()> {
                 gb(n * 4.0)
             );
         }
+        None if t.is_external() => out!("in-process on {device:?}: no DPO (the trainer's memory is its own); the hidden-state diagnostic loads M_i in f32 (4 bytes per parameter)"),
         None => out!("in-process on {device:?}: DPO (full fine-tuning, f32) and the hidden-state diagnostic: 20 bytes per parameter + activations"),
     }
     Ok(())
