@@ -16,7 +16,13 @@ JOBS="${SRLM_BUILD_JOBS:-$(nproc)}"
 mkdir -p "$ROOT"
 exec 9>"$ROOT/.lock"
 flock 9
-if [[ -x "$BIN/llama-server" && -f "$ROOT/.complete" ]]; then
+# -march=native, but no AMX: on machines that advertise AMX and grant its permission yet do not
+# run its tile instructions correctly (seen on this project's VMs, 2026-12-02: llama-server
+# crashed with SIGSEGV in ggml_backend_amx_mul_mat at the first request), the AMX kernels
+# crash. GCC's explicit -mno-* flags win over -march=native whatever their order.
+NO_AMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+BUILD_ID="native,no-amx"
+if [[ -x "$BIN/llama-server" && "$(cat "$ROOT/.complete" 2>/dev/null)" == "$BUILD_ID" ]]; then
   echo "$BIN"
   exit 0
 fi
@@ -52,13 +58,14 @@ fi
 CMAKE="$ROOT/venv/bin/cmake"
 log "building llama-server with $JOBS jobs"
 "$CMAKE" -S "$SRC" -B "$WORK/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
-  -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DGGML_NATIVE=ON >&2
+  -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DGGML_NATIVE=ON \
+  -DCMAKE_C_FLAGS="$NO_AMX" -DCMAKE_CXX_FLAGS="$NO_AMX" >&2
 "$CMAKE" --build "$WORK/build" -j "$JOBS" --target llama-server llama-bench llama-batched-bench >&2
 mkdir -p "$BIN"
 for tool in llama-server llama-bench llama-batched-bench; do
   cp "$WORK/build/bin/$tool" "$BIN/"
 done
 rm -rf "$WORK"
-touch "$ROOT/.complete"
+echo "$BUILD_ID" > "$ROOT/.complete"
 log "done"
 echo "$BIN"

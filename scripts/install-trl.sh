@@ -6,7 +6,7 @@
 # is reused (second call: instant); concurrent callers wait on one lock.
 #
 # Versions: scripts/trl-requirements.txt pins every package (torch 2.15.0, transformers 5.24.0,
-# trl 1.16.0, accelerate 1.15.0 and what they pulled in on Linux x86_64 / CPython 3.11), all
+# trl 1.16.0, accelerate 1.15.0, peft 0.21.2 (LoRA) and what they pulled in on Linux x86_64 / CPython 3.11), all
 # from PyPI. PyPI's torch brings its CUDA libraries: about 6 GB and 1.5-3 minutes with a
 # fresh download (measured on this project's 2-core machine). Needs python3 with venv and pip.
 set -euo pipefail

@@ -13,6 +13,9 @@
 //!   only that step, to the same pairs and scores.
 //! - A missing Python, a flag TRL refuses, and a trainer that leaves no model are one-line
 //!   errors naming the command, the log or the missing file.
+//! - LoRA through TRL (`use_peft`): the first loss is ln 2 (PEFT's B = 0), PEFT writes the
+//!   adapter in its own format (checked: r, α, targets, tensor names and shapes), and srlm takes
+//!   back the merged model and samples from it; srlm's own trainer refuses LoRA.
 //! - OpenRLHF (needs DeepSpeed and GPUs) is checked as a dry run: every flag of the command
 //!   srlm would run is one of `openrlhf.cli.train_dpo`'s (0.11.2, from its PyPI wheel:
 //!   `tests/fixtures/openrlhf-0.11.2-train_dpo-flags.txt`).
@@ -152,6 +155,112 @@ fn trl_trains_on_srlms_tokens_and_matches_srlms_trainer() {
         .unwrap();
     let out = ok(&o, "generate from TRL's checkpoint");
     assert!(out.contains("\"text\""), "{out}");
+}
+
+/// The tensor table of a safetensors file (its JSON header): name → (dtype, shape).
+fn safetensors_header(path: &Path) -> std::collections::BTreeMap<String, (String, Vec<u64>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    header
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .map(|(k, v)| {
+            let shape = v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap());
+            (k.clone(), (v["dtype"].as_str().unwrap().to_string(), shape.collect()))
+        })
+        .collect()
+}
+
+#[test]
+fn lora_through_trl_gives_a_peft_adapter_and_a_merged_checkpoint() {
+    let python = trl_python();
+    let fixture: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/fixtures/smollm2-torch-logps.json")).unwrap(),
+    )
+    .unwrap();
+    let fx = fixture["pairs"].as_array().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("pairs.jsonl");
+    let lines: String = fx
+        .iter()
+        .map(|p| {
+            format!(
+                "{}\n",
+                serde_json::json!({"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]})
+            )
+        })
+        .collect();
+    std::fs::write(&pairs, lines).unwrap();
+    let lora = ["--set", "use_peft=true", "--set", "lora_r=8", "--set", "lora_alpha=16"];
+
+    // srlm's own trainer refuses LoRA and says which trainer does it.
+    let o = srlm()
+        .args(["train-dpo", "--no-progress"])
+        .arg("--pairs")
+        .arg(&pairs)
+        .arg("--out")
+        .arg(dir.path().join("native"))
+        .args(lora)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--backend trl"), "{err}");
+
+    let out = dir.path().join("lora");
+    let o = srlm()
+        .args(["train-dpo", "--backend", "trl", "--python", python, "--no-progress"])
+        .arg("--pairs")
+        .arg(&pairs)
+        .arg("--out")
+        .arg(&out)
+        .args(["--batch-size", "4", "--max-steps", "2", "--learning-rate", "1e-3"])
+        .args(lora)
+        .output()
+        .unwrap();
+    ok(&o, "train-dpo --backend trl with LoRA");
+    let log = jsonl(&dir.path().join("lora.dpo_log.jsonl"));
+    // B = 0 at the start (PEFT's initialisation): the policy is the base, the loss ln 2.
+    assert!((f(&log[0], "loss") - std::f64::consts::LN_2).abs() < 1e-6, "{}", log[0]);
+    let mean = |key: &str| fx.iter().map(|p| f(p, key)).sum::<f64>() / fx.len() as f64;
+    assert!((f(&log[0], "logps/chosen") - mean("logps/chosen")).abs() < 0.05);
+    assert!(f(&log[1], "loss") < std::f64::consts::LN_2 - 1e-3, "the adapter learned: {}", log[1]);
+
+    // PEFT's format, written by PEFT: r, alpha, the targets, A and B of each targeted layer.
+    let config: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("adapter/adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config["peft_type"], "LORA");
+    assert_eq!(config["r"], 8);
+    assert_eq!(config["lora_alpha"], 16);
+    let mut targets: Vec<&str> = config["target_modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    targets.sort();
+    assert_eq!(targets, ["q_proj", "v_proj"]);
+    let tensors = safetensors_header(&out.join("adapter/adapter_model.safetensors"));
+    assert_eq!(tensors.len(), 30 * 2 * 2, "30 layers × (q, v) × (A, B)");
+    let get = |name: &str| &tensors[&format!("base_model.model.model.layers.0.self_attn.{name}.weight")];
+    assert_eq!(get("q_proj.lora_A"), &("F32".to_string(), vec![8, 576]));
+    assert_eq!(get("q_proj.lora_B"), &("F32".to_string(), vec![576, 8]));
+    assert_eq!(get("v_proj.lora_B"), &("F32".to_string(), vec![192, 8]), "3 KV heads × 64");
+
+    // The merged checkpoint is a full model srlm loads and samples from.
+    let merged = safetensors_header(&out.join("model.safetensors"));
+    assert!(merged.keys().all(|k| !k.contains("lora")), "merged: no adapter tensors");
+    let o = srlm()
+        .args(["generate", "--model"])
+        .arg(&out)
+        .args(["--prompt", "Name three colors.", "--max-new-tokens", "8", "--json"])
+        .output()
+        .unwrap();
+    ok(&o, "generate from the merged LoRA checkpoint");
 }
 
 /// Processes whose command line mentions `needle` (the trainer of a run folder).

@@ -358,6 +358,11 @@ pub fn run(a: TrainDpoArgs) -> anyhow::Result<()> {
     if a.dry_run {
         anyhow::bail!("--dry-run shows an external trainer's command: add --backend trl or openrlhf");
     }
+    if cfg.use_peft {
+        anyhow::bail!(
+            "use_peft: srlm's own trainer trains every weight; LoRA adapters are trained by an external trainer: add --backend trl"
+        );
+    }
     claim_outputs(&a, &log)?;
     let pairs = read_preference_pairs(&a.pairs)?;
     let model = LanguageModel::load(&a.model, &default_device())

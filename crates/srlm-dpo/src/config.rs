@@ -78,6 +78,47 @@ pub struct DpoConfig {
     pub gradient_checkpointing: bool,
     /// Seed of the data shuffling. Default 42 (HF).
     pub seed: u64,
+    /// Train LoRA adapters (Hu et al. 2021, arXiv 2106.09685) instead of every weight (TRL's
+    /// `use_peft`). Default false. Only the external trainers train adapters today
+    /// (`trainer.backend = "trl"`: PEFT through TRL, the adapter merged into the checkpoint
+    /// srlm takes back; `"openrlhf"`: `--ds.lora.*`); srlm's own trainer refuses it. The LoRA
+    /// keys are left out of a config's serialised form while `use_peft` is false, so the
+    /// memo-store keys of full fine-tuning runs stay as they were.
+    #[serde(skip_serializing_if = "is_false")]
+    pub use_peft: bool,
+    /// LoRA rank r (PEFT's `r`, TRL's `lora_r`). Default 8 (PEFT).
+    #[serde(skip_serializing_if = "is_default_lora_r")]
+    pub lora_r: usize,
+    /// LoRA scaling numerator α, an integer as in PEFT and TRL (the update is scaled by α / r).
+    /// Default 8 (PEFT).
+    #[serde(skip_serializing_if = "is_default_lora_alpha")]
+    pub lora_alpha: usize,
+    /// Dropout on the adapters' input. Default 0 (PEFT).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub lora_dropout: f64,
+    /// Linear layers that get adapters, by PEFT's names (`q_proj k_proj v_proj o_proj
+    /// gate_proj up_proj down_proj`). Default `q_proj`, `v_proj` (PEFT's default for Llama).
+    #[serde(skip_serializing_if = "is_default_targets")]
+    pub lora_target_modules: Vec<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+fn is_default_lora_r(r: &usize) -> bool {
+    *r == 8
+}
+fn is_default_lora_alpha(a: &usize) -> bool {
+    *a == 8
+}
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+fn is_default_targets(t: &[String]) -> bool {
+    t == default_lora_targets()
+}
+fn default_lora_targets() -> Vec<String> {
+    vec!["q_proj".into(), "v_proj".into()]
 }
 
 impl Default for DpoConfig {
@@ -105,6 +146,11 @@ impl Default for DpoConfig {
             precompute_ref_log_probs: true,
             gradient_checkpointing: true,
             seed: 42,
+            use_peft: false,
+            lora_r: 8,
+            lora_alpha: 8,
+            lora_dropout: 0.0,
+            lora_target_modules: default_lora_targets(),
         }
     }
 }
@@ -205,6 +251,41 @@ impl DpoConfig {
         if self.max_prompt_length == Some(0) {
             return Err(config_err("max_prompt_length", "must be >= 1"));
         }
+        if self.lora_r == 0 {
+            return Err(config_err("lora_r", "must be >= 1"));
+        }
+        if self.lora_alpha == 0 {
+            return Err(config_err("lora_alpha", "must be >= 1"));
+        }
+        finite("lora_dropout", self.lora_dropout)?;
+        if !(0.0..1.0).contains(&self.lora_dropout) {
+            return Err(config_err("lora_dropout", "must be in [0, 1)"));
+        }
+        const LLAMA_LINEARS: [&str; 7] = [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ];
+        if self.lora_target_modules.is_empty() {
+            return Err(config_err("lora_target_modules", "must name at least one layer"));
+        }
+        if let Some(bad) = self
+            .lora_target_modules
+            .iter()
+            .find(|m| !LLAMA_LINEARS.contains(&m.as_str()))
+        {
+            return Err(config_err(
+                "lora_target_modules",
+                format!(
+                    "`{bad}` is not a Llama linear layer ({})",
+                    LLAMA_LINEARS.join(", ")
+                ),
+            ));
+        }
         if let (Some(l), Some(p)) = (self.max_length, self.max_prompt_length) {
             if p >= l {
                 return Err(config_err(
@@ -293,6 +374,11 @@ impl DpoConfig {
         "precompute_ref_log_probs",
         "gradient_checkpointing",
         "seed",
+        "use_peft",
+        "lora_r",
+        "lora_alpha",
+        "lora_dropout",
+        "lora_target_modules",
     ];
 
     /// Sets one field from its TRL name and a JSON value (what `--set key=value` does). Errors
@@ -532,11 +618,35 @@ mod field_list_tests {
 
     #[test]
     fn field_list_matches_serialised_keys() {
-        let json = serde_json::to_value(DpoConfig::default()).unwrap();
+        // Every LoRA key away from its default, so that none is skipped.
+        let lora = DpoConfig {
+            use_peft: true,
+            lora_r: 16,
+            lora_alpha: 32,
+            lora_dropout: 0.05,
+            lora_target_modules: vec!["q_proj".into()],
+            ..DpoConfig::default()
+        };
+        let json = serde_json::to_value(lora).unwrap();
         let mut keys: Vec<_> = json.as_object().unwrap().keys().cloned().collect();
         let mut fields: Vec<_> = DpoConfig::FIELDS.iter().map(|s| s.to_string()).collect();
         keys.sort();
         fields.sort();
         assert_eq!(keys, fields);
+    }
+
+    #[test]
+    fn lora_keys_are_left_out_at_their_defaults_and_set_like_any_field() {
+        let json = serde_json::to_value(DpoConfig::default()).unwrap();
+        assert!(json.get("use_peft").is_none() && json.get("lora_r").is_none());
+        let mut c = DpoConfig::default();
+        c.set("use_peft", serde_json::json!(true)).unwrap();
+        c.set("lora_r", serde_json::json!(16)).unwrap();
+        c.set("beta", serde_json::json!(0.2)).unwrap();
+        assert!(c.use_peft);
+        assert_eq!((c.lora_r, c.lora_alpha), (16, 8));
+        c.lora_target_modules = vec!["qkv".into()];
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("lora_target_modules") && e.contains("`qkv`"), "{e}");
     }
 }

@@ -177,6 +177,12 @@ impl<'a> DpoTrainer<'a> {
     /// A trainer with `config` (validated here; the error names the field).
     pub fn new(config: DpoConfig) -> Result<Self> {
         config.validate()?;
+        if config.use_peft {
+            return Err(crate::error::config_err(
+                "use_peft",
+                "srlm's own trainer trains every weight; LoRA adapters are trained by an external trainer (trainer.backend = \"trl\", or `srlm train-dpo --backend trl`)",
+            ));
+        }
         Ok(DpoTrainer {
             config,
             reference: None,

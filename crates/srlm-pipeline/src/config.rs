@@ -343,6 +343,11 @@ impl RunConfig {
             .map_err(|e| ConfigError::Invalid(format!("dpo: {e}")))?;
         self.engine.validate().map_err(ConfigError::Invalid)?;
         self.trainer.validate().map_err(ConfigError::Invalid)?;
+        if self.dpo.use_peft && !self.trainer.is_external() {
+            return Err(ConfigError::Invalid(
+                "dpo.use_peft: srlm's own trainer trains every weight; LoRA adapters are trained by an external trainer (trainer.backend = \"trl\")".into(),
+            ));
+        }
         Ok(())
     }
 }

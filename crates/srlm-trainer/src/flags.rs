@@ -126,6 +126,15 @@ pub fn trl_args(
     );
     flag(&mut a, "gradient_checkpointing", dpo.gradient_checkpointing.to_string());
     flag(&mut a, "seed", dpo.seed.to_string());
+    if dpo.use_peft {
+        // TRL's ModelConfig names; PEFT's LoraConfig underneath.
+        flag(&mut a, "use_peft", "true");
+        flag(&mut a, "lora_r", dpo.lora_r.to_string());
+        flag(&mut a, "lora_alpha", dpo.lora_alpha.to_string());
+        flag(&mut a, "lora_dropout", num(dpo.lora_dropout));
+        a.push("--lora_target_modules".into());
+        a.extend(dpo.lora_target_modules.iter().cloned());
+    }
     flag(&mut a, "logging_steps", "1");
     flag(&mut a, "save_strategy", "no");
     flag(&mut a, "report_to", "none");
@@ -225,6 +234,13 @@ pub fn openrlhf_args(
         a.push("--model.gradient_checkpointing_enable".into());
     }
     flag(&mut a, "train.seed", dpo.seed.to_string());
+    if dpo.use_peft {
+        flag(&mut a, "ds.lora.rank", dpo.lora_r.to_string());
+        flag(&mut a, "ds.lora.alpha", dpo.lora_alpha.to_string());
+        flag(&mut a, "ds.lora.dropout", num(dpo.lora_dropout));
+        a.push("--ds.lora.target_modules".into());
+        a.extend(dpo.lora_target_modules.iter().cloned());
+    }
     flag(&mut a, "logger.logging_steps", "1");
     a.extend(trainer.extra_args.iter().cloned());
     Ok(a)
@@ -281,6 +297,33 @@ mod tests {
         assert_eq!(value(&a, "--per_device_train_batch_size"), "2");
         assert_eq!(value(&a, "--seed"), "42");
         assert_eq!(value(&a, "--precompute_ref_log_probs"), "true");
+    }
+
+    #[test]
+    fn lora_settings_become_trl_and_openrlhf_flags() {
+        let dpo = DpoConfig {
+            use_peft: true,
+            lora_r: 16,
+            lora_alpha: 32,
+            lora_target_modules: vec!["q_proj".into(), "k_proj".into()],
+            ..DpoConfig::default()
+        };
+        let a = trl_args(&dpo, &TrainerConfig::default(), &paths()).unwrap();
+        assert_eq!(value(&a, "--use_peft"), "true");
+        assert_eq!(value(&a, "--lora_r"), "16");
+        assert_eq!(value(&a, "--lora_alpha"), "32");
+        let i = a.iter().position(|x| x == "--lora_target_modules").unwrap();
+        assert_eq!(a[i + 1..i + 3], ["q_proj", "k_proj"]);
+        let orl = TrainerConfig {
+            backend: crate::TrainerBackend::Openrlhf,
+            dtype: TrainerDtype::Bfloat16,
+            ..TrainerConfig::default()
+        };
+        let a = openrlhf_args(&dpo, &orl, &paths()).unwrap();
+        assert_eq!(value(&a, "--ds.lora.rank"), "16");
+        assert_eq!(value(&a, "--ds.lora.alpha"), "32");
+        let plain = trl_args(&DpoConfig::default(), &TrainerConfig::default(), &paths()).unwrap();
+        assert!(!plain.iter().any(|x| x.contains("lora") || x == "--use_peft"));
     }
 
     #[test]

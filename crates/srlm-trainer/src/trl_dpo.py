@@ -11,6 +11,8 @@ Input: `--dataset_name FILE.jsonl`, one pair per line with `prompt_ids`, `chosen
 `rejected_ids` (lists of token ids; the texts ride along for people reading the file).
 Output in `--output_dir`: TRL's saved model (HF folder), and `srlm_log.jsonl`, TRL's log
 history, one line per logged step, flushed as it is written (srlm shows progress from it).
+With `--use_peft true` (LoRA through PEFT): the adapter in PEFT's format in `adapter/`, and the
+model with the adapter merged as the HF folder.
 Run it as `python trl_dpo.py ...` or under `accelerate launch ... trl_dpo.py ...`.
 """
 
@@ -70,7 +72,26 @@ def main():
         callbacks=[LogLines()],
     )
     trainer.train()
-    trainer.save_model(training_args.output_dir)
+    if model_args.use_peft:
+        # LoRA: PEFT's adapter (adapter_config.json + adapter_model.safetensors) in adapter/,
+        # and the base with the adapter merged (W + (alpha / r) B A) as the HF checkpoint srlm
+        # takes back. The merge loads the base once more, unsharded, on the main process (as
+        # PEFT's merge_and_unload requires), so it also works after ZeRO-3 or FSDP training.
+        adapter_dir = os.path.join(training_args.output_dir, "adapter")
+        trainer.save_model(adapter_dir)
+        trainer.accelerator.wait_for_everyone()
+        if trainer.accelerator.is_main_process:
+            from peft import PeftModel
+            from transformers import AutoModelForCausalLM
+
+            base = AutoModelForCausalLM.from_pretrained(
+                model_args.model_name_or_path, dtype=model_args.dtype
+            )
+            merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+            merged.save_pretrained(training_args.output_dir)
+            trainer.processing_class.save_pretrained(training_args.output_dir)
+    else:
+        trainer.save_model(training_args.output_dir)
 
 
 if __name__ == "__main__":
