@@ -1,4 +1,8 @@
-//! `cargo xtask bench [--quick] [--out DIR]`: the strategy comparison of issue 6.
+//! `cargo xtask bench [--quick] [--seeds N] [--out DIR]`: the strategy comparison of issue 6.
+//!
+//! `--seeds N` runs every strategy under seeds 1..=N (folders `<strategy>-seed<k>`), and the
+//! comparison adds, per strategy, the seed-by-seed paired difference to self-rewarding, pooled
+//! over seeds (srlm_pipeline::compare).
 //!
 //! Builds the release `srlm`, then runs the same config (model, prompts, seed, K) under four
 //! strategies, one run folder each under `DIR`:
@@ -64,15 +68,18 @@ pub struct BenchArgs {
     pub quick: bool,
     /// `--out DIR`, if given.
     pub out: Option<PathBuf>,
+    /// `--seeds N`: every strategy under seeds 1..=N (default 1: the config's seed only).
+    pub seeds: u64,
 }
 
-const USAGE: &str = "usage: cargo xtask bench [--quick] [--out DIR]";
+const USAGE: &str = "usage: cargo xtask bench [--quick] [--seeds N] [--out DIR]";
 
 /// Parses `[--quick] [--out DIR]` (also `--out=DIR`).
 pub fn parse_args(args: &[String]) -> Result<BenchArgs> {
     let mut parsed = BenchArgs {
         quick: false,
         out: None,
+        seeds: 1,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -83,6 +90,16 @@ pub fn parse_args(args: &[String]) -> Result<BenchArgs> {
                     .next()
                     .with_context(|| format!("--out needs a folder; {USAGE}"))?;
                 parsed.out = Some(PathBuf::from(dir));
+            }
+            "--seeds" => {
+                let n = it
+                    .next()
+                    .with_context(|| format!("--seeds needs a count; {USAGE}"))?;
+                parsed.seeds = n
+                    .parse()
+                    .ok()
+                    .filter(|&n: &u64| n >= 1)
+                    .with_context(|| format!("--seeds `{n}`: expected a whole number ≥ 1"))?;
             }
             "-h" | "--help" => bail!("{USAGE}"),
             other => match other.strip_prefix("--out=") {
@@ -103,9 +120,15 @@ pub fn config_file(quick: bool) -> &'static str {
     }
 }
 
-/// The arguments of `srlm` for one run into `dir`: a fresh run, or `--resume` when `dir`
-/// already holds a run (`config.json`).
-pub fn run_args(run: &BenchRun, config: &str, dir: &Path, resume: bool) -> Vec<String> {
+/// The arguments of `srlm` for one run into `dir`: a fresh run (with `-c seed=N` when the
+/// bench runs several seeds), or `--resume` when `dir` already holds a run (`config.json`).
+pub fn run_args(
+    run: &BenchRun,
+    config: &str,
+    dir: &Path,
+    resume: bool,
+    seed: Option<u64>,
+) -> Vec<String> {
     if resume {
         return vec!["run".into(), "--resume".into(), dir.display().to_string()];
     }
@@ -119,6 +142,10 @@ pub fn run_args(run: &BenchRun, config: &str, dir: &Path, resume: bool) -> Vec<S
     for s in run.set {
         args.push("--set".into());
         args.push((*s).into());
+    }
+    if let Some(seed) = seed {
+        args.push("-c".into());
+        args.push(format!("seed={seed}"));
     }
     args.push("--out".into());
     args.push(dir.display().to_string());
@@ -149,8 +176,19 @@ pub fn run(args: &[String]) -> Result<()> {
     let srlm = crate::srlm_binary()?;
     let started = Instant::now();
     let mut dirs = Vec::new();
-    for r in &RUNS {
-        let dir = out.join(r.label);
+    let seeds: Vec<Option<u64>> = if args.seeds == 1 {
+        vec![None]
+    } else {
+        (1..=args.seeds).map(Some).collect()
+    };
+    // Seed-major order: every strategy of seed 1 first, so an interrupted bench already has a
+    // complete comparison for the first seeds.
+    for (seed, r) in seeds.iter().flat_map(|s| RUNS.iter().map(move |r| (*s, r))) {
+        let name = match seed {
+            Some(s) => format!("{}-seed{s}", r.label),
+            None => r.label.to_string(),
+        };
+        let dir = out.join(&name);
         // The one place xtask knows the run folder's layout (srlm_pipeline::run_dir::RunDir
         // owns it; xtask stays on anyhow alone): `RunDir::exists` is this test. A flag such as
         // `srlm run --continue --out DIR` (resume when DIR holds a run, else start) would let
@@ -158,19 +196,14 @@ pub fn run(args: &[String]) -> Result<()> {
         let resume = dir.join("config.json").is_file();
         if resume {
             eprintln!(
-                "bench: {}: continuing {} (delete it to start over)",
-                r.label,
+                "bench: {name}: continuing {} (delete it to start over)",
                 dir.display()
             );
         }
-        eprintln!("bench: {} ({})", r.label, config);
+        eprintln!("bench: {name} ({config})");
         let t = Instant::now();
-        crate::run(Command::new(&srlm).args(run_args(r, config, &dir, resume)))?;
-        eprintln!(
-            "bench: {} done in {:.0} s",
-            r.label,
-            t.elapsed().as_secs_f64()
-        );
+        crate::run(Command::new(&srlm).args(run_args(r, config, &dir, resume, seed)))?;
+        eprintln!("bench: {name} done in {:.0} s", t.elapsed().as_secs_f64());
         dirs.push(dir);
     }
     let mut compare = Command::new(&srlm);
@@ -203,17 +236,21 @@ mod tests {
             p(&[]).unwrap(),
             BenchArgs {
                 quick: false,
-                out: None
+                out: None,
+                seeds: 1
             }
         );
         assert_eq!(
             p(&["--quick", "--out", "x/y"]).unwrap(),
             BenchArgs {
                 quick: true,
-                out: Some("x/y".into())
+                out: Some("x/y".into()),
+                seeds: 1
             }
         );
         assert_eq!(p(&["--out=z"]).unwrap().out, Some(PathBuf::from("z")));
+        assert_eq!(p(&["--seeds", "3"]).unwrap().seeds, 3);
+        assert!(p(&["--seeds", "0"]).is_err());
         assert!(p(&["--out"])
             .unwrap_err()
             .to_string()
@@ -229,7 +266,7 @@ mod tests {
         let dir = Path::new("/b");
         let args: Vec<String> = RUNS
             .iter()
-            .map(|r| run_args(r, config_file(false), &dir.join(r.label), false).join(" "))
+            .map(|r| run_args(r, config_file(false), &dir.join(r.label), false, None).join(" "))
             .collect();
         assert_eq!(
             args,
@@ -241,12 +278,16 @@ mod tests {
             ]
         );
         assert_eq!(
-            run_args(&RUNS[0], config_file(true), dir, false)[2],
+            run_args(&RUNS[0], config_file(true), dir, false, None)[2],
             "configs/bench-quick.toml"
         );
         assert_eq!(
-            run_args(&RUNS[2], "c", dir, true).join(" "),
+            run_args(&RUNS[2], "c", dir, true, None).join(" "),
             "run --resume /b"
+        );
+        assert_eq!(
+            run_args(&RUNS[1], "c", dir, false, Some(2)).join(" "),
+            "run --config c --strategy temporal -c seed=2 --out /b"
         );
     }
 }

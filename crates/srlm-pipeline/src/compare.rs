@@ -33,6 +33,18 @@ pub struct ComparisonRow {
     pub cells: Vec<Option<f64>>,
     /// Decimals shown.
     pub decimals: usize,
+    /// Each cell's 95% interval where one is known (held-out scores: bootstrap over the
+    /// held-out prompts, [`crate::stats::mean_interval`]); empty for rows without intervals.
+    pub intervals: Vec<Option<(f64, f64)>>,
+}
+
+/// A paired difference between two models on the same held-out prompts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairedRow {
+    /// What is compared, e.g. `run-b M2 − run-a M2` or `run-a M2 − M0`.
+    pub comparison: String,
+    /// The difference (judge points 0–5), its interval, p-value and detectable size.
+    pub difference: crate::stats::PairedDifference,
 }
 
 /// One setting across runs, as text.
@@ -57,6 +69,9 @@ pub struct ComparisonTable {
     pub rows: Vec<ComparisonRow>,
     /// Why the comparison is not like for like (one sentence each); empty when it is.
     pub warnings: Vec<String>,
+    /// Paired differences of held-out scores (same prompts): each run's last model against
+    /// its M0, and each run's last model against the first run's.
+    pub paired: Vec<PairedRow>,
 }
 
 impl ComparisonTable {
@@ -90,7 +105,16 @@ impl fmt::Display for ComparisonTable {
         for r in &self.rows {
             grid.push(
                 std::iter::once(r.metric.clone())
-                    .chain(r.cells.iter().map(|c| format_value(*c, r.decimals)))
+                    .chain(r.cells.iter().enumerate().map(|(i, c)| {
+                        match r.intervals.get(i).copied().flatten() {
+                            Some((lo, hi)) => format!(
+                                "{} [{lo:.prec$}, {hi:.prec$}]",
+                                format_value(*c, r.decimals),
+                                prec = r.decimals.min(2)
+                            ),
+                            None => format_value(*c, r.decimals),
+                        }
+                    }))
                     .collect(),
             );
         }
@@ -132,6 +156,28 @@ impl fmt::Display for ComparisonTable {
                     })
                     .collect();
                 writeln!(f, "| {} |", seps.join(" | "))?;
+            }
+        }
+        if !self.paired.is_empty() {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "| paired difference, same held-out prompts (0–5) | n | mean | 95% interval | p (permutation) | smallest detectable |"
+            )?;
+            writeln!(f, "|---|---:|---:|---:|---:|---:|")?;
+            for p in &self.paired {
+                let d = &p.difference;
+                writeln!(
+                    f,
+                    "| {} | {} | {:+.3} | [{:+.2}, {:+.2}] | {:.3} | ±{:.2} |",
+                    p.comparison,
+                    d.interval.n,
+                    d.interval.mean,
+                    d.interval.low,
+                    d.interval.high,
+                    d.p_value,
+                    d.detectable
+                )?;
             }
         }
         Ok(())
@@ -177,20 +223,36 @@ fn iterations_with(runs: &[Run], metric: Metric) -> Vec<u32> {
 /// Builds the table from runs already read.
 pub fn comparison_table(runs: &[Run]) -> ComparisonTable {
     let mut rows = Vec::new();
+    // Held-out scores with their bootstrap intervals over the held-out prompts.
+    for i in iterations_with(runs, Metric::EvalScore) {
+        let cells: Vec<Option<f64>> = runs.iter().map(|r| r.metrics.get(i, Metric::EvalScore)).collect();
+        let intervals = runs
+            .iter()
+            .zip(&cells)
+            .map(|(r, cell)| {
+                let scores: Vec<f64> = crate::report::held_out_scores(r, i)?.into_iter().filter_map(|(_, s)| s).collect();
+                let iv = crate::stats::mean_interval(&scores)?;
+                // Only an interval around the number shown (the file is the metric's source).
+                (cell.is_some_and(|c| (c - iv.mean).abs() < 1e-6)).then_some((iv.low, iv.high))
+            })
+            .collect();
+        rows.push(ComparisonRow {
+            metric: format!("held-out score M{i} (0–5)"),
+            cells,
+            decimals: 3,
+            intervals,
+        });
+    }
     let mut per_iteration = |metric: Metric, name: &dyn Fn(u32) -> String, decimals: usize| {
         for i in iterations_with(runs, metric) {
             rows.push(ComparisonRow {
                 metric: name(i),
                 cells: runs.iter().map(|r| r.metrics.get(i, metric)).collect(),
                 decimals,
+                intervals: Vec::new(),
             });
         }
     };
-    per_iteration(
-        Metric::EvalScore,
-        &|i| format!("held-out score M{i} (0–5)"),
-        3,
-    );
     // IFEval's own accuracies (fractions), for runs whose held-out prompts are IFEval's.
     for (metric, what) in [
         (Metric::EvalIfevalPromptStrict, "prompt-level strict"),
@@ -214,6 +276,7 @@ pub fn comparison_table(runs: &[Run]) -> ComparisonTable {
         metric: label.into(),
         cells: runs.iter().map(|r| r.metrics.total(metric)).collect(),
         decimals,
+        intervals: Vec::new(),
     };
     rows.push(total("pairs kept (total)", Metric::Pairs, 0));
     rows.push(ComparisonRow {
@@ -223,6 +286,7 @@ pub fn comparison_table(runs: &[Run]) -> ComparisonTable {
             .map(|r| r.metrics.pairs_per_prompt_overall())
             .collect(),
         decimals: 2,
+        intervals: Vec::new(),
     });
     rows.push(total("tokens sampled (total)", Metric::TokensSampled, 0));
     rows.push(total("tokens judged (total)", Metric::TokensJudged, 0));
@@ -230,12 +294,127 @@ pub fn comparison_table(runs: &[Run]) -> ComparisonTable {
     rows.push(total("wall time (s, total)", Metric::WallSeconds, 1));
     let settings = settings(runs);
     let warnings = warnings(&settings);
+    let runs_labels = labels(runs);
+    let paired = paired_rows(runs, &runs_labels);
     ComparisonTable {
-        runs: labels(runs),
+        runs: runs_labels,
         settings: settings.into_iter().map(|(row, _)| row).collect(),
         rows,
         warnings,
+        paired,
     }
+}
+
+/// Scores of the prompts both answer sets scored, paired by prompt id (`a`'s order).
+pub(crate) fn paired_scores(
+    a: &[(String, Option<f64>)],
+    b: &[(String, Option<f64>)],
+) -> (Vec<f64>, Vec<f64>) {
+    let b: std::collections::HashMap<&str, f64> = b
+        .iter()
+        .filter_map(|(id, s)| Some((id.as_str(), (*s)?)))
+        .collect();
+    a.iter()
+        .filter_map(|(id, s)| Some(((*s)?, *b.get(id.as_str())?)))
+        .unzip()
+}
+
+/// Each run's last model against its M0, then each run's last model against the first run's
+/// (only where both answered the same held-out prompts).
+fn paired_rows(runs: &[Run], labels: &[String]) -> Vec<PairedRow> {
+    let last = |r: &Run| {
+        r.metrics
+            .series(Metric::EvalScore)
+            .into_iter()
+            .map(|p| p.0)
+            .max()
+    };
+    let mut out = Vec::new();
+    // A comparison of two answer sets to the same held-out prompts (else none).
+    let paired = |comparison: String,
+                  a: &[(String, Option<f64>)],
+                  b: &[(String, Option<f64>)]|
+     -> Option<PairedRow> {
+        let ids = |v: &[(String, Option<f64>)]| {
+            v.iter()
+                .map(|x| x.0.clone())
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        if a.len() != b.len() || ids(a) != ids(b) {
+            return None;
+        }
+        let (x, y) = paired_scores(a, b);
+        Some(PairedRow {
+            comparison,
+            difference: crate::stats::paired_difference(&x, &y)?,
+        })
+    };
+    for (r, label) in runs.iter().zip(labels) {
+        let Some(m) = last(r).filter(|&m| m > 0) else { continue };
+        if let (Some(m0), Some(mi)) = (crate::report::held_out_scores(r, 0), crate::report::held_out_scores(r, m)) {
+            out.extend(paired(format!("{label}: M{m} − M0"), &m0, &mi));
+        }
+    }
+    // Strategies run under several seeds: each group's last models against the first group's,
+    // seed by seed, the (prompt, seed) differences pooled. The bootstrap treats them as
+    // independent items (not a two-level bootstrap over seeds, then prompts).
+    let group_of = |r: &Run| format!("{} ({})", r.config.text("strategy"), r.config.options_text());
+    let mut groups: Vec<(String, Vec<&Run>)> = Vec::new();
+    for r in runs {
+        let g = group_of(r);
+        match groups.iter_mut().find(|(name, _)| *name == g) {
+            Some((_, members)) => members.push(r),
+            None => groups.push((g, vec![r])),
+        }
+    }
+    if groups.iter().any(|(_, m)| m.len() > 1) {
+        let (base_name, base) = &groups[0];
+        for (name, members) in groups.iter().skip(1) {
+            let (mut x, mut y) = (Vec::new(), Vec::new());
+            let mut seeds = 0;
+            for r in members {
+                let seed = r.config.text("seed");
+                let Some(b) = base.iter().find(|b| b.config.text("seed") == seed) else {
+                    continue;
+                };
+                let (Some(mb), Some(mr)) = (last(b), last(r)) else { continue };
+                let (Some(sb), Some(sr)) = (crate::report::held_out_scores(b, mb), crate::report::held_out_scores(r, mr)) else {
+                    continue;
+                };
+                let (bx, ry) = paired_scores(&sb, &sr);
+                x.extend(bx);
+                y.extend(ry);
+                seeds += 1;
+            }
+            if seeds > 1 {
+                if let Some(difference) = crate::stats::paired_difference(&x, &y) {
+                    out.push(PairedRow {
+                        comparison: format!(
+                            "{name} − {base_name}, last models, {seeds} seeds pooled"
+                        ),
+                        difference,
+                    });
+                }
+            }
+        }
+    }
+    if let Some((first, first_label)) = runs.first().zip(labels.first()) {
+        if let Some(m_first) = last(first) {
+            if let Some(base) = crate::report::held_out_scores(first, m_first) {
+                for (r, label) in runs.iter().zip(labels).skip(1) {
+                    let Some(m) = last(r) else { continue };
+                    if let Some(other) = crate::report::held_out_scores(r, m) {
+                        out.extend(paired(
+                            format!("{label} M{m} − {first_label} M{m_first}"),
+                            &base,
+                            &other,
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The settings rows, each with whether runs must agree on it (and the value compared).
@@ -494,7 +673,7 @@ mod tests {
     use super::*;
     use crate::report::plots::tests::{has_text, legend_texts, polyline_points};
     use crate::report::tests::{
-        fresh_dir, write_run, IFEVAL_METRICS, TEMPORAL_CONFIG, TEMPORAL_METRICS,
+        fresh_dir, write_answers, write_run, IFEVAL_METRICS, TEMPORAL_CONFIG, TEMPORAL_METRICS,
     };
     use crate::run_dir::RunDir;
 
@@ -506,6 +685,45 @@ mod tests {
         r#"{"iteration": 2, "prompts": 10, "pairs": 7, "score/gap": 1.0, "hidden_cosine": 0.95, "eval/score": 2.7, "compute/tokens_sampled": 500, "compute/wall_seconds": 30.0}"#,
         r#"{"iteration": 3, "prompts": 10, "pairs": 5, "score/gap": 0.25, "hidden_cosine": 0.99, "eval/score": 2.65, "compute/tokens_sampled": 500, "compute/wall_seconds": 30.0}"#,
     ];
+
+    #[test]
+    fn held_out_scores_get_intervals_and_paired_differences() {
+        let (_base, dirs) = two_runs("paired");
+        // The runs' metrics: SR M0 2.5 → M3 2.65; TSR M0 2.5 → M2 3.0.
+        write_answers(&dirs[0], 0, 0.0);
+        write_answers(&dirs[0], 3, 0.15);
+        write_answers(&dirs[1], 0, 0.0);
+        write_answers(&dirs[1], 2, 0.5);
+        let (_, table) = load_comparison(&dirs).unwrap();
+        let m0 = table.rows.iter().find(|r| r.metric == "held-out score M0 (0–5)").unwrap();
+        for iv in &m0.intervals {
+            let (lo, hi) = iv.expect("an interval from eval/M0.jsonl");
+            // Twenty 0/5 scores: se = 2.5/√20 ≈ 0.56, the interval ≈ 2.5 ± 1.1.
+            assert!(lo < 1.6 && lo > 1.2 && hi > 3.4 && hi < 3.8, "{lo} {hi}");
+        }
+        let m1 = table.rows.iter().find(|r| r.metric == "held-out score M1 (0–5)").unwrap();
+        assert_eq!(m1.intervals, vec![None, None], "no eval/M1.jsonl: no interval");
+        let find = |what: &str| {
+            table
+                .paired
+                .iter()
+                .find(|p| p.comparison.contains(what))
+                .unwrap_or_else(|| panic!("no paired row {what}: {:?}", table.paired))
+                .difference
+        };
+        let tsr = find("temporal: M2 − M0");
+        assert!((tsr.interval.mean - 0.5).abs() < 1e-12);
+        assert!((tsr.interval.low - 0.5).abs() < 1e-12 && (tsr.interval.high - 0.5).abs() < 1e-12);
+        assert!(tsr.p_value < 1e-3, "{tsr:?}");
+        assert_eq!(tsr.detectable, 0.0, "no spread in the differences");
+        let sr = find("self-rewarding: M3 − M0");
+        assert!((sr.interval.mean - 0.15).abs() < 1e-12);
+        let across = find("temporal M2 − self-rewarding M3");
+        assert!((across.interval.mean - 0.35).abs() < 1e-12);
+        let text = table.to_string();
+        assert!(text.contains("| paired difference, same held-out prompts (0–5) |"), "{text}");
+        assert!(text.contains("2.500 [1."), "{text}");
+    }
 
     fn two_runs(name: &str) -> (PathBuf, Vec<PathBuf>) {
         let base = fresh_dir(name);

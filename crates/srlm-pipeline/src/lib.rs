@@ -34,5 +34,6 @@ pub mod report;
 pub mod run;
 pub mod run_dir;
 pub mod served;
+pub mod stats;
 pub mod store;
 pub mod testing;

@@ -200,6 +200,20 @@ pub struct Run {
     pub metrics: RunMetrics,
 }
 
+/// The held-out answers' scores of model M`model` of `run` (`eval/M<model>.jsonl`): prompt id
+/// and score (`None`: the judge gave none), in the file's order; `None` when the file is
+/// missing or unreadable (a report still renders from `metrics.jsonl` alone).
+pub fn held_out_scores(run: &Run, model: u32) -> Option<Vec<(String, Option<f64>)>> {
+    let text = std::fs::read_to_string(run.dir.eval_answers(model as usize)).ok()?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            Some((v["prompt_id"].as_str()?.to_string(), v["score"].as_f64()))
+        })
+        .collect()
+}
+
 /// Reads the run folder's `config.json` and `metrics.jsonl`.
 pub fn read_run(run_dir: &Path) -> Result<Run, ReportError> {
     let dir = RunDir::new(run_dir);

@@ -211,6 +211,28 @@ fn render_report(run: &Run, drawn: &Drawn) -> String {
                 last.0,
                 format_value(Some(last.1), 3)
             );
+            if let (Some(a), Some(b)) = (
+                crate::report::held_out_scores(run, first.0),
+                crate::report::held_out_scores(run, last.0),
+            ) {
+                let (x, y) = crate::compare::paired_scores(&a, &b);
+                if let Some(d) = crate::stats::paired_difference(&x, &y) {
+                    let _ = writeln!(
+                        out,
+                        "M{} − M{} on the same {} held-out prompts: {:+.3} (95% bootstrap interval [{:+.2}, {:+.2}], \
+                         sign-flip permutation p = {:.3}). At this size the eval set detects a difference of about \
+                         ±{:.2} (80% power, α = 0.05); smaller changes are indistinguishable from noise.\n",
+                        last.0,
+                        first.0,
+                        d.interval.n,
+                        d.interval.mean,
+                        d.interval.low,
+                        d.interval.high,
+                        d.p_value,
+                        d.detectable
+                    );
+                }
+            }
         }
     }
 

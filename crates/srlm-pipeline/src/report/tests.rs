@@ -26,6 +26,45 @@ pub(crate) fn write_run(parent: &Path, name: &str, config: &str, lines: &[&str])
     dir
 }
 
+/// Writes `eval/M<model>.jsonl` of a run: 20 prompts scored 0 and 5 alternately, plus
+/// `shift` (so the mean is 2.5 + shift).
+pub(crate) fn write_answers(run: &Path, model: usize, shift: f64) {
+    let path = RunDir::new(run).eval_answers(model);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let lines: String = (0..20)
+        .map(|i| {
+            let score = if i % 2 == 0 { 0.0 } else { 5.0 } + shift;
+            format!("{}\n", serde_json::json!({"prompt_id": format!("p{i}"), "score": score}))
+        })
+        .collect();
+    std::fs::write(path, lines).unwrap();
+}
+
+#[test]
+fn the_report_states_the_paired_change_and_the_detectable_size() {
+    let base = fresh_dir("paired");
+    let dir = write_run(&base, "tsr", TEMPORAL_CONFIG, &TEMPORAL_METRICS);
+    write_answers(&dir, 0, 0.0);
+    // M2: 1 where M0 has 0, 5 where M0 has 5: differences 1 and 0 alternately. Exact p:
+    // 2 of the 2^10 sign patterns of the ten 1s reach |sum| = 10, ≈ 0.002.
+    let path = RunDir::new(&dir).eval_answers(2);
+    let lines: String = (0..20)
+        .map(|i| {
+            let score = if i % 2 == 0 { 1.0 } else { 5.0 };
+            format!("{}\n", serde_json::json!({"prompt_id": format!("p{i}"), "score": score}))
+        })
+        .collect();
+    std::fs::write(path, lines).unwrap();
+    let md = std::fs::read_to_string(write_report(&dir).unwrap()).unwrap();
+    // Differences: 1 on the 10 even prompts, 0 on the odd ones: mean 0.5, sd = √(10·0.25/19)
+    // ≈ 0.513, detectable ≈ 2.80 · 0.513 / √20 ≈ 0.32.
+    assert!(
+        md.contains("M2 − M0 on the same 20 held-out prompts: +0.500 (95% bootstrap interval [+0.30, +0.70], sign-flip permutation p = 0.002)"),
+        "{md}"
+    );
+    assert!(md.contains("detects a difference of about ±0.32"), "{md}");
+}
+
 pub(crate) const TEMPORAL_CONFIG: &str = r#"{"strategy": "temporal",
  "strategy_options": {"anchored_rejection": true, "future_guided_chosen": false},
  "model": "default", "judge": "ifeval", "seed": 1, "iterations": 2, "k": 4,

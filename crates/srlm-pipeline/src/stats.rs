@@ -1,0 +1,195 @@
+//! Uncertainty of the numbers a comparison rests on: a mean's 95% interval (percentile
+//! bootstrap over the held-out prompts; Efron & Tibshirani 1993, *An Introduction to the
+//! Bootstrap*, ch. 13), a paired difference (same prompts, two models) with its interval and a
+//! two-sided sign-flip permutation test (Fisher's paired randomization test; Good 2005,
+//! *Permutation, Parametric and Bootstrap Tests of Hypotheses*, §3.1), and the smallest paired
+//! difference the design could detect (two-sided α = 0.05, power 0.8: (z₀.₉₇₅ + z₀.₈) · sd / √n).
+//!
+//! Units are those of the values (judge points 0–5 for held-out scores). Every resampling is
+//! seeded ([`SEED`]), so a report shows the same interval every time it is rendered.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Bootstrap resamples per interval.
+pub const RESAMPLES: usize = 4000;
+/// Random sign flips when 2ⁿ is too many to enumerate (n > [`EXACT_UP_TO`]).
+pub const PERMUTATIONS: usize = 20_000;
+/// Largest n whose 2ⁿ sign flips are all enumerated (exact p-value).
+pub const EXACT_UP_TO: usize = 16;
+/// The seed of every resampling.
+pub const SEED: u64 = 20_250_806;
+/// z₀.₉₇₅ + z₀.₈₀: a paired difference of this many standard errors is detected with 80%
+/// power by a two-sided test at α = 0.05.
+pub const DETECTABLE_Z: f64 = 1.959_964 + 0.841_621;
+
+/// A mean with its 95% percentile-bootstrap interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Interval {
+    /// The sample mean.
+    pub mean: f64,
+    /// 2.5th percentile of the bootstrap means.
+    pub low: f64,
+    /// 97.5th percentile of the bootstrap means.
+    pub high: f64,
+    /// Values the mean is over.
+    pub n: usize,
+}
+
+/// A paired difference `b − a` over the same items.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PairedDifference {
+    /// Mean difference with its 95% bootstrap interval.
+    pub interval: Interval,
+    /// Two-sided p-value of the sign-flip permutation test (no difference: each pair's sign is
+    /// as likely flipped), exact for n ≤ [`EXACT_UP_TO`].
+    pub p_value: f64,
+    /// The smallest mean difference the design detects with 80% power at α = 0.05
+    /// ([`DETECTABLE_Z`] · sd / √n), from the differences' own spread.
+    pub detectable: f64,
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+/// The `q`-quantile of sorted values (linear interpolation, as NumPy's default).
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let pos = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+/// The mean of `values` and its 95% percentile-bootstrap interval; `None` when empty or not
+/// finite.
+pub fn mean_interval(values: &[f64]) -> Option<Interval> {
+    if values.is_empty() || values.iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    let n = values.len();
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED);
+    let mut means: Vec<f64> = (0..RESAMPLES)
+        .map(|_| (0..n).map(|_| values[rng.gen_range(0..n)]).sum::<f64>() / n as f64)
+        .collect();
+    means.sort_by(f64::total_cmp);
+    Some(Interval {
+        mean: mean(values),
+        low: quantile(&means, 0.025),
+        high: quantile(&means, 0.975),
+        n,
+    })
+}
+
+/// `b − a` item by item (`a[i]` and `b[i]` belong together): the mean difference, its
+/// interval, the permutation p-value and the detectable difference. `None` when the lengths
+/// differ, nothing is paired or a value is not finite.
+pub fn paired_difference(a: &[f64], b: &[f64]) -> Option<PairedDifference> {
+    if a.len() != b.len() {
+        return None;
+    }
+    let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| y - x).collect();
+    let interval = mean_interval(&d)?;
+    let n = d.len();
+    let observed = d.iter().sum::<f64>().abs();
+    // A flipped sum at least as far from 0 as the observed one (with a tolerance for float
+    // rounding, so ties count as they would exactly).
+    let tol = 1e-9 * (1.0 + observed);
+    let p_value = if n <= EXACT_UP_TO {
+        let total = 1u64 << n;
+        let hits = (0..total)
+            .filter(|mask| {
+                let s: f64 = d
+                    .iter()
+                    .enumerate()
+                    .map(|(i, x)| if mask >> i & 1 == 1 { -x } else { *x })
+                    .sum();
+                s.abs() >= observed - tol
+            })
+            .count();
+        hits as f64 / total as f64
+    } else {
+        let mut rng = ChaCha8Rng::seed_from_u64(SEED ^ 0x5eed);
+        let hits = (0..PERMUTATIONS)
+            .filter(|_| {
+                let s: f64 = d
+                    .iter()
+                    .map(|x| if rng.gen::<bool>() { -x } else { *x })
+                    .sum();
+                s.abs() >= observed - tol
+            })
+            .count();
+        // The observed assignment counts as one of the permutations (Phipson & Smyth 2010).
+        (hits + 1) as f64 / (PERMUTATIONS + 1) as f64
+    };
+    let sd = if n > 1 {
+        let m = interval.mean;
+        (d.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+    } else {
+        f64::NAN
+    };
+    Some(PairedDifference {
+        interval,
+        p_value,
+        detectable: DETECTABLE_Z * sd / (n as f64).sqrt(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_constant_has_a_zero_width_interval() {
+        let i = mean_interval(&[2.5; 10]).unwrap();
+        assert_eq!((i.mean, i.low, i.high, i.n), (2.5, 2.5, 2.5, 10));
+        assert!(mean_interval(&[]).is_none());
+        assert!(mean_interval(&[1.0, f64::NAN]).is_none());
+    }
+
+    #[test]
+    fn the_interval_covers_the_mean_and_shrinks_with_n() {
+        // 0/5 scores, half and half: mean 2.5, standard error 2.5/√n; the percentile
+        // interval is close to mean ± 1.96 · se.
+        let small: Vec<f64> = (0..20).map(|i| if i % 2 == 0 { 0.0 } else { 5.0 }).collect();
+        let large: Vec<f64> = (0..200).map(|i| if i % 2 == 0 { 0.0 } else { 5.0 }).collect();
+        let (s, l) = (mean_interval(&small).unwrap(), mean_interval(&large).unwrap());
+        assert_eq!(s.mean, 2.5);
+        let se = 2.5 / (20f64).sqrt();
+        assert!((s.high - s.low - 2.0 * 1.96 * se).abs() < 0.25, "{s:?}");
+        assert!(l.high - l.low < (s.high - s.low) / 2.5, "{l:?} vs {s:?}");
+    }
+
+    #[test]
+    fn exact_permutation_p_values_match_hand_counts() {
+        // Differences 1, 1, 1, 1: of the 16 sign patterns only all-plus and all-minus reach
+        // |sum| = 4, so p = 2/16.
+        let a = [0.0; 4];
+        let p = paired_difference(&a, &[1.0; 4]).unwrap();
+        assert_eq!(p.p_value, 0.125);
+        assert_eq!(p.interval.mean, 1.0);
+        // Differences 1, −1: every pattern has |sum| ≥ 0: p = 1.
+        let p = paired_difference(&[0.0, 0.0], &[1.0, -1.0]).unwrap();
+        assert_eq!(p.p_value, 1.0);
+        // Differences 2, 1, 1 (n = 3): |sum| = 4 only for +++ and −−−: 2/8.
+        let p = paired_difference(&[0.0; 3], &[2.0, 1.0, 1.0]).unwrap();
+        assert_eq!(p.p_value, 0.25);
+        assert!(paired_difference(&[0.0], &[1.0, 2.0]).is_none());
+    }
+
+    #[test]
+    fn a_clear_difference_is_significant_and_noise_is_not() {
+        let a: Vec<f64> = (0..40).map(|i| f64::from(i % 5)).collect();
+        let shifted: Vec<f64> = a.iter().enumerate().map(|(i, x)| x + 1.0 + 0.1 * (i % 3) as f64).collect();
+        let p = paired_difference(&a, &shifted).unwrap();
+        assert!(p.p_value < 0.001 && p.interval.low > 0.9, "{p:?}");
+        let noise: Vec<f64> = a
+            .iter()
+            .enumerate()
+            .map(|(i, x)| if i % 2 == 0 { x + 0.5 } else { x - 0.5 })
+            .collect();
+        let p = paired_difference(&a, &noise).unwrap();
+        assert!(p.p_value > 0.5 && p.interval.low < 0.0 && p.interval.high > 0.0, "{p:?}");
+        // sd of ±0.5 differences ≈ 0.506, n = 40: detectable ≈ 2.80 · 0.506 / √40 ≈ 0.224.
+        assert!((p.detectable - 0.224).abs() < 0.005, "{p:?}");
+    }
+}
