@@ -27,12 +27,14 @@ pub struct RunConfig {
     /// Prompt pool and split.
     pub prompts: PromptsConfig,
     /// Sampling of responses (K is the strategy's `k` option; this `k` is its default).
+    #[serde(deserialize_with = "sampling_over_run_defaults")]
     pub sampling: SamplingConfig,
     /// The judge that scores samples during training.
     pub judge: JudgeConfig,
     /// Held-out evaluation after every iteration.
     pub eval: EvalConfig,
     /// DPO settings for M_{i+1} = DPO(M_i, pairs) and for temporary models.
+    #[serde(deserialize_with = "dpo_over_run_defaults")]
     pub dpo: DpoConfig,
     /// Where sampling and LLM judging run: in-process (default) or on an inference server.
     pub engine: EngineConfig,
@@ -172,6 +174,35 @@ impl Default for RunConfig {
             trainer: TrainerConfig::default(),
         }
     }
+}
+
+/// A section given in a config file, laid over that section of [`RunConfig::default`] key by
+/// key, so that a key a file leaves out has the value `srlm config default` prints (serde's
+/// own `default` would take the section type's `Default`, which for `[dpo]` is the trainer's:
+/// 1 epoch and lr 1e-6, not the run's 2 epochs and 1e-5).
+fn over_run_default<'de, D, T>(d: D, base: T) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Serialize + serde::de::DeserializeOwned,
+{
+    use serde::de::Error;
+    let patch = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+    let mut merged = match serde_json::to_value(base).map_err(D::Error::custom)? {
+        serde_json::Value::Object(m) => m,
+        _ => unreachable!("a config section serialises to a table"),
+    };
+    merged.extend(patch);
+    serde_json::from_value(serde_json::Value::Object(merged)).map_err(D::Error::custom)
+}
+
+fn dpo_over_run_defaults<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DpoConfig, D::Error> {
+    over_run_default(d, RunConfig::default().dpo)
+}
+
+fn sampling_over_run_defaults<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<SamplingConfig, D::Error> {
+    over_run_default(d, RunConfig::default().sampling)
 }
 
 impl Default for PromptsConfig {
@@ -355,6 +386,23 @@ impl RunConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_left_out_of_a_section_has_the_value_config_default_prints() {
+        // `srlm config default` prints [dpo] num_train_epochs = 2 and learning_rate = 1e-5
+        // (the trainer's own defaults are 1 and 1e-6) and [sampling] max_new_tokens = 96.
+        let c: RunConfig = toml::from_str("[dpo]\nbeta = 0.2\n[sampling]\nk = 3\n").unwrap();
+        assert_eq!(c.dpo.beta, 0.2);
+        assert_eq!(c.dpo.num_train_epochs, 2);
+        assert_eq!(c.dpo.learning_rate, 1e-5);
+        assert_eq!((c.sampling.k, c.sampling.max_new_tokens), (3, 96));
+        let e = toml::from_str::<RunConfig>("[dpo]\nbetta = 0.2\n").unwrap_err();
+        assert!(e.to_string().contains("unknown field `betta`"), "{e}");
+        // Overrides and a recorded config.json go through the same path unchanged.
+        let round: RunConfig =
+            serde_json::from_value(serde_json::to_value(RunConfig::default()).unwrap()).unwrap();
+        assert_eq!(round, RunConfig::default());
+    }
 
     #[test]
     fn shipped_configs_parse_and_default_toml_is_the_builtin_default() {
