@@ -74,9 +74,7 @@ fn jsonl(path: &Path) -> Vec<Value> {
 }
 
 fn f(v: &Value, key: &str) -> f64 {
-    v[key]
-        .as_f64()
-        .unwrap_or_else(|| panic!("no {key} in {v}"))
+    v[key].as_f64().unwrap_or_else(|| panic!("no {key} in {v}"))
 }
 
 #[test]
@@ -134,11 +132,19 @@ fn trl_trains_on_srlms_tokens_and_matches_srlms_trainer() {
     for key in ["logps/chosen", "logps/rejected"] {
         let (t, n, torch) = (f(&trl[0], key), f(&native[0], key), mean(key));
         assert!((t - n).abs() < 0.05, "{key}: TRL {t} vs srlm {n}");
-        assert!((t - torch).abs() < 0.05, "{key}: TRL {t} vs the fixture {torch}");
+        assert!(
+            (t - torch).abs() < 0.05,
+            "{key}: TRL {t} vs the fixture {torch}"
+        );
     }
     assert_eq!(trl[0]["tokens"], native[0]["tokens"], "same tokens trained");
     // Step 2: after one AdamW update with the same settings, the same loss and margins.
-    for key in ["loss", "rewards/margins", "rewards/chosen", "rewards/rejected"] {
+    for key in [
+        "loss",
+        "rewards/margins",
+        "rewards/chosen",
+        "rewards/rejected",
+    ] {
         let (t, n) = (f(&trl[1], key), f(&native[1], key));
         assert!((t - n).abs() < 1e-4, "step 2 {key}: TRL {t} vs srlm {n}");
     }
@@ -168,8 +174,15 @@ fn safetensors_header(path: &Path) -> std::collections::BTreeMap<String, (String
         .iter()
         .filter(|(k, _)| *k != "__metadata__")
         .map(|(k, v)| {
-            let shape = v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap());
-            (k.clone(), (v["dtype"].as_str().unwrap().to_string(), shape.collect()))
+            let shape = v["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap());
+            (
+                k.clone(),
+                (v["dtype"].as_str().unwrap().to_string(), shape.collect()),
+            )
         })
         .collect()
 }
@@ -194,7 +207,14 @@ fn lora_through_trl_gives_a_peft_adapter_and_a_merged_checkpoint() {
         })
         .collect();
     std::fs::write(&pairs, lines).unwrap();
-    let lora = ["--set", "use_peft=true", "--set", "lora_r=8", "--set", "lora_alpha=16"];
+    let lora = [
+        "--set",
+        "use_peft=true",
+        "--set",
+        "lora_r=8",
+        "--set",
+        "lora_alpha=16",
+    ];
 
     // srlm's own trainer refuses LoRA and says which trainer does it.
     let o = srlm()
@@ -207,26 +227,51 @@ fn lora_through_trl_gives_a_peft_adapter_and_a_merged_checkpoint() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("--backend trl"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("--backend trl"),
+        "{err}"
+    );
 
     let out = dir.path().join("lora");
     let o = srlm()
-        .args(["train-dpo", "--backend", "trl", "--python", python, "--no-progress"])
+        .args([
+            "train-dpo",
+            "--backend",
+            "trl",
+            "--python",
+            python,
+            "--no-progress",
+        ])
         .arg("--pairs")
         .arg(&pairs)
         .arg("--out")
         .arg(&out)
-        .args(["--batch-size", "4", "--max-steps", "2", "--learning-rate", "1e-3"])
+        .args([
+            "--batch-size",
+            "4",
+            "--max-steps",
+            "2",
+            "--learning-rate",
+            "1e-3",
+        ])
         .args(lora)
         .output()
         .unwrap();
     ok(&o, "train-dpo --backend trl with LoRA");
     let log = jsonl(&dir.path().join("lora.dpo_log.jsonl"));
     // B = 0 at the start (PEFT's initialisation): the policy is the base, the loss ln 2.
-    assert!((f(&log[0], "loss") - std::f64::consts::LN_2).abs() < 1e-6, "{}", log[0]);
+    assert!(
+        (f(&log[0], "loss") - std::f64::consts::LN_2).abs() < 1e-6,
+        "{}",
+        log[0]
+    );
     let mean = |key: &str| fx.iter().map(|p| f(p, key)).sum::<f64>() / fx.len() as f64;
     assert!((f(&log[0], "logps/chosen") - mean("logps/chosen")).abs() < 0.05);
-    assert!(f(&log[1], "loss") < std::f64::consts::LN_2 - 1e-3, "the adapter learned: {}", log[1]);
+    assert!(
+        f(&log[1], "loss") < std::f64::consts::LN_2 - 1e-3,
+        "the adapter learned: {}",
+        log[1]
+    );
 
     // PEFT's format, written by PEFT: r, alpha, the targets, A and B of each targeted layer.
     let config: Value = serde_json::from_str(
@@ -246,18 +291,32 @@ fn lora_through_trl_gives_a_peft_adapter_and_a_merged_checkpoint() {
     assert_eq!(targets, ["q_proj", "v_proj"]);
     let tensors = safetensors_header(&out.join("adapter/adapter_model.safetensors"));
     assert_eq!(tensors.len(), 30 * 2 * 2, "30 layers × (q, v) × (A, B)");
-    let get = |name: &str| &tensors[&format!("base_model.model.model.layers.0.self_attn.{name}.weight")];
+    let get =
+        |name: &str| &tensors[&format!("base_model.model.model.layers.0.self_attn.{name}.weight")];
     assert_eq!(get("q_proj.lora_A"), &("F32".to_string(), vec![8, 576]));
     assert_eq!(get("q_proj.lora_B"), &("F32".to_string(), vec![576, 8]));
-    assert_eq!(get("v_proj.lora_B"), &("F32".to_string(), vec![192, 8]), "3 KV heads × 64");
+    assert_eq!(
+        get("v_proj.lora_B"),
+        &("F32".to_string(), vec![192, 8]),
+        "3 KV heads × 64"
+    );
 
     // The merged checkpoint is a full model srlm loads and samples from.
     let merged = safetensors_header(&out.join("model.safetensors"));
-    assert!(merged.keys().all(|k| !k.contains("lora")), "merged: no adapter tensors");
+    assert!(
+        merged.keys().all(|k| !k.contains("lora")),
+        "merged: no adapter tensors"
+    );
     let o = srlm()
         .args(["generate", "--model"])
         .arg(&out)
-        .args(["--prompt", "Name three colors.", "--max-new-tokens", "8", "--json"])
+        .args([
+            "--prompt",
+            "Name three colors.",
+            "--max-new-tokens",
+            "8",
+            "--json",
+        ])
         .output()
         .unwrap();
     ok(&o, "generate from the merged LoRA checkpoint");
@@ -309,10 +368,22 @@ fn a_run_with_trl_completes_and_resumes_after_a_kill_during_training() {
     ok(&o, "smoke run with trainer.backend = trl");
     assert!(full.join("report.md").is_file());
     let report = std::fs::read_to_string(full.join("report.md")).unwrap();
-    assert!(report.contains("rewards/margins") || report.contains("margin"), "{report}");
+    assert!(
+        report.contains("rewards/margins") || report.contains("margin"),
+        "{report}"
+    );
     let step = full.join("iter_1/temporary_0_trainer");
-    for file in ["command.txt", "trainer.log", "pairs.jsonl", "srlm_log.jsonl"] {
-        assert!(step.join(file).is_file(), "{file} missing in {}", step.display());
+    for file in [
+        "command.txt",
+        "trainer.log",
+        "pairs.jsonl",
+        "srlm_log.jsonl",
+    ] {
+        assert!(
+            step.join(file).is_file(),
+            "{file} missing in {}",
+            step.display()
+        );
     }
     let dpo = jsonl(&full.join("iter_1/dpo_log.jsonl"));
     assert!((f(&dpo[0], "loss") - std::f64::consts::LN_2).abs() < 1e-6);
@@ -344,17 +415,26 @@ fn a_run_with_trl_completes_and_resumes_after_a_kill_during_training() {
     let trainer_log = killed.join("iter_1/temporary_0_trainer/trainer.log");
     let t = Instant::now();
     loop {
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before training");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before training"
+        );
         let started = std::fs::read_to_string(&trainer_log).unwrap_or_default();
         if started.contains("=== srlm runs") && t.elapsed() > Duration::from_secs(1) {
             std::thread::sleep(Duration::from_secs(4));
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(300), "training never started");
+        assert!(
+            t.elapsed() < Duration::from_secs(300),
+            "training never started"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let needle = killed.display().to_string();
-    assert!(!processes_mentioning(&needle).is_empty(), "no trainer running");
+    assert!(
+        !processes_mentioning(&needle).is_empty(),
+        "no trainer running"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     let t = Instant::now();
@@ -400,32 +480,57 @@ fn trainer_failures_are_one_line_errors_naming_the_cause() {
     assert!(!o.status.success());
     assert!(err.contains("`/nonexistent/python3` not found"), "{err}");
 
-    let (_d, o) = tiny(&["-c", &python, "-c", "trainer.extra_args=[\"--no_such_flag\", \"1\"]"]);
+    let (_d, o) = tiny(&[
+        "-c",
+        &python,
+        "-c",
+        "trainer.extra_args=[\"--no_such_flag\", \"1\"]",
+    ]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
-    assert!(err.contains("the trainer exited with exit status: 1"), "{err}");
-    assert!(err.contains("no_such_flag") && err.contains("trainer.log"), "{err}");
+    assert!(
+        err.contains("the trainer exited with exit status: 1"),
+        "{err}"
+    );
+    assert!(
+        err.contains("no_such_flag") && err.contains("trainer.log"),
+        "{err}"
+    );
 
     let (_d, o) = tiny(&["-c", &python, "-c", "trainer.command=\"{python} -c pass\""]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
-    assert!(err.contains("holds no model (config.json is missing)"), "{err}");
+    assert!(
+        err.contains("holds no model (config.json is missing)"),
+        "{err}"
+    );
 }
 
 #[test]
 fn openrlhf_dry_run_uses_only_openrlhf_flags() {
-    let known: Vec<String> = std::fs::read_to_string(
-        root().join("tests/fixtures/openrlhf-0.11.2-train_dpo-flags.txt"),
-    )
-    .unwrap()
-    .lines()
-    .filter(|l| !l.starts_with('#'))
-    .map(String::from)
-    .collect();
+    let known: Vec<String> =
+        std::fs::read_to_string(root().join("tests/fixtures/openrlhf-0.11.2-train_dpo-flags.txt"))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(String::from)
+            .collect();
     let dir = tempfile::tempdir().unwrap();
     let o = srlm()
-        .args(["train-dpo", "--backend", "openrlhf", "--dry-run", "--num-processes", "8"])
-        .args(["--pairs", "pairs.jsonl", "--model", "/models/llama-3.1-70b-instruct"])
+        .args([
+            "train-dpo",
+            "--backend",
+            "openrlhf",
+            "--dry-run",
+            "--num-processes",
+            "8",
+        ])
+        .args([
+            "--pairs",
+            "pairs.jsonl",
+            "--model",
+            "/models/llama-3.1-70b-instruct",
+        ])
         .arg("--out")
         .arg(dir.path().join("m1"))
         .output()
@@ -434,15 +539,27 @@ fn openrlhf_dry_run_uses_only_openrlhf_flags() {
     let argv: Vec<String> = shlex::split(line.trim()).unwrap();
     assert_eq!(
         argv[..5],
-        ["deepspeed", "--num_gpus", "8", "--module", "openrlhf.cli.train_dpo"]
+        [
+            "deepspeed",
+            "--num_gpus",
+            "8",
+            "--module",
+            "openrlhf.cli.train_dpo"
+        ]
     );
     let flags: Vec<&String> = argv[5..].iter().filter(|a| a.starts_with("--")).collect();
     assert!(flags.len() > 15, "{line}");
     for flag in flags {
-        assert!(known.contains(flag), "{flag} is not a flag of openrlhf 0.11.2's train_dpo");
+        assert!(
+            known.contains(flag),
+            "{flag} is not a flag of openrlhf 0.11.2's train_dpo"
+        );
     }
     let value = |name: &str| &argv[argv.iter().position(|a| a == name).unwrap() + 1];
-    assert_eq!(value("--model.model_name_or_path"), "/models/llama-3.1-70b-instruct");
+    assert_eq!(
+        value("--model.model_name_or_path"),
+        "/models/llama-3.1-70b-instruct"
+    );
     assert_eq!(value("--train.batch_size"), "16", "2 per GPU × 8 GPUs");
     assert_eq!(value("--adam.lr"), "1e-6");
     assert!(!dir.path().join("m1").exists(), "a dry run writes nothing");
@@ -472,11 +589,23 @@ fn paper_scale_configs_print_complete_plans() {
             .output()
             .unwrap();
         let plan = ok(&o, name);
-        assert!(plan.contains("trainer: TRL's DPOTrainer"), "{name}:\n{plan}");
+        assert!(
+            plan.contains("trainer: TRL's DPOTrainer"),
+            "{name}:\n{plan}"
+        );
         assert!(plan.contains("engine: server"), "{name}:\n{plan}");
-        assert!(plan.contains(expect) && plan.contains("trl_dpo.py"), "{name}:\n{plan}");
-        assert!(plan.contains("--dtype bfloat16 --bf16 true"), "{name}:\n{plan}");
-        assert!(plan.contains("--model_name_or_path /path/to/Llama-3.1-"), "{name}:\n{plan}");
+        assert!(
+            plan.contains(expect) && plan.contains("trl_dpo.py"),
+            "{name}:\n{plan}"
+        );
+        assert!(
+            plan.contains("--dtype bfloat16 --bf16 true"),
+            "{name}:\n{plan}"
+        );
+        assert!(
+            plan.contains("--model_name_or_path /path/to/Llama-3.1-"),
+            "{name}:\n{plan}"
+        );
         assert!(plan.contains("no DPO"), "{name}:\n{plan}");
     }
 }

@@ -212,8 +212,8 @@ fn claim_outputs(a: &TrainDpoArgs, log: &Path) -> anyhow::Result<()> {
 
 /// The `[trainer]` settings the flags ask for (`backend = "srlm"` for the in-process trainer).
 fn trainer_config(a: &TrainDpoArgs) -> anyhow::Result<TrainerConfig> {
-    let backend: TrainerBackend = serde_json::from_value(serde_json::json!(a.backend))
-        .map_err(|_| {
+    let backend: TrainerBackend =
+        serde_json::from_value(serde_json::json!(a.backend)).map_err(|_| {
             anyhow::anyhow!(
                 "--backend `{}`: expected `srlm`, `trl` or `openrlhf`",
                 a.backend
@@ -279,8 +279,7 @@ fn run_external(
         );
     }
     claim_dir(&records, TRAINER_RECORDS, a.overwrite).context("the trainer's records")?;
-    std::fs::create_dir_all(&records)
-        .with_context(|| format!("creating {}", records.display()))?;
+    std::fs::create_dir_all(&records).with_context(|| format!("creating {}", records.display()))?;
     write_marker(&records, TRAINER_RECORDS)?;
     let pairs = read_preference_pairs(&a.pairs)?;
     let model_dir = if is_hf_dir(Path::new(&a.model)) {
@@ -317,7 +316,11 @@ fn run_external(
     }
     std::fs::rename(&step.model_dir, &a.out)
         .with_context(|| format!("moving the trained model to {}", a.out.display()))?;
-    let m = step.log.steps.last().expect("train() checks a step was logged");
+    let m = step
+        .log
+        .steps
+        .last()
+        .expect("train() checks a step was logged");
     out!(
         "trained {} step{} on {} ({} pairs): final loss {:.4}, rewards/margins {:+.4}, rewards/accuracies {:.2}, wall {:.1} s; checkpoint {}; log {}; trainer's records {}",
         step.log.steps.len(),
@@ -356,7 +359,9 @@ pub fn run(a: TrainDpoArgs) -> anyhow::Result<()> {
         return run_external(&a, &cfg, trainer, &log);
     }
     if a.dry_run {
-        anyhow::bail!("--dry-run shows an external trainer's command: add --backend trl or openrlhf");
+        anyhow::bail!(
+            "--dry-run shows an external trainer's command: add --backend trl or openrlhf"
+        );
     }
     if cfg.use_peft {
         anyhow::bail!(

@@ -192,7 +192,9 @@ pub fn print_plan(config: &RunConfig, out: &Path) -> anyhow::Result<()> {
             out!(
                 "  M0 is not an HF folder: srlm writes it once as an f32 HF checkpoint, {}{}",
                 m0_hf.display(),
-                params.map(|n| format!(" ({})", gb(n * 4.0))).unwrap_or_default()
+                params
+                    .map(|n| format!(" ({})", gb(n * 4.0)))
+                    .unwrap_or_default()
             );
         }
         out!("    {}", srlm_trainer::process::command_line(&argv));

@@ -271,7 +271,10 @@ impl DpoConfig {
             "down_proj",
         ];
         if self.lora_target_modules.is_empty() {
-            return Err(config_err("lora_target_modules", "must name at least one layer"));
+            return Err(config_err(
+                "lora_target_modules",
+                "must name at least one layer",
+            ));
         }
         if let Some(bad) = self
             .lora_target_modules
@@ -647,6 +650,9 @@ mod field_list_tests {
         assert_eq!((c.lora_r, c.lora_alpha), (16, 8));
         c.lora_target_modules = vec!["qkv".into()];
         let e = c.validate().unwrap_err().to_string();
-        assert!(e.contains("lora_target_modules") && e.contains("`qkv`"), "{e}");
+        assert!(
+            e.contains("lora_target_modules") && e.contains("`qkv`"),
+            "{e}"
+        );
     }
 }

@@ -191,7 +191,10 @@ impl ChatEncoder for ModelText {
 /// `rejected_token_ids`; end-of-turn suffix appended), else the encoded template split.
 ///
 /// Errors: [`DpoError::InvalidPair`] naming the pair, with the template or tokenizer message.
-pub fn tokenize_pair<E: ChatEncoder + ?Sized>(model: &E, pair: &PreferencePair) -> Result<TokenizedPair> {
+pub fn tokenize_pair<E: ChatEncoder + ?Sized>(
+    model: &E,
+    pair: &PreferencePair,
+) -> Result<TokenizedPair> {
     let fail = |message: String| DpoError::InvalidPair {
         id: pair.prompt_id.clone(),
         message,

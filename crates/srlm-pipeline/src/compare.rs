@@ -225,12 +225,18 @@ pub fn comparison_table(runs: &[Run]) -> ComparisonTable {
     let mut rows = Vec::new();
     // Held-out scores with their bootstrap intervals over the held-out prompts.
     for i in iterations_with(runs, Metric::EvalScore) {
-        let cells: Vec<Option<f64>> = runs.iter().map(|r| r.metrics.get(i, Metric::EvalScore)).collect();
+        let cells: Vec<Option<f64>> = runs
+            .iter()
+            .map(|r| r.metrics.get(i, Metric::EvalScore))
+            .collect();
         let intervals = runs
             .iter()
             .zip(&cells)
             .map(|(r, cell)| {
-                let scores: Vec<f64> = crate::report::held_out_scores(r, i)?.into_iter().filter_map(|(_, s)| s).collect();
+                let scores: Vec<f64> = crate::report::held_out_scores(r, i)?
+                    .into_iter()
+                    .filter_map(|(_, s)| s)
+                    .collect();
                 let iv = crate::stats::mean_interval(&scores)?;
                 // Only an interval around the number shown (the file is the metric's source).
                 (cell.is_some_and(|c| (c - iv.mean).abs() < 1e-6)).then_some((iv.low, iv.high))
@@ -350,15 +356,26 @@ fn paired_rows(runs: &[Run], labels: &[String]) -> Vec<PairedRow> {
         })
     };
     for (r, label) in runs.iter().zip(labels) {
-        let Some(m) = last(r).filter(|&m| m > 0) else { continue };
-        if let (Some(m0), Some(mi)) = (crate::report::held_out_scores(r, 0), crate::report::held_out_scores(r, m)) {
+        let Some(m) = last(r).filter(|&m| m > 0) else {
+            continue;
+        };
+        if let (Some(m0), Some(mi)) = (
+            crate::report::held_out_scores(r, 0),
+            crate::report::held_out_scores(r, m),
+        ) {
             out.extend(paired(format!("{label}: M{m} − M0"), &m0, &mi));
         }
     }
     // Strategies run under several seeds: each group's last models against the first group's,
     // seed by seed, the (prompt, seed) differences pooled. The bootstrap treats them as
     // independent items (not a two-level bootstrap over seeds, then prompts).
-    let group_of = |r: &Run| format!("{} ({})", r.config.text("strategy"), r.config.options_text());
+    let group_of = |r: &Run| {
+        format!(
+            "{} ({})",
+            r.config.text("strategy"),
+            r.config.options_text()
+        )
+    };
     let mut groups: Vec<(String, Vec<&Run>)> = Vec::new();
     for r in runs {
         let g = group_of(r);
@@ -377,8 +394,13 @@ fn paired_rows(runs: &[Run], labels: &[String]) -> Vec<PairedRow> {
                 let Some(b) = base.iter().find(|b| b.config.text("seed") == seed) else {
                     continue;
                 };
-                let (Some(mb), Some(mr)) = (last(b), last(r)) else { continue };
-                let (Some(sb), Some(sr)) = (crate::report::held_out_scores(b, mb), crate::report::held_out_scores(r, mr)) else {
+                let (Some(mb), Some(mr)) = (last(b), last(r)) else {
+                    continue;
+                };
+                let (Some(sb), Some(sr)) = (
+                    crate::report::held_out_scores(b, mb),
+                    crate::report::held_out_scores(r, mr),
+                ) else {
                     continue;
                 };
                 let (bx, ry) = paired_scores(&sb, &sr);
@@ -695,14 +717,26 @@ mod tests {
         write_answers(&dirs[1], 0, 0.0);
         write_answers(&dirs[1], 2, 0.5);
         let (_, table) = load_comparison(&dirs).unwrap();
-        let m0 = table.rows.iter().find(|r| r.metric == "held-out score M0 (0–5)").unwrap();
+        let m0 = table
+            .rows
+            .iter()
+            .find(|r| r.metric == "held-out score M0 (0–5)")
+            .unwrap();
         for iv in &m0.intervals {
             let (lo, hi) = iv.expect("an interval from eval/M0.jsonl");
             // Twenty 0/5 scores: se = 2.5/√20 ≈ 0.56, the interval ≈ 2.5 ± 1.1.
             assert!(lo < 1.6 && lo > 1.2 && hi > 3.4 && hi < 3.8, "{lo} {hi}");
         }
-        let m1 = table.rows.iter().find(|r| r.metric == "held-out score M1 (0–5)").unwrap();
-        assert_eq!(m1.intervals, vec![None, None], "no eval/M1.jsonl: no interval");
+        let m1 = table
+            .rows
+            .iter()
+            .find(|r| r.metric == "held-out score M1 (0–5)")
+            .unwrap();
+        assert_eq!(
+            m1.intervals,
+            vec![None, None],
+            "no eval/M1.jsonl: no interval"
+        );
         let find = |what: &str| {
             table
                 .paired
@@ -715,13 +749,17 @@ mod tests {
         assert!((tsr.interval.mean - 0.5).abs() < 1e-12);
         assert!((tsr.interval.low - 0.5).abs() < 1e-12 && (tsr.interval.high - 0.5).abs() < 1e-12);
         assert!(tsr.p_value < 1e-3, "{tsr:?}");
-        assert_eq!(tsr.detectable, 0.0, "no spread in the differences");
+        // No spread in the differences: the uncorrelated bound, 2.80 · √(2 · 6.58) / √20.
+        assert!(tsr.constant && (tsr.detectable - 2.27).abs() < 0.01, "{tsr:?}");
         let sr = find("self-rewarding: M3 − M0");
         assert!((sr.interval.mean - 0.15).abs() < 1e-12);
         let across = find("temporal M2 − self-rewarding M3");
         assert!((across.interval.mean - 0.35).abs() < 1e-12);
         let text = table.to_string();
-        assert!(text.contains("| paired difference, same held-out prompts (0–5) |"), "{text}");
+        assert!(
+            text.contains("| paired difference, same held-out prompts (0–5) |"),
+            "{text}"
+        );
         assert!(text.contains("2.500 [1."), "{text}");
     }
 

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use srlm_core::SamplingConfig;
 use srlm_dpo::DpoConfig;
 use srlm_engine::EngineConfig;
-use srlm_trainer::TrainerConfig;
 use srlm_judge::{JudgeMode, JudgeSpec};
+use srlm_trainer::TrainerConfig;
 
 /// Everything a run needs. Defaults = the main job (README's first command).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

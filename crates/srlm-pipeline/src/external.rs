@@ -131,12 +131,11 @@ impl Trainer for ExternalBackend<'_> {
         records: Option<&Path>,
     ) -> Result<Trained, BackendError> {
         let model_dir = self.hf_dir(parent)?;
-        let text = ModelText::load(&model_dir.display().to_string()).map_err(|e| {
-            BackendError::Model {
+        let text =
+            ModelText::load(&model_dir.display().to_string()).map_err(|e| BackendError::Model {
                 location: model_dir.display().to_string(),
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         let work = records
             .map(Path::to_path_buf)
             .unwrap_or_else(|| self.cache.join("trainer").join(&out.id));

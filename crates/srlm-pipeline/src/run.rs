@@ -414,8 +414,7 @@ pub fn run(config: RunConfig, opts: &RunOptions) -> Result<RunSummary, RunError>
         path: plugin.path().display().to_string(),
     };
     let device = srlm_model::default_device();
-    let generator: Box<dyn Backend> = if config.engine.kind == srlm_engine::EngineKind::InProcess
-    {
+    let generator: Box<dyn Backend> = if config.engine.kind == srlm_engine::EngineKind::InProcess {
         Box::new(CandleBackend::new(device))
     } else {
         Box::new(crate::served::ServedBackend::new(

@@ -44,9 +44,13 @@ pub struct PairedDifference {
     /// Two-sided p-value of the sign-flip permutation test (no difference: each pair's sign is
     /// as likely flipped), exact for n ≤ [`EXACT_UP_TO`].
     pub p_value: f64,
-    /// The smallest mean difference the design detects with 80% power at α = 0.05
-    /// ([`DETECTABLE_Z`] · sd / √n), from the differences' own spread.
+    /// The smallest mean difference the design detects with 80% power at α = 0.05:
+    /// [`DETECTABLE_Z`] · sd / √n with the differences' own sd, or, when every difference is
+    /// the same (two models that score every item alike say nothing about the design's
+    /// power), with √(var a + var b), the bound for uncorrelated scores.
     pub detectable: f64,
+    /// Every item has the same difference (usually 0: the two models scored each item alike).
+    pub constant: bool,
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -121,16 +125,26 @@ pub fn paired_difference(a: &[f64], b: &[f64]) -> Option<PairedDifference> {
         // The observed assignment counts as one of the permutations (Phipson & Smyth 2010).
         (hits + 1) as f64 / (PERMUTATIONS + 1) as f64
     };
-    let sd = if n > 1 {
-        let m = interval.mean;
-        (d.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+    let var = |v: &[f64]| {
+        let m = mean(v);
+        if v.len() > 1 {
+            v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64
+        } else {
+            f64::NAN
+        }
+    };
+    let var_d = var(&d);
+    let constant = d.iter().all(|x| (x - d[0]).abs() < 1e-12);
+    let sd = if constant {
+        (var(a) + var(b)).sqrt()
     } else {
-        f64::NAN
+        var_d.sqrt()
     };
     Some(PairedDifference {
         interval,
         p_value,
         detectable: DETECTABLE_Z * sd / (n as f64).sqrt(),
+        constant,
     })
 }
 
@@ -150,9 +164,16 @@ mod tests {
     fn the_interval_covers_the_mean_and_shrinks_with_n() {
         // 0/5 scores, half and half: mean 2.5, standard error 2.5/√n; the percentile
         // interval is close to mean ± 1.96 · se.
-        let small: Vec<f64> = (0..20).map(|i| if i % 2 == 0 { 0.0 } else { 5.0 }).collect();
-        let large: Vec<f64> = (0..200).map(|i| if i % 2 == 0 { 0.0 } else { 5.0 }).collect();
-        let (s, l) = (mean_interval(&small).unwrap(), mean_interval(&large).unwrap());
+        let small: Vec<f64> = (0..20)
+            .map(|i| if i % 2 == 0 { 0.0 } else { 5.0 })
+            .collect();
+        let large: Vec<f64> = (0..200)
+            .map(|i| if i % 2 == 0 { 0.0 } else { 5.0 })
+            .collect();
+        let (s, l) = (
+            mean_interval(&small).unwrap(),
+            mean_interval(&large).unwrap(),
+        );
         assert_eq!(s.mean, 2.5);
         let se = 2.5 / (20f64).sqrt();
         assert!((s.high - s.low - 2.0 * 1.96 * se).abs() < 0.25, "{s:?}");
@@ -177,9 +198,26 @@ mod tests {
     }
 
     #[test]
+    fn identical_scores_fall_back_to_the_uncorrelated_bound() {
+        // Both models score 0, 5, 0, 5, …: every difference is 0, so the differences say
+        // nothing about power; var a = var b = 6.58 (n = 20), bound 2.80 · √13.16 / √20 ≈ 2.27.
+        let a: Vec<f64> = (0..20)
+            .map(|i| if i % 2 == 0 { 0.0 } else { 5.0 })
+            .collect();
+        let p = paired_difference(&a, &a).unwrap();
+        assert!(p.constant);
+        assert_eq!((p.interval.mean, p.p_value), (0.0, 1.0));
+        assert!((p.detectable - 2.27).abs() < 0.01, "{p:?}");
+    }
+
+    #[test]
     fn a_clear_difference_is_significant_and_noise_is_not() {
         let a: Vec<f64> = (0..40).map(|i| f64::from(i % 5)).collect();
-        let shifted: Vec<f64> = a.iter().enumerate().map(|(i, x)| x + 1.0 + 0.1 * (i % 3) as f64).collect();
+        let shifted: Vec<f64> = a
+            .iter()
+            .enumerate()
+            .map(|(i, x)| x + 1.0 + 0.1 * (i % 3) as f64)
+            .collect();
         let p = paired_difference(&a, &shifted).unwrap();
         assert!(p.p_value < 0.001 && p.interval.low > 0.9, "{p:?}");
         let noise: Vec<f64> = a
@@ -188,7 +226,10 @@ mod tests {
             .map(|(i, x)| if i % 2 == 0 { x + 0.5 } else { x - 0.5 })
             .collect();
         let p = paired_difference(&a, &noise).unwrap();
-        assert!(p.p_value > 0.5 && p.interval.low < 0.0 && p.interval.high > 0.0, "{p:?}");
+        assert!(
+            p.p_value > 0.5 && p.interval.low < 0.0 && p.interval.high > 0.0,
+            "{p:?}"
+        );
         // sd of ±0.5 differences ≈ 0.506, n = 40: detectable ≈ 2.80 · 0.506 / √40 ≈ 0.224.
         assert!((p.detectable - 0.224).abs() < 0.005, "{p:?}");
     }

@@ -107,7 +107,9 @@ impl StepData {
     pub fn tokens_per_epoch(&self) -> u64 {
         self.pairs
             .iter()
-            .map(|(p, _)| (2 * p.prompt_ids.len() + p.chosen_ids.len() + p.rejected_ids.len()) as u64)
+            .map(|(p, _)| {
+                (2 * p.prompt_ids.len() + p.chosen_ids.len() + p.rejected_ids.len()) as u64
+            })
             .sum()
     }
 

@@ -49,7 +49,11 @@ pub fn trl_args(
     paths: &StepPaths<'_>,
 ) -> Result<Vec<String>, String> {
     let mut a = Vec::new();
-    flag(&mut a, "model_name_or_path", paths.model.display().to_string());
+    flag(
+        &mut a,
+        "model_name_or_path",
+        paths.model.display().to_string(),
+    );
     flag(&mut a, "dataset_name", paths.data.display().to_string());
     flag(&mut a, "output_dir", paths.output_dir.display().to_string());
     match trainer.dtype {
@@ -66,7 +70,11 @@ pub fn trl_args(
     match dpo.rpo_alpha {
         // RPO (Pang et al. 2024) in TRL 1.x: the DPO loss plus the chosen NLL ("sft") weighted.
         Some(alpha) => {
-            a.extend(["--loss_type".into(), dpo.loss_type.as_str().into(), "sft".into()]);
+            a.extend([
+                "--loss_type".into(),
+                dpo.loss_type.as_str().into(),
+                "sft".into(),
+            ]);
             a.extend(["--loss_weights".into(), "1.0".into(), num(alpha)]);
         }
         None => flag(&mut a, "loss_type", dpo.loss_type.as_str()),
@@ -109,7 +117,11 @@ pub fn trl_args(
         dpo.gradient_accumulation_steps.to_string(),
     );
     // HF clips only when max_grad_norm > 0.
-    flag(&mut a, "max_grad_norm", num(dpo.max_grad_norm.unwrap_or(0.0)));
+    flag(
+        &mut a,
+        "max_grad_norm",
+        num(dpo.max_grad_norm.unwrap_or(0.0)),
+    );
     flag(&mut a, "weight_decay", num(dpo.weight_decay));
     flag(&mut a, "adam_beta1", num(dpo.adam_beta1));
     flag(&mut a, "adam_beta2", num(dpo.adam_beta2));
@@ -117,14 +129,21 @@ pub fn trl_args(
     flag(
         &mut a,
         "max_length",
-        dpo.max_length.unwrap_or(paths.longest_row).max(paths.longest_row).to_string(),
+        dpo.max_length
+            .unwrap_or(paths.longest_row)
+            .max(paths.longest_row)
+            .to_string(),
     );
     flag(
         &mut a,
         "precompute_ref_log_probs",
         dpo.precompute_ref_log_probs.to_string(),
     );
-    flag(&mut a, "gradient_checkpointing", dpo.gradient_checkpointing.to_string());
+    flag(
+        &mut a,
+        "gradient_checkpointing",
+        dpo.gradient_checkpointing.to_string(),
+    );
     flag(&mut a, "seed", dpo.seed.to_string());
     if dpo.use_peft {
         // TRL's ModelConfig names; PEFT's LoraConfig underneath.
@@ -157,12 +176,20 @@ pub fn openrlhf_args(
 ) -> Result<Vec<String>, String> {
     let refuse = |what: &str| Err(format!("trainer.backend = \"openrlhf\": {what}"));
     let mut a = Vec::new();
-    flag(&mut a, "model.model_name_or_path", paths.model.display().to_string());
+    flag(
+        &mut a,
+        "model.model_name_or_path",
+        paths.model.display().to_string(),
+    );
     flag(&mut a, "data.dataset", paths.data.display().to_string());
     flag(&mut a, "data.prompt_key", "prompt");
     flag(&mut a, "data.chosen_key", "chosen");
     flag(&mut a, "data.rejected_key", "rejected");
-    flag(&mut a, "ckpt.output_dir", paths.output_dir.display().to_string());
+    flag(
+        &mut a,
+        "ckpt.output_dir",
+        paths.output_dir.display().to_string(),
+    );
     if trainer.dtype != TrainerDtype::Bfloat16 {
         return refuse("OpenRLHF trains in bf16 under DeepSpeed; set trainer.dtype = \"bfloat16\"");
     }
@@ -228,7 +255,10 @@ pub fn openrlhf_args(
     flag(
         &mut a,
         "data.max_len",
-        dpo.max_length.unwrap_or(paths.longest_row).max(paths.longest_row).to_string(),
+        dpo.max_length
+            .unwrap_or(paths.longest_row)
+            .max(paths.longest_row)
+            .to_string(),
     );
     if dpo.gradient_checkpointing {
         a.push("--model.gradient_checkpointing_enable".into());
@@ -261,7 +291,10 @@ mod tests {
     }
 
     fn value<'a>(args: &'a [String], name: &str) -> &'a str {
-        let i = args.iter().position(|a| a == name).unwrap_or_else(|| panic!("{name} missing"));
+        let i = args
+            .iter()
+            .position(|a| a == name)
+            .unwrap_or_else(|| panic!("{name} missing"));
         &args[i + 1]
     }
 
@@ -281,8 +314,16 @@ mod tests {
         assert_eq!(value(&a, "--learning_rate"), "5e-6");
         assert_eq!(value(&a, "--num_train_epochs"), "2");
         assert_eq!(value(&a, "--max_steps"), "-1");
-        assert_eq!(value(&a, "--max_length"), "300", "no limit: the longest row");
-        assert_eq!(value(&a, "--max_grad_norm"), "0.0", "HF: 0 turns clipping off");
+        assert_eq!(
+            value(&a, "--max_length"),
+            "300",
+            "no limit: the longest row"
+        );
+        assert_eq!(
+            value(&a, "--max_grad_norm"),
+            "0.0",
+            "HF: 0 turns clipping off"
+        );
         assert_eq!(value(&a, "--lr_scheduler_type"), "constant_with_warmup");
         assert_eq!(value(&a, "--warmup_steps"), "0.0");
         let ratio = DpoConfig {
@@ -323,7 +364,9 @@ mod tests {
         assert_eq!(value(&a, "--ds.lora.rank"), "16");
         assert_eq!(value(&a, "--ds.lora.alpha"), "32");
         let plain = trl_args(&DpoConfig::default(), &TrainerConfig::default(), &paths()).unwrap();
-        assert!(!plain.iter().any(|x| x.contains("lora") || x == "--use_peft"));
+        assert!(!plain
+            .iter()
+            .any(|x| x.contains("lora") || x == "--use_peft"));
     }
 
     #[test]
@@ -357,7 +400,11 @@ mod tests {
         assert_eq!(value(&a, "--train.micro_batch_size"), "2");
         assert_eq!(value(&a, "--adam.lr"), "1e-6");
         assert_eq!(value(&a, "--model.beta"), "0.1");
-        assert_eq!(value(&a, "--lr_warmup_ratio"), "1.0", "1 of 1 step (10 pairs, batch 64)");
+        assert_eq!(
+            value(&a, "--lr_warmup_ratio"),
+            "1.0",
+            "1 of 1 step (10 pairs, batch 64)"
+        );
         for bad in [
             DpoConfig {
                 loss_type: LossType::Hinge,

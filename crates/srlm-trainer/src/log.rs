@@ -52,7 +52,10 @@ pub fn read_step_log(path: &Path) -> Result<StepLog, TrainerError> {
         if v.get("loss").is_none() {
             continue;
         }
-        let step = v.get("step").and_then(Value::as_u64).unwrap_or(log.steps.len() as u64 + 1);
+        let step = v
+            .get("step")
+            .and_then(Value::as_u64)
+            .unwrap_or(log.steps.len() as u64 + 1);
         for key in ["loss", "grad_norm"] {
             match v.get(key) {
                 Some(x) if x.as_f64().is_some_and(f64::is_finite) => {}
@@ -87,7 +90,10 @@ pub fn read_step_log(path: &Path) -> Result<StepLog, TrainerError> {
             rewards_accuracies: num("rewards/accuracies")?,
             logps_chosen: num("logps/chosen")?,
             logps_rejected: num("logps/rejected")?,
-            grad_norm: v.get("grad_norm").and_then(Value::as_f64).unwrap_or(f64::NAN),
+            grad_norm: v
+                .get("grad_norm")
+                .and_then(Value::as_f64)
+                .unwrap_or(f64::NAN),
             learning_rate: num("learning_rate")?,
             tokens: tokens_total.saturating_sub(tokens_before),
             tokens_per_second: 0.0,
@@ -140,11 +146,16 @@ mod tests {
         let text = format!(
             "{}\n{}\n",
             STEP.replace("STEP", "1").replace("TOKENS", "80.0"),
-            STEP.replace("STEP", "2").replace("TOKENS", "200.0").replace("0.6931", "null")
+            STEP.replace("STEP", "2")
+                .replace("TOKENS", "200.0")
+                .replace("0.6931", "null")
         );
         let (_d, p) = write(&text);
         let e = read_step_log(&p).unwrap_err().to_string();
-        assert!(e.contains("line 2") && e.contains("loss = null at step 2"), "{e}");
+        assert!(
+            e.contains("line 2") && e.contains("loss = null at step 2"),
+            "{e}"
+        );
         let (_d, p) = write("not json\n");
         let e = read_step_log(&p).unwrap_err().to_string();
         assert!(e.contains("line 1"), "{e}");

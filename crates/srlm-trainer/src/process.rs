@@ -195,9 +195,13 @@ mod tests {
     fn a_failing_command_shows_its_log_tail_and_a_missing_one_its_name() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("trainer.log");
-        let argv: Vec<String> = ["sh", "-c", "echo step 1; echo 'ValueError: bad flag' >&2; exit 3"]
-            .map(String::from)
-            .into();
+        let argv: Vec<String> = [
+            "sh",
+            "-c",
+            "echo step 1; echo 'ValueError: bad flag' >&2; exit 3",
+        ]
+        .map(String::from)
+        .into();
         let e = run(&argv, &log, || {}).unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("exit status: 3"), "{msg}");
@@ -205,6 +209,9 @@ mod tests {
         assert!(msg.contains("trainer.log"), "{msg}");
         let argv = vec!["/nonexistent/python3".to_string()];
         let e = run(&argv, &log, || {}).unwrap_err();
-        assert!(e.to_string().contains("`/nonexistent/python3` not found"), "{e}");
+        assert!(
+            e.to_string().contains("`/nonexistent/python3` not found"),
+            "{e}"
+        );
     }
 }

@@ -117,7 +117,10 @@ impl ExternalTrainer {
         let accelerate_args = if self.config.accelerate_config.trim().is_empty() {
             Vec::new()
         } else {
-            vec!["--config_file".into(), self.config.accelerate_config.clone()]
+            vec![
+                "--config_file".into(),
+                self.config.accelerate_config.clone(),
+            ]
         };
         render_command(
             self.config.command_template(),
@@ -166,11 +169,12 @@ impl ExternalTrainer {
         data.write(&data_path)?;
         let launcher = work.join("trl_dpo.py");
         if self.config.backend == TrainerBackend::Trl {
-            srlm_core::write_atomic(&launcher, TRL_LAUNCHER.as_bytes())
-                .map_err(|e| TrainerError::Io {
+            srlm_core::write_atomic(&launcher, TRL_LAUNCHER.as_bytes()).map_err(|e| {
+                TrainerError::Io {
                     path: launcher.clone(),
                     error: std::io::Error::other(e.to_string()),
-                })?;
+                }
+            })?;
         }
         let paths = StepPaths {
             model: model_dir,
@@ -194,7 +198,11 @@ impl ExternalTrainer {
         {
             let stage = progress::stage(
                 StageKind::Training,
-                format!("DPO on {} ({} pairs)", self.config.backend.name(), data.pairs.len()),
+                format!(
+                    "DPO on {} ({} pairs)",
+                    self.config.backend.name(),
+                    data.pairs.len()
+                ),
                 expected,
                 "steps",
             );

@@ -217,7 +217,15 @@ fn render_report(run: &Run, drawn: &Drawn) -> String {
             ) {
                 let (x, y) = crate::compare::paired_scores(&a, &b);
                 if let Some(d) = crate::stats::paired_difference(&x, &y) {
-                    let _ = writeln!(
+                    if d.constant && d.interval.mean == 0.0 {
+                        let _ = writeln!(
+                            out,
+                            "M{} and M{} scored each of the {} held-out prompts the same. At this size the eval set \
+                             detects a difference of about ±{:.2} (80% power, α = 0.05, for uncorrelated scores).\n",
+                            last.0, first.0, d.interval.n, d.detectable
+                        );
+                    } else {
+                        let _ = writeln!(
                         out,
                         "M{} − M{} on the same {} held-out prompts: {:+.3} (95% bootstrap interval [{:+.2}, {:+.2}], \
                          sign-flip permutation p = {:.3}). At this size the eval set detects a difference of about \
@@ -231,6 +239,7 @@ fn render_report(run: &Run, drawn: &Drawn) -> String {
                         d.p_value,
                         d.detectable
                     );
+                    }
                 }
             }
         }

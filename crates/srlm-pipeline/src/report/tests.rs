@@ -34,7 +34,10 @@ pub(crate) fn write_answers(run: &Path, model: usize, shift: f64) {
     let lines: String = (0..20)
         .map(|i| {
             let score = if i % 2 == 0 { 0.0 } else { 5.0 } + shift;
-            format!("{}\n", serde_json::json!({"prompt_id": format!("p{i}"), "score": score}))
+            format!(
+                "{}\n",
+                serde_json::json!({"prompt_id": format!("p{i}"), "score": score})
+            )
         })
         .collect();
     std::fs::write(path, lines).unwrap();
@@ -51,7 +54,10 @@ fn the_report_states_the_paired_change_and_the_detectable_size() {
     let lines: String = (0..20)
         .map(|i| {
             let score = if i % 2 == 0 { 1.0 } else { 5.0 };
-            format!("{}\n", serde_json::json!({"prompt_id": format!("p{i}"), "score": score}))
+            format!(
+                "{}\n",
+                serde_json::json!({"prompt_id": format!("p{i}"), "score": score})
+            )
         })
         .collect();
     std::fs::write(path, lines).unwrap();
