@@ -387,6 +387,12 @@ fn a_run_with_trl_completes_and_resumes_after_a_kill_during_training() {
     }
     let dpo = jsonl(&full.join("iter_1/dpo_log.jsonl"));
     assert!((f(&dpo[0], "loss") - std::f64::consts::LN_2).abs() < 1e-6);
+    // The iteration's checkpoint is TRL's model published by hard links, not a second copy.
+    {
+        use std::os::unix::fs::MetadataExt;
+        let weights = std::fs::metadata(full.join("iter_1/checkpoint/model.safetensors")).unwrap();
+        assert!(weights.nlink() >= 2, "iter_1/checkpoint is a copy, not a link");
+    }
 
     // Same shape as the in-process trainer's run: the same metrics per line.
     let native = dir.path().join("native");

@@ -156,6 +156,10 @@ impl Trainer for ExternalBackend<'_> {
         if let Some(parent_dir) = dest.parent() {
             std::fs::create_dir_all(parent_dir).map_err(io)?;
         }
+        // srlm's marker, and `torch_dtype` beside transformers 5's `dtype`, make the folder a
+        // checkpoint srlm can publish by hard links (`link_checkpoint`), so `iter_<i>/checkpoint`
+        // costs no second copy and no in-process load of a large model.
+        mark_as_checkpoint(&step.model_dir).map_err(io)?;
         std::fs::rename(&step.model_dir, &dest).map_err(io)?;
         self.inner.load(out)?;
         let log = step.log.steps;
@@ -182,6 +186,29 @@ impl Trainer for ExternalBackend<'_> {
         dir: &Path,
         dtype: SaveDtype,
     ) -> Result<(), BackendError> {
+        // A model the trainer wrote in that dtype: its files under a second name. Anything else
+        // (M0, another dtype) is written by the wrapped backend.
+        if srlm_model::link_checkpoint(Path::new(&model.location), dir, dtype).is_ok() {
+            return Ok(());
+        }
         self.inner.save_checkpoint(model, dir, dtype)
     }
+}
+
+/// Marks a trainer's output folder as an srlm checkpoint and records its weights type as
+/// `torch_dtype` (transformers 5 writes `dtype`; both are read by transformers).
+fn mark_as_checkpoint(dir: &Path) -> std::io::Result<()> {
+    let path = dir.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)
+        .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
+    if config.get("torch_dtype").and_then(|v| v.as_str()).is_none() {
+        if let Some(d) = config.get("dtype").and_then(|v| v.as_str()).map(String::from) {
+            config["torch_dtype"] = serde_json::Value::String(d);
+            let text = serde_json::to_string_pretty(&config).expect("json");
+            srlm_core::write_atomic(&path, text.as_bytes())
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+        }
+    }
+    srlm_core::output::write_marker(dir, srlm_model::CHECKPOINT)
+        .map_err(|e| std::io::Error::other(e.to_string()))
 }
