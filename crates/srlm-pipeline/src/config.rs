@@ -186,13 +186,34 @@ where
     T: Serialize + serde::de::DeserializeOwned,
 {
     use serde::de::Error;
-    let patch = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
-    let mut merged = match serde_json::to_value(base).map_err(D::Error::custom)? {
-        serde_json::Value::Object(m) => m,
-        _ => unreachable!("a config section serialises to a table"),
-    };
-    merged.extend(patch);
-    serde_json::from_value(serde_json::Value::Object(merged)).map_err(D::Error::custom)
+    /// A section as TOML gives it (floats kept as they are, NaN included, so validation names
+    /// the value) or as JSON gives it (`config.json`, `-c` overrides: nulls for unset options).
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Patch {
+        Toml(toml::Table),
+        Json(serde_json::Map<String, serde_json::Value>),
+    }
+    match Patch::deserialize(d)? {
+        Patch::Toml(patch) => {
+            let mut merged = match toml::Value::try_from(base).map_err(D::Error::custom)? {
+                toml::Value::Table(t) => t,
+                _ => unreachable!("a config section serialises to a table"),
+            };
+            merged.extend(patch);
+            toml::Value::Table(merged)
+                .try_into()
+                .map_err(D::Error::custom)
+        }
+        Patch::Json(patch) => {
+            let mut merged = match serde_json::to_value(base).map_err(D::Error::custom)? {
+                serde_json::Value::Object(m) => m,
+                _ => unreachable!("a config section serialises to a table"),
+            };
+            merged.extend(patch);
+            serde_json::from_value(serde_json::Value::Object(merged)).map_err(D::Error::custom)
+        }
+    }
 }
 
 fn dpo_over_run_defaults<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DpoConfig, D::Error> {
@@ -398,6 +419,14 @@ mod tests {
         assert_eq!((c.sampling.k, c.sampling.max_new_tokens), (3, 96));
         let e = toml::from_str::<RunConfig>("[dpo]\nbetta = 0.2\n").unwrap_err();
         assert!(e.to_string().contains("unknown field `betta`"), "{e}");
+        // NaN survives to validation, which names it.
+        let c: RunConfig = toml::from_str("[sampling]\ntemperature = nan\n").unwrap();
+        assert!(c.sampling.temperature.is_nan());
+        // A recorded config.json with nulls for unset options.
+        let mut json = serde_json::to_value(RunConfig::default()).unwrap();
+        json["dpo"]["max_steps"] = serde_json::Value::Null;
+        let back: RunConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(back.dpo.max_steps, None);
         // Overrides and a recorded config.json go through the same path unchanged.
         let round: RunConfig =
             serde_json::from_value(serde_json::to_value(RunConfig::default()).unwrap()).unwrap();
