@@ -77,17 +77,19 @@ fn f(v: &Value, key: &str) -> f64 {
     v[key].as_f64().unwrap_or_else(|| panic!("no {key} in {v}"))
 }
 
-#[test]
-fn trl_trains_on_srlms_tokens_and_matches_srlms_trainer() {
-    let python = trl_python();
+/// The four pairs of `tests/fixtures/smollm2-torch-logps.json` (texts, ids, PyTorch's logps).
+fn fixture_pairs() -> Vec<Value> {
     let fixture: Value = serde_json::from_str(
         &std::fs::read_to_string(root().join("tests/fixtures/smollm2-torch-logps.json")).unwrap(),
     )
     .unwrap();
-    let fx = fixture["pairs"].as_array().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let pairs = dir.path().join("pairs.jsonl");
-    let lines: String = fx
+    fixture["pairs"].as_array().unwrap().clone()
+}
+
+/// Writes the pairs' texts as TRL's `prompt` / `chosen` / `rejected` JSONL in `dir`.
+fn write_pairs(dir: &Path, pairs: &[Value]) -> PathBuf {
+    let path = dir.join("pairs.jsonl");
+    let lines: String = pairs
         .iter()
         .map(|p| {
             format!(
@@ -96,7 +98,16 @@ fn trl_trains_on_srlms_tokens_and_matches_srlms_trainer() {
             )
         })
         .collect();
-    std::fs::write(&pairs, lines).unwrap();
+    std::fs::write(&path, lines).unwrap();
+    path
+}
+
+#[test]
+fn trl_trains_on_srlms_tokens_and_matches_srlms_trainer() {
+    let python = trl_python();
+    let fx = fixture_pairs();
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write_pairs(dir.path(), &fx);
     let train = |backend: &str, out: &Path| {
         let o = srlm()
             .args(["train-dpo", "--backend", backend, "--python", python])
@@ -120,7 +131,7 @@ fn trl_trains_on_srlms_tokens_and_matches_srlms_trainer() {
 
     // The data TRL read holds the fixture's token ids (PyTorch's tokenization): T1–T4 kept.
     let data = jsonl(&dir.path().join("trl.trainer/pairs.jsonl"));
-    for (d, p) in data.iter().zip(fx) {
+    for (d, p) in data.iter().zip(&fx) {
         for key in ["prompt_ids", "chosen_ids", "rejected_ids"] {
             assert_eq!(d[key], p[key], "{key} of {}", p["prompt"]);
         }
@@ -190,23 +201,9 @@ fn safetensors_header(path: &Path) -> std::collections::BTreeMap<String, (String
 #[test]
 fn lora_through_trl_gives_a_peft_adapter_and_a_merged_checkpoint() {
     let python = trl_python();
-    let fixture: Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("tests/fixtures/smollm2-torch-logps.json")).unwrap(),
-    )
-    .unwrap();
-    let fx = fixture["pairs"].as_array().unwrap();
+    let fx = fixture_pairs();
     let dir = tempfile::tempdir().unwrap();
-    let pairs = dir.path().join("pairs.jsonl");
-    let lines: String = fx
-        .iter()
-        .map(|p| {
-            format!(
-                "{}\n",
-                serde_json::json!({"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]})
-            )
-        })
-        .collect();
-    std::fs::write(&pairs, lines).unwrap();
+    let pairs = write_pairs(dir.path(), &fx);
     let lora = [
         "--set",
         "use_peft=true",
@@ -391,7 +388,10 @@ fn a_run_with_trl_completes_and_resumes_after_a_kill_during_training() {
     {
         use std::os::unix::fs::MetadataExt;
         let weights = std::fs::metadata(full.join("iter_1/checkpoint/model.safetensors")).unwrap();
-        assert!(weights.nlink() >= 2, "iter_1/checkpoint is a copy, not a link");
+        assert!(
+            weights.nlink() >= 2,
+            "iter_1/checkpoint is a copy, not a link"
+        );
     }
 
     // Same shape as the in-process trainer's run: the same metrics per line.

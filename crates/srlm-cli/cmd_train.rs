@@ -242,13 +242,6 @@ fn records_path(out: &Path) -> PathBuf {
     out.with_file_name(format!("{name}.trainer"))
 }
 
-/// Whether `dir` is an HF checkpoint folder an external trainer can load.
-fn is_hf_dir(dir: &Path) -> bool {
-    dir.join("config.json").is_file()
-        && (dir.join("model.safetensors").is_file()
-            || dir.join("model.safetensors.index.json").is_file())
-}
-
 /// `srlm train-dpo --backend trl`: the same pairs and settings, trained by TRL (srlm-trainer).
 fn run_external(
     a: &TrainDpoArgs,
@@ -273,21 +266,18 @@ fn run_external(
         out!("{}", srlm_trainer::process::command_line(&argv));
         return Ok(());
     }
-    if external.config().backend == TrainerBackend::Openrlhf {
-        anyhow::bail!(
-            "--backend openrlhf: dry run only (OpenRLHF logs its steps to wandb / TensorBoard, which srlm cannot read back); add --dry-run to see the command, or use --backend trl"
-        );
-    }
+    // OpenRLHF is refused here, before anything is claimed or loaded.
+    let external = ExternalTrainer::for_run(external.config().clone())?;
     claim_dir(&records, TRAINER_RECORDS, a.overwrite).context("the trainer's records")?;
     std::fs::create_dir_all(&records).with_context(|| format!("creating {}", records.display()))?;
     write_marker(&records, TRAINER_RECORDS)?;
     let pairs = read_preference_pairs(&a.pairs)?;
-    let model_dir = if is_hf_dir(Path::new(&a.model)) {
+    let model_dir = if srlm_trainer::is_hf_checkpoint(Path::new(&a.model)) {
         PathBuf::from(&a.model)
     } else {
         // TRL cannot fine-tune a quantized GGUF: it gets srlm's f32 HF checkpoint of it.
         let dir = records.join("model");
-        if !is_hf_dir(&dir) {
+        if !srlm_trainer::is_hf_checkpoint(&dir) {
             let model = LanguageModel::load(&a.model, &default_device())
                 .with_context(|| format!("loading model `{}`", a.model))?;
             model.save(&dir)?;
@@ -308,8 +298,7 @@ fn run_external(
         eprintln!("  skipped pair `{}`: {}", f.id, f.message);
     }
     srlm_core::write_jsonl_atomic(log, &step.log.steps)?;
-    // TRL's folder becomes the checkpoint: marked as srlm's (so `--overwrite` may replace it).
-    write_marker(&step.model_dir, srlm_model::CHECKPOINT)?;
+    // TRL's folder (marked as an srlm checkpoint by the trainer) becomes the checkpoint.
     if a.out.exists() {
         std::fs::remove_dir_all(&a.out)
             .with_context(|| format!("replacing {}", a.out.display()))?;

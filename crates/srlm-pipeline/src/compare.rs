@@ -750,7 +750,10 @@ mod tests {
         assert!((tsr.interval.low - 0.5).abs() < 1e-12 && (tsr.interval.high - 0.5).abs() < 1e-12);
         assert!(tsr.p_value < 1e-3, "{tsr:?}");
         // No spread in the differences: the uncorrelated bound, 2.80 · √(2 · 6.58) / √20.
-        assert!(tsr.constant && (tsr.detectable - 2.27).abs() < 0.01, "{tsr:?}");
+        assert!(
+            tsr.constant && (tsr.detectable - 2.27).abs() < 0.01,
+            "{tsr:?}"
+        );
         let sr = find("self-rewarding: M3 − M0");
         assert!((sr.interval.mean - 0.15).abs() < 1e-12);
         let across = find("temporal M2 − self-rewarding M3");

@@ -29,13 +29,6 @@ fn dpo_err(e: impl std::fmt::Display) -> BackendError {
     BackendError::Dpo(e.to_string())
 }
 
-/// Whether `dir` is an HF checkpoint folder (config and safetensors weights).
-fn is_hf_dir(dir: &Path) -> bool {
-    dir.join("config.json").is_file()
-        && (dir.join("model.safetensors").is_file()
-            || dir.join("model.safetensors.index.json").is_file())
-}
-
 impl<'a> ExternalBackend<'a> {
     /// Wraps `inner`; `cache` holds M0's HF export and the records of steps that have no
     /// folder of their own.
@@ -47,20 +40,9 @@ impl<'a> ExternalBackend<'a> {
         config: TrainerConfig,
         cache: &Path,
     ) -> Result<Self, BackendError> {
-        if config.backend == srlm_trainer::TrainerBackend::Openrlhf {
-            // OpenRLHF logs its steps only to wandb / TensorBoard, so srlm cannot take the step
-            // log back (DPO metrics, NaN checks, compute accounting); refused before any GPU
-            // time is spent rather than recorded without metrics.
-            return Err(BackendError::Dpo(
-                "trainer.backend = \"openrlhf\" is supported by `srlm run --dry-run` only (the command \
-                 line srlm would run); a run needs a step log OpenRLHF does not write: use \
-                 trainer.backend = \"trl\" (TRL under accelerate with DeepSpeed ZeRO-3 or FSDP)"
-                    .into(),
-            ));
-        }
         Ok(ExternalBackend {
             inner,
-            trainer: ExternalTrainer::new(config).map_err(dpo_err)?,
+            trainer: ExternalTrainer::for_run(config).map_err(dpo_err)?,
             cache: cache.to_path_buf(),
         })
     }
@@ -68,11 +50,11 @@ impl<'a> ExternalBackend<'a> {
     /// `model` as an HF folder the trainer can load.
     fn hf_dir(&self, model: &ModelRef) -> Result<PathBuf, BackendError> {
         let here = PathBuf::from(&model.location);
-        if is_hf_dir(&here) {
+        if srlm_trainer::is_hf_checkpoint(&here) {
             return Ok(here);
         }
         let dir = self.cache.join("hf").join(&model.id);
-        if !is_hf_dir(&dir) {
+        if !srlm_trainer::is_hf_checkpoint(&dir) {
             // TRL refuses a model loaded from a quantized GGUF ("cannot perform fine-tuning on
             // purely quantized models"): it gets srlm's f32 checkpoint of it.
             self.inner.load(model)?;
@@ -156,10 +138,8 @@ impl Trainer for ExternalBackend<'_> {
         if let Some(parent_dir) = dest.parent() {
             std::fs::create_dir_all(parent_dir).map_err(io)?;
         }
-        // srlm's marker, and `torch_dtype` beside transformers 5's `dtype`, make the folder a
-        // checkpoint srlm can publish by hard links (`link_checkpoint`), so `iter_<i>/checkpoint`
-        // costs no second copy and no in-process load of a large model.
-        mark_as_checkpoint(&step.model_dir).map_err(io)?;
+        // Marked as an srlm checkpoint by the trainer: published as `iter_<i>/checkpoint` by
+        // hard links (see save_checkpoint), no second copy, no in-process load.
         std::fs::rename(&step.model_dir, &dest).map_err(io)?;
         self.inner.load(out)?;
         let log = step.log.steps;
@@ -193,22 +173,4 @@ impl Trainer for ExternalBackend<'_> {
         }
         self.inner.save_checkpoint(model, dir, dtype)
     }
-}
-
-/// Marks a trainer's output folder as an srlm checkpoint and records its weights type as
-/// `torch_dtype` (transformers 5 writes `dtype`; both are read by transformers).
-fn mark_as_checkpoint(dir: &Path) -> std::io::Result<()> {
-    let path = dir.join("config.json");
-    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)
-        .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
-    if config.get("torch_dtype").and_then(|v| v.as_str()).is_none() {
-        if let Some(d) = config.get("dtype").and_then(|v| v.as_str()).map(String::from) {
-            config["torch_dtype"] = serde_json::Value::String(d);
-            let text = serde_json::to_string_pretty(&config).expect("json");
-            srlm_core::write_atomic(&path, text.as_bytes())
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-        }
-    }
-    srlm_core::output::write_marker(dir, srlm_model::CHECKPOINT)
-        .map_err(|e| std::io::Error::other(e.to_string()))
 }

@@ -352,12 +352,11 @@ pub fn train(
 ) -> Result<(ModelRef, DpoRun), HostError> {
     // An external trainer's weights are not srlm's: its settings join the key (srlm's own
     // trainer keeps the key it always had).
-    let key = match config.trainer.trainer_id() {
-        None => key_of(&json!({"parent": parent.id, "pairs": pairs, "dpo": config.dpo})),
-        Some(trainer) => key_of(
-            &json!({"parent": parent.id, "pairs": pairs, "dpo": config.dpo, "trainer": trainer}),
-        ),
-    };
+    let mut keyed = json!({"parent": parent.id, "pairs": pairs, "dpo": config.dpo});
+    if let Some(trainer) = config.trainer.trainer_id() {
+        keyed["trainer"] = json!(trainer);
+    }
+    let key = key_of(&keyed);
     let dir = store.path("model", &key, "");
     let out = ModelRef::at_dir(&key, &dir);
     let summary_key = format!("{key}-summary");

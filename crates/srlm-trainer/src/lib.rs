@@ -22,4 +22,4 @@ pub mod step;
 
 pub use config::{TrainerBackend, TrainerConfig, TrainerDtype};
 pub use error::TrainerError;
-pub use step::{cached_trl_python, ExternalTrainer, StepResult, TRL_LAUNCHER};
+pub use step::{cached_trl_python, is_hf_checkpoint, ExternalTrainer, StepResult, TRL_LAUNCHER};

@@ -80,6 +80,20 @@ impl ExternalTrainer {
         Ok(ExternalTrainer { config })
     }
 
+    /// A trainer that [`ExternalTrainer::train`] can run: [`ExternalTrainer::new`], refusing
+    /// OpenRLHF before any work (its steps are logged only to wandb / TensorBoard, so srlm
+    /// cannot take back the step log: metrics, NaN checks, token counts). OpenRLHF's command
+    /// line is still available from [`ExternalTrainer::new`] and [`ExternalTrainer::argv`].
+    ///
+    /// # Errors
+    /// [`TrainerError::Config`].
+    pub fn for_run(config: TrainerConfig) -> Result<Self, TrainerError> {
+        if config.backend == TrainerBackend::Openrlhf {
+            return Err(openrlhf_refused());
+        }
+        Self::new(config)
+    }
+
     /// The settings.
     pub fn config(&self) -> &TrainerConfig {
         &self.config
@@ -145,10 +159,14 @@ impl ExternalTrainer {
     }
 
     /// Runs DPO(`model_dir`, `pairs`) in `work` (see the module docs). `text` is the model's
-    /// tokenizer and chat template (no weights are loaded by srlm).
+    /// tokenizer and chat template (no weights are loaded by srlm). The trained model in
+    /// [`StepResult::model_dir`] carries srlm's checkpoint marker and `torch_dtype`, so srlm
+    /// may replace it and publish it under a second name by hard links
+    /// (`srlm_model::link_checkpoint`).
     ///
     /// # Errors
-    /// Every [`TrainerError`]: data, config, start, exit status, missing output, NaN in the log.
+    /// Every [`TrainerError`]: data, config, start, exit status, missing output, NaN in the log;
+    /// an OpenRLHF trainer (see [`ExternalTrainer::for_run`]).
     pub fn train(
         &self,
         model_dir: &Path,
@@ -157,6 +175,9 @@ impl ExternalTrainer {
         dpo: &DpoConfig,
         work: &Path,
     ) -> Result<StepResult, TrainerError> {
+        if self.config.backend == TrainerBackend::Openrlhf {
+            return Err(openrlhf_refused());
+        }
         let t0 = Instant::now();
         std::fs::create_dir_all(work).map_err(io_at(work))?;
         let output = work.join("output");
@@ -223,40 +244,21 @@ impl ExternalTrainer {
         if !output.join("config.json").is_file() {
             return Err(missing("config.json"));
         }
-        if !output.join("model.safetensors").is_file()
-            && !output.join("model.safetensors.index.json").is_file()
-        {
+        if !is_hf_checkpoint(&output) {
             return Err(missing("model.safetensors"));
         }
-        let log = match self.config.backend {
-            TrainerBackend::Trl => {
-                if !step_log.is_file() {
-                    return Err(missing("srlm_log.jsonl"));
-                }
-                let log = read_step_log(&step_log)?;
-                if log.steps.is_empty() {
-                    return Err(missing("a logged step in srlm_log.jsonl"));
-                }
-                // The step log stays with the step's records, not in the model folder.
-                let kept = work.join("srlm_log.jsonl");
-                std::fs::rename(&step_log, &kept).map_err(io_at(&kept))?;
-                log
-            }
-            // OpenRLHF logs to wandb / TensorBoard only: no step log comes back.
-            _ => StepLog::default(),
-        };
-        let epochs = if dpo.max_steps.is_some() {
-            // With max_steps, tokens are what the logged steps saw.
-            None
-        } else {
-            Some(u64::from(dpo.num_train_epochs))
-        };
-        let logged: u64 = log.steps.iter().map(|s| s.tokens).sum();
-        let tokens_trained = match epochs {
-            _ if logged > 0 => logged,
-            Some(e) => data.tokens_per_epoch() * e,
-            None => 0,
-        };
+        if !step_log.is_file() {
+            return Err(missing("srlm_log.jsonl"));
+        }
+        let log = read_step_log(&step_log)?;
+        if log.steps.is_empty() {
+            return Err(missing("a logged step in srlm_log.jsonl"));
+        }
+        // The step log stays with the step's records, not in the model folder.
+        let kept = work.join("srlm_log.jsonl");
+        std::fs::rename(&step_log, &kept).map_err(io_at(&kept))?;
+        mark_as_checkpoint(&output)?;
+        let tokens_trained: u64 = log.steps.iter().map(|s| s.tokens).sum();
         let reference_tokens = if dpo.precompute_ref_log_probs {
             data.tokens_per_epoch()
         } else {
@@ -274,4 +276,44 @@ impl ExternalTrainer {
             command,
         })
     }
+}
+
+/// Why an OpenRLHF step is not run (see [`ExternalTrainer::for_run`]).
+fn openrlhf_refused() -> TrainerError {
+    TrainerError::Config(
+        "trainer.backend = \"openrlhf\" gives a dry run only (the command line srlm would run: `srlm run --dry-run`, `srlm train-dpo --backend openrlhf --dry-run`); a run needs a step log OpenRLHF does not write: use trainer.backend = \"trl\" (TRL under accelerate with DeepSpeed ZeRO-3 or FSDP)"
+            .into(),
+    )
+}
+
+/// Whether `dir` is an HF checkpoint folder: `config.json` and safetensors weights (one file
+/// or an index of shards).
+pub fn is_hf_checkpoint(dir: &Path) -> bool {
+    dir.join("config.json").is_file()
+        && (dir.join("model.safetensors").is_file()
+            || dir.join("model.safetensors.index.json").is_file())
+}
+
+/// Marks a trainer's output folder as an srlm checkpoint and records its weights type as
+/// `torch_dtype` (transformers 5 writes `dtype`; transformers reads both).
+fn mark_as_checkpoint(dir: &Path) -> Result<(), TrainerError> {
+    let path = dir.join("config.json");
+    let io = |e: &dyn std::fmt::Display| TrainerError::Io {
+        path: path.clone(),
+        error: std::io::Error::other(e.to_string()),
+    };
+    let text = std::fs::read_to_string(&path).map_err(io_at(&path))?;
+    let mut config: serde_json::Value = serde_json::from_str(&text).map_err(|e| io(&e))?;
+    if config.get("torch_dtype").and_then(|v| v.as_str()).is_none() {
+        if let Some(d) = config
+            .get("dtype")
+            .and_then(|v| v.as_str())
+            .map(String::from)
+        {
+            config["torch_dtype"] = serde_json::Value::String(d);
+            let text = serde_json::to_string_pretty(&config).expect("json");
+            srlm_core::write_atomic(&path, text.as_bytes()).map_err(|e| io(&e))?;
+        }
+    }
+    srlm_core::output::write_marker(dir, srlm_model::CHECKPOINT).map_err(|e| io(&e))
 }
