@@ -15,7 +15,9 @@
 //!   errors naming the command, the log or the missing file.
 //! - LoRA through TRL (`use_peft`): the first loss is ln 2 (PEFT's B = 0), PEFT writes the
 //!   adapter in its own format (checked: r, α, targets, tensor names and shapes), and srlm takes
-//!   back the merged model and samples from it; srlm's own trainer refuses LoRA.
+//!   back the merged model and samples from it. srlm reads PEFT's adapter to the merged
+//!   model's logits, and PEFT (`PeftModel.from_pretrained`) reads the adapter srlm's own
+//!   trainer wrote to srlm's logits (2e-3).
 //! - OpenRLHF (needs DeepSpeed and GPUs) is checked as a dry run: every flag of the command
 //!   srlm would run is one of `openrlhf.cli.train_dpo`'s (0.11.2, from its PyPI wheel:
 //!   `tests/fixtures/openrlhf-0.11.2-train_dpo-flags.txt`).
@@ -213,20 +215,36 @@ fn lora_through_trl_gives_a_peft_adapter_and_a_merged_checkpoint() {
         "lora_alpha=16",
     ];
 
-    // srlm's own trainer refuses LoRA and says which trainer does it.
+    // srlm's own trainer trains the same adapter, in PEFT's format (checked against PEFT
+    // itself below).
+    let native = dir.path().join("native");
     let o = srlm()
         .args(["train-dpo", "--no-progress"])
         .arg("--pairs")
         .arg(&pairs)
         .arg("--out")
-        .arg(dir.path().join("native"))
+        .arg(&native)
+        .args([
+            "--batch-size",
+            "4",
+            "--max-steps",
+            "2",
+            "--learning-rate",
+            "1e-3",
+        ])
         .args(lora)
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
+    ok(&o, "train-dpo with LoRA on srlm's trainer");
+    let native_log = jsonl(&dir.path().join("native.dpo_log.jsonl"));
     assert!(
-        !o.status.success() && err.contains("--backend trl"),
-        "{err}"
+        (f(&native_log[0], "loss") - std::f64::consts::LN_2).abs() < 1e-6,
+        "{}",
+        native_log[0]
+    );
+    assert!(
+        !native.join("model.safetensors").exists(),
+        "an adapter, not a model"
     );
 
     let out = dir.path().join("lora");
@@ -317,6 +335,84 @@ fn lora_through_trl_gives_a_peft_adapter_and_a_merged_checkpoint() {
         .output()
         .unwrap();
     ok(&o, "generate from the merged LoRA checkpoint");
+
+    // srlm reads PEFT's adapter (through its base_model_name_or_path, srlm's HF export of M0)
+    // and computes what TRL's merged model computes.
+    let text = "The capital of France is";
+    let top = |model: &Path| -> Value {
+        let o = srlm()
+            .args(["logits", "--json", "--top", "50", "--text", text, "--model"])
+            .arg(model)
+            .output()
+            .unwrap();
+        serde_json::from_str(&ok(&o, "logits")).unwrap()
+    };
+    let (merged, adapter) = (top(&out), top(&out.join("adapter")));
+    assert_eq!(merged["ids"], adapter["ids"]);
+    for (a, b) in merged["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(adapter["logits"].as_array().unwrap())
+    {
+        let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+        assert!(
+            (a - b).abs() < 2e-3,
+            "merged {a} vs srlm with PEFT's adapter {b}"
+        );
+    }
+
+    // PEFT reads srlm's adapter: PeftModel on the same base computes srlm's logits.
+    let base = config["base_model_name_or_path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ids = srlm()
+        .args(["tokenize", "--json", "--text", text])
+        .output()
+        .unwrap();
+    let ids: Value = serde_json::from_str(&ok(&ids, "tokenize")).unwrap();
+    let ours = top(&native);
+    let check = dir.path().join("peft_check.py");
+    std::fs::write(
+        &check,
+        r#"import json, sys, torch
+from transformers import AutoModelForCausalLM
+from peft import PeftModel
+base, adapter, ids, top = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
+model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+model = PeftModel.from_pretrained(model, adapter)
+with torch.no_grad():
+    logits = model(torch.tensor([ids["ids"]])).logits[0, -1]
+print(json.dumps({"logits": [logits[i].item() for i in top["ids"]],
+                  "lora_params": sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)}))
+"#,
+    )
+    .unwrap();
+    let o = Command::new(python)
+        .arg(&check)
+        .arg(&base)
+        .arg(&native)
+        .arg(ids.to_string())
+        .arg(ours.to_string())
+        .output()
+        .unwrap();
+    let peft: Value =
+        serde_json::from_str(ok(&o, "PEFT loads srlm's adapter").lines().last().unwrap()).unwrap();
+    // 30 layers × (q: 8·576 + 576·8, v: 8·576 + 192·8).
+    assert_eq!(peft["lora_params"], 30 * (2 * 8 * 576 + 8 * 576 + 192 * 8));
+    for (a, b) in ours["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(peft["logits"].as_array().unwrap())
+    {
+        let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+        assert!(
+            (a - b).abs() < 2e-3,
+            "srlm {a} vs PEFT {b} on srlm's adapter"
+        );
+    }
 }
 
 /// Processes whose command line mentions `needle` (the trainer of a run folder).

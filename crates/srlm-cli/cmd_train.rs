@@ -63,6 +63,22 @@ pub struct TrainDpoArgs {
     /// default true; this sets it false).
     #[arg(long)]
     no_gradient_checkpointing: bool,
+    /// Train a LoRA adapter on the frozen model instead of every weight (config `use_peft`).
+    /// The checkpoint is the adapter in PEFT's format; a model that already has an adapter
+    /// continues it.
+    #[arg(long)]
+    use_peft: bool,
+    /// LoRA rank r (config `lora_r`; default 8). Implies `--use-peft`.
+    #[arg(long)]
+    lora_r: Option<usize>,
+    /// LoRA α: the update is scaled by α / r (config `lora_alpha`; default 8). Implies
+    /// `--use-peft`.
+    #[arg(long)]
+    lora_alpha: Option<usize>,
+    /// Projections that get adapters, by PEFT's names (config `lora_target_modules`; default
+    /// `q_proj v_proj`; `all-linear` for all seven). Implies `--use-peft`.
+    #[arg(long, num_args = 1.., value_name = "NAME")]
+    lora_target_modules: Option<Vec<String>>,
     /// TOML file of config fields under TRL's names (`beta = 0.1`, `loss_type = "ipo"`, …).
     #[arg(long, value_name = "FILE.toml")]
     config: Option<PathBuf>,
@@ -126,6 +142,26 @@ fn build_config(a: &TrainDpoArgs) -> anyhow::Result<DpoConfig> {
             json!(false),
             "no-gradient-checkpointing",
         )?;
+    }
+    let lora_flag = a.lora_r.is_some() || a.lora_alpha.is_some() || a.lora_target_modules.is_some();
+    if a.use_peft || lora_flag {
+        set("use_peft", json!(true), "use-peft")?;
+    }
+    if let Some(v) = a.lora_r {
+        set("lora_r", json!(v), "lora-r")?;
+    }
+    if let Some(v) = a.lora_alpha {
+        set("lora_alpha", json!(v), "lora-alpha")?;
+    }
+    if let Some(v) = &a.lora_target_modules {
+        let v: Vec<&str> = match v.as_slice() {
+            [one] if one == "all-linear" => srlm_model::LoraTarget::ALL
+                .iter()
+                .map(|t| t.name())
+                .collect(),
+            _ => v.iter().map(String::as_str).collect(),
+        };
+        set("lora_target_modules", json!(v), "lora-target-modules")?;
     }
     for kv in &a.set {
         let (k, v) = kv
@@ -352,15 +388,15 @@ pub fn run(a: TrainDpoArgs) -> anyhow::Result<()> {
             "--dry-run shows an external trainer's command: add --backend trl or openrlhf"
         );
     }
-    if cfg.use_peft {
-        anyhow::bail!(
-            "use_peft: srlm's own trainer trains every weight; LoRA adapters are trained by an external trainer: add --backend trl"
-        );
-    }
     claim_outputs(&a, &log)?;
     let pairs = read_preference_pairs(&a.pairs)?;
     let model = LanguageModel::load(&a.model, &default_device())
         .with_context(|| format!("loading model `{}`", a.model))?;
+    // Full fine-tuning of a model without adapter trains the loaded model itself (no copy).
+    let model = match cfg.use_peft || model.model.lora_config().is_some() {
+        true => srlm_dpo::initial_policy(&model, &cfg)?,
+        false => model,
+    };
     let tok = tokenize_pairs(&model, &pairs)?;
     eprintln!(
         "train-dpo: {} pairs from {} ({} failed to tokenize), model {}, loss {} beta {} lr {}",

@@ -79,11 +79,13 @@ pub struct DpoConfig {
     /// Seed of the data shuffling. Default 42 (HF).
     pub seed: u64,
     /// Train LoRA adapters (Hu et al. 2021, arXiv 2106.09685) instead of every weight (TRL's
-    /// `use_peft`). Default false. Only the external trainers train adapters today
-    /// (`trainer.backend = "trl"`: PEFT through TRL, the adapter merged into the checkpoint
-    /// srlm takes back; `"openrlhf"`: `--ds.lora.*`); srlm's own trainer refuses it. The LoRA
-    /// keys are left out of a config's serialised form while `use_peft` is false, so the
-    /// memo-store keys of full fine-tuning runs stay as they were.
+    /// `use_peft`). Default false. srlm's own trainer puts the adapter on the model's frozen
+    /// weights, shared with the other models of a run (`srlm_dpo::initial_policy`: a LoRA
+    /// parent's adapter is continued), and saves it in PEFT's format; the external trainers
+    /// use PEFT through TRL (the adapter merged into the checkpoint srlm takes back) or
+    /// OpenRLHF's `--ds.lora.*`. The LoRA keys are left out of a config's serialised form
+    /// while `use_peft` is false, so the memo-store keys of full fine-tuning runs stay as they
+    /// were.
     #[serde(skip_serializing_if = "is_false")]
     pub use_peft: bool,
     /// LoRA rank r (PEFT's `r`, TRL's `lora_r`). Default 8 (PEFT).
@@ -93,7 +95,8 @@ pub struct DpoConfig {
     /// Default 8 (PEFT).
     #[serde(skip_serializing_if = "is_default_lora_alpha")]
     pub lora_alpha: usize,
-    /// Dropout on the adapters' input. Default 0 (PEFT).
+    /// Dropout on the adapters' input. Default 0 (PEFT). srlm's own trainer trains without
+    /// dropout and refuses a non-zero value.
     #[serde(skip_serializing_if = "is_zero")]
     pub lora_dropout: f64,
     /// Linear layers that get adapters, by PEFT's names (`q_proj k_proj v_proj o_proj

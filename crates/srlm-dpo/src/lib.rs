@@ -48,7 +48,10 @@ pub use batch::{
 pub use config::DpoConfig;
 pub use data::read_preference_pairs;
 pub use error::{DpoError, Result};
-pub use llm::{tokenize_pair, tokenize_pairs, ChatEncoder, PairFailure, TokenizedPairs};
+pub use llm::{
+    initial_policy, lora_config, tokenize_pair, tokenize_pairs, ChatEncoder, PairFailure,
+    TokenizedPairs,
+};
 pub use loss::{
     dpo_logits, hinge_loss, ipo_loss, log_sigmoid, preference_loss, robust_loss, rpo_nll,
     sigmoid_loss, LossType,

@@ -10,11 +10,12 @@
 //! token ids carried by a pair are used as sampled ([`LanguageModel::response_ids_from_sample`]).
 
 use crate::batch::TokenizedPair;
+use crate::config::DpoConfig;
 use crate::error::{DpoError, Result};
 use crate::model::PolicyModel;
 use candle_core::{Device, Tensor, Var};
 use srlm_core::PreferencePair;
-use srlm_model::{LanguageModel, Mode, ModelError, ModelText};
+use srlm_model::{LanguageModel, LoraConfig, LoraTarget, Mode, ModelError, ModelText};
 use std::path::Path;
 
 /// A [`ModelError`] as a candle error (the trait's error type), unwrapping candle's own errors.
@@ -84,13 +85,15 @@ impl PolicyModel for LanguageModel {
         self.model.device().is_cpu()
     }
 
-    /// Every weight of the network ([`srlm_model::Llama::vars`], sorted by HF name).
+    /// Every weight of the network, or a LoRA model's adapters only
+    /// ([`srlm_model::Llama::vars`], sorted by name).
     fn trainable_vars(&self) -> Vec<Var> {
         self.model.vars()
     }
 
     /// An HF-style checkpoint ([`LanguageModel::save`]: `model.safetensors`, `config.json`,
-    /// `tokenizer.json`, `tokenizer_config.json`), written into a temporary sibling folder and
+    /// `tokenizer.json`, `tokenizer_config.json`; a LoRA model's adapter in PEFT's format),
+    /// written into a temporary sibling folder and
     /// renamed into `dir`; loadable with `LanguageModel::load(dir)` / `srlm generate --model dir`.
     fn save_checkpoint(&self, dir: &Path) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         self.save(dir).map_err(|e| Box::new(e) as _)
@@ -100,6 +103,64 @@ impl PolicyModel for LanguageModel {
     fn device(&self) -> Device {
         self.model.device().clone()
     }
+}
+
+/// The model DPO trains, made from `parent` (which is also the reference M_i) as `config`
+/// says:
+/// - full fine-tuning (`use_peft` false): a copy with its own weights (a LoRA parent merged
+///   first);
+/// - LoRA (`use_peft`): a parent without adapter gets a new one on its frozen, shared weights
+///   (B = 0, so the first loss is exactly ln 2; A drawn from `config.seed`); a LoRA parent's
+///   adapter is **continued** (copied and trained further on the same base), so M0, every M_i
+///   and M_f are one base plus one adapter each. PEFT-based iterative DPO either merges each
+///   round's adapter and starts a new one (base no longer shared) or keeps training one
+///   adapter; srlm keeps one adapter so the base stays M0's.
+///
+/// Errors: [`DpoError::Config`] for a LoRA parent whose adapter is not the one `config`
+/// describes (rank, α, targets), [`DpoError::Candle`] from the model.
+pub fn initial_policy(parent: &LanguageModel, config: &DpoConfig) -> Result<LanguageModel> {
+    let model_err = |e: ModelError| DpoError::Candle(to_candle(e));
+    let Some(lora) = lora_config(config)? else {
+        return match parent.model.lora_config() {
+            None => parent.deep_copy().map_err(model_err),
+            Some(_) => Ok(LanguageModel {
+                model: parent.model.merged().map_err(model_err)?,
+                base_model: None,
+                ..parent.deep_copy().map_err(model_err)?
+            }),
+        };
+    };
+    match parent.model.lora_config() {
+        None => parent.with_lora(&lora, config.seed).map_err(model_err),
+        Some(have) if *have == lora => parent.deep_copy().map_err(model_err),
+        Some(have) => Err(crate::error::config_err(
+            "lora_r",
+            format!(
+                "the model's adapter has r = {}, lora_alpha = {}, targets {:?}; the config asks for r = {}, lora_alpha = {}, targets {:?} (an adapter is continued as it is)",
+                have.r, have.lora_alpha, have.target_modules, lora.r, lora.lora_alpha, lora.target_modules
+            ),
+        )),
+    }
+}
+
+/// The adapter `config` asks for (`use_peft` and the `lora_*` keys), or `None` for full
+/// fine-tuning.
+///
+/// Errors: [`DpoError::Config`] naming `lora_target_modules` for a name that is not a Llama
+/// projection.
+pub fn lora_config(config: &DpoConfig) -> Result<Option<LoraConfig>> {
+    if !config.use_peft {
+        return Ok(None);
+    }
+    let targets = config
+        .lora_target_modules
+        .iter()
+        .map(|t| t.parse::<LoraTarget>())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| crate::error::config_err("lora_target_modules", e))?;
+    LoraConfig::new(config.lora_r, config.lora_alpha as f64, &targets)
+        .map(Some)
+        .map_err(|e| crate::error::config_err("lora_r", e.to_string()))
 }
 
 /// A pair that could not be tokenized, and why.

@@ -177,10 +177,10 @@ impl<'a> DpoTrainer<'a> {
     /// A trainer with `config` (validated here; the error names the field).
     pub fn new(config: DpoConfig) -> Result<Self> {
         config.validate()?;
-        if config.use_peft {
+        if config.use_peft && config.lora_dropout > 0.0 {
             return Err(crate::error::config_err(
-                "use_peft",
-                "srlm's own trainer trains every weight; LoRA adapters are trained by an external trainer (trainer.backend = \"trl\", or `srlm train-dpo --backend trl`)",
+                "lora_dropout",
+                "srlm's own trainer trains LoRA adapters without dropout: set it to 0, or train with an external trainer (trainer.backend = \"trl\", or `srlm train-dpo --backend trl`)",
             ));
         }
         Ok(DpoTrainer {

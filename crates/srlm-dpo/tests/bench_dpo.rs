@@ -6,6 +6,9 @@
 //!     --ignored --nocapture --test-threads 1 step_2x256     # or epoch_64_pairs
 //! ```
 //!
+//! LoRA against full fine-tuning: `lora_vs_full_step_2x256`, and `epoch_64_pairs` with
+//! `SRLM_BENCH_LORA=qv` or `all`.
+//!
 //! Each test prints `BENCH` lines: seconds, tokens/s, pairs/s, GFLOP/s (model FLOPs 6·N per
 //! trained token + 2·N per reference-only token, N = 134.5M parameters), the share of a
 //! 340 GFLOP/s f32 GEMM ceiling, the ratio to PyTorch's 2.75 s/step anchor, and the process's
@@ -195,6 +198,71 @@ fn step_2x256() {
     }
 }
 
+/// The trainer's step on 2 × 256 tokens with full fine-tuning and with LoRA (r = 16, α = 32;
+/// PEFT's default targets `q_proj v_proj`, and all seven projections), side by side in one
+/// process: rounds of one step per setting, interleaved, so load drifts hit all three alike.
+/// Prints each setting's median step and its ratio to full fine-tuning. Rounds:
+/// `SRLM_BENCH_STEPS` (default 5).
+#[test]
+#[ignore = "benchmark: minutes of CPU; run with --ignored --nocapture"]
+fn lora_vs_full_step_2x256() {
+    let rounds: usize = std::env::var("SRLM_BENCH_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    srlm_model::init_process();
+    let m = LanguageModel::load("default", &Device::Cpu).unwrap();
+    let p = pair(&m, "bench", 64, 256, 0);
+    let base = DpoConfig {
+        per_device_train_batch_size: 1,
+        max_length: Some(256),
+        max_prompt_length: Some(128),
+        max_steps: Some(1),
+        ..DpoConfig::default()
+    };
+    let lora = |targets: &[srlm_model::LoraTarget]| DpoConfig {
+        use_peft: true,
+        lora_r: 16,
+        lora_alpha: 32,
+        lora_target_modules: targets.iter().map(|t| t.name().to_string()).collect(),
+        ..base.clone()
+    };
+    use srlm_model::LoraTarget::{QProj, VProj};
+    let settings = [
+        ("full fine-tuning", base.clone()),
+        ("LoRA r 16 q_proj v_proj", lora(&[QProj, VProj])),
+        ("LoRA r 16 all seven", lora(&srlm_model::LoraTarget::ALL)),
+    ];
+    // One policy per setting, kept across rounds (as a run's M_i is), stepped once per round.
+    let policies: Vec<LanguageModel> = settings
+        .iter()
+        .map(|(_, c)| initial_policy(&m, c).unwrap())
+        .collect();
+    let mut secs = vec![Vec::new(); settings.len()];
+    for _ in 0..rounds + 1 {
+        for (i, ((_, c), policy)) in settings.iter().zip(&policies).enumerate() {
+            let s = train_dpo(policy, None, std::slice::from_ref(&p), c.clone()).unwrap();
+            let h = &s.history[0];
+            secs[i].push(h.tokens as f64 / h.tokens_per_second);
+        }
+    }
+    let median = |v: &[f64]| {
+        // The first round warms caches and the allocator: left out.
+        let mut v = v[1..].to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let full = median(&secs[0]);
+    for ((what, _), v) in settings.iter().zip(&secs) {
+        let med = median(v);
+        println!(
+            "BENCH {what}: trainer step 2x256 median {med:.3} s over {rounds} rounds {:.3?},              {:.2}x full fine-tuning's speed",
+            &v[1..],
+            full / med
+        );
+    }
+}
+
 /// One epoch over 64 pairs at the default config (2 pairs = 4 rows a step, gradient
 /// checkpointing on), rows of 160 to 256 tokens (prompt 48–96, responses to fill), reference
 /// log-probs precomputed first: the wall time of the whole `train` call, and its throughput.
@@ -214,6 +282,18 @@ fn epoch_64_pairs_without_checkpointing() {
 fn epoch(gradient_checkpointing: bool) {
     srlm_model::init_process();
     let m = LanguageModel::load("default", &Device::Cpu).unwrap();
+    // `SRLM_BENCH_LORA=qv` or `all`: LoRA r 16, α 32 on PEFT's default targets or on all seven
+    // projections, instead of full fine-tuning. Peak RSS then counts the base once.
+    let lora = std::env::var("SRLM_BENCH_LORA").unwrap_or_default();
+    let targets: Vec<String> = match lora.as_str() {
+        "" => Vec::new(),
+        "qv" => vec!["q_proj".into(), "v_proj".into()],
+        "all" => srlm_model::LoraTarget::ALL
+            .iter()
+            .map(|t| t.name().to_string())
+            .collect(),
+        other => panic!("SRLM_BENCH_LORA={other}: expected qv or all"),
+    };
     let pairs: Vec<TokenizedPair> = (0..64)
         .map(|i| {
             pair(
@@ -229,18 +309,22 @@ fn epoch(gradient_checkpointing: bool) {
         .iter()
         .map(|p| 2 * p.prompt_ids.len() + p.chosen_ids.len() + p.rejected_ids.len())
         .sum();
-    let s = train_dpo(
-        &m,
-        None,
-        &pairs,
-        DpoConfig {
-            max_length: Some(256),
-            max_prompt_length: Some(128),
-            gradient_checkpointing,
-            ..DpoConfig::default()
-        },
-    )
-    .unwrap();
+    let mut cfg = DpoConfig {
+        max_length: Some(256),
+        max_prompt_length: Some(128),
+        gradient_checkpointing,
+        ..DpoConfig::default()
+    };
+    let policy = if targets.is_empty() {
+        m
+    } else {
+        cfg.use_peft = true;
+        cfg.lora_r = 16;
+        cfg.lora_alpha = 32;
+        cfg.lora_target_modules = targets;
+        initial_policy(&m, &cfg).unwrap()
+    };
+    let s = train_dpo(&policy, None, &pairs, cfg).unwrap();
     assert_eq!(s.steps, 32);
     assert_eq!(s.tokens_trained as usize, tokens);
     println!(
@@ -248,11 +332,19 @@ fn epoch(gradient_checkpointing: bool) {
         s.filter.kept, s.steps, s.tokens_trained, s.reference_tokens, s.wall_time_s
     );
     line(
-        if gradient_checkpointing {
-            "epoch 64 pairs, gradient checkpointing (whole call)"
-        } else {
-            "epoch 64 pairs (whole call)"
-        },
+        &format!(
+            "epoch 64 pairs{}{} (whole call)",
+            if gradient_checkpointing {
+                ", gradient checkpointing"
+            } else {
+                ""
+            },
+            if lora.is_empty() {
+                String::new()
+            } else {
+                format!(", LoRA r 16 {lora}")
+            }
+        ),
         s.wall_time_s,
         s.tokens_trained as f64,
         s.reference_tokens as f64,

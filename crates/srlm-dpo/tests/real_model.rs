@@ -285,7 +285,8 @@ fn short_run_on_real_model_raises_margins_and_checkpoint_reloads() {
     let mean = after.iter().sum::<f64>() / after.len() as f64;
     let right = after.iter().filter(|x| **x > 0.0).count();
     eprintln!(
-        "real model, 16 pairs, 8 steps at lr 1e-5: mean margin 0 -> {mean:.4}, {right}/16 \
+        "real model, 16 pairs, 8 steps at lr 1e-5: mean margin 0 -> \
+         {mean:.4}, {right}/16 \
          pairs ranked right; logged margins {:?}",
         s.history
             .iter()
@@ -313,6 +314,113 @@ fn short_run_on_real_model_raises_margins_and_checkpoint_reloads() {
     for (a, b) in after.iter().zip(&again) {
         assert!((a - b).abs() < 1e-4, "reloaded margin {b} vs trained {a}");
     }
+}
+
+/// LoRA on the real model (r = 16, α = 32, all seven projections, lr 2e-4): the first loss is
+/// ln 2 exactly (B = 0), only the adapters train (the shared base model's log-probs do not
+/// move), the margins rise, and the checkpoint is a PEFT adapter (no full weights) that
+/// reloads through its `base_model_name_or_path` to the same margins.
+#[test]
+fn lora_on_real_model_starts_at_ln2_raises_margins_and_saves_a_peft_adapter() {
+    let m = model();
+    let data = tokenize_pairs(m, &sixteen_pairs()).unwrap().pairs;
+    let refs = reference_logps(m, &batch_of(&data)).unwrap();
+    let cfg = DpoConfig {
+        learning_rate: 2e-4,
+        lr_scheduler_type: LrSchedulerType::Constant,
+        per_device_train_batch_size: 4,
+        num_train_epochs: 2,
+        use_peft: true,
+        lora_r: 16,
+        lora_alpha: 32,
+        lora_target_modules: srlm_model::LoraTarget::ALL
+            .iter()
+            .map(|t| t.name().to_string())
+            .collect(),
+        ..DpoConfig::default()
+    };
+    let policy = initial_policy(m, &cfg).unwrap();
+    // 30 layers × 7 projections × (A, B).
+    assert_eq!(policy.model.vars().len(), 30 * 7 * 2);
+    let beta = cfg.beta;
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck");
+    let s = DpoTrainer::new(cfg.clone())
+        .unwrap()
+        .with_checkpoint_dir(&ck)
+        .train(&policy, &data)
+        .unwrap();
+    assert_eq!(s.steps, 8);
+    assert!(
+        (s.history[0].loss - LN2).abs() < 1e-6,
+        "{}",
+        s.history[0].loss
+    );
+    assert_eq!(s.history[0].rewards_margins, 0.0);
+    let after = margins(&policy, &data, &refs, beta);
+    let mean = after.iter().sum::<f64>() / after.len() as f64;
+    let right = after.iter().filter(|x| **x > 0.0).count();
+    eprintln!(
+        "real model, LoRA r 16 all-linear, 16 pairs, 8 steps at lr 2e-4: mean margin 0 -> \
+         {mean:.4}, {right}/16 pairs ranked right; logged margins {:?}",
+        s.history
+            .iter()
+            .map(|h| (h.rewards_margins * 1e4).round() / 1e4)
+            .collect::<Vec<_>>()
+    );
+    assert!(mean > 0.05, "mean margin after training {mean}");
+    assert!(right >= 12, "only {right}/16 pairs ranked right: {after:?}");
+    // The base (shared with `m`) did not move: `m`'s own margins are still 0.
+    let base = margins(m, &data, &refs, beta);
+    assert!(base.iter().all(|x| x.abs() < 1e-6), "{base:?}");
+
+    let mut names: Vec<String> = std::fs::read_dir(&ck)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "adapter_config.json",
+            "adapter_model.safetensors",
+            "generation_config.json",
+            "srlm.json",
+            "tokenizer.json",
+            "tokenizer_config.json"
+        ]
+    );
+    let st =
+        candle_core::safetensors::load(ck.join("adapter_model.safetensors"), &Device::Cpu).unwrap();
+    let a = &st["base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"];
+    let b = &st["base_model.model.model.layers.29.mlp.down_proj.lora_B.weight"];
+    assert_eq!((a.dims(), b.dims()), (&[16, 576][..], &[576, 16][..]));
+    let info = srlm_model::read_adapter_config(&ck).unwrap();
+    assert_eq!(info.base_model.as_deref(), Some(m.origin.as_str()));
+    assert_eq!((info.config.r, info.config.lora_alpha), (16, 32.0));
+    for reloaded in [
+        LanguageModel::load(ck.to_str().unwrap(), &Device::Cpu).unwrap(),
+        m.load_adapter(&ck).unwrap(),
+    ] {
+        let again = margins(&reloaded, &data, &refs, beta);
+        for (a, b) in after.iter().zip(&again) {
+            assert!((a - b).abs() < 1e-4, "reloaded margin {b} vs trained {a}");
+        }
+    }
+    // A further round continues the adapter: policy = reference at its start, loss ln 2.
+    let next = initial_policy(&policy, &cfg).unwrap();
+    let s2 = DpoTrainer::new(DpoConfig {
+        max_steps: Some(1),
+        ..cfg.clone()
+    })
+    .unwrap()
+    .train(&next, &data)
+    .unwrap();
+    assert!((s2.history[0].loss - LN2).abs() < 1e-6);
+    // An adapter of another shape is not silently continued.
+    let other = DpoConfig { lora_r: 8, ..cfg };
+    let e = initial_policy(&policy, &other).err().unwrap().to_string();
+    assert!(e.contains("r = 16") && e.contains("r = 8"), "{e}");
 }
 
 /// A bare [`Llama`] as a policy (no tokenizer, so no checkpoint), for the tiny random model.

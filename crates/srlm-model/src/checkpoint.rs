@@ -1,4 +1,5 @@
-//! Checkpoints in HF's layout: `model.safetensors` (HF tensor names, f32 unless saved as bf16
+//! Checkpoints in HF's layout (a LoRA model's in PEFT's adapter layout, the base not copied:
+//! `adapter_config.json`, `adapter_model.safetensors`, the tokenizer files): `model.safetensors` (HF tensor names, f32 unless saved as bf16
 //! or f16 ([`SaveDtype`]), Q/K in HF's half-split layout), `config.json`, `tokenizer.json`,
 //! `tokenizer_config.json` (with the chat template), written atomically: everything goes into a
 //! temporary sibling folder which is renamed into place, so a crash never leaves a checkpoint
@@ -96,14 +97,12 @@ fn check_replaceable(dir: &Path) -> Result<()> {
 /// srlm checkpoint (a file, a folder without the marker), [`ModelError::Candle`].
 pub fn save_checkpoint(model: &LanguageModel, dir: &Path, dtype: SaveDtype) -> Result<()> {
     check_replaceable(dir)?;
+    if let Some(config) = model.model.lora_config() {
+        return save_adapter(model, config, dir, dtype);
+    }
     let tensors = model.model.named_tensors()?;
     for (name, t) in &tensors {
-        let bad = t
-            .flatten_all()?
-            .to_vec1::<f32>()?
-            .iter()
-            .any(|x| !x.is_finite());
-        if bad {
+        if !crate::scoring::all_finite(t)? {
             return Err(ModelError::InvalidInput(format!(
                 "weight `{name}` is not finite; checkpoint not written"
             )));
@@ -114,6 +113,34 @@ pub fn save_checkpoint(model: &LanguageModel, dir: &Path, dtype: SaveDtype) -> R
         .map(|(name, t)| Ok((name, t.to_dtype(dtype.dtype())?)))
         .collect::<Result<std::collections::HashMap<_, _>>>()?;
     publish(dir, |tmp| write_files(model, &tensors, dtype, tmp))
+}
+
+/// A LoRA model's checkpoint: PEFT's adapter format (`adapter_config.json` naming the base,
+/// `adapter_model.safetensors` with PEFT's tensor names) plus the tokenizer files and srlm's
+/// marker; the base is not copied.
+fn save_adapter(
+    model: &LanguageModel,
+    config: &crate::LoraConfig,
+    dir: &Path,
+    dtype: SaveDtype,
+) -> Result<()> {
+    let mut tensors = std::collections::HashMap::new();
+    for (name, var) in model.model.named_vars() {
+        if !crate::scoring::all_finite(var.as_tensor())? {
+            return Err(ModelError::InvalidInput(format!(
+                "adapter weight `{name}` is not finite; checkpoint not written"
+            )));
+        }
+        let key = format!("{}{name}", crate::lora::PEFT_PREFIX);
+        tensors.insert(key, var.as_tensor().to_dtype(dtype.dtype())?);
+    }
+    publish(dir, |tmp| {
+        write_marker(tmp)?;
+        crate::lora::write_adapter_config(tmp, config, model.base_model.as_deref(), 0.0)?;
+        write_safetensors(&tensors, &tmp.join(crate::lora::ADAPTER_WEIGHTS), tmp)?;
+        write_tokenizer_files(model, tmp)?;
+        sync_files(tmp)
+    })
 }
 
 /// Publishes the srlm checkpoint `src`, whose weights are `dtype`, at `dir` as hard links to
@@ -196,35 +223,59 @@ fn write_files(
     dtype: SaveDtype,
     tmp: &Path,
 ) -> Result<()> {
-    srlm_core::output::write_marker(tmp, CHECKPOINT).map_err(|e| match e {
-        srlm_core::JsonlError::Io { path, error } => ModelError::Io { path, error },
-        other => ModelError::InvalidInput(other.to_string()),
-    })?;
-    let weights = tmp.join("model.safetensors");
-    candle_core::safetensors::save(tensors, &weights).map_err(|e| ModelError::Io {
-        path: weights.clone(),
-        error: std::io::Error::other(e.to_string()),
-    })?;
-    let cfg = model.model.config();
-    let write_json = |file: &str, v: &serde_json::Value| -> Result<()> {
-        let p = tmp.join(file);
-        std::fs::write(&p, serde_json::to_string_pretty(v).expect("json")).map_err(io_err(&p))
-    };
-    let mut hf = cfg.to_hf();
+    write_marker(tmp)?;
+    write_safetensors(tensors, &tmp.join("model.safetensors"), tmp)?;
+    let mut hf = model.model.config().to_hf();
     hf.torch_dtype = Some(dtype.torch_name().into());
     write_json(
+        tmp,
         "config.json",
         &serde_json::to_value(hf).expect("config serialises"),
     )?;
-    // The weights file was created by the safetensors writer with owner-only permissions
-    // (0600); it gets those of the other files, which follow the umask like any new file.
-    let mode = std::fs::metadata(tmp.join("config.json"))
-        .map_err(io_err(&tmp.join("config.json")))?
+    write_tokenizer_files(model, tmp)?;
+    sync_files(tmp)
+}
+
+fn write_marker(tmp: &Path) -> Result<()> {
+    srlm_core::output::write_marker(tmp, CHECKPOINT).map_err(|e| match e {
+        srlm_core::JsonlError::Io { path, error } => ModelError::Io { path, error },
+        other => ModelError::InvalidInput(other.to_string()),
+    })
+}
+
+fn write_json(tmp: &Path, file: &str, v: &serde_json::Value) -> Result<()> {
+    let p = tmp.join(file);
+    std::fs::write(&p, serde_json::to_string_pretty(v).expect("json")).map_err(io_err(&p))
+}
+
+/// Writes `tensors` to `file`. The safetensors writer creates it owner-only (0600); it gets
+/// the permissions of any new file (the umask's), like the checkpoint's other files.
+fn write_safetensors(
+    tensors: &std::collections::HashMap<String, candle_core::Tensor>,
+    file: &Path,
+    tmp: &Path,
+) -> Result<()> {
+    candle_core::safetensors::save(tensors, file).map_err(|e| ModelError::Io {
+        path: file.to_path_buf(),
+        error: std::io::Error::other(e.to_string()),
+    })?;
+    let probe = tmp.join(".permissions");
+    std::fs::write(&probe, b"").map_err(io_err(&probe))?;
+    let mode = std::fs::metadata(&probe)
+        .map_err(io_err(&probe))?
         .permissions();
-    std::fs::set_permissions(&weights, mode).map_err(io_err(&weights))?;
+    std::fs::remove_file(&probe).map_err(io_err(&probe))?;
+    std::fs::set_permissions(file, mode).map_err(io_err(file))
+}
+
+/// `tokenizer.json`, `tokenizer_config.json` (with the chat template) and
+/// `generation_config.json`.
+fn write_tokenizer_files(model: &LanguageModel, tmp: &Path) -> Result<()> {
+    let cfg = model.model.config();
     model.tokenizer.save(&tmp.join("tokenizer.json"))?;
     let tok = |id: Option<u32>| id.and_then(|i| model.tokenizer.id_to_token(i));
     write_json(
+        tmp,
         "tokenizer_config.json",
         &serde_json::json!({
             "chat_template": model.template.source(),
@@ -237,12 +288,16 @@ fn write_files(
         }),
     )?;
     write_json(
+        tmp,
         "generation_config.json",
         &serde_json::json!({"bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_id}),
-    )?;
-    // fsync the files so the rename publishes complete data.
-    for entry in std::fs::read_dir(&tmp).map_err(io_err(&tmp))? {
-        let p = entry.map_err(io_err(&tmp))?.path();
+    )
+}
+
+/// fsyncs every file in `tmp`, so the rename publishes complete data.
+fn sync_files(tmp: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(tmp).map_err(io_err(tmp))? {
+        let p = entry.map_err(io_err(tmp))?.path();
         std::fs::File::open(&p)
             .and_then(|f| f.sync_all())
             .map_err(io_err(&p))?;

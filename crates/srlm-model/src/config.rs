@@ -81,6 +81,42 @@ pub struct LlamaConfig {
     pub bos_token_id: Option<u32>,
     /// End-of-sequence token id, if any.
     pub eos_token_id: Option<u32>,
+    /// RoPE frequency scaling (Llama 3.1's `rope_type = "llama3"`), if any.
+    pub rope_scaling: Option<Llama3RopeScaling>,
+}
+
+/// Llama 3.1's RoPE frequency scaling (HF `rope_type = "llama3"`, Meta's `apply_scaling`):
+/// wavelengths longer than `original_max_position_embeddings / low_freq_factor` are divided
+/// by `factor`, shorter than `… / high_freq_factor` kept, and those between interpolated.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Llama3RopeScaling {
+    /// Division of the low frequencies (8 for Llama 3.1).
+    pub factor: f64,
+    /// 1 for Llama 3.1.
+    pub low_freq_factor: f64,
+    /// 4 for Llama 3.1.
+    pub high_freq_factor: f64,
+    /// The pre-training context (8192 for Llama 3.1).
+    pub original_max_position_embeddings: usize,
+}
+
+impl Llama3RopeScaling {
+    /// The scaled inverse frequency of one RoPE dimension pair (HF's
+    /// `_compute_llama3_parameters`).
+    pub fn scale(&self, inv_freq: f64) -> f64 {
+        let old = self.original_max_position_embeddings as f64;
+        let (low_wavelen, high_wavelen) = (old / self.low_freq_factor, old / self.high_freq_factor);
+        let wavelen = std::f64::consts::TAU / inv_freq;
+        if wavelen < high_wavelen {
+            inv_freq
+        } else if wavelen > low_wavelen {
+            inv_freq / self.factor
+        } else {
+            let smooth = (old / wavelen - self.low_freq_factor)
+                / (self.high_freq_factor - self.low_freq_factor);
+            (1.0 - smooth) * inv_freq / self.factor + smooth * inv_freq
+        }
+    }
 }
 
 /// The subset of an HF `config.json` srlm reads (and writes back in checkpoints).
@@ -110,9 +146,17 @@ pub struct HfConfig {
     /// See [`LlamaConfig::rms_norm_eps`].
     #[serde(default = "default_eps")]
     pub rms_norm_eps: f64,
-    /// See [`LlamaConfig::rope_theta`].
-    #[serde(default = "default_theta")]
-    pub rope_theta: f64,
+    /// See [`LlamaConfig::rope_theta`]. transformers 4 writes it here, transformers 5 in
+    /// `rope_parameters`; 10000 when neither has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_theta: Option<f64>,
+    /// transformers 4's RoPE scaling (`{"rope_type": "llama3", "factor": 8.0, …}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_scaling: Option<serde_json::Value>,
+    /// transformers 5's RoPE settings (`{"rope_theta": …, "rope_type": "default" | "llama3",
+    /// …}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_parameters: Option<serde_json::Value>,
     /// See [`LlamaConfig::max_position_embeddings`].
     #[serde(default = "default_ctx")]
     pub max_position_embeddings: usize,
@@ -136,9 +180,6 @@ pub struct HfConfig {
 fn default_eps() -> f64 {
     1e-5
 }
-fn default_theta() -> f64 {
-    10000.0
-}
 fn default_ctx() -> usize {
     2048
 }
@@ -152,9 +193,46 @@ fn first_id(v: &Option<serde_json::Value>) -> Option<u32> {
 }
 
 impl HfConfig {
-    /// Maps to the runtime config. Errors: [`ModelError::UnsupportedArchitecture`].
+    /// RoPE's base θ and scaling from `rope_theta` / `rope_scaling` (transformers 4) or
+    /// `rope_parameters` (transformers 5).
+    ///
+    /// Errors: [`ModelError::Weights`] for a `rope_type` srlm does not implement (linear,
+    /// dynamic, YaRN, LongRoPE, …: their logits would be silently wrong) or a llama3 scaling
+    /// without its four numbers.
+    fn rope(&self) -> Result<(f64, Option<Llama3RopeScaling>)> {
+        let params = self.rope_parameters.as_ref();
+        let theta = self
+            .rope_theta
+            .or_else(|| params.and_then(|p| p["rope_theta"].as_f64()))
+            .unwrap_or(10000.0);
+        let scaling = match (params, &self.rope_scaling) {
+            (_, Some(v)) if !v.is_null() => Some(v),
+            (Some(p), _) => Some(p),
+            _ => None,
+        };
+        let Some(v) = scaling else {
+            return Ok((theta, None));
+        };
+        let kind = v["rope_type"].as_str().or_else(|| v["type"].as_str());
+        match kind {
+            None | Some("default") => Ok((theta, None)),
+            Some("llama3") => {
+                let scaling = serde_json::from_value::<Llama3RopeScaling>(v.clone()).map_err(|e| {
+                    ModelError::Weights(format!("config.json: llama3 RoPE scaling: {e}"))
+                })?;
+                Ok((theta, Some(scaling)))
+            }
+            Some(other) => Err(ModelError::Weights(format!(
+                "config.json: RoPE scaling `{other}` is not implemented by srlm (default and llama3 are)"
+            ))),
+        }
+    }
+
+    /// Maps to the runtime config. Errors: [`ModelError::UnsupportedArchitecture`], and
+    /// [`HfConfig::rope`]'s.
     pub fn to_runtime(&self) -> Result<LlamaConfig> {
         let architecture = Architecture::parse(&self.model_type)?;
+        let (rope_theta, rope_scaling) = self.rope()?;
         Ok(LlamaConfig {
             architecture,
             vocab_size: self.vocab_size,
@@ -167,7 +245,7 @@ impl HfConfig {
                 .head_dim
                 .unwrap_or(self.hidden_size / self.num_attention_heads),
             rms_norm_eps: self.rms_norm_eps,
-            rope_theta: self.rope_theta,
+            rope_theta,
             max_position_embeddings: self.max_position_embeddings,
             tie_word_embeddings: self.tie_word_embeddings,
             attention_bias: self
@@ -175,6 +253,7 @@ impl HfConfig {
                 .unwrap_or(architecture == Architecture::Qwen2),
             bos_token_id: first_id(&self.bos_token_id),
             eos_token_id: first_id(&self.eos_token_id),
+            rope_scaling,
         })
     }
 }
@@ -193,7 +272,13 @@ impl LlamaConfig {
             num_key_value_heads: Some(self.num_key_value_heads),
             head_dim: Some(self.head_dim),
             rms_norm_eps: self.rms_norm_eps,
-            rope_theta: self.rope_theta,
+            rope_theta: Some(self.rope_theta),
+            rope_scaling: self.rope_scaling.map(|r| {
+                let mut v = serde_json::to_value(r).expect("serialises");
+                v["rope_type"] = "llama3".into();
+                v
+            }),
+            rope_parameters: None,
             max_position_embeddings: self.max_position_embeddings,
             tie_word_embeddings: self.tie_word_embeddings,
             attention_bias: Some(self.attention_bias),
@@ -223,6 +308,12 @@ impl LlamaConfig {
                 }
             },
         };
+        if ct.tensor_infos.contains_key("rope_freqs.weight") {
+            // llama.cpp's form of Llama 3.1's RoPE scaling: per-dimension frequency factors.
+            return Err(ModelError::Weights(
+                "the GGUF carries `rope_freqs.weight` (RoPE frequency scaling, e.g. Llama 3.1), which srlm does not apply; load the model's HF folder instead".into(),
+            ));
+        }
         Ok(LlamaConfig {
             architecture,
             vocab_size,
@@ -242,6 +333,7 @@ impl LlamaConfig {
             max_position_embeddings: get("context_length").map(|v| v as usize).unwrap_or(2048),
             tie_word_embeddings: !has_output_weight,
             attention_bias: architecture == Architecture::Qwen2,
+            rope_scaling: None,
             bos_token_id: meta_u32(ct, "tokenizer.ggml.bos_token_id").ok(),
             eos_token_id: meta_u32(ct, "tokenizer.ggml.eos_token_id").ok(),
         })
@@ -266,6 +358,7 @@ impl LlamaConfig {
             attention_bias: false,
             bos_token_id: Some(1),
             eos_token_id: Some(2),
+            rope_scaling: None,
         }
     }
 
@@ -331,6 +424,58 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rope_settings_of_transformers_4_and_5_and_llama3_scaling() {
+        let base = r#""model_type":"llama","vocab_size":10,"hidden_size":4096,"intermediate_size":8,
+            "num_hidden_layers":1,"num_attention_heads":32,"head_dim":128"#;
+        let parse = |extra: &str| -> Result<LlamaConfig> {
+            serde_json::from_str::<HfConfig>(&format!("{{{base}{extra}}}"))
+                .unwrap()
+                .to_runtime()
+        };
+        // transformers 5 writes θ inside rope_parameters (TRL's checkpoints of SmolLM2).
+        let c =
+            parse(r#","rope_parameters":{"rope_theta":100000.0,"rope_type":"default"}"#).unwrap();
+        assert_eq!((c.rope_theta, c.rope_scaling), (1e5, None));
+        assert_eq!(parse(r#","rope_theta":5e5"#).unwrap().rope_theta, 5e5);
+        assert_eq!(parse("").unwrap().rope_theta, 1e4);
+        // Llama 3.1-8B's scaling. Reference: transformers 5.24.0's
+        // ROPE_INIT_FUNCTIONS["llama3"] on this config (run in scripts/install-trl.sh's venv),
+        // inverse frequencies of dimension pairs 0, 20, 40, 44, 46, 48, 52, 63.
+        let llama3 = r#","rope_parameters":{"rope_theta":500000.0,"rope_type":"llama3","factor":8.0,
+            "low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192}"#;
+        let c = parse(llama3).unwrap();
+        let s = c.rope_scaling.expect("llama3 scaling");
+        let reference = [
+            (0, 1.0),
+            (20, 0.016560440883040428),
+            (40, 3.428102354519069e-05),
+            (44, 1.5096217794052791e-05),
+            (46, 1.0017868589784484e-05),
+            (48, 6.647869668086059e-06),
+            (52, 2.927499735960737e-06),
+            (63, 3.068925877869333e-07),
+        ];
+        for (i, want) in reference {
+            let f = s.scale(1.0 / 5e5f64.powf(2.0 * i as f64 / 128.0));
+            assert!((f - want).abs() <= 1e-6 * want, "pair {i}: {f} vs {want}");
+        }
+        // transformers 4's layout says the same; a checkpoint srlm writes keeps it.
+        let v4 = llama3
+            .replace("rope_parameters", "rope_scaling")
+            .replace(r#""rope_theta":500000.0,"#, "");
+        let c4 = parse(&format!(r#","rope_theta":500000.0{v4}"#)).unwrap();
+        assert_eq!((c4.rope_theta, c4.rope_scaling), (5e5, Some(s)));
+        let back = serde_json::to_string(&c.to_hf()).unwrap();
+        let again: HfConfig = serde_json::from_str(&back).unwrap();
+        assert_eq!(again.to_runtime().unwrap().rope_scaling, Some(s));
+        // Scalings srlm does not implement are refused, not ignored.
+        let e = parse(r#","rope_scaling":{"rope_type":"yarn","factor":4.0}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`yarn`") && e.contains("not implemented"), "{e}");
+    }
+
+    #[test]
     fn qwen2_and_mistral_configs_map() {
         let qwen: HfConfig = serde_json::from_str(
             r#"{"architectures":["Qwen2ForCausalLM"],"model_type":"qwen2","vocab_size":151936,"hidden_size":896,
@@ -385,6 +530,7 @@ mod tests {
             attention_bias: false,
             bos_token_id: Some(1),
             eos_token_id: Some(2),
+            rope_scaling: None,
         };
         // SmolLM2-135M: 134,515,008 parameters (HF model card's "135M").
         assert_eq!(c.num_parameters(), 134_515_008);

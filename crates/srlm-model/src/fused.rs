@@ -328,7 +328,10 @@ pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
 /// y = (silu(gate) ⊙ up) · W_downᵀ: the SwiGLU activation never outlives the op. The backward
 /// recomputes it from `gate` and `up` (one elementwise pass) instead of keeping an
 /// `[n, intermediate]` tensor per layer for the whole step.
-struct SwiGluDown;
+struct SwiGluDown {
+    /// `W_down` is frozen (a LoRA model's base): its gradient is not computed.
+    frozen_w: bool,
+}
 
 impl CustomOp3 for SwiGluDown {
     fn name(&self) -> &'static str {
@@ -377,9 +380,12 @@ impl CustomOp3 for SwiGluDown {
         let (gate, up, w, g) = (gate.detach(), up.detach(), w.detach(), g.detach());
         let act = gate.apply_op2_no_bwd(&up, &SwiGlu)?;
         let d_act = g.matmul(&w)?.contiguous()?;
-        let dw = g.t()?.matmul(&act)?;
+        let dw = match self.frozen_w {
+            true => None,
+            false => Some(g.t()?.matmul(&act)?),
+        };
         let both = gate.apply_op3_no_bwd(&up, &d_act, &SwiGluGrad)?;
-        Ok((Some(both.get(0)?), Some(both.get(1)?), Some(dw)))
+        Ok((Some(both.get(0)?), Some(both.get(1)?), dw))
     }
 }
 
@@ -388,8 +394,62 @@ impl CustomOp3 for SwiGluDown {
 /// `[n, hidden]`. Gradients reach all three inputs; the activation is recomputed in the
 /// backward pass rather than stored. CPU only.
 pub fn swiglu_down(gate: &Tensor, up: &Tensor, w_down: &Tensor) -> Result<Tensor> {
-    gate.contiguous()?
-        .apply_op3(&up.contiguous()?, &w_down.contiguous()?, SwiGluDown)
+    gate.contiguous()?.apply_op3(
+        &up.contiguous()?,
+        &w_down.contiguous()?,
+        SwiGluDown { frozen_w: false },
+    )
+}
+
+/// [`swiglu_down`] with a frozen `w_down` (a LoRA model's base weight): gradients reach `gate`
+/// and `up` only, and the `[hidden, intermediate]` weight gradient is never computed.
+pub fn swiglu_down_frozen(gate: &Tensor, up: &Tensor, w_down: &Tensor) -> Result<Tensor> {
+    gate.contiguous()?.apply_op3(
+        &up.contiguous()?,
+        &w_down.contiguous()?,
+        SwiGluDown { frozen_w: true },
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Frozen projection
+
+/// y = x · Wᵀ where W is frozen: the backward returns dx = g · W only. candle's matmul always
+/// computes both operands' gradients (its backward does not ask whether W needs one), which
+/// for a LoRA model's frozen base would spend a third of every projection's training FLOPs on
+/// gradients nobody reads. W is held by the op, never copied.
+struct FrozenMatmulT {
+    w: Tensor,
+}
+
+impl CustomOp1 for FrozenMatmulT {
+    fn name(&self) -> &'static str {
+        "srlm-frozen-matmul-t"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, k) = l.shape().dims2()?;
+        let (out, k2) = self.w.dims2()?;
+        if k != k2 {
+            bail!("srlm-frozen-matmul-t: x [{n}, {k}] and W [{out}, {k2}] do not fit");
+        }
+        let x = Tensor::from_slice(f32s(s, l, self.name())?, (n, k), &candle_core::Device::Cpu)?;
+        let y = x.matmul(&self.w.t()?)?;
+        Ok((
+            CpuStorage::F32(y.flatten_all()?.to_vec1::<f32>()?),
+            Shape::from((n, out)),
+        ))
+    }
+
+    fn bwd(&self, _x: &Tensor, _res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(g.detach().matmul(&self.w)?))
+    }
+}
+
+/// `x` `[n, in]` f32 · `w`ᵀ (`w` `[out, in]`, HF layout) → `[n, out]`, differentiable in `x`
+/// only: the gradient of the frozen `w` is not computed. CPU only.
+pub fn frozen_matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(FrozenMatmulT { w: w.detach() })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -825,6 +885,37 @@ mod tests {
             },
             1e-4,
             "swiglu_down",
+        );
+    }
+
+    #[test]
+    fn frozen_ops_match_composed_and_leave_the_weight_without_gradient() {
+        let x = randn(&[70, 300], 21);
+        let w = randn(&[40, 300], 22);
+        check(
+            &[&x],
+            || frozen_matmul_t(x.as_tensor(), w.as_tensor()).unwrap(),
+            || x.as_tensor().matmul(&w.as_tensor().t().unwrap()).unwrap(),
+            1e-4,
+            "frozen_matmul_t",
+        );
+        let y = frozen_matmul_t(x.as_tensor(), w.as_tensor()).unwrap();
+        let g = loss(&y, 99).backward().unwrap();
+        assert!(g.get(w.as_tensor()).is_none(), "no gradient for a frozen W");
+
+        let (a, b) = (randn(&[70, 300], 23), randn(&[70, 300], 24));
+        check(
+            &[&a, &b],
+            || swiglu_down_frozen(a.as_tensor(), b.as_tensor(), w.as_tensor()).unwrap(),
+            || swiglu_down(a.as_tensor(), b.as_tensor(), w.as_tensor()).unwrap(),
+            1e-5,
+            "swiglu_down_frozen",
+        );
+        let y = swiglu_down_frozen(a.as_tensor(), b.as_tensor(), w.as_tensor()).unwrap();
+        let g = loss(&y, 99).backward().unwrap();
+        assert!(
+            g.get(w.as_tensor()).is_none(),
+            "no gradient for a frozen W_down"
         );
     }
 

@@ -28,6 +28,7 @@ mod error;
 mod fused;
 mod gguf_write;
 mod llama;
+mod lora;
 mod model;
 mod process;
 mod resolve;
@@ -45,6 +46,10 @@ pub use config::{Architecture, HfConfig, LlamaConfig};
 pub use error::{ModelError, Result};
 pub use gguf_write::{hf_to_gguf_name, permute_qk, write_gguf, GgufDType};
 pub use llama::{Checkpointing, KvCache, Llama, Mode};
+pub use lora::{
+    is_adapter_dir, read_adapter_config, AdapterInfo, LoraConfig, LoraTarget, ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS, PEFT_PREFIX,
+};
 pub use model::{default_device, LanguageModel, TINY_RANDOM};
 pub use process::{init_process, keep_freed_memory};
 pub use resolve::{resolve_model, ModelFiles, DEFAULT_MODEL, DEFAULT_MODEL_NAMES};

@@ -28,6 +28,9 @@ pub struct LanguageModel {
     pub pad_id: u32,
     /// Where it was loaded from (for logs and run configs).
     pub origin: String,
+    /// For a LoRA model: the reference of the model its adapter applies to (PEFT's
+    /// `base_model_name_or_path`, written into the adapter's config).
+    pub base_model: Option<String>,
 }
 
 /// The device srlm runs on: CUDA device 0 when built with `--features cuda` and one is present,
@@ -49,6 +52,18 @@ impl LanguageModel {
     pub fn load(reference: &str, device: &Device) -> Result<Self> {
         if reference == TINY_RANDOM {
             return Self::tiny_random(device);
+        }
+        let path = Path::new(reference);
+        if crate::lora::is_adapter_dir(path) {
+            let info = crate::lora::read_adapter_config(path)?;
+            let base = info.base_model.ok_or_else(|| {
+                ModelError::Weights(format!(
+                    "{}: names no `base_model_name_or_path`, so the model the adapter applies to is unknown",
+                    path.join(crate::lora::ADAPTER_CONFIG).display()
+                ))
+            })?;
+            let base = Self::load(&base, device)?;
+            return base.load_adapter(path);
         }
         match resolve_model(reference)? {
             ModelFiles::Gguf(path) => {
@@ -75,6 +90,73 @@ impl LanguageModel {
             stop_ids: text.stop_ids,
             pad_id: text.pad_id,
             origin,
+            base_model: None,
+        }
+    }
+
+    /// A LoRA model on this model (see [`Llama::with_lora`]): the weights are shared and
+    /// frozen, a new adapter (B = 0) is drawn from `seed`; the text parts are copied.
+    ///
+    /// Errors: [`ModelError::InvalidInput`] when this model already has an adapter.
+    pub fn with_lora(&self, config: &crate::LoraConfig, seed: u64) -> Result<Self> {
+        Ok(self.sibling(
+            self.model.with_lora(config, seed)?,
+            self.origin.clone(),
+            Some(self.origin.clone()),
+        ))
+    }
+
+    /// The PEFT adapter in `dir` (`adapter_config.json`, `adapter_model.safetensors`) applied
+    /// to this model, whose weights are shared, not copied (this model's own adapter, if any,
+    /// is not kept). The caller chooses the base; the adapter's `base_model_name_or_path` is
+    /// kept as the new model's [`LanguageModel::base_model`].
+    ///
+    /// Errors: [`ModelError::Io`], [`ModelError::Weights`] for a config srlm cannot apply or
+    /// tensors that do not fit this base (names and shapes), [`ModelError::Corrupt`].
+    pub fn load_adapter(&self, dir: &Path) -> Result<Self> {
+        let info = crate::lora::read_adapter_config(dir)?;
+        let file = dir.join(crate::lora::ADAPTER_WEIGHTS);
+        let tensors = candle_core::safetensors::load(&file, self.model.device()).map_err(|e| {
+            ModelError::Corrupt {
+                path: file.clone(),
+                format: "safetensors",
+                message: e.to_string(),
+            }
+        })?;
+        let tensors = tensors
+            .into_iter()
+            .map(
+                |(name, t)| match name.strip_prefix(crate::lora::PEFT_PREFIX) {
+                    Some(n) => Ok((n.to_string(), t)),
+                    None => Err(ModelError::Weights(format!(
+                        "{}: tensor `{name}` lacks PEFT's `{}` prefix",
+                        file.display(),
+                        crate::lora::PEFT_PREFIX
+                    ))),
+                },
+            )
+            .collect::<Result<std::collections::HashMap<_, _>>>()?;
+        let model = self
+            .model
+            .with_adapter(&info.config, tensors)
+            .map_err(|e| ModelError::Weights(format!("{}: {e}", file.display())))?;
+        Ok(self.sibling(
+            model,
+            dir.display().to_string(),
+            info.base_model.or_else(|| Some(self.origin.clone())),
+        ))
+    }
+
+    /// `model` with this model's text parts (tokenizer, template, stop ids, padding).
+    fn sibling(&self, model: Llama, origin: String, base_model: Option<String>) -> LanguageModel {
+        LanguageModel {
+            model,
+            tokenizer: self.tokenizer.clone(),
+            template: self.template.clone(),
+            stop_ids: self.stop_ids.clone(),
+            pad_id: self.pad_id,
+            origin,
+            base_model,
         }
     }
 
@@ -121,6 +203,7 @@ impl LanguageModel {
             attention_bias: false,
             bos_token_id: Some(1),
             eos_token_id: Some(2),
+            rope_scaling: None,
         };
         let model = Llama::random(cfg, 0, device)?;
         Ok(Self::from_parts(
@@ -143,16 +226,14 @@ impl LanguageModel {
         Self::with_text(model, text, origin)
     }
 
-    /// A model with the same tokenizer, template and config shape but its own copy of the weights.
+    /// A model with the same tokenizer, template and config shape but its own copy of the
+    /// weights (a LoRA model: its own copy of the adapter, the frozen base shared).
     pub fn deep_copy(&self) -> Result<Self> {
-        Ok(LanguageModel {
-            model: self.model.deep_copy()?,
-            tokenizer: self.tokenizer.clone(),
-            template: self.template.clone(),
-            stop_ids: self.stop_ids.clone(),
-            pad_id: self.pad_id,
-            origin: self.origin.clone(),
-        })
+        Ok(self.sibling(
+            self.model.deep_copy()?,
+            self.origin.clone(),
+            self.base_model.clone(),
+        ))
     }
 
     /// The chat-rendered text of one user turn with the generation prompt (the assistant header).
@@ -191,8 +272,8 @@ impl LanguageModel {
         self.model.config().max_position_embeddings
     }
 
-    /// SHA-256 over the weights (names, shapes and f32 bytes, in name order): identifies a model
-    /// snapshot for memoising stages.
+    /// SHA-256 over the trainable weights (names, shapes and f32 bytes, in name order): a
+    /// model snapshot's identity for tests; for a LoRA model, its adapter's.
     pub fn snapshot_hash(&self) -> Result<String> {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();

@@ -239,3 +239,11 @@ mod tests {
         assert_eq!(b.iter().map(|r| r.len()).sum::<usize>(), 10);
     }
 }
+
+/// Whether every element of `t` (any shape, f32) is finite.
+pub(crate) fn all_finite(t: &Tensor) -> Result<bool> {
+    Ok(t.flatten_all()?
+        .to_vec1::<f32>()?
+        .iter()
+        .all(|x| x.is_finite()))
+}

@@ -184,10 +184,8 @@ impl Trainer for CandleBackend {
         _records: Option<&Path>,
     ) -> Result<Trained, BackendError> {
         let dpo = |e: srlm_dpo::DpoError| BackendError::Dpo(e.to_string());
-        let policy = self
-            .model(parent)?
-            .deep_copy()
-            .map_err(model_err(&parent.location))?;
+        // A copy (full fine-tuning) or a LoRA model on the parent's shared weights.
+        let policy = srlm_dpo::initial_policy(&*self.model(parent)?, config).map_err(dpo)?;
         let tok = srlm_dpo::tokenize_pairs(&policy, pairs).map_err(dpo)?;
         let t0 = Instant::now();
         let mut log = Vec::new();

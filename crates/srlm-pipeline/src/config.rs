@@ -395,11 +395,12 @@ impl RunConfig {
             .map_err(|e| ConfigError::Invalid(format!("dpo: {e}")))?;
         self.engine.validate().map_err(ConfigError::Invalid)?;
         self.trainer.validate().map_err(ConfigError::Invalid)?;
-        if self.dpo.use_peft && !self.trainer.is_external() {
+        if self.dpo.use_peft && self.dpo.lora_dropout > 0.0 && !self.trainer.is_external() {
             return Err(ConfigError::Invalid(
-                "dpo.use_peft: srlm's own trainer trains every weight; LoRA adapters are trained by an external trainer (trainer.backend = \"trl\")".into(),
+                "dpo.lora_dropout: srlm's own trainer trains LoRA adapters without dropout: set it to 0, or use trainer.backend = \"trl\"".into(),
             ));
         }
+        srlm_dpo::lora_config(&self.dpo).map_err(|e| ConfigError::Invalid(format!("dpo.{e}")))?;
         Ok(())
     }
 }

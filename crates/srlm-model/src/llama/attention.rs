@@ -2,10 +2,11 @@
 //! two forward passes (outside training's fused kernels, with an optional KV cache; and the
 //! fused CPU training path), plus the additive mask for padded batches.
 
-use super::ops::{linear, rope, Mode};
+use super::ops::{rope, Mode};
+use super::proj::Proj;
 use crate::config::LlamaConfig;
 use crate::error::Result;
-use candle_core::{Device, Module, Tensor, D};
+use candle_core::{Device, Tensor, D};
 
 /// Additive mask value for attention positions a query may not see. Finite (not -inf) so a
 /// row with every key masked (a left-padding query) gives a uniform softmax instead of NaN.
@@ -15,13 +16,13 @@ const MASKED: f32 = -1e9;
 #[derive(Clone)]
 pub(super) struct Attention {
     /// Query projection.
-    pub(super) q: candle_nn::Linear,
+    pub(super) q: Proj,
     /// Key projection.
-    pub(super) k: candle_nn::Linear,
+    pub(super) k: Proj,
     /// Value projection.
-    pub(super) v: candle_nn::Linear,
+    pub(super) v: Proj,
     /// Output projection.
-    pub(super) o: candle_nn::Linear,
+    pub(super) o: Proj,
 }
 
 impl Attention {
@@ -50,15 +51,21 @@ impl Attention {
             cfg.num_key_value_heads,
             cfg.head_dim,
         );
-        let q = linear(&self.q, x, mode)?
+        let q = self
+            .q
+            .forward(x, mode)?
             .reshape((b, s, nh, hd))?
             .transpose(1, 2)?
             .contiguous()?;
-        let k = linear(&self.k, x, mode)?
+        let k = self
+            .k
+            .forward(x, mode)?
             .reshape((b, s, nkv, hd))?
             .transpose(1, 2)?
             .contiguous()?;
-        let v = linear(&self.v, x, mode)?
+        let v = self
+            .v
+            .forward(x, mode)?
             .reshape((b, s, nkv, hd))?
             .transpose(1, 2)?
             .contiguous()?;
@@ -92,7 +99,7 @@ impl Attention {
             .reshape((b, nh, s, hd))?
             .transpose(1, 2)?
             .reshape((b * s, nh * hd))?;
-        Ok(linear(&self.o, &out, mode)?.reshape((b, s, d))?)
+        Ok(self.o.forward(&out, mode)?.reshape((b, s, d))?)
     }
 
     /// The attention of training's fused CPU path ([`crate::fused`]: RoPE straight into the
@@ -114,11 +121,19 @@ impl Attention {
             cfg.head_dim,
         );
         // RoPE writes the per-head layout directly; the causal mask lives in the softmax.
-        let q = fused::rope_bshd_to_bhsd(&self.q.forward(h)?.reshape((b, s, nh, hd))?, cos, sin)?;
-        let k = fused::rope_bshd_to_bhsd(&self.k.forward(h)?.reshape((b, s, nkv, hd))?, cos, sin)?;
+        let q = fused::rope_bshd_to_bhsd(
+            &self.q.forward(h, Mode::Train)?.reshape((b, s, nh, hd))?,
+            cos,
+            sin,
+        )?;
+        let k = fused::rope_bshd_to_bhsd(
+            &self.k.forward(h, Mode::Train)?.reshape((b, s, nkv, hd))?,
+            cos,
+            sin,
+        )?;
         let v = self
             .v
-            .forward(h)?
+            .forward(h, Mode::Train)?
             .reshape((b, s, nkv, hd))?
             .transpose(1, 2)?
             .contiguous()?;
@@ -131,7 +146,7 @@ impl Attention {
             .reshape((b, nh, s, hd))?
             .transpose(1, 2)?
             .reshape((b * s, nh * hd))?;
-        Ok(self.o.forward(&out)?.reshape((b, s, d))?)
+        Ok(self.o.forward(&out, Mode::Train)?.reshape((b, s, d))?)
     }
 }
 

@@ -4,10 +4,11 @@
 //! ([`super::recompute`]) reruns in the backward pass).
 
 use super::attention::Attention;
-use super::ops::{linear, rms_norm, Mode};
+use super::ops::{rms_norm, Mode};
+use super::proj::Proj;
 use crate::config::LlamaConfig;
 use crate::error::Result;
-use candle_core::{Module, Tensor};
+use candle_core::Tensor;
 
 /// One decoder block's weights (the tensors of the model's `Var`s, shared, not copied).
 #[derive(Clone)]
@@ -19,18 +20,17 @@ pub(super) struct Block {
     /// RMSNorm weight before the MLP.
     pub(super) post_norm: Tensor,
     /// SwiGLU gate projection.
-    pub(super) gate: candle_nn::Linear,
+    pub(super) gate: Proj,
     /// SwiGLU up projection.
-    pub(super) up: candle_nn::Linear,
+    pub(super) up: Proj,
     /// MLP down projection.
-    pub(super) down: candle_nn::Linear,
+    pub(super) down: Proj,
 }
 
 impl Block {
-    /// Every trainable tensor of the block (the `Var`s' tensors).
-    pub(super) fn weights(&self) -> Vec<Tensor> {
-        let mut w = vec![self.input_norm.clone(), self.post_norm.clone()];
-        for l in [
+    /// The block's projections, in PEFT's target order (q, k, v, o, gate, up, down).
+    pub(super) fn projections(&self) -> [&Proj; 7] {
+        [
             &self.attn.q,
             &self.attn.k,
             &self.attn.v,
@@ -38,13 +38,39 @@ impl Block {
             &self.gate,
             &self.up,
             &self.down,
-        ] {
-            w.push(l.weight().clone());
-            if let Some(b) = l.bias() {
-                w.push(b.clone());
-            }
+        ]
+    }
+
+    /// Every trainable tensor of the block: all its weights in a fully trained model, the
+    /// adapters' A and B in a LoRA model (whose base, norms included, is frozen).
+    pub(super) fn weights(&self) -> Vec<Tensor> {
+        let mut w = match self.attn.q.frozen {
+            true => Vec::new(),
+            false => vec![self.input_norm.clone(), self.post_norm.clone()],
+        };
+        for p in self.projections() {
+            w.extend(p.trainable());
         }
         w
+    }
+
+    /// The same block with a frozen base (shared, not copied) and `adapters` on its
+    /// projections, indexed like [`Block::projections`].
+    pub(super) fn frozen_with(&self, adapters: [Option<super::proj::LoraPair>; 7]) -> Block {
+        let [q, k, v, o, gate, up, down] = adapters;
+        Block {
+            input_norm: self.input_norm.detach(),
+            attn: Attention {
+                q: self.attn.q.frozen_with(q),
+                k: self.attn.k.frozen_with(k),
+                v: self.attn.v.frozen_with(v),
+                o: self.attn.o.frozen_with(o),
+            },
+            post_norm: self.post_norm.detach(),
+            gate: self.gate.frozen_with(gate),
+            up: self.up.frozen_with(up),
+            down: self.down.frozen_with(down),
+        }
     }
 
     /// The block outside training's fused kernels (composed ops in [`Mode::Train`], candle's
@@ -68,8 +94,11 @@ impl Block {
         let x = (x + h)?;
         let h = rms_norm(&x, &self.post_norm, cfg.rms_norm_eps, mode)?;
         let h = h.reshape((b * s, cfg.hidden_size))?;
-        let act = (linear(&self.gate, &h, mode)?.silu()? * linear(&self.up, &h, mode)?)?;
-        let h = linear(&self.down, &act, mode)?.reshape((b, s, cfg.hidden_size))?;
+        let act = (self.gate.forward(&h, mode)?.silu()? * self.up.forward(&h, mode)?)?;
+        let h = self
+            .down
+            .forward(&act, mode)?
+            .reshape((b, s, cfg.hidden_size))?;
         Ok((x + h)?)
     }
 }
@@ -105,12 +134,21 @@ pub(super) fn fused_mlp_sublayer(cfg: &LlamaConfig, blk: &Block, x: &Tensor) -> 
     use crate::fused;
     let (b, s, d) = x.dims3()?;
     let h = fused::rms_norm(x, &blk.post_norm, cfg.rms_norm_eps)?.reshape((b * s, d))?;
-    let mut y = fused::swiglu_down(
-        &blk.gate.forward(&h)?,
-        &blk.up.forward(&h)?,
-        blk.down.weight(),
-    )?;
-    if let Some(bias) = blk.down.bias() {
+    let gate = blk.gate.forward(&h, Mode::Train)?;
+    let up = blk.up.forward(&h, Mode::Train)?;
+    let swiglu_down = match blk.down.frozen {
+        true => fused::swiglu_down_frozen,
+        false => fused::swiglu_down,
+    };
+    let mut y = swiglu_down(&gate, &up, &blk.down.weight)?;
+    if blk.down.lora.is_some() {
+        // The adapter needs the activation itself, which the fused op never keeps.
+        let act = (gate.silu()? * &up)?;
+        if let Some(delta) = blk.down.lora_delta(&act, Mode::Train)? {
+            y = (y + delta)?;
+        }
+    }
+    if let Some(bias) = &blk.down.bias {
         y = y.broadcast_add(bias)?;
     }
     Ok((x + y.reshape((b, s, d))?)?)

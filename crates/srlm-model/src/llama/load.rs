@@ -1,12 +1,15 @@
 //! Building a [`Llama`]: the HF-named tensors the architecture needs ([`expected_tensors`]),
-//! loading them into a `VarMap`, seeded random weights for tests, and deep copies.
+//! loading them into a `VarMap`, seeded random weights for tests, deep copies, and LoRA models
+//! on a shared frozen base ([`Llama::with_lora`], [`Llama::with_adapter`]).
 
 use super::attention::Attention;
 use super::block::Block;
 use super::ops::rope_tables;
+use super::proj::{LoraPair, Proj};
 use super::Llama;
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
+use crate::lora::{LoraConfig, LoraTarget};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use std::collections::HashMap;
@@ -90,7 +93,7 @@ impl Llama {
         };
         let lin = |name: &str, bias: bool| {
             let b = bias.then(|| get(&format!("{name}.bias")));
-            candle_nn::Linear::new(get(&format!("{name}.weight")), b)
+            Proj::new(get(&format!("{name}.weight")), b)
         };
         let blocks = (0..cfg.num_hidden_layers)
             .map(|i| {
@@ -118,6 +121,7 @@ impl Llama {
         };
         let (cos, sin) = rope_tables(&cfg, device)?;
         Ok(Llama {
+            adapter: None,
             fused_kernels: device.is_cpu(),
             gradient_checkpointing: Default::default(),
             recomputed: Default::default(),
@@ -157,17 +161,209 @@ impl Llama {
         Self::from_tensors(cfg, tensors, device)
     }
 
-    /// A deep copy with its own weights (e.g. a frozen reference, or a temporary model).
+    /// A deep copy with its own weights (e.g. a frozen reference, or a temporary model). A LoRA
+    /// model's copy shares the frozen base and copies the adapter.
     pub fn deep_copy(&self) -> Result<Self> {
+        if let Some(config) = &self.adapter {
+            let tensors = self
+                .named_vars()
+                .into_iter()
+                .map(|(n, v)| Ok((n, v.as_tensor().detach().copy()?)))
+                .collect::<Result<HashMap<_, _>>>()?;
+            return self.with_adapter(config, tensors);
+        }
         let tensors = self.named_tensors()?;
         Self::from_tensors(self.cfg.clone(), tensors, &self.device)
     }
 
-    /// Copies of all weights by HF name (detached from the graph).
+    /// Copies of all weights by HF name (detached from the graph). A LoRA model's are merged:
+    /// W + (α / r)·B·A for every adapted projection, i.e. the weights of the same model without
+    /// adapters.
     pub fn named_tensors(&self) -> Result<HashMap<String, Tensor>> {
-        let data = self.varmap.data().lock().expect("varmap lock");
-        data.iter()
-            .map(|(k, v)| Ok((k.clone(), v.as_tensor().detach().copy()?)))
-            .collect()
+        let copy = |t: &Tensor| t.detach().copy();
+        let mut out = HashMap::new();
+        out.insert("model.embed_tokens.weight".to_string(), copy(&self.embed)?);
+        for (i, blk) in self.blocks.iter().enumerate() {
+            let p = format!("model.layers.{i}");
+            out.insert(
+                format!("{p}.input_layernorm.weight"),
+                copy(&blk.input_norm)?,
+            );
+            out.insert(
+                format!("{p}.post_attention_layernorm.weight"),
+                copy(&blk.post_norm)?,
+            );
+            for (t, proj) in LoraTarget::ALL.into_iter().zip(blk.projections()) {
+                let path = t.module_path(i);
+                out.insert(format!("{path}.weight"), proj.merged_weight()?.copy()?);
+                if let Some(b) = &proj.bias {
+                    out.insert(format!("{path}.bias"), copy(b)?);
+                }
+            }
+        }
+        out.insert("model.norm.weight".to_string(), copy(&self.norm)?);
+        if !self.cfg.tie_word_embeddings {
+            out.insert("lm_head.weight".to_string(), copy(&self.lm_head)?);
+        }
+        Ok(out)
+    }
+
+    /// The same model as one without adapters (W + (α / r)·B·A merged into every adapted
+    /// projection), with its own trainable weights; a model without adapters is copied.
+    pub fn merged(&self) -> Result<Self> {
+        Self::from_tensors(self.cfg.clone(), self.named_tensors()?, &self.device)
+    }
+
+    /// The adapter's config, for a LoRA model.
+    pub fn lora_config(&self) -> Option<&LoraConfig> {
+        self.adapter.as_ref()
+    }
+
+    /// A LoRA model on this model's weights, frozen and shared (not copied), with a new adapter
+    /// initialised as PEFT does (`init_lora_weights = True`): A ~ U(−1/√in, 1/√in) (PyTorch's
+    /// `kaiming_uniform_(a = √5)`, drawn from `seed`), B = 0, so the new model computes exactly
+    /// what this one does until B is trained. Only A and B are [`Llama::vars`].
+    ///
+    /// Errors: [`ModelError::InvalidInput`] when this model already has an adapter (continue
+    /// it with [`Llama::deep_copy`], or [`Llama::merged`] first).
+    pub fn with_lora(&self, config: &LoraConfig, seed: u64) -> Result<Self> {
+        use rand::{Rng, SeedableRng};
+        if self.adapter.is_some() {
+            return Err(ModelError::InvalidInput(
+                "the model already has a LoRA adapter; continue it (deep_copy) or merge it first"
+                    .into(),
+            ));
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut tensors = HashMap::new();
+        for (name, (out, inp)) in self.adapter_shapes(config) {
+            let (rows, cols) = if name.ends_with(".lora_A.weight") {
+                (config.r, inp)
+            } else {
+                (out, config.r)
+            };
+            let t = if name.ends_with(".lora_A.weight") {
+                let bound = 1.0 / (inp as f32).sqrt();
+                let v: Vec<f32> = (0..rows * cols)
+                    .map(|_| rng.gen_range(-bound..bound))
+                    .collect();
+                Tensor::from_vec(v, (rows, cols), &self.device)?
+            } else {
+                Tensor::zeros((rows, cols), DType::F32, &self.device)?
+            };
+            tensors.insert(name, t);
+        }
+        self.with_adapter(config, tensors)
+    }
+
+    /// A LoRA model on this model's base (frozen and shared, not copied; a LoRA model's own
+    /// adapter is replaced) with the given adapter tensors, named
+    /// `model.layers.{i}.{self_attn|mlp}.{target}.lora_{A|B}.weight` (PEFT's names without
+    /// its `base_model.model.` prefix), any float dtype.
+    ///
+    /// Errors: [`ModelError::Weights`] naming a missing, unexpected or wrongly shaped tensor.
+    pub fn with_adapter(
+        &self,
+        config: &LoraConfig,
+        mut tensors: HashMap<String, Tensor>,
+    ) -> Result<Self> {
+        let varmap = VarMap::new();
+        let mut pairs: Vec<[Option<LoraPair>; 7]> = (0..self.cfg.num_hidden_layers)
+            .map(|_| Default::default())
+            .collect();
+        {
+            let mut data = varmap.data().lock().expect("varmap lock");
+            let mut take = |name: &str, shape: (usize, usize)| -> Result<Tensor> {
+                let t = tensors.remove(name).ok_or_else(|| {
+                    ModelError::Weights(format!("missing adapter tensor `{name}`"))
+                })?;
+                if t.dims() != [shape.0, shape.1] {
+                    return Err(ModelError::Weights(format!(
+                        "adapter tensor `{name}` has shape {:?}, expected {:?}",
+                        t.dims(),
+                        [shape.0, shape.1]
+                    )));
+                }
+                let var = Var::from_tensor(&t.to_dtype(DType::F32)?.to_device(&self.device)?)?;
+                data.insert(name.to_string(), var.clone());
+                Ok(var.as_tensor().clone())
+            };
+            for (i, layer) in pairs.iter_mut().enumerate() {
+                for (slot, t) in LoraTarget::ALL.into_iter().enumerate() {
+                    if !config.target_modules.contains(&t) {
+                        continue;
+                    }
+                    let (out, inp) = self.projection_shape(t);
+                    let path = t.module_path(i);
+                    let a = take(&format!("{path}.lora_A.weight"), (config.r, inp))?;
+                    let b = take(&format!("{path}.lora_B.weight"), (out, config.r))?;
+                    layer[slot] = Some(LoraPair {
+                        a,
+                        b,
+                        scale: config.scale(),
+                    });
+                }
+            }
+        }
+        if let Some(extra) = tensors.keys().min() {
+            return Err(ModelError::Weights(format!(
+                "adapter tensor `{extra}` is not a target of this adapter ({} left over)",
+                tensors.len()
+            )));
+        }
+        let blocks = self
+            .blocks
+            .iter()
+            .zip(pairs)
+            .map(|(blk, p)| blk.frozen_with(p))
+            .collect();
+        Ok(Llama {
+            cfg: self.cfg.clone(),
+            varmap,
+            device: self.device.clone(),
+            embed: self.embed.detach(),
+            blocks,
+            norm: self.norm.detach(),
+            lm_head: self.lm_head.detach(),
+            cos: self.cos.clone(),
+            sin: self.sin.clone(),
+            fused_kernels: self.fused_kernels,
+            gradient_checkpointing: self.gradient_checkpointing().into_atomic(),
+            recomputed: Default::default(),
+            adapter: Some(config.clone()),
+        })
+    }
+
+    /// `[out, in]` of one target projection.
+    fn projection_shape(&self, t: LoraTarget) -> (usize, usize) {
+        let c = &self.cfg;
+        let (d, q, kv, f) = (
+            c.hidden_size,
+            c.num_attention_heads * c.head_dim,
+            c.num_key_value_heads * c.head_dim,
+            c.intermediate_size,
+        );
+        match t {
+            LoraTarget::QProj => (q, d),
+            LoraTarget::KProj | LoraTarget::VProj => (kv, d),
+            LoraTarget::OProj => (d, q),
+            LoraTarget::GateProj | LoraTarget::UpProj => (f, d),
+            LoraTarget::DownProj => (d, f),
+        }
+    }
+
+    /// Every adapter tensor name of `config` on this architecture with its projection's
+    /// `(out, in)`, in layer and target order.
+    fn adapter_shapes(&self, config: &LoraConfig) -> Vec<(String, (usize, usize))> {
+        let mut out = Vec::new();
+        for i in 0..self.cfg.num_hidden_layers {
+            for &t in &config.target_modules {
+                let path = t.module_path(i);
+                for ab in ["A", "B"] {
+                    out.push((format!("{path}.lora_{ab}.weight"), self.projection_shape(t)));
+                }
+            }
+        }
+        out
     }
 }

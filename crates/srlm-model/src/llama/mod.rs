@@ -23,7 +23,10 @@ mod attention;
 mod block;
 mod cache;
 mod load;
+#[cfg(test)]
+mod lora_tests;
 pub(crate) mod ops;
+mod proj;
 mod recompute;
 #[cfg(test)]
 mod tests;
@@ -78,6 +81,15 @@ pub struct Llama {
     gradient_checkpointing: std::sync::atomic::AtomicU8,
     /// Block weight gradients computed by recomputation, merged by [`Llama::backward`].
     recomputed: recompute::Stash,
+    /// A LoRA model's adapter config: the base (every field above but the `varmap`) is frozen
+    /// and may be shared with other models; the `varmap` holds the adapters' A and B only.
+    adapter: Option<crate::lora::LoraConfig>,
+}
+
+impl Checkpointing {
+    fn into_atomic(self) -> std::sync::atomic::AtomicU8 {
+        std::sync::atomic::AtomicU8::new(self as u8)
+    }
 }
 
 impl Llama {
@@ -130,7 +142,8 @@ impl Llama {
         &self.device
     }
 
-    /// All trainable parameters (one [`Var`] per HF tensor), sorted by name.
+    /// All trainable parameters, sorted by name: one [`Var`] per HF tensor, or a LoRA model's
+    /// adapter tensors only (`….q_proj.lora_A.weight`, …).
     pub fn vars(&self) -> Vec<Var> {
         let data = self.varmap.data().lock().expect("varmap lock");
         let mut names: Vec<&String> = data.keys().collect();
@@ -180,7 +193,12 @@ impl Llama {
         let dims = hidden.dims().to_vec();
         let d = *dims.last().expect("hidden states have a last dim");
         let rows = hidden.elem_count() / d;
-        let logits = hidden.reshape((rows, d))?.matmul(&self.lm_head.t()?)?;
+        let hidden = hidden.reshape((rows, d))?;
+        // A LoRA model's head is frozen: no `[vocab, hidden]` weight gradient is computed.
+        let logits = match self.adapter.is_some() && self.device.is_cpu() {
+            true => crate::fused::frozen_matmul_t(&hidden, &self.lm_head)?,
+            false => hidden.matmul(&self.lm_head.t()?)?,
+        };
         let mut out = dims;
         *out.last_mut().expect("non-empty") = self.cfg.vocab_size;
         Ok(logits.reshape(out)?)

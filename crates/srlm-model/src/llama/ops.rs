@@ -1,10 +1,10 @@
-//! The ops the blocks are made of outside [`crate::fused`]: projections ([`linear`]), RMSNorm
+//! The ops the blocks are made of outside [`crate::fused`] and [`super::proj`]: RMSNorm
 //! and rotary embeddings (with their tables), in the two implementations a [`Mode`] chooses:
 //! composed from candle primitives (every op has a backward) or candle's fused inference kernels.
 
 use crate::config::LlamaConfig;
 use crate::error::Result;
-use candle_core::{Device, Module, Tensor, D};
+use candle_core::{Device, Tensor, D};
 
 /// Which implementation of RMSNorm / RoPE / softmax to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,26 +15,15 @@ pub enum Mode {
     Infer,
 }
 
-/// `l.forward(x)` for a 2-D `x`; in [`Mode::Infer`] a few rows go through [`crate::skinny`]
-/// (no gradient), which reads the weight in place instead of packing it.
-pub(super) fn linear(l: &candle_nn::Linear, x: &Tensor, mode: Mode) -> Result<Tensor> {
-    if mode == Mode::Infer && x.dim(0)? <= crate::skinny::MAX_ROWS {
-        let y = crate::skinny::matmul_t(&x.detach(), &l.weight().detach())?;
-        return Ok(match l.bias() {
-            Some(b) => y.broadcast_add(&b.detach())?,
-            None => y,
-        });
-    }
-    Ok(l.forward(x)?)
-}
-
 /// `[max_position_embeddings, head_dim/2]` cos and sin tables: angle(p, i) = p · θ^(−2i/head_dim)
-/// (Su et al. 2021, RoFormer, Eq. 34), in HF's half-split convention.
+/// (Su et al. 2021, RoFormer, Eq. 34), in HF's half-split convention; with Llama 3.1's
+/// scaling ([`crate::config::Llama3RopeScaling`]) applied to each frequency.
 pub(super) fn rope_tables(cfg: &LlamaConfig, device: &Device) -> Result<(Tensor, Tensor)> {
     let half = cfg.head_dim / 2;
     let n = cfg.max_position_embeddings;
     let inv: Vec<f64> = (0..half)
         .map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / cfg.head_dim as f64))
+        .map(|f| cfg.rope_scaling.map_or(f, |s| s.scale(f)))
         .collect();
     let mut cos = Vec::with_capacity(n * half);
     let mut sin = Vec::with_capacity(n * half);

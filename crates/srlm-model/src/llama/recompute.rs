@@ -99,7 +99,14 @@ pub(crate) fn run(
     sin: &Tensor,
     stash: &Stash,
 ) -> Result<Tensor> {
-    Ok(x.contiguous()?.apply_op1(Recompute {
+    // candle runs an op's backward only when its input is in the graph. A LoRA model's first
+    // block gets the frozen embedding's output, which is not: as a leaf of its own it is, so
+    // the block's adapters still get their gradients.
+    let x = match x.track_op() {
+        true => x.contiguous()?,
+        false => Var::from_tensor(&x.contiguous()?)?.into_inner(),
+    };
+    Ok(x.apply_op1(Recompute {
         part,
         cfg: cfg.clone(),
         block: block.clone(),
