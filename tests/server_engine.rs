@@ -12,6 +12,8 @@
 //! - the smoke config runs with `engine.kind = "server"` for `temporal` and `self-rewarding`,
 //!   trained models are exported as GGUF and served, `kill -9` + `--resume` gives the same
 //!   pairs, and no server outlives srlm;
+//! - a LoRA adapter srlm trained is served as llama.cpp's GGUF LoRA by one server next to the
+//!   base: a request's `lora` scale chooses the model, and both match srlm in-process;
 //! - nothing listening, a server that exits at start, one that dies mid-run, a 404 / 500 and a
 //!   malformed answer are each a one-line error naming the cause.
 
@@ -199,6 +201,94 @@ fn greedy_answers_and_the_exported_gguf_match_in_process() {
             (a - b).abs() < 0.05,
             "{p}: log-prob {a} through the exported GGUF vs {b} in-process"
         );
+    }
+}
+
+/// A LoRA adapter srlm trained, written as llama.cpp's GGUF LoRA (`srlm export --gguf-lora`),
+/// served by one `llama-server` on M0's weights: a request's `lora` scale picks the model, 1
+/// for the adapter model, 0 for the base, and each computes what srlm computes in-process
+/// (next-token log-prob gaps equal srlm's logit gaps, within 2e-3). One process, two models.
+#[test]
+fn one_server_serves_the_base_and_srlm_s_lora_adapter_by_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
+    let pairs = d("pairs.jsonl");
+    std::fs::write(
+        &pairs,
+        "{\"prompt\":\"Name a color.\",\"chosen\":\"Blue.\",\"rejected\":\"Table.\"}\n\
+         {\"prompt\":\"Say hi.\",\"chosen\":\"Hi!\",\"rejected\":\"No.\"}\n",
+    )
+    .unwrap();
+    let adapter = d("adapter");
+    ok(&srlm(&[
+        "train-dpo", "--no-progress", "--pairs", &pairs, "--out", &adapter, "--lora-r", "8",
+        "--lora-alpha", "16", "--lora-target-modules", "q_proj", "k_proj", "v_proj", "o_proj",
+        "gate_proj", "up_proj", "down_proj", "--learning-rate", "3e-3", "--max-steps", "3",
+    ]));
+    let (base, lora) = (d("m0-f32.gguf"), d("adapter.gguf"));
+    ok(&srlm(&["export", "default", "--gguf", &base]));
+    ok(&srlm(&["export", &adapter, "--gguf-lora", &lora]));
+    llama_server();
+    let template = format!(
+        "llama-server -m {{gguf}} --lora {lora} --host 127.0.0.1 --port {{port}} -np 1 -c 2048 -t 2 --no-webui"
+    );
+    let server = ServerProcess::start(
+        &template,
+        &ServerVars {
+            gguf: Some(PathBuf::from(&base)),
+            parallel: 1,
+            threads: 2,
+            ..Default::default()
+        },
+        &dir.path().join("server.log"),
+        Duration::from_secs(120),
+    )
+    .unwrap();
+    let client = server.client(Duration::from_secs(60), 1, 1);
+    let text = "The capital of France is";
+    let ids: Value = serde_json::from_str(&ok(&srlm(&["tokenize", "--json", "--text", text]))).unwrap();
+    let prompt: Vec<u32> = serde_json::from_value(ids["ids"].clone()).unwrap();
+    let served_top = |scale: f64| -> Vec<(u32, f64)> {
+        let req = CompletionRequest {
+            model: "m".into(),
+            prompt: prompt.clone(),
+            max_tokens: 1,
+            temperature: 0.0,
+            top_p: 1.0,
+            top_k: None,
+            n: 1,
+            seed: 0,
+            stop: vec![],
+            logprobs: Some(5),
+            return_tokens_as_token_ids: false,
+            lora: Some(vec![srlm_engine::LoraScale { id: 0, scale }]),
+        };
+        let c = client.complete_all(&[req]).unwrap().remove(0).remove(0);
+        let first = c.tokens.expect("log-probs").remove(0);
+        first.top.iter().map(|t| (t.id.expect("llama.cpp gives ids"), t.logprob)).collect()
+    };
+    let local_top = |model: &str| -> Vec<(u32, f64)> {
+        let v: Value = serde_json::from_str(&ok(&srlm(&[
+            "logits", "--json", "--top", "5", "--text", text, "--model", model,
+        ])))
+        .unwrap();
+        let ids: Vec<u32> = serde_json::from_value(v["ids"].clone()).unwrap();
+        let logits: Vec<f64> = serde_json::from_value(v["logits"].clone()).unwrap();
+        ids.into_iter().zip(logits).collect()
+    };
+    let (served_1, served_0) = (served_top(1.0), served_top(0.0));
+    let (local_adapter, local_base) = (local_top(&adapter), local_top("default"));
+    assert_ne!(served_1, served_0, "the adapter changes the next token's distribution");
+    for (served, local, what) in [(&served_1, &local_adapter, "scale 1 vs the adapter model"), (&served_0, &local_base, "scale 0 vs the base")] {
+        // The same top tokens, and log-prob gaps equal to logit gaps (softmax shifts all alike).
+        let served_ids: Vec<u32> = served.iter().map(|t| t.0).collect();
+        let local_ids: Vec<u32> = local.iter().map(|t| t.0).collect();
+        assert_eq!(served_ids[..3], local_ids[..3], "{what}: {served:?} vs {local:?}");
+        for i in 1..3 {
+            let gap_served = served[0].1 - served[i].1;
+            let gap_local = local[0].1 - local[i].1;
+            assert!((gap_served - gap_local).abs() < 2e-3, "{what}: gap {i} {gap_served} vs {gap_local}");
+        }
     }
 }
 
@@ -572,6 +662,7 @@ fn server_failures_are_one_line_errors_naming_the_cause() {
         stop: vec![],
         logprobs: None,
         return_tokens_as_token_ids: false,
+        lora: None,
     };
     let e = client.complete_all(&[req]).unwrap_err().to_string();
     assert!(

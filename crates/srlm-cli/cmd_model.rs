@@ -77,13 +77,28 @@ pub struct GenerateArgs {
 
 /// Arguments of `srlm export`.
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("to").required(true).args(["gguf", "hf", "gguf_lora"])))]
 pub struct ExportArgs {
-    /// The model: a checkpoint folder srlm wrote (e.g. `RUN/iter_1/checkpoint`), `default`, a
-    /// .gguf file or an HF-style directory.
+    /// The model: a checkpoint folder srlm wrote (e.g. `RUN/iter_1/checkpoint`, an adapter
+    /// when the run trained LoRA), `default`, a .gguf file, an HF-style directory or a PEFT
+    /// adapter folder.
     model: String,
     /// Write it as a GGUF file here (llama.cpp's tensor names and RoPE layout).
     #[arg(long)]
-    gguf: PathBuf,
+    gguf: Option<PathBuf>,
+    /// Write it as an HF checkpoint folder here (`model.safetensors`, `config.json`, tokenizer
+    /// files), loadable by transformers, vLLM and SGLang.
+    #[arg(long, value_name = "DIR")]
+    hf: Option<PathBuf>,
+    /// For a LoRA adapter: write the adapter alone as llama.cpp's GGUF LoRA adapter
+    /// (`llama-server -m BASE.gguf --lora FILE`; a request's `lora` field sets its scale, 0
+    /// serves the base).
+    #[arg(long, value_name = "FILE")]
+    gguf_lora: Option<PathBuf>,
+    /// For a LoRA adapter: write base + adapter as one model (W + (α / r)·B·A). Required for
+    /// an adapter, whose own folder is already PEFT's format.
+    #[arg(long)]
+    merge: bool,
     /// The GGUF whose metadata (tokenizer, chat template, special tokens) the file carries: the
     /// one the model was trained from.
     #[arg(long, default_value = "default")]
@@ -91,7 +106,7 @@ pub struct ExportArgs {
     /// Weight type: f32 (exact) or f16 (half the size).
     #[arg(long, default_value = "f32")]
     dtype: srlm_model::GgufDType,
-    /// Replace an existing file at `--gguf`.
+    /// Replace an existing file at `--gguf` or srlm checkpoint at `--hf`.
     #[arg(long)]
     overwrite: bool,
 }
@@ -214,27 +229,64 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `srlm export`.
-pub fn export(a: ExportArgs) -> anyhow::Result<()> {
-    let base = match srlm_model::resolve_model(&a.base)? {
-        srlm_model::ModelFiles::Gguf(p) => p,
+/// The GGUF `--base` names (whose metadata an exported GGUF carries).
+fn base_gguf(base: &str) -> anyhow::Result<std::path::PathBuf> {
+    match srlm_model::resolve_model(base)? {
+        srlm_model::ModelFiles::Gguf(p) => Ok(p),
         srlm_model::ModelFiles::HfDir(d) => anyhow::bail!(
             "--base {}: an HF folder; the GGUF's metadata comes from a GGUF (the one the model was trained from)",
             d.display()
         ),
-    };
+    }
+}
+
+/// `srlm export`.
+pub fn export(a: ExportArgs) -> anyhow::Result<()> {
     let model_path = std::path::Path::new(&a.model);
+    let adapter = srlm_model::is_adapter_dir(model_path);
+    if let Some(file) = &a.gguf_lora {
+        anyhow::ensure!(
+            adapter,
+            "{}: not a LoRA adapter; --gguf writes a whole model",
+            a.model
+        );
+        let base = base_gguf(&a.base)?;
+        srlm_core::output::claim_file(file, &[("--base", base.as_path())], a.overwrite)
+            .context("--gguf-lora")?;
+        let m = load(&a.model)?;
+        let n = srlm_model::write_gguf_lora(&m, &base, file)
+            .with_context(|| format!("writing {}", file.display()))?;
+        out!("{} (GGUF LoRA adapter, {n} tensors, f32)", file.display());
+        return Ok(());
+    }
+    anyhow::ensure!(
+        !adapter || a.merge,
+        "{}: a LoRA adapter (PEFT's format already); --merge writes base + adapter as one model",
+        a.model
+    );
+    if let Some(dir) = &a.hf {
+        srlm_core::output::claim_dir(dir, srlm_model::CHECKPOINT, a.overwrite).context("--hf")?;
+        let m = load(&a.model)?;
+        let merged = LanguageModel::with_text(m.model.merged()?, m.text(), m.origin.clone());
+        merged
+            .save(dir)
+            .with_context(|| format!("writing {}", dir.display()))?;
+        out!("{} (HF checkpoint, f32{})", dir.display(), if adapter { ", merged" } else { "" });
+        return Ok(());
+    }
+    let gguf = a.gguf.as_ref().expect("clap requires --gguf, --hf or --gguf-lora");
+    let base = base_gguf(&a.base)?;
     let mut inputs = vec![("--base", base.as_path())];
     if model_path.exists() {
         inputs.push(("the model", model_path));
     }
-    srlm_core::output::claim_file(&a.gguf, &inputs, a.overwrite).context("--gguf")?;
+    srlm_core::output::claim_file(gguf, &inputs, a.overwrite).context("--gguf")?;
     let m = load(&a.model)?;
-    let n = srlm_model::write_gguf(&m, &base, &a.gguf, a.dtype)
-        .with_context(|| format!("writing {}", a.gguf.display()))?;
+    let n = srlm_model::write_gguf(&m, &base, gguf, a.dtype)
+        .with_context(|| format!("writing {}", gguf.display()))?;
     out!(
         "{} ({n} tensors, {:?}, metadata from {})",
-        a.gguf.display(),
+        gguf.display(),
         a.dtype,
         base.display()
     );

@@ -87,7 +87,7 @@ enum Command {
     /// Sample K responses to a prompt.
     Generate(cmd_model::GenerateArgs),
     /// Write a model (a checkpoint srlm trained, or any model reference) as a GGUF for
-    /// llama.cpp / Ollama.
+    /// llama.cpp / Ollama, or as an HF checkpoint (a LoRA adapter merged into its base).
     Export(cmd_model::ExportArgs),
     /// Score responses in a JSONL file with a judge.
     Judge(cmd_judge::JudgeArgs),

@@ -41,6 +41,19 @@ pub struct CompletionRequest {
     pub logprobs: Option<usize>,
     /// vLLM: name tokens as `token_id:N` in log-probs (other servers ignore it).
     pub return_tokens_as_token_ids: bool,
+    /// llama.cpp: the scale of each LoRA adapter the server was started with (`--lora`), for
+    /// this request only (scale 0 serves the base). `None` leaves the server's setting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lora: Option<Vec<LoraScale>>,
+}
+
+/// One adapter's scale in a llama.cpp request's `lora` field.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LoraScale {
+    /// The adapter's index in the server's `--lora` list (0-based).
+    pub id: usize,
+    /// Its scale: 1 applies the adapter as trained, 0 turns it off.
+    pub scale: f64,
 }
 
 /// One alternative in a top log-probs list.

@@ -18,7 +18,7 @@ pub mod error;
 pub mod remote;
 pub mod server;
 
-pub use client::{Client, Completion, CompletionRequest};
+pub use client::{Client, Completion, CompletionRequest, LoraScale};
 pub use config::{EngineConfig, EngineKind, ServerPreset};
 pub use error::EngineError;
 pub use remote::{request_seed, RemoteModel, Sampled};

@@ -82,6 +82,7 @@ impl RemoteModel {
             stop: self.text.stop_texts(),
             logprobs: Some(logprobs),
             return_tokens_as_token_ids: true,
+            lora: None,
         }
     }
 

@@ -336,6 +336,15 @@ pub fn safetensors_complete(path: &Path) -> bool {
     check().unwrap_or(false)
 }
 
+/// The weights file of checkpoint folder `dir`: `adapter_model.safetensors` for a LoRA
+/// adapter (an `adapter_config.json` beside it), else `model.safetensors`.
+pub fn checkpoint_weights(dir: &Path) -> std::path::PathBuf {
+    match crate::lora::is_adapter_dir(dir) {
+        true => dir.join(crate::lora::ADAPTER_WEIGHTS),
+        false => dir.join("model.safetensors"),
+    }
+}
+
 /// The kind in a checkpoint's output marker.
 pub const CHECKPOINT: &str = "checkpoint";
 

@@ -5,6 +5,8 @@
 //! GGUF the model descends from. `general.file_type` is set to the written type. 1-D tensors
 //! (norms) stay f32, as llama.cpp's converter writes them.
 //!
+//! [`write_gguf_lora`] writes a LoRA model's adapter alone, as llama.cpp's GGUF LoRA adapter.
+//!
 //! The file is written to a temporary sibling and renamed, so a crash never leaves a
 //! truncated GGUF under the final name.
 
@@ -195,6 +197,96 @@ pub fn write_gguf(
     metadata.sort_by(|a, b| a.0.cmp(b.0));
     metadata.push(("general.file_type", &file_type));
     let refs: Vec<(&str, &QTensor)> = qtensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    write_atomically(out, &metadata, &refs)?;
+    Ok(refs.len())
+}
+
+/// Writes a LoRA model's adapter as llama.cpp's GGUF LoRA adapter (what
+/// `convert_lora_to_gguf.py` writes; `llama-server --lora FILE`, per-request `lora` scales):
+/// metadata `general.type = "adapter"`, `adapter.type = "lora"`, `adapter.lora.alpha`, the
+/// base GGUF's `general.architecture`; for every adapted projection `<gguf name>.lora_a`
+/// `[r, in]` and `.lora_b` `[out, r]` in f32 (ggml's `ne` reversed: `[in, r]`, `[r, out]`),
+/// B's rows of `attn_q` / `attn_k` permuted into llama.cpp's RoPE layout as the base weight's
+/// are. Returns the number of tensors written.
+///
+/// Errors: [`ModelError::InvalidInput`] for a model without adapter or a non-finite adapter
+/// weight; [`ModelError::Io`]; [`ModelError::Corrupt`] for an unreadable `base`.
+pub fn write_gguf_lora(model: &LanguageModel, base: &Path, out: &Path) -> Result<usize> {
+    let Some(lora) = model.model.lora_config() else {
+        return Err(ModelError::InvalidInput(
+            "the model has no LoRA adapter; write the whole model with write_gguf".into(),
+        ));
+    };
+    let mut file = std::fs::File::open(base).map_err(io_err(base))?;
+    let content = gguf_file::Content::read(&mut file).map_err(|e| ModelError::Corrupt {
+        path: base.to_path_buf(),
+        format: "GGUF",
+        message: e.to_string(),
+    })?;
+    drop(file);
+    let arch = content
+        .metadata
+        .get("general.architecture")
+        .cloned()
+        .ok_or_else(|| ModelError::Corrupt {
+            path: base.to_path_buf(),
+            format: "GGUF",
+            message: "no general.architecture".into(),
+        })?;
+    let cfg = model.model.config();
+    let permuted = matches!(
+        cfg.architecture,
+        Architecture::Llama | Architecture::Mistral
+    );
+    let mut qtensors: Vec<(String, QTensor)> = Vec::new();
+    for (name, var) in model.model.named_vars() {
+        let (module, ab) = match (
+            name.strip_suffix(".lora_A.weight"),
+            name.strip_suffix(".lora_B.weight"),
+        ) {
+            (Some(m), _) => (m, "a"),
+            (_, Some(m)) => (m, "b"),
+            _ => continue,
+        };
+        let hf = format!("{module}.weight");
+        let Some(gguf) = hf_to_gguf_name(&hf) else {
+            return Err(ModelError::InvalidInput(format!(
+                "adapter tensor `{name}` has no llama.cpp name"
+            )));
+        };
+        let t = var.as_tensor().detach();
+        if !crate::scoring::all_finite(&t)? {
+            return Err(ModelError::InvalidInput(format!(
+                "adapter weight `{name}` is not finite; GGUF not written"
+            )));
+        }
+        let t = match ab {
+            "b" if permuted && gguf.contains("attn_q.") => permute_qk(&t, cfg.num_attention_heads)?,
+            "b" if permuted && gguf.contains("attn_k.") => permute_qk(&t, cfg.num_key_value_heads)?,
+            _ => t,
+        };
+        qtensors.push((format!("{gguf}.lora_{ab}"), QTensor::quantize(&t, GgmlDType::F32)?));
+    }
+    let kind = gguf_file::Value::String("adapter".into());
+    let lora_kind = gguf_file::Value::String("lora".into());
+    let alpha = gguf_file::Value::F32(lora.lora_alpha as f32);
+    let metadata: Vec<(&str, &gguf_file::Value)> = vec![
+        ("general.architecture", &arch),
+        ("general.type", &kind),
+        ("adapter.type", &lora_kind),
+        ("adapter.lora.alpha", &alpha),
+    ];
+    let refs: Vec<(&str, &QTensor)> = qtensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    write_atomically(out, &metadata, &refs)?;
+    Ok(refs.len())
+}
+
+/// Writes a GGUF to a temporary sibling of `out`, syncs it and renames it into place.
+fn write_atomically(
+    out: &Path,
+    metadata: &[(&str, &gguf_file::Value)],
+    tensors: &[(&str, &QTensor)],
+) -> Result<()> {
     let parent = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -210,15 +302,14 @@ pub fn write_gguf(
     {
         let f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
         let mut w = std::io::BufWriter::new(f);
-        gguf_file::write(&mut w, &metadata, &refs)?;
+        gguf_file::write(&mut w, metadata, tensors)?;
         let f = w.into_inner().map_err(|e| ModelError::Io {
             path: tmp.clone(),
             error: e.into_error(),
         })?;
         f.sync_all().map_err(io_err(&tmp))?;
     }
-    std::fs::rename(&tmp, out).map_err(io_err(out))?;
-    Ok(refs.len())
+    std::fs::rename(&tmp, out).map_err(io_err(out))
 }
 
 #[cfg(test)]

@@ -41,10 +41,12 @@ mod weights;
 
 pub use candle_core::{DType, Device, Tensor, Var};
 pub use chat::{ChatMessage, ChatTemplate};
-pub use checkpoint::{link_checkpoint, safetensors_complete, SaveDtype, CHECKPOINT};
+pub use checkpoint::{
+    checkpoint_weights, link_checkpoint, safetensors_complete, SaveDtype, CHECKPOINT,
+};
 pub use config::{Architecture, HfConfig, LlamaConfig};
 pub use error::{ModelError, Result};
-pub use gguf_write::{hf_to_gguf_name, permute_qk, write_gguf, GgufDType};
+pub use gguf_write::{hf_to_gguf_name, permute_qk, write_gguf, write_gguf_lora, GgufDType};
 pub use llama::{Checkpointing, KvCache, Llama, Mode};
 pub use lora::{
     is_adapter_dir, read_adapter_config, AdapterInfo, LoraConfig, LoraTarget, ADAPTER_CONFIG,

@@ -1,6 +1,9 @@
 //! [`CandleBackend`]: both ports ([`Generator`], [`Trainer`]) in-process, on srlm-model's
 //! candle Llama and srlm-dpo's trainer. Loaded models are kept by identity; a model trained
-//! here stays in memory (it is not read back from its checkpoint).
+//! here stays in memory (it is not read back from its checkpoint). With LoRA
+//! (`dpo.use_peft`) every trained model is an adapter on M0's weights, held once: training
+//! puts the adapter on the parent's shared base, and a resumed run loads an adapter onto the
+//! M0 it holds.
 
 use crate::ports::{
     BackendError, DpoRun, Generated, Generator, ModelRef, PairHidden, Trained, Trainer,
@@ -82,8 +85,23 @@ impl Generator for CandleBackend {
         if self.model(m).is_ok() {
             return Ok(());
         }
-        let model =
-            LanguageModel::load(&m.location, &self.device).map_err(model_err(&m.location))?;
+        let dir = Path::new(&m.location);
+        // A LoRA adapter on a base this backend holds (M0, usually) shares its weights.
+        let shared_base = srlm_model::is_adapter_dir(dir)
+            .then(|| srlm_model::read_adapter_config(dir).ok()?.base_model)
+            .flatten()
+            .and_then(|base| {
+                let models = self.models.lock().expect("model registry");
+                models
+                    .values()
+                    .find(|l| l.origin == base && l.model.lora_config().is_none())
+                    .cloned()
+            });
+        let model = match shared_base {
+            Some(base) => base.load_adapter(dir),
+            None => LanguageModel::load(&m.location, &self.device),
+        }
+        .map_err(model_err(&m.location))?;
         self.insert(m, model);
         Ok(())
     }

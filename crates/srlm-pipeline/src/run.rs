@@ -574,7 +574,7 @@ fn finished(dir: &RunDir) -> Option<RunSummary> {
             .all(|(i, m)| m.iteration as usize == i)
         && (iterations == 0 || {
             let checkpoint = dir.iteration(iterations).checkpoint();
-            let weights = checkpoint.join("model.safetensors");
+            let weights = srlm_model::checkpoint_weights(&checkpoint);
             checkpoint.is_dir() && (!weights.exists() || srlm_model::safetensors_complete(&weights))
         });
     if !complete {
@@ -1055,7 +1055,7 @@ impl<'a> Loop<'a> {
             let trained = self.store.path("model", &next_id, "");
             let next = if next_id == self.initial.id {
                 self.initial.clone()
-            } else if trained.join("model.safetensors").is_file() {
+            } else if srlm_model::checkpoint_weights(&trained).is_file() {
                 ModelRef::at_dir(next_id, &trained)
             } else {
                 ModelRef::at_dir(next_id, &checkpoint)
