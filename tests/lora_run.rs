@@ -60,7 +60,10 @@ fn a_lora_run_saves_adapters_continues_them_and_resumes_to_the_same_result() {
     let mut adapters = Vec::new();
     for it in [1, 2] {
         let ck = out.join(format!("iter_{it}/checkpoint"));
-        assert!(!ck.join("model.safetensors").exists(), "iter {it}: an adapter only");
+        assert!(
+            !ck.join("model.safetensors").exists(),
+            "iter {it}: an adapter only"
+        );
         let config: Value =
             serde_json::from_str(&std::fs::read_to_string(ck.join("adapter_config.json")).unwrap())
                 .unwrap();
@@ -75,35 +78,77 @@ fn a_lora_run_saves_adapters_continues_them_and_resumes_to_the_same_result() {
         // Each iteration starts with policy = reference (M_0 + a zero B, then M_1 continued).
         let log = lines(&out.join(format!("iter_{it}/dpo_log.jsonl")));
         let loss = log[0]["loss"].as_f64().unwrap();
-        assert!((loss - std::f64::consts::LN_2).abs() < 1e-6, "iter {it}: {loss}");
+        assert!(
+            (loss - std::f64::consts::LN_2).abs() < 1e-6,
+            "iter {it}: {loss}"
+        );
     }
-    assert_ne!(adapters[0], adapters[1], "iteration 2 trained the adapter further");
+    assert_ne!(
+        adapters[0], adapters[1],
+        "iteration 2 trained the adapter further"
+    );
 
     // The adapter is a model for every command: generate through its base, export merged.
     let ck2 = out.join("iter_2/checkpoint");
     succeeds(
         srlm()
-            .args(["generate", "--prompt", "Question 1?", "--max-new-tokens", "4", "--model"])
+            .args([
+                "generate",
+                "--prompt",
+                "Question 1?",
+                "--max-new-tokens",
+                "4",
+                "--model",
+            ])
             .arg(&ck2),
     );
     let merged = dir.path().join("merged");
-    let o = srlm().arg("export").arg(&ck2).arg("--hf").arg(&merged).output().unwrap();
+    let o = srlm()
+        .arg("export")
+        .arg(&ck2)
+        .arg("--hf")
+        .arg(&merged)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("--merge"), "{err}");
-    succeeds(srlm().arg("export").arg(&ck2).arg("--hf").arg(&merged).arg("--merge"));
+    succeeds(
+        srlm()
+            .arg("export")
+            .arg(&ck2)
+            .arg("--hf")
+            .arg(&merged)
+            .arg("--merge"),
+    );
     assert!(merged.join("model.safetensors").is_file() && merged.join("config.json").is_file());
     let top = |model: &Path| -> Value {
         let o = succeeds(
             srlm()
-                .args(["logits", "--json", "--top", "5", "--text", "Question 1?", "--model"])
+                .args([
+                    "logits",
+                    "--json",
+                    "--top",
+                    "5",
+                    "--text",
+                    "Question 1?",
+                    "--model",
+                ])
                 .arg(model),
         );
         serde_json::from_slice(&o.stdout).unwrap()
     };
     let (a, m) = (top(&ck2), top(&merged));
     assert_eq!(a["ids"], m["ids"]);
-    for (x, y) in a["logits"].as_array().unwrap().iter().zip(m["logits"].as_array().unwrap()) {
-        assert!((x.as_f64().unwrap() - y.as_f64().unwrap()).abs() < 1e-4, "{x} vs {y}");
+    for (x, y) in a["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(m["logits"].as_array().unwrap())
+    {
+        assert!(
+            (x.as_f64().unwrap() - y.as_f64().unwrap()).abs() < 1e-4,
+            "{x} vs {y}"
+        );
     }
 
     // Lose the last iteration (its folder and metrics line) and resume.
@@ -118,7 +163,10 @@ fn a_lora_run_saves_adapters_continues_them_and_resumes_to_the_same_result() {
         .collect();
     std::fs::write(out.join("metrics.jsonl"), kept).unwrap();
     succeeds(srlm().arg("run").arg("--resume").arg(&out));
-    assert_eq!(std::fs::read(out.join("iter_2/pairs.jsonl")).unwrap(), pairs2);
+    assert_eq!(
+        std::fs::read(out.join("iter_2/pairs.jsonl")).unwrap(),
+        pairs2
+    );
     assert_eq!(
         std::fs::read(out.join("iter_2/checkpoint/adapter_model.safetensors")).unwrap(),
         adapters[1]

@@ -221,9 +221,28 @@ fn one_server_serves_the_base_and_srlm_s_lora_adapter_by_request() {
     .unwrap();
     let adapter = d("adapter");
     ok(&srlm(&[
-        "train-dpo", "--no-progress", "--pairs", &pairs, "--out", &adapter, "--lora-r", "8",
-        "--lora-alpha", "16", "--lora-target-modules", "q_proj", "k_proj", "v_proj", "o_proj",
-        "gate_proj", "up_proj", "down_proj", "--learning-rate", "3e-3", "--max-steps", "3",
+        "train-dpo",
+        "--no-progress",
+        "--pairs",
+        &pairs,
+        "--out",
+        &adapter,
+        "--lora-r",
+        "8",
+        "--lora-alpha",
+        "16",
+        "--lora-target-modules",
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+        "--learning-rate",
+        "3e-3",
+        "--max-steps",
+        "3",
     ]));
     let (base, lora) = (d("m0-f32.gguf"), d("adapter.gguf"));
     ok(&srlm(&["export", "default", "--gguf", &base]));
@@ -246,7 +265,8 @@ fn one_server_serves_the_base_and_srlm_s_lora_adapter_by_request() {
     .unwrap();
     let client = server.client(Duration::from_secs(60), 1, 1);
     let text = "The capital of France is";
-    let ids: Value = serde_json::from_str(&ok(&srlm(&["tokenize", "--json", "--text", text]))).unwrap();
+    let ids: Value =
+        serde_json::from_str(&ok(&srlm(&["tokenize", "--json", "--text", text]))).unwrap();
     let prompt: Vec<u32> = serde_json::from_value(ids["ids"].clone()).unwrap();
     let served_top = |scale: f64| -> Vec<(u32, f64)> {
         let req = CompletionRequest {
@@ -265,7 +285,11 @@ fn one_server_serves_the_base_and_srlm_s_lora_adapter_by_request() {
         };
         let c = client.complete_all(&[req]).unwrap().remove(0).remove(0);
         let first = c.tokens.expect("log-probs").remove(0);
-        first.top.iter().map(|t| (t.id.expect("llama.cpp gives ids"), t.logprob)).collect()
+        first
+            .top
+            .iter()
+            .map(|t| (t.id.expect("llama.cpp gives ids"), t.logprob))
+            .collect()
     };
     let local_top = |model: &str| -> Vec<(u32, f64)> {
         let v: Value = serde_json::from_str(&ok(&srlm(&[
@@ -278,16 +302,29 @@ fn one_server_serves_the_base_and_srlm_s_lora_adapter_by_request() {
     };
     let (served_1, served_0) = (served_top(1.0), served_top(0.0));
     let (local_adapter, local_base) = (local_top(&adapter), local_top("default"));
-    assert_ne!(served_1, served_0, "the adapter changes the next token's distribution");
-    for (served, local, what) in [(&served_1, &local_adapter, "scale 1 vs the adapter model"), (&served_0, &local_base, "scale 0 vs the base")] {
+    assert_ne!(
+        served_1, served_0,
+        "the adapter changes the next token's distribution"
+    );
+    for (served, local, what) in [
+        (&served_1, &local_adapter, "scale 1 vs the adapter model"),
+        (&served_0, &local_base, "scale 0 vs the base"),
+    ] {
         // The same top tokens, and log-prob gaps equal to logit gaps (softmax shifts all alike).
         let served_ids: Vec<u32> = served.iter().map(|t| t.0).collect();
         let local_ids: Vec<u32> = local.iter().map(|t| t.0).collect();
-        assert_eq!(served_ids[..3], local_ids[..3], "{what}: {served:?} vs {local:?}");
+        assert_eq!(
+            served_ids[..3],
+            local_ids[..3],
+            "{what}: {served:?} vs {local:?}"
+        );
         for i in 1..3 {
             let gap_served = served[0].1 - served[i].1;
             let gap_local = local[0].1 - local[i].1;
-            assert!((gap_served - gap_local).abs() < 2e-3, "{what}: gap {i} {gap_served} vs {gap_local}");
+            assert!(
+                (gap_served - gap_local).abs() < 2e-3,
+                "{what}: gap {i} {gap_served} vs {gap_local}"
+            );
         }
     }
 }

@@ -271,10 +271,17 @@ pub fn export(a: ExportArgs) -> anyhow::Result<()> {
         merged
             .save(dir)
             .with_context(|| format!("writing {}", dir.display()))?;
-        out!("{} (HF checkpoint, f32{})", dir.display(), if adapter { ", merged" } else { "" });
+        out!(
+            "{} (HF checkpoint, f32{})",
+            dir.display(),
+            if adapter { ", merged" } else { "" }
+        );
         return Ok(());
     }
-    let gguf = a.gguf.as_ref().expect("clap requires --gguf, --hf or --gguf-lora");
+    let gguf = a
+        .gguf
+        .as_ref()
+        .expect("clap requires --gguf, --hf or --gguf-lora");
     let base = base_gguf(&a.base)?;
     let mut inputs = vec![("--base", base.as_path())];
     if model_path.exists() {

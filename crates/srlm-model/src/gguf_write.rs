@@ -265,7 +265,10 @@ pub fn write_gguf_lora(model: &LanguageModel, base: &Path, out: &Path) -> Result
             "b" if permuted && gguf.contains("attn_k.") => permute_qk(&t, cfg.num_key_value_heads)?,
             _ => t,
         };
-        qtensors.push((format!("{gguf}.lora_{ab}"), QTensor::quantize(&t, GgmlDType::F32)?));
+        qtensors.push((
+            format!("{gguf}.lora_{ab}"),
+            QTensor::quantize(&t, GgmlDType::F32)?,
+        ));
     }
     let kind = gguf_file::Value::String("adapter".into());
     let lora_kind = gguf_file::Value::String("lora".into());
