@@ -175,3 +175,110 @@ fn a_lora_run_saves_adapters_continues_them_and_resumes_to_the_same_result() {
     assert_eq!(again.len(), 3);
     assert_eq!(again[2]["eval"], metrics[2]["eval"]);
 }
+
+/// What a user can get wrong with adapters (found by a new-user trial): each is refused with a
+/// one-line error and nothing is lost, or does what the README says.
+#[test]
+fn adapters_keep_their_base_and_refuse_chains_and_writes_into_themselves() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |f: &str| dir.path().join(f);
+    std::fs::write(
+        path("pairs.jsonl"),
+        "{\"prompt\":\"Name a color.\",\"chosen\":\"Blue.\",\"rejected\":\"Table.\"}\n\
+         {\"prompt\":\"Say hi.\",\"chosen\":\"Hi!\",\"rejected\":\"No.\"}\n",
+    )
+    .unwrap();
+    // A full model in an HF folder, given by a relative path.
+    succeeds(
+        srlm()
+            .current_dir(dir.path())
+            .args(["export", "tiny-random", "--hf", "base"]),
+    );
+    let train = |model: &str, out: &str, extra: &[&str]| {
+        let mut c = srlm();
+        c.current_dir(dir.path())
+            .args([
+                "train-dpo",
+                "--no-progress",
+                "--pairs",
+                "pairs.jsonl",
+                "--max-steps",
+                "1",
+            ])
+            .args(["--model", model, "--out", out])
+            .args(extra);
+        c.output().unwrap()
+    };
+    let o = train("base", "adp", &["--lora-r", "4", "--lora-alpha", "8"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let info = |d: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(path(d).join("adapter_config.json")).unwrap())
+            .unwrap()
+    };
+    // The base is recorded as an absolute path: the adapter loads from any folder.
+    let base = info("adp")["base_model_name_or_path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        Path::new(&base).is_absolute() && Path::new(&base).ends_with("base"),
+        "{base}"
+    );
+    succeeds(
+        srlm()
+            .args(["logits", "--text", "Hi", "--top", "1", "--model"])
+            .arg(path("adp")),
+    );
+
+    // Continued without LoRA flags: the adapter's own r, α and targets, still an adapter.
+    let o = train("adp", "adp2", &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("continuing it"), "{err}");
+    assert_eq!(info("adp2")["r"], 4);
+    assert!(!path("adp2").join("model.safetensors").exists());
+
+    // The adapter's base is not replaced, even with --overwrite.
+    let weights = std::fs::read(path("base").join("model.safetensors")).unwrap();
+    let o = train("adp", "base", &["--overwrite"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("the base of the adapter"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(path("base").join("model.safetensors")).unwrap(),
+        weights
+    );
+
+    // No export is written into the model's own folder.
+    for flag in [["--gguf-lora", "adp/x.gguf"], ["--hf", "adp/merged"]] {
+        let o = srlm()
+            .current_dir(dir.path())
+            .args(["export", "adp", flag[0], flag[1], "--merge", "--overwrite"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains("inside the model folder"),
+            "{err}"
+        );
+    }
+
+    // An adapter whose base is an adapter (or itself) is an error, not a crash.
+    let own = std::fs::canonicalize(path("adp2")).unwrap();
+    let config = std::fs::read_to_string(path("adp2").join("adapter_config.json"))
+        .unwrap()
+        .replace(&base, own.to_str().unwrap());
+    std::fs::write(path("adp2").join("adapter_config.json"), config).unwrap();
+    let o = srlm()
+        .args(["logits", "--text", "Hi", "--model"])
+        .arg(path("adp2"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.code() == Some(1) && err.contains("is itself a LoRA adapter"),
+        "{:?}: {err}",
+        o.status
+    );
+}

@@ -244,6 +244,20 @@ fn base_gguf(base: &str) -> anyhow::Result<std::path::PathBuf> {
 pub fn export(a: ExportArgs) -> anyhow::Result<()> {
     let model_path = std::path::Path::new(&a.model);
     let adapter = srlm_model::is_adapter_dir(model_path);
+    // Nothing is written into the model's own folder (it would replace the model's files).
+    for out in [&a.gguf, &a.gguf_lora, &a.hf].into_iter().flatten() {
+        anyhow::ensure!(
+            !(model_path.is_dir() && srlm_core::output::is_within(out, model_path)),
+            "{}: inside the model folder {}; write the export beside it",
+            out.display(),
+            a.model
+        );
+    }
+    anyhow::ensure!(
+        !a.merge || adapter,
+        "--merge: {} is not a LoRA adapter (nothing to merge)",
+        a.model
+    );
     if let Some(file) = &a.gguf_lora {
         anyhow::ensure!(
             adapter,

@@ -64,8 +64,8 @@ pub struct TrainDpoArgs {
     #[arg(long)]
     no_gradient_checkpointing: bool,
     /// Train a LoRA adapter on the frozen model instead of every weight (config `use_peft`).
-    /// The checkpoint is the adapter in PEFT's format; a model that already has an adapter
-    /// continues it.
+    /// The checkpoint is the adapter in PEFT's format. A `--model` that is an adapter is
+    /// continued with its own r, α and targets (this flag and the LoRA flags may be left out).
     #[arg(long)]
     use_peft: bool,
     /// LoRA rank r (config `lora_r`; default 8). Implies `--use-peft`.
@@ -234,6 +234,19 @@ fn claim_outputs(a: &TrainDpoArgs, log: &Path) -> anyhow::Result<()> {
         }
         .into());
     }
+    // An adapter's base is an input too: replacing it would leave the adapter without one.
+    if let Some(base) = srlm_model::is_adapter_dir(model)
+        .then(|| srlm_model::read_adapter_config(model).ok()?.base_model)
+        .flatten()
+    {
+        if Path::new(&base).exists() && is_within(Path::new(&base), &a.out) {
+            return Err(OutputError::IsInput {
+                path: a.out.clone(),
+                what: format!("the base of the adapter --model {} ({base})", a.model),
+            }
+            .into());
+        }
+    }
     if is_within(log, &a.out) {
         anyhow::bail!(
             "--log {}: inside --out {}; the checkpoint folder holds only the model (put the log beside it)",
@@ -392,6 +405,24 @@ pub fn run(a: TrainDpoArgs) -> anyhow::Result<()> {
     let pairs = read_preference_pairs(&a.pairs)?;
     let model = LanguageModel::load(&a.model, &default_device())
         .with_context(|| format!("loading model `{}`", a.model))?;
+    // An adapter given without LoRA settings is continued as it is (its r, α, targets).
+    let mut cfg = cfg;
+    if let (false, Some(have)) = (cfg.use_peft, model.model.lora_config()) {
+        cfg.use_peft = true;
+        cfg.lora_r = have.r;
+        cfg.lora_alpha = have.lora_alpha.round() as usize;
+        cfg.lora_target_modules = have
+            .target_modules
+            .iter()
+            .map(|t| t.name().to_string())
+            .collect();
+        eprintln!(
+            "train-dpo: --model is a LoRA adapter (r {}, lora_alpha {}, {}): continuing it (export it with --merge first to fine-tune every weight)",
+            have.r,
+            have.lora_alpha,
+            cfg.lora_target_modules.join(" ")
+        );
+    }
     // Full fine-tuning of a model without adapter trains the loaded model itself (no copy).
     let model = match cfg.use_peft || model.model.lora_config().is_some() {
         true => srlm_dpo::initial_policy(&model, &cfg)?,

@@ -246,7 +246,18 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
 
 /// Whether `inner` is `outer` or lies inside it (after resolving links where they exist).
 pub fn is_within(inner: &Path, outer: &Path) -> bool {
-    let resolve = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    // A path that does not exist yet (an output about to be written) resolves through its
+    // folder, so `DIR/new.gguf` is seen inside `DIR` however either is spelled.
+    let resolve = |p: &Path| {
+        p.canonicalize()
+            .ok()
+            .or_else(|| {
+                let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
+                let dir = parent.unwrap_or(Path::new(".")).canonicalize().ok()?;
+                Some(dir.join(p.file_name()?))
+            })
+            .unwrap_or_else(|| p.to_path_buf())
+    };
     resolve(inner).starts_with(resolve(outer))
 }
 

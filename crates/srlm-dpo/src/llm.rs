@@ -136,11 +136,20 @@ pub fn initial_policy(parent: &LanguageModel, config: &DpoConfig) -> Result<Lang
         Some(have) => Err(crate::error::config_err(
             "lora_r",
             format!(
-                "the model's adapter has r = {}, lora_alpha = {}, targets {:?}; the config asks for r = {}, lora_alpha = {}, targets {:?} (an adapter is continued as it is)",
-                have.r, have.lora_alpha, have.target_modules, lora.r, lora.lora_alpha, lora.target_modules
+                "the model's adapter has r = {}, lora_alpha = {}, targets {}; the config asks for r = {}, lora_alpha = {}, targets {} (an adapter is continued as it is)",
+                have.r, have.lora_alpha, names(&have.target_modules), lora.r, lora.lora_alpha, names(&lora.target_modules)
             ),
         )),
     }
+}
+
+/// PEFT's names of `targets`, space-separated.
+fn names(targets: &[LoraTarget]) -> String {
+    targets
+        .iter()
+        .map(|t| t.name())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The adapter `config` asks for (`use_peft` and the `lora_*` keys), or `None` for full

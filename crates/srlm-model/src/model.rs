@@ -62,6 +62,14 @@ impl LanguageModel {
                     path.join(crate::lora::ADAPTER_CONFIG).display()
                 ))
             })?;
+            let base_path = Path::new(&base);
+            if crate::lora::is_adapter_dir(base_path) {
+                // One adapter per model: a chain (or an adapter naming itself) is refused.
+                return Err(ModelError::Weights(format!(
+                    "{}: its base `{base}` is itself a LoRA adapter; an adapter applies to a full model (merge the base first: srlm export BASE --hf DIR --merge)",
+                    path.join(crate::lora::ADAPTER_CONFIG).display()
+                )));
+            }
             let base = Self::load(&base, device)?;
             return base.load_adapter(path);
         }
@@ -99,10 +107,15 @@ impl LanguageModel {
     ///
     /// Errors: [`ModelError::InvalidInput`] when this model already has an adapter.
     pub fn with_lora(&self, config: &crate::LoraConfig, seed: u64) -> Result<Self> {
+        // The base as an absolute path where it is one, so the adapter finds it from any
+        // working directory.
+        let base = std::fs::canonicalize(&self.origin)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| self.origin.clone());
         Ok(self.sibling(
             self.model.with_lora(config, seed)?,
             self.origin.clone(),
-            Some(self.origin.clone()),
+            Some(base),
         ))
     }
 
