@@ -401,6 +401,8 @@ pub fn run(a: TrainDpoArgs) -> anyhow::Result<()> {
             "--dry-run shows an external trainer's command: add --backend trl or openrlhf"
         );
     }
+    // The trainer's own refusals (e.g. LoRA dropout) before any file is read or model loaded.
+    DpoTrainer::new(cfg.clone())?;
     claim_outputs(&a, &log)?;
     let pairs = read_preference_pairs(&a.pairs)?;
     let model = LanguageModel::load(&a.model, &default_device())
