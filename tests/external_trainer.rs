@@ -349,18 +349,7 @@ fn lora_through_trl_gives_a_peft_adapter_and_a_merged_checkpoint() {
     };
     let (merged, adapter) = (top(&out), top(&out.join("adapter")));
     assert_eq!(merged["ids"], adapter["ids"]);
-    for (a, b) in merged["logits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .zip(adapter["logits"].as_array().unwrap())
-    {
-        let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
-        assert!(
-            (a - b).abs() < 2e-3,
-            "merged {a} vs srlm with PEFT's adapter {b}"
-        );
-    }
+    logits_close(&merged, &adapter, "merged vs srlm with PEFT's adapter");
 
     // PEFT reads srlm's adapter: PeftModel on the same base computes srlm's logits.
     let base = config["base_model_name_or_path"]
@@ -401,17 +390,19 @@ print(json.dumps({"logits": [logits[i].item() for i in top["ids"]],
         serde_json::from_str(ok(&o, "PEFT loads srlm's adapter").lines().last().unwrap()).unwrap();
     // 30 layers × (q: 8·576 + 576·8, v: 8·576 + 192·8).
     assert_eq!(peft["lora_params"], 30 * (2 * 8 * 576 + 8 * 576 + 192 * 8));
-    for (a, b) in ours["logits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .zip(peft["logits"].as_array().unwrap())
-    {
-        let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
-        assert!(
-            (a - b).abs() < 2e-3,
-            "srlm {a} vs PEFT {b} on srlm's adapter"
-        );
+    logits_close(&ours, &peft, "srlm vs PEFT on srlm's adapter");
+}
+
+/// Asserts that two `{"logits": [...]}` answers agree entry by entry within 2e-3.
+fn logits_close(a: &Value, b: &Value, what: &str) {
+    let (a, b) = (
+        a["logits"].as_array().unwrap(),
+        b["logits"].as_array().unwrap(),
+    );
+    assert_eq!(a.len(), b.len(), "{what}");
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+        assert!((x - y).abs() < 2e-3, "{what}: {x} vs {y}");
     }
 }
 

@@ -280,10 +280,11 @@ pub fn export(a: ExportArgs) -> anyhow::Result<()> {
     );
     if let Some(dir) = &a.hf {
         srlm_core::output::claim_dir(dir, srlm_model::CHECKPOINT, a.overwrite).context("--hf")?;
-        let m = load(&a.model)?;
-        let merged = LanguageModel::with_text(m.model.merged()?, m.text(), m.origin.clone());
-        merged
-            .save(dir)
+        let mut m = load(&a.model)?;
+        if adapter {
+            m = LanguageModel::with_text(m.model.merged()?, m.text(), m.origin.clone());
+        }
+        m.save(dir)
             .with_context(|| format!("writing {}", dir.display()))?;
         out!(
             "{} (HF checkpoint, f32{})",

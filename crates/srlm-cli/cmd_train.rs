@@ -235,10 +235,7 @@ fn claim_outputs(a: &TrainDpoArgs, log: &Path) -> anyhow::Result<()> {
         .into());
     }
     // An adapter's base is an input too: replacing it would leave the adapter without one.
-    if let Some(base) = srlm_model::is_adapter_dir(model)
-        .then(|| srlm_model::read_adapter_config(model).ok()?.base_model)
-        .flatten()
-    {
+    if let Some(base) = srlm_model::adapter_base(model) {
         if Path::new(&base).exists() && is_within(Path::new(&base), &a.out) {
             return Err(OutputError::IsInput {
                 path: a.out.clone(),

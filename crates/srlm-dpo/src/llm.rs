@@ -123,11 +123,11 @@ pub fn initial_policy(parent: &LanguageModel, config: &DpoConfig) -> Result<Lang
     let Some(lora) = lora_config(config)? else {
         return match parent.model.lora_config() {
             None => parent.deep_copy().map_err(model_err),
-            Some(_) => Ok(LanguageModel {
-                model: parent.model.merged().map_err(model_err)?,
-                base_model: None,
-                ..parent.deep_copy().map_err(model_err)?
-            }),
+            Some(_) => Ok(LanguageModel::with_text(
+                parent.model.merged().map_err(model_err)?,
+                parent.text(),
+                parent.origin.clone(),
+            )),
         };
     };
     match parent.model.lora_config() {

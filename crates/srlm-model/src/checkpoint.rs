@@ -249,7 +249,8 @@ fn write_json(tmp: &Path, file: &str, v: &serde_json::Value) -> Result<()> {
 }
 
 /// Writes `tensors` to `file`. The safetensors writer creates it owner-only (0600); it gets
-/// the permissions of any new file (the umask's), like the checkpoint's other files.
+/// the permissions of the marker written first into `tmp` (the umask's), like the
+/// checkpoint's other files.
 fn write_safetensors(
     tensors: &std::collections::HashMap<String, candle_core::Tensor>,
     file: &Path,
@@ -259,12 +260,10 @@ fn write_safetensors(
         path: file.to_path_buf(),
         error: std::io::Error::other(e.to_string()),
     })?;
-    let probe = tmp.join(".permissions");
-    std::fs::write(&probe, b"").map_err(io_err(&probe))?;
-    let mode = std::fs::metadata(&probe)
-        .map_err(io_err(&probe))?
+    let marker = tmp.join(srlm_core::output::MARKER);
+    let mode = std::fs::metadata(&marker)
+        .map_err(io_err(&marker))?
         .permissions();
-    std::fs::remove_file(&probe).map_err(io_err(&probe))?;
     std::fs::set_permissions(file, mode).map_err(io_err(file))
 }
 

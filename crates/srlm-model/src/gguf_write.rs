@@ -99,13 +99,7 @@ pub fn write_gguf(
     out: &Path,
     dtype: GgufDType,
 ) -> Result<usize> {
-    let mut file = std::fs::File::open(base).map_err(io_err(base))?;
-    let content = gguf_file::Content::read(&mut file).map_err(|e| ModelError::Corrupt {
-        path: base.to_path_buf(),
-        format: "GGUF",
-        message: e.to_string(),
-    })?;
-    drop(file);
+    let content = read_header(base)?;
     let cfg = model.model.config();
     let has_output = content.tensor_infos.contains_key("output.weight");
     let base_cfg = crate::LlamaConfig::from_gguf(&content, has_output)?;
@@ -158,8 +152,7 @@ pub fn write_gguf(
                 "tensor `{hf}` has no llama.cpp name"
             )));
         };
-        let v = t.flatten_all()?.to_vec1::<f32>()?;
-        if v.iter().any(|x| !x.is_finite()) {
+        if !crate::scoring::all_finite(&t)? {
             return Err(ModelError::InvalidInput(format!(
                 "weight `{hf}` is not finite; GGUF not written"
             )));
@@ -217,13 +210,7 @@ pub fn write_gguf_lora(model: &LanguageModel, base: &Path, out: &Path) -> Result
             "the model has no LoRA adapter; write the whole model with write_gguf".into(),
         ));
     };
-    let mut file = std::fs::File::open(base).map_err(io_err(base))?;
-    let content = gguf_file::Content::read(&mut file).map_err(|e| ModelError::Corrupt {
-        path: base.to_path_buf(),
-        format: "GGUF",
-        message: e.to_string(),
-    })?;
-    drop(file);
+    let content = read_header(base)?;
     let arch = content
         .metadata
         .get("general.architecture")
@@ -282,6 +269,16 @@ pub fn write_gguf_lora(model: &LanguageModel, base: &Path, out: &Path) -> Result
     let refs: Vec<(&str, &QTensor)> = qtensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     write_atomically(out, &metadata, &refs)?;
     Ok(refs.len())
+}
+
+/// The metadata and tensor index of GGUF `base` (no tensor data).
+fn read_header(base: &Path) -> Result<gguf_file::Content> {
+    let mut file = std::fs::File::open(base).map_err(io_err(base))?;
+    gguf_file::Content::read(&mut file).map_err(|e| ModelError::Corrupt {
+        path: base.to_path_buf(),
+        format: "GGUF",
+        message: e.to_string(),
+    })
 }
 
 /// Writes a GGUF to a temporary sibling of `out`, syncs it and renames it into place.

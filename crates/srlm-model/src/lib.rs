@@ -49,8 +49,8 @@ pub use error::{ModelError, Result};
 pub use gguf_write::{hf_to_gguf_name, permute_qk, write_gguf, write_gguf_lora, GgufDType};
 pub use llama::{Checkpointing, KvCache, Llama, Mode};
 pub use lora::{
-    is_adapter_dir, read_adapter_config, AdapterInfo, LoraConfig, LoraTarget, ADAPTER_CONFIG,
-    ADAPTER_WEIGHTS, PEFT_PREFIX,
+    adapter_base, is_adapter_dir, read_adapter_config, AdapterInfo, LoraConfig, LoraTarget,
+    ADAPTER_CONFIG, ADAPTER_WEIGHTS, PEFT_PREFIX,
 };
 pub use model::{default_device, LanguageModel, TINY_RANDOM};
 pub use process::{init_process, keep_freed_memory};

@@ -294,6 +294,14 @@ pub(crate) fn write_adapter_config(
     std::fs::write(&path, serde_json::to_string_pretty(&f).expect("json")).map_err(io_err(&path))
 }
 
+/// The base model an adapter folder names (`base_model_name_or_path`), when `dir` holds a
+/// readable adapter config that names one.
+pub fn adapter_base(dir: &Path) -> Option<String> {
+    is_adapter_dir(dir)
+        .then(|| read_adapter_config(dir).ok()?.base_model)
+        .flatten()
+}
+
 /// Whether `dir` holds a PEFT adapter (an `adapter_config.json`).
 pub fn is_adapter_dir(dir: &Path) -> bool {
     dir.join(ADAPTER_CONFIG).is_file()

@@ -87,16 +87,18 @@ impl Generator for CandleBackend {
         }
         let dir = Path::new(&m.location);
         // A LoRA adapter on a base this backend holds (M0, usually) shares its weights.
-        let shared_base = srlm_model::is_adapter_dir(dir)
-            .then(|| srlm_model::read_adapter_config(dir).ok()?.base_model)
-            .flatten()
-            .and_then(|base| {
-                let models = self.models.lock().expect("model registry");
-                models
-                    .values()
-                    .find(|l| l.origin == base && l.model.lora_config().is_none())
-                    .cloned()
-            });
+        let shared_base = srlm_model::adapter_base(dir).and_then(|base| {
+            let models = self.models.lock().expect("model registry");
+            models
+                .values()
+                .find(|l| {
+                    // The base is recorded as an absolute path; the origin as it was given.
+                    let origin = std::fs::canonicalize(&l.origin)
+                        .map_or_else(|_| l.origin.clone(), |p| p.display().to_string());
+                    origin == base && l.model.lora_config().is_none()
+                })
+                .cloned()
+        });
         let model = match shared_base {
             Some(base) => base.load_adapter(dir),
             None => LanguageModel::load(&m.location, &self.device),

@@ -237,19 +237,14 @@ impl Llama {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut tensors = HashMap::new();
         for (name, (out, inp)) in self.adapter_shapes(config) {
-            let (rows, cols) = if name.ends_with(".lora_A.weight") {
-                (config.r, inp)
-            } else {
-                (out, config.r)
-            };
             let t = if name.ends_with(".lora_A.weight") {
                 let bound = 1.0 / (inp as f32).sqrt();
-                let v: Vec<f32> = (0..rows * cols)
+                let v: Vec<f32> = (0..config.r * inp)
                     .map(|_| rng.gen_range(-bound..bound))
                     .collect();
-                Tensor::from_vec(v, (rows, cols), &self.device)?
+                Tensor::from_vec(v, (config.r, inp), &self.device)?
             } else {
-                Tensor::zeros((rows, cols), DType::F32, &self.device)?
+                Tensor::zeros((out, config.r), DType::F32, &self.device)?
             };
             tensors.insert(name, t);
         }

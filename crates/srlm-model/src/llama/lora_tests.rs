@@ -30,15 +30,17 @@ fn trained_lora(base: &Llama, config: &LoraConfig, seed: u64) -> Llama {
     base.with_adapter(config, tensors).unwrap()
 }
 
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
+fn max_abs(t: &Tensor) -> f32 {
+    t.abs()
         .unwrap()
         .max_all()
         .unwrap()
         .to_scalar::<f32>()
         .unwrap()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    max_abs(&(a - b).unwrap())
 }
 
 fn ids() -> Tensor {
@@ -167,16 +169,7 @@ fn adapter_gradients_are_the_chain_rule_of_the_merged_weight_gradient() {
         let b = vars[&format!("{path}.lora_B.weight")].as_tensor();
         let da = (b.t().unwrap().matmul(dw).unwrap() * s).unwrap();
         let db = (dw.matmul(&a.t().unwrap()).unwrap() * s).unwrap();
-        let tol = |x: &Tensor| {
-            1e-4 * x
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-                .max(1e-2)
-        };
+        let tol = |x: &Tensor| 1e-4 * max_abs(x).max(1e-2);
         let ga = &g[&format!("{path}.lora_A.weight")];
         let gb = &g[&format!("{path}.lora_B.weight")];
         assert!(
