@@ -6,7 +6,9 @@
 //! A plain `harness = false` main rather than criterion: one batched-sampling run takes tens
 //! of seconds and its token count varies with EOS, so each figure is the median of a few timed
 //! repetitions after one warm-up. `SRLM_BENCH_REPS` overrides the repetition count (default 3);
-//! `SRLM_BENCH_ONLY=batched,server,single,prefill,train,llamacpp` runs a subset.
+//! `SRLM_BENCH_ONLY=batched,server,single,prefill,train,llamacpp` runs a subset;
+//! `SRLM_BENCH_BASE=gguf` or `bf16` samples from a frozen base kept in the GGUF's Q4_1 blocks
+//! or in bf16 (a LoRA run's M0).
 //!
 //! The llama.cpp anchors are measured in the same run, on the same GGUF with the same thread
 //! count, by the binaries `scripts/install-llama-server.sh` builds (it is called here; cached):
@@ -246,6 +248,15 @@ fn main() -> Result<()> {
     let dev = Device::Cpu;
     let t = Instant::now();
     let m = LanguageModel::load("default", &dev)?;
+    // `SRLM_BENCH_BASE=gguf` or `bf16`: the weights kept frozen in the GGUF's own blocks (the
+    // f32 model's numbers) or in bf16, as a LoRA run's base is; the training section then
+    // has nothing to train.
+    let m = match std::env::var("SRLM_BENCH_BASE").unwrap_or_default().as_str() {
+        "" => m,
+        "gguf" => m.with_quantized_base()?,
+        "bf16" => m.with_base_dtype(srlm_model::DType::BF16)?,
+        other => anyhow::bail!("SRLM_BENCH_BASE={other}: expected gguf or bf16"),
+    };
     println!(
         "load: {:.2} s ({}), reps = {reps}",
         secs(t.elapsed()),

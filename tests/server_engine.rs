@@ -653,6 +653,7 @@ fn server_failures_are_one_line_errors_naming_the_cause() {
             srlm_model::Device::Cpu,
             &dir.path().join("engine"),
             "default",
+            None,
         )
         .unwrap();
         backend.load(&ModelRef::new("m0", "default")).unwrap();

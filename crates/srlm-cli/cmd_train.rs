@@ -79,6 +79,12 @@ pub struct TrainDpoArgs {
     /// `q_proj v_proj`; `all-linear` for all seven). Implies `--use-peft`.
     #[arg(long, num_args = 1.., value_name = "NAME")]
     lora_target_modules: Option<Vec<String>>,
+    /// The dtype the model's weights are kept in (TRL's `--dtype`): `float32` (default) or
+    /// `bfloat16`. With srlm's own trainer `bfloat16` needs LoRA: the frozen base is kept in
+    /// bf16 (half its memory) while the adapter, its AdamW moments and the activations stay
+    /// f32. TRL trains in bf16 (`--bf16`); OpenRLHF always does.
+    #[arg(long, value_name = "float32|bfloat16")]
+    dtype: Option<String>,
     /// TOML file of config fields under TRL's names (`beta = 0.1`, `loss_type = "ipo"`, …).
     #[arg(long, value_name = "FILE.toml")]
     config: Option<PathBuf>,
@@ -265,20 +271,45 @@ fn trainer_config(a: &TrainDpoArgs) -> anyhow::Result<TrainerConfig> {
                 a.backend
             )
         })?;
+    let dtype = match a.dtype.as_deref() {
+        None if backend == TrainerBackend::Openrlhf => TrainerDtype::Bfloat16,
+        None => TrainerDtype::Float32,
+        Some(d) => serde_json::from_value(serde_json::json!(d)).map_err(|_| {
+            anyhow::anyhow!("--dtype `{d}`: expected `float32` or `bfloat16`")
+        })?,
+    };
     let config = TrainerConfig {
         backend,
         python: a.python.clone().unwrap_or_default(),
         accelerate_config: a.accelerate_config.clone().unwrap_or_default(),
         num_processes: a.num_processes,
-        dtype: if backend == TrainerBackend::Openrlhf {
-            TrainerDtype::Bfloat16
-        } else {
-            TrainerDtype::Float32
-        },
+        dtype,
         ..TrainerConfig::default()
     };
     config.validate().map_err(anyhow::Error::msg)?;
     Ok(config)
+}
+
+/// The model to train from. For LoRA (`frozen_base`), its base (an adapter's base included)
+/// is kept frozen in that form under the f32 adapter (`LanguageModel::frozen_base`).
+fn load_model(
+    reference: &str,
+    frozen_base: Option<srlm_model::FrozenBase>,
+) -> Result<LanguageModel, srlm_model::ModelError> {
+    let Some(form) = frozen_base else {
+        return LanguageModel::load(reference, &default_device());
+    };
+    let dir = Path::new(reference);
+    match srlm_model::adapter_base(dir) {
+        // (A chain of adapters goes to `load`, which names it.)
+        Some(base) if !srlm_model::is_adapter_dir(Path::new(&base)) => {
+            LanguageModel::load(&base, &default_device())?
+                .frozen_base(form)?
+                .load_adapter(dir)
+        }
+        Some(_) => LanguageModel::load(reference, &default_device()),
+        None => LanguageModel::load(reference, &default_device())?.frozen_base(form),
+    }
 }
 
 /// `<parent>/<name>.trainer/` for checkpoint folder `<parent>/<name>`: the external trainer's
@@ -400,9 +431,21 @@ pub fn run(a: TrainDpoArgs) -> anyhow::Result<()> {
     }
     // The trainer's own refusals (e.g. LoRA dropout) before any file is read or model loaded.
     DpoTrainer::new(cfg.clone())?;
+    let bf16_base = trainer.dtype == TrainerDtype::Bfloat16;
+    let is_adapter = srlm_model::is_adapter_dir(Path::new(&a.model));
+    let lora = cfg.use_peft || is_adapter;
+    if bf16_base && !lora {
+        anyhow::bail!(
+            "--dtype bfloat16: srlm's own trainer fine-tunes every weight in float32; bfloat16 keeps the frozen base of LoRA training (add --use-peft), or train with --backend trl"
+        );
+    }
     claim_outputs(&a, &log)?;
     let pairs = read_preference_pairs(&a.pairs)?;
-    let model = LanguageModel::load(&a.model, &default_device())
+    let frozen_base = lora.then_some(match bf16_base {
+        true => srlm_model::FrozenBase::Bf16,
+        false => srlm_model::FrozenBase::Exact,
+    });
+    let model = load_model(&a.model, frozen_base)
         .with_context(|| format!("loading model `{}`", a.model))?;
     // An adapter given without LoRA settings is continued as it is (its r, α, targets).
     let mut cfg = cfg;

@@ -68,7 +68,7 @@ impl EngineArgs {
             return Ok((Box::new(CandleBackend::new(device)), None));
         }
         let logs = tempfile::Builder::new().prefix("srlm-engine-").tempdir()?;
-        let b = ServedBackend::new(cfg, device, logs.path(), model)?;
+        let b = ServedBackend::new(cfg, device, logs.path(), model, None)?;
         Ok((Box::new(b), Some(logs)))
     }
 }

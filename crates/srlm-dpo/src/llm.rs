@@ -121,9 +121,10 @@ impl PolicyModel for LanguageModel {
 pub fn initial_policy(parent: &LanguageModel, config: &DpoConfig) -> Result<LanguageModel> {
     let model_err = |e: ModelError| DpoError::Candle(to_candle(e));
     let Some(lora) = lora_config(config)? else {
-        return match parent.model.lora_config() {
-            None => parent.deep_copy().map_err(model_err),
-            Some(_) => Ok(LanguageModel::with_text(
+        return match (parent.model.lora_config(), parent.model.base_frozen()) {
+            (None, false) => parent.deep_copy().map_err(model_err),
+            // An adapter, or a frozen (bf16) base: full fine-tuning starts from f32 weights.
+            _ => Ok(LanguageModel::with_text(
                 parent.model.merged().map_err(model_err)?,
                 parent.text(),
                 parent.origin.clone(),

@@ -6,8 +6,9 @@
 //!     --ignored --nocapture --test-threads 1 step_2x256     # or epoch_64_pairs
 //! ```
 //!
-//! LoRA against full fine-tuning: `lora_vs_full_step_2x256`, and `epoch_64_pairs` with
-//! `SRLM_BENCH_LORA=qv` or `all`.
+//! LoRA against full fine-tuning: `lora_vs_full_step_2x256` (also on a Q4_1 and a bf16 frozen
+//! base), and `epoch_64_pairs` with `SRLM_BENCH_LORA=qv` or `all` (and `SRLM_BENCH_BASE=gguf`
+//! or `bf16` for the base's form).
 //!
 //! Each test prints `BENCH` lines: seconds, tokens/s, pairs/s, GFLOP/s (model FLOPs 6·N per
 //! trained token + 2·N per reference-only token, N = 134.5M parameters), the share of a
@@ -232,16 +233,27 @@ fn lora_vs_full_step_2x256() {
         ..base.clone()
     };
     use srlm_model::LoraTarget::{QProj, VProj};
+    // The frozen base's forms: f32, the GGUF's own Q4_1 blocks, bf16.
+    let gguf = m.with_quantized_base().unwrap();
+    let bf16 = m.with_base_dtype(srlm_model::DType::BF16).unwrap();
     let settings = [
-        ("full fine-tuning", base.clone()),
-        ("LoRA r 16 q_proj v_proj", lora(&[QProj, VProj])),
-        ("LoRA r 16 all seven", lora(&srlm_model::LoraTarget::ALL)),
+        ("full fine-tuning", base.clone(), &m),
+        ("LoRA r 16 q_proj v_proj", lora(&[QProj, VProj]), &m),
+        (
+            "LoRA r 16 all seven",
+            lora(&srlm_model::LoraTarget::ALL),
+            &m,
+        ),
+        ("LoRA r 16 q_proj v_proj, Q4_1 base", lora(&[QProj, VProj]), &gguf),
+        ("LoRA r 16 q_proj v_proj, bf16 base", lora(&[QProj, VProj]), &bf16),
     ];
     // One policy per setting, kept across rounds (as a run's M_i is), stepped once per round.
     let policies: Vec<LanguageModel> = settings
         .iter()
-        .map(|(_, c)| initial_policy(&m, c).unwrap())
+        .map(|(_, c, parent)| initial_policy(parent, c).unwrap())
         .collect();
+    let settings: Vec<(&str, DpoConfig)> =
+        settings.iter().map(|(w, c, _)| (*w, c.clone())).collect();
     let mut secs = vec![Vec::new(); settings.len()];
     for _ in 0..rounds + 1 {
         for (i, ((_, c), policy)) in settings.iter().zip(&policies).enumerate() {
@@ -318,6 +330,14 @@ fn epoch(gradient_checkpointing: bool) {
         max_prompt_length: Some(128),
         gradient_checkpointing,
         ..DpoConfig::default()
+    };
+    // `SRLM_BENCH_BASE=gguf` or `bf16` (with LoRA): the frozen base in the GGUF's own Q4_1
+    // blocks, or in bf16, instead of f32.
+    let m = match std::env::var("SRLM_BENCH_BASE").unwrap_or_default().as_str() {
+        "" => m,
+        "gguf" => m.with_quantized_base().unwrap(),
+        "bf16" => m.with_base_dtype(srlm_model::DType::BF16).unwrap(),
+        other => panic!("SRLM_BENCH_BASE={other}: expected gguf or bf16"),
     };
     let policy = if targets.is_empty() {
         m

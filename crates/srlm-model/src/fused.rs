@@ -319,8 +319,7 @@ impl CustomOp3 for SwiGluGrad {
 }
 
 /// silu(gate) ⊙ up with a fused backward: both `[..]` f32, same shape. CPU only. The model
-/// runs [`swiglu_down`]; this standalone op tests the activation's kernels.
-#[cfg(test)]
+/// runs [`swiglu_down`], or this before a quantized down projection (`crate::quant`).
 pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     gate.contiguous()?.apply_op2(&up.contiguous()?, SwiGlu)
 }
@@ -357,11 +356,24 @@ impl CustomOp3 for SwiGluDown {
             bail!("srlm-swiglu-down: expected f32");
         };
         let act = Tensor::from_vec(act, (n, i), &candle_core::Device::Cpu)?;
-        let w = Tensor::from_slice(
-            f32s(s3, l3, self.name())?,
-            (d, i),
-            &candle_core::Device::Cpu,
-        )?;
+        let w = match s3 {
+            // A frozen bf16 base: widened per call, never kept.
+            CpuStorage::BF16(v) => {
+                let (a, b) = l3
+                    .contiguous_offsets()
+                    .ok_or_else(|| candle_core::Error::Msg("srlm-swiglu-down: W_down must be contiguous".into()))?;
+                Tensor::from_vec(
+                    v[a..b].iter().map(|x| x.to_f32()).collect::<Vec<f32>>(),
+                    (d, i),
+                    &candle_core::Device::Cpu,
+                )?
+            }
+            _ => Tensor::from_slice(
+                f32s(s3, l3, self.name())?,
+                (d, i),
+                &candle_core::Device::Cpu,
+            )?,
+        };
         let y = act.matmul(&w.t()?)?;
         Ok((
             CpuStorage::F32(y.flatten_all()?.to_vec1::<f32>()?),
@@ -379,7 +391,7 @@ impl CustomOp3 for SwiGluDown {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (gate, up, w, g) = (gate.detach(), up.detach(), w.detach(), g.detach());
         let act = gate.apply_op2_no_bwd(&up, &SwiGlu)?;
-        let d_act = g.matmul(&w)?.contiguous()?;
+        let d_act = g.matmul(&widened(&w)?)?.contiguous()?;
         let dw = match self.frozen_w {
             true => None,
             false => Some(g.t()?.matmul(&act)?),
@@ -401,8 +413,9 @@ pub fn swiglu_down(gate: &Tensor, up: &Tensor, w_down: &Tensor) -> Result<Tensor
     )
 }
 
-/// [`swiglu_down`] with a frozen `w_down` (a LoRA model's base weight): gradients reach `gate`
-/// and `up` only, and the `[hidden, intermediate]` weight gradient is never computed.
+/// [`swiglu_down`] with a frozen `w_down` (a LoRA model's base weight, f32 or bf16): gradients
+/// reach `gate` and `up` only, and the `[hidden, intermediate]` weight gradient is never
+/// computed. A bf16 `w_down` is widened to f32 inside the op, per call.
 pub fn swiglu_down_frozen(gate: &Tensor, up: &Tensor, w_down: &Tensor) -> Result<Tensor> {
     gate.contiguous()?.apply_op3(
         &up.contiguous()?,
@@ -434,7 +447,7 @@ impl CustomOp1 for FrozenMatmulT {
             bail!("srlm-frozen-matmul-t: x [{n}, {k}] and W [{out}, {k2}] do not fit");
         }
         let x = Tensor::from_slice(f32s(s, l, self.name())?, (n, k), &candle_core::Device::Cpu)?;
-        let y = x.matmul(&self.w.t()?)?;
+        let y = x.matmul(&widened(&self.w)?.t()?)?;
         Ok((
             CpuStorage::F32(y.flatten_all()?.to_vec1::<f32>()?),
             Shape::from((n, out)),
@@ -442,14 +455,33 @@ impl CustomOp1 for FrozenMatmulT {
     }
 
     fn bwd(&self, _x: &Tensor, _res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(g.detach().matmul(&self.w)?))
+        Ok(Some(g.detach().matmul(&widened(&self.w)?)?))
     }
 }
 
-/// `x` `[n, in]` f32 · `w`ᵀ (`w` `[out, in]`, HF layout) → `[n, out]`, differentiable in `x`
-/// only: the gradient of the frozen `w` is not computed. CPU only.
+/// `w` as f32: itself when it is f32, else a widened copy (a bf16 frozen base's weight, widened
+/// per call so that only the bf16 tensor is ever kept).
+fn widened(w: &Tensor) -> Result<Tensor> {
+    match w.dtype() {
+        DType::F32 => Ok(w.clone()),
+        _ => w.to_dtype(DType::F32),
+    }
+}
+
+/// `x` `[n, in]` f32 · `w`ᵀ (`w` `[out, in]` f32 or bf16, HF layout) → `[n, out]` f32,
+/// differentiable in `x` only.
+///
+/// On the CPU the gradient of the frozen `w` is not computed and a bf16 `w` is widened to f32
+/// per call (the activations stay f32). On other devices (CUDA) it is candle's matmul in `w`'s
+/// dtype: a bf16 `w` multiplies `x` rounded to bf16 (cuBLAS's bf16 GEMM, as PyTorch's autocast
+/// does) and the result is widened back to f32.
 pub fn frozen_matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    x.contiguous()?.apply_op1(FrozenMatmulT { w: w.detach() })
+    let w = w.detach();
+    if !x.device().is_cpu() {
+        let y = x.to_dtype(w.dtype())?.matmul(&w.t()?)?;
+        return y.to_dtype(DType::F32);
+    }
+    x.contiguous()?.apply_op1(FrozenMatmulT { w })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ mod llama;
 mod lora;
 mod model;
 mod process;
+mod quant;
 mod resolve;
 mod sampling;
 mod scoring;
@@ -52,7 +53,7 @@ pub use lora::{
     adapter_base, is_adapter_dir, read_adapter_config, AdapterInfo, LoraConfig, LoraTarget,
     ADAPTER_CONFIG, ADAPTER_WEIGHTS, PEFT_PREFIX,
 };
-pub use model::{default_device, LanguageModel, TINY_RANDOM};
+pub use model::{default_device, FrozenBase, LanguageModel, TINY_RANDOM};
 pub use process::{init_process, keep_freed_memory};
 pub use resolve::{resolve_model, ModelFiles, DEFAULT_MODEL, DEFAULT_MODEL_NAMES};
 pub use sampling::Generation;

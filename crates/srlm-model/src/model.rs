@@ -33,17 +33,57 @@ pub struct LanguageModel {
     pub base_model: Option<String>,
 }
 
-/// The device srlm runs on: CUDA device 0 when built with `--features cuda` and one is present,
-/// else the CPU.
+/// The device srlm runs on: CUDA device 0 when built with `--features cuda` and one is usable,
+/// else the CPU. A CUDA build that finds no usable device says so once (a `tracing` warning
+/// naming CUDA's error) and runs on the CPU.
 pub fn default_device() -> Device {
     #[cfg(feature = "cuda")]
-    if let Ok(d) = Device::new_cuda(0) {
-        return d;
+    match Device::new_cuda(0) {
+        Ok(d) => return d,
+        Err(e) => {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                // candle appends a backtrace under RUST_BACKTRACE: the first line is the error.
+                let e = e.to_string();
+                let e = e.lines().next().unwrap_or_default();
+                tracing::warn!("built with CUDA, but no CUDA device is usable ({e}); running on the CPU")
+            });
+        }
     }
     Device::Cpu
 }
 
+/// How a LoRA run keeps its frozen base (the weights every model of the run shares) in memory.
+/// Measured on the default model in docs/benchmarks.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrozenBase {
+    /// The f32 model's numbers, bit for bit: a GGUF file's projections stay in their quantized
+    /// blocks ([`LanguageModel::with_quantized_base`]; 3× less base memory for the default
+    /// model), other weights and other models' (HF folders, non-CPU devices) stay f32.
+    Exact,
+    /// Weights in bf16 ([`LanguageModel::with_base_dtype`]): half the f32 memory, on any
+    /// device; response log-probs move by up to ~0.12 nats on the default model.
+    Bf16,
+}
+
 impl LanguageModel {
+    /// This model as a frozen LoRA base in `form` (its weights are shared where kept as they
+    /// are). Errors as [`LanguageModel::with_quantized_base`] and
+    /// [`LanguageModel::with_base_dtype`].
+    pub fn frozen_base(&self, form: FrozenBase) -> Result<Self> {
+        let gguf = matches!(
+            crate::resolve::resolve_model(&self.origin),
+            Ok(crate::resolve::ModelFiles::Gguf(_))
+        );
+        match form {
+            FrozenBase::Exact if gguf && self.model.device().is_cpu() => {
+                self.with_quantized_base()
+            }
+            FrozenBase::Exact => self.with_base_dtype(candle_core::DType::F32),
+            FrozenBase::Bf16 => self.with_base_dtype(candle_core::DType::BF16),
+        }
+    }
+
     /// Loads a model reference (see [`resolve_model`]): `default`, a `.gguf` file or an
     /// HF-style directory (`config.json`, `*.safetensors`, `tokenizer.json`,
     /// `tokenizer_config.json` with `chat_template`).
@@ -116,6 +156,63 @@ impl LanguageModel {
             self.model.with_lora(config, seed)?,
             self.origin.clone(),
             Some(base),
+        ))
+    }
+
+    /// The same model with its base frozen and stored in `dtype` (f32 or bf16; see
+    /// [`Llama::with_base_dtype`]): the base of LoRA models that keeps half the memory in bf16.
+    /// Same origin (the weights it came from); the text parts are copied.
+    ///
+    /// Errors: [`ModelError::InvalidInput`] for a LoRA model or another dtype.
+    pub fn with_base_dtype(&self, dtype: candle_core::DType) -> Result<Self> {
+        Ok(self.sibling(
+            self.model.with_base_dtype(dtype)?,
+            self.origin.clone(),
+            self.base_model.clone(),
+        ))
+    }
+
+    /// The same model with its projections kept frozen in the blocks of the GGUF file it was
+    /// loaded from ([`Llama::with_quantized_base`]; Q4_1 for the default model: 6.4× less
+    /// memory than f32, the same numbers). The base of LoRA models on the CPU.
+    ///
+    /// Errors: [`ModelError::InvalidInput`] when this model was not loaded from a GGUF file,
+    /// has an adapter, or is not on the CPU; [`ModelError::Weights`] when the file's blocks are
+    /// not this model's weights (it changed since loading).
+    pub fn with_quantized_base(&self) -> Result<Self> {
+        let path = match crate::resolve::resolve_model(&self.origin) {
+            Ok(crate::resolve::ModelFiles::Gguf(p)) => p,
+            _ => {
+                return Err(ModelError::InvalidInput(format!(
+                    "a quantized base is read from a GGUF file; `{}` is not one (use a bf16 base)",
+                    self.origin
+                )))
+            }
+        };
+        let quantized = crate::weights::load_gguf_projections(&path)?;
+        // The blocks must be the weights this model holds: the file may have changed.
+        let name = "model.layers.0.self_attn.q_proj.weight";
+        let mine = self.model.projection_weight(0, crate::LoraTarget::QProj)?;
+        let theirs = quantized
+            .get(name)
+            .ok_or_else(|| ModelError::Weights(format!("{}: no `{name}`", path.display())))?
+            .dequantize()?;
+        let same = (mine - theirs)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?
+            == 0.0;
+        if !same {
+            return Err(ModelError::Weights(format!(
+                "{}: its blocks are not the weights of the loaded model `{}` (changed on disk?)",
+                path.display(),
+                self.origin
+            )));
+        }
+        Ok(self.sibling(
+            self.model.with_quantized_base(quantized)?,
+            self.origin.clone(),
+            self.base_model.clone(),
         ))
     }
 

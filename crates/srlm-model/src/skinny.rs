@@ -1,5 +1,5 @@
-//! `x · Wᵀ` for few rows (decoding): `x` `[m, k]` with m ≤ [`MAX_ROWS`], `W` `[n, k]` in its
-//! stored (HF, row-major) layout, f32, CPU, no gradient.
+//! `x · Wᵀ` for few rows (decoding): `x` `[m, k]` f32 with m ≤ [`MAX_ROWS`], `W` `[n, k]` in its
+//! stored (HF, row-major) layout, f32 or bf16 (a frozen LoRA base), CPU, no gradient.
 //!
 //! A general GEMM packs both operands into panels on every call; when `x` has a handful of rows
 //! (one per sequence being sampled) packing the weight matrix costs more than the arithmetic:
@@ -25,9 +25,9 @@ pub fn available() -> bool {
     }
 }
 
-/// `x` `[m, k]` · `w` `[n, k]`ᵀ → `[m, n]` f32, detached (inference only). Uses the kernel when
-/// m ≤ [`MAX_ROWS`], both are f32 on the CPU and AVX-512 is there; otherwise
-/// `x.matmul(w.t())`.
+/// `x` `[m, k]` f32 · `w` `[n, k]`ᵀ (f32 or bf16) → `[m, n]` f32, detached (inference only).
+/// Uses the kernel when m ≤ [`MAX_ROWS`], both are on the CPU and AVX-512 is there; otherwise
+/// candle's matmul (see `general`).
 pub fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let (m, k) = x.dims2()?;
     let (n, k2) = w.dims2()?;
@@ -35,21 +35,51 @@ pub fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
         && k == k2
         && x.device().is_cpu()
         && x.dtype() == DType::F32
-        && w.dtype() == DType::F32
+        && matches!(w.dtype(), DType::F32 | DType::BF16)
         && available();
-    if !usable {
-        return x.matmul(&w.t()?);
+    if !usable || cfg!(not(target_arch = "x86_64")) {
+        return general(x, w);
     }
+    #[cfg(target_arch = "x86_64")]
+    return skinny(x, w, m, n, k);
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("the kernel is x86-64 only")
+}
+
+#[cfg(target_arch = "x86_64")]
+fn skinny(x: &Tensor, w: &Tensor, m: usize, n: usize, k: usize) -> Result<Tensor> {
     let xv = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
     let w = w.contiguous()?;
     let (storage, layout) = w.storage_and_layout();
-    let candle_core::Storage::Cpu(candle_core::CpuStorage::F32(wdata)) = &*storage else {
-        return x.matmul(&w.t()?);
-    };
     let (a, b) = layout
         .contiguous_offsets()
         .expect("contiguous weight has offsets");
-    let wv = &wdata[a..b];
+    let y = match &*storage {
+        candle_core::Storage::Cpu(candle_core::CpuStorage::F32(wdata)) => {
+            run(&xv, &wdata[a..b], m, n, k)
+        }
+        candle_core::Storage::Cpu(candle_core::CpuStorage::BF16(wdata)) => {
+            run(&xv, &wdata[a..b], m, n, k)
+        }
+        _ => return general(x, &w),
+    };
+    Tensor::from_vec(y, (m, n), &Device::Cpu)
+}
+
+/// `x · wᵀ` by candle's matmul, for shapes, dtypes or devices the kernel does not take: a bf16
+/// `w` (a frozen base) multiplies `x` widened on the CPU (where candle has no bf16 GEMM), and
+/// `x` rounded to bf16 elsewhere (cuBLAS's bf16 GEMM); the result is f32.
+fn general(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    match (w.dtype(), x.device().is_cpu()) {
+        (DType::F32, _) => x.matmul(&w.t()?),
+        (_, true) => x.matmul(&w.to_dtype(DType::F32)?.t()?),
+        (dt, false) => x.to_dtype(dt)?.matmul(&w.t()?)?.to_dtype(DType::F32),
+    }
+}
+
+/// The kernel over a weight of f32 or bf16 elements.
+#[cfg(target_arch = "x86_64")]
+fn run<E: avx512::WeightElem>(xv: &[f32], wv: &[E], m: usize, n: usize, k: usize) -> Vec<f32> {
     let mut y = vec![0f32; m * n];
     // Threads split the weight rows; each writes its own columns of y.
     const CHUNK: usize = 64;
@@ -61,16 +91,62 @@ pub fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
             // SAFETY: AVX-512F was detected (`available`); column ranges are disjoint.
             #[cfg(target_arch = "x86_64")]
             unsafe {
-                avx512::tile_rows(&xv, wv, out as *mut f32, m, n, k, j0, j1)
+                avx512::tile_rows(xv, wv, out as *mut f32, m, n, k, j0, j1)
             };
         }
     });
-    Tensor::from_vec(y, (m, n), &Device::Cpu)
+    y
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
+
+    /// A weight element type the kernel streams: 16 consecutive elements load as 16 f32 lanes.
+    pub(super) trait WeightElem: Copy + Sync {
+        /// Loads `p[0..16]` as f32.
+        ///
+        /// # Safety
+        /// AVX-512F must be available and `p[0..16]` readable.
+        unsafe fn load16(p: *const Self) -> __m512;
+        /// Loads `p[0..rem]` as f32, zeros after (rem < 16).
+        ///
+        /// # Safety
+        /// AVX-512F must be available and `p[0..rem]` readable.
+        unsafe fn load_tail(p: *const Self, rem: usize) -> __m512;
+    }
+
+    impl WeightElem for f32 {
+        #[inline(always)]
+        unsafe fn load16(p: *const f32) -> __m512 {
+            unsafe { _mm512_loadu_ps(p) }
+        }
+        #[inline(always)]
+        unsafe fn load_tail(p: *const f32, rem: usize) -> __m512 {
+            unsafe { _mm512_maskz_loadu_ps(((1u32 << rem) - 1) as __mmask16, p) }
+        }
+    }
+
+    /// bf16 is the upper half of an f32: widening is a 16-bit shift, so a bf16 weight streams
+    /// half the bytes of an f32 one.
+    impl WeightElem for half::bf16 {
+        #[inline(always)]
+        unsafe fn load16(p: *const half::bf16) -> __m512 {
+            unsafe {
+                let h = _mm256_loadu_si256(p as *const __m256i);
+                _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
+            }
+        }
+        #[inline(always)]
+        unsafe fn load_tail(p: *const half::bf16, rem: usize) -> __m512 {
+            let mut buf = [half::bf16::ZERO; 16];
+            // SAFETY: p[0..rem] is readable (caller), buf holds 16.
+            unsafe {
+                std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), rem);
+                Self::load16(buf.as_ptr())
+            }
+        }
+    }
 
     /// y[r, j] = ⟨x[r, :], w[j, :]⟩ for every row r < m and weight row j in j0..j1.
     ///
@@ -79,9 +155,9 @@ mod avx512 {
     /// no other thread writes; `x` is `m × k`, `w` is `n × k`.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn tile_rows(
+    pub(super) unsafe fn tile_rows<E: WeightElem>(
         x: &[f32],
-        w: &[f32],
+        w: &[E],
         y: *mut f32,
         m: usize,
         n: usize,
@@ -111,10 +187,10 @@ mod avx512 {
                     let o = c * 16;
                     let wv = unsafe {
                         [
-                            _mm512_loadu_ps(w0.add(o)),
-                            _mm512_loadu_ps(w1.add(o)),
-                            _mm512_loadu_ps(w2.add(o)),
-                            _mm512_loadu_ps(w3.add(o)),
+                            E::load16(w0.add(o)),
+                            E::load16(w1.add(o)),
+                            E::load16(w2.add(o)),
+                            E::load16(w3.add(o)),
                         ]
                     };
                     let xv = unsafe {
@@ -135,10 +211,10 @@ mod avx512 {
                     let o = full * 16;
                     let wv = unsafe {
                         [
-                            _mm512_maskz_loadu_ps(mask, w0.add(o)),
-                            _mm512_maskz_loadu_ps(mask, w1.add(o)),
-                            _mm512_maskz_loadu_ps(mask, w2.add(o)),
-                            _mm512_maskz_loadu_ps(mask, w3.add(o)),
+                            E::load_tail(w0.add(o), rem),
+                            E::load_tail(w1.add(o), rem),
+                            E::load_tail(w2.add(o), rem),
+                            E::load_tail(w3.add(o), rem),
                         ]
                     };
                     let xv = unsafe {
@@ -185,14 +261,20 @@ mod tests {
         ] {
             let x = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap();
             let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
-            let got = matmul_t(&x, &w).unwrap().to_vec2::<f32>().unwrap();
-            let want = x.matmul(&w.t().unwrap()).unwrap().to_vec2::<f32>().unwrap();
-            for (gr, wr) in got.iter().zip(&want) {
-                for (g, v) in gr.iter().zip(wr) {
-                    assert!(
-                        (g - v).abs() <= 1e-4 * (1.0 + v.abs()),
-                        "{m}x{k}x{n}: {g} vs {v}"
-                    );
+            // A bf16 weight (a frozen base) against f32 math on the same, widened, values.
+            let w16 = w.to_dtype(DType::BF16).unwrap();
+            let w16_wide = w16.to_dtype(DType::F32).unwrap();
+            for (w, w_f32) in [(&w, &w), (&w16, &w16_wide)] {
+                let got = matmul_t(&x, w).unwrap().to_vec2::<f32>().unwrap();
+                let want = x.matmul(&w_f32.t().unwrap()).unwrap();
+                for (gr, wr) in got.iter().zip(&want.to_vec2::<f32>().unwrap()) {
+                    for (g, v) in gr.iter().zip(wr) {
+                        assert!(
+                            (g - v).abs() <= 1e-4 * (1.0 + v.abs()),
+                            "{m}x{k}x{n} {:?}: {g} vs {v}",
+                            w.dtype()
+                        );
+                    }
                 }
             }
         }
@@ -203,8 +285,10 @@ mod tests {
         let dev = Device::Cpu;
         let x = Tensor::ones((MAX_ROWS + 1, 8), DType::F32, &dev).unwrap();
         let w = Tensor::ones((3, 8), DType::F32, &dev).unwrap();
-        let y = matmul_t(&x, &w).unwrap();
-        assert_eq!(y.dims(), &[MAX_ROWS + 1, 3]);
-        assert_eq!(y.to_vec2::<f32>().unwrap()[MAX_ROWS][2], 8.0);
+        for w in [w.clone(), w.to_dtype(DType::BF16).unwrap()] {
+            let y = matmul_t(&x, &w).unwrap();
+            assert_eq!(y.dims(), &[MAX_ROWS + 1, 3]);
+            assert_eq!(y.to_vec2::<f32>().unwrap()[MAX_ROWS][2], 8.0);
+        }
     }
 }

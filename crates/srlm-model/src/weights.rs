@@ -120,6 +120,67 @@ pub fn load_gguf(path: &Path, device: &Device) -> Result<GgufModel> {
     })
 }
 
+/// The projection weights of a GGUF model file in their stored blocks, by HF name
+/// (`model.layers.{i}.self_attn.q_proj.weight`, …), Q and K rows unpermuted as
+/// [`load_gguf`] does (a row reorder: blocks lie within rows). Other tensors (embedding, norms,
+/// biases) are not read. Used for a frozen quantized base ([`crate::quant`]).
+///
+/// Errors: [`ModelError::Corrupt`] for a file that is not GGUF or a tensor that cannot be
+/// read, [`ModelError::Weights`] for a projection stored in a type candle cannot dequantize.
+pub fn load_gguf_projections(
+    path: &Path,
+) -> Result<HashMap<String, std::sync::Arc<crate::quant::QWeight>>> {
+    let corrupt = |message: String| ModelError::Corrupt {
+        path: path.to_path_buf(),
+        format: "GGUF",
+        message,
+    };
+    let mut file = std::fs::File::open(path).map_err(io_err(path))?;
+    let content = gguf_file::Content::read(&mut file).map_err(|e| corrupt(e.to_string()))?;
+    let has_output = content.tensor_infos.contains_key("output.weight");
+    let config = LlamaConfig::from_gguf(&content, has_output)?;
+    let permuted = matches!(config.architecture, Architecture::Llama | Architecture::Mistral);
+    let mut out = HashMap::new();
+    for name in content.tensor_infos.keys() {
+        let Some(hf) = gguf_to_hf_name(name).filter(|n| n.ends_with("_proj.weight")) else {
+            continue;
+        };
+        let q = content
+            .tensor(&mut file, name, &Device::Cpu)
+            .map_err(|e| corrupt(format!("tensor `{name}`: {e}")))?;
+        let w = crate::quant::QWeight::new(q)
+            .map_err(|e| ModelError::Weights(format!("tensor `{name}`: {e}")))?;
+        let heads = match name {
+            _ if name.contains("attn_q.") => Some(config.num_attention_heads),
+            _ if name.contains("attn_k.") => Some(config.num_key_value_heads),
+            _ => None,
+        };
+        let w = match heads.filter(|_| permuted) {
+            Some(h) => w
+                .permute_rows(&unpermuted_row_order(w.dims().0, h))
+                .map_err(|e| ModelError::Weights(format!("tensor `{name}`: {e}")))?,
+            None => w,
+        };
+        out.insert(hf, std::sync::Arc::new(w));
+    }
+    Ok(out)
+}
+
+/// The row order [`unpermute_qk`] produces: HF row (h, two, i) is GGUF row (h, i, two), for
+/// `rows = n_head · 2 · half`.
+fn unpermuted_row_order(rows: usize, n_head: usize) -> Vec<usize> {
+    let half = rows / n_head / 2;
+    let mut order = Vec::with_capacity(rows);
+    for h in 0..n_head {
+        for two in 0..2 {
+            for i in 0..half {
+                order.push(h * half * 2 + i * 2 + two);
+            }
+        }
+    }
+    order
+}
+
 /// Reads `config.json` and every `*.safetensors` file of an HF-style directory.
 /// Errors: [`ModelError::Io`], [`ModelError::Corrupt`] (bad JSON or safetensors),
 /// [`ModelError::UnsupportedArchitecture`].

@@ -181,6 +181,122 @@ fn response_logps_match_pytorch() {
     }
 }
 
+/// A bf16 base against the f32 model on the fixture's eight responses (3–11 tokens each):
+/// measured 2026-12-03, |Δ| of the summed log-prob up to 0.119 nats (per response: −0.050,
+/// −0.119, +0.005, −0.007, +0.069, +0.077, +0.011, −0.087), so a bf16 base misses issue 12's
+/// 0.05 criterion; it stays an option (`trainer.dtype = "bfloat16"`), not the default. The test
+/// bounds the deviation at 0.2 (a wrong widening or a lost weight gives whole nats) and checks
+/// that the base really was narrowed. The deltas are printed for docs/benchmarks.md.
+#[test]
+fn a_bf16_base_stays_within_0_2_nats_of_f32() {
+    let f = fixture("smollm2-torch-logps.json");
+    let m = model();
+    let bf16 = m.with_base_dtype(srlm_model::DType::BF16).unwrap();
+    let mut items = Vec::new();
+    for p in f["pairs"].as_array().unwrap() {
+        for side in ["chosen", "rejected"] {
+            items.push((ids(&p["prompt_ids"]), ids(&p[format!("{side}_ids")])));
+        }
+    }
+    let want = m.response_logps(&items).unwrap();
+    let got = bf16.response_logps(&items).unwrap();
+    let mut worst_sum = 0f64;
+    let mut worst_token = 0f64;
+    for (g, w) in got.iter().zip(&want) {
+        let d = (g.sum - w.sum).abs();
+        worst_sum = worst_sum.max(d);
+        for (a, b) in g.tokens.iter().zip(&w.tokens) {
+            worst_token = worst_token.max((a - b).abs() as f64);
+        }
+        eprintln!("  {} tokens: Δ sum {:+.4}", g.tokens.len(), g.sum - w.sum);
+        assert!(d < 0.2, "sum {} (bf16) vs {} (f32)", g.sum, w.sum);
+    }
+    assert!(worst_sum > 1e-3, "the bf16 base computed the f32 numbers: not narrowed?");
+    eprintln!(
+        "bf16 base vs f32 on {} responses: max |Δ sum| {worst_sum:.4} nats, max |Δ token| {worst_token:.4}",
+        items.len()
+    );
+    // The LoRA path on the bf16 base (a fresh adapter, B = 0) is the bf16 base itself, in the
+    // training forward too.
+    let lora = bf16
+        .with_lora(
+            &srlm_model::LoraConfig::new(8, 16.0, &srlm_model::LoraTarget::ALL).unwrap(),
+            1,
+        )
+        .unwrap();
+    let seq: Vec<u32> = [items[0].0.clone(), items[0].1.clone()].concat();
+    let t = srlm_model::Tensor::new(seq.as_slice(), &srlm_model::Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let train = lora.model.token_logps(&t, Mode::Train).unwrap();
+    let infer = bf16.model.token_logps(&t, Mode::Infer).unwrap();
+    let d = (train - infer)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(d < 1e-4, "LoRA training forward on the bf16 base: {d}");
+}
+
+/// The default model with its projections kept in the GGUF's Q4_1 blocks computes the f32
+/// model's numbers exactly: the same response log-probs (bit for bit) and the same seeded
+/// samples, at 6.4× less memory for the projections (measured 2026-12-03: base 513.1 MiB in
+/// f32, 256.6 MiB in bf16, 171.4 MiB with Q4_1 projections and the f32 embedding). Sizes are printed for
+/// docs/benchmarks.md.
+#[test]
+fn a_quantized_base_is_the_f32_model_bit_for_bit() {
+    let f = fixture("smollm2-torch-logps.json");
+    let m = model();
+    let q = m.with_quantized_base().unwrap();
+    let mut items = Vec::new();
+    for p in f["pairs"].as_array().unwrap() {
+        for side in ["chosen", "rejected"] {
+            items.push((ids(&p["prompt_ids"]), ids(&p[format!("{side}_ids")])));
+        }
+    }
+    assert_eq!(
+        q.response_logps(&items).unwrap(),
+        m.response_logps(&items).unwrap()
+    );
+    let prompt = m.encode_prompt("Name three colors.").unwrap();
+    let cfg = SamplingConfig {
+        k: 4,
+        temperature: 0.7,
+        top_p: 0.9,
+        max_new_tokens: 16,
+        seed: 3,
+        ..Default::default()
+    };
+    assert_eq!(
+        q.generate(std::slice::from_ref(&prompt), &cfg).unwrap(),
+        m.generate(std::slice::from_ref(&prompt), &cfg).unwrap()
+    );
+    let bf16 = m.with_base_dtype(srlm_model::DType::BF16).unwrap();
+    let mib = |b: usize| b as f64 / (1 << 20) as f64;
+    let (f32_size, bf16_size, q_size) = (
+        m.model.base_size_in_bytes(),
+        bf16.model.base_size_in_bytes(),
+        q.model.base_size_in_bytes(),
+    );
+    eprintln!(
+        "base weights: f32 {:.1} MiB, bf16 {:.1} MiB, GGUF blocks (Q4_1 projections, f32 embedding) {:.1} MiB",
+        mib(f32_size),
+        mib(bf16_size),
+        mib(q_size)
+    );
+    assert!(q_size * 5 < f32_size * 2 && bf16_size * 19 < f32_size * 10);
+    // An HF folder has no blocks to keep.
+    let tmp = tempfile::tempdir().unwrap();
+    m.save(tmp.path()).unwrap();
+    let hf = LanguageModel::load(tmp.path().to_str().unwrap(), &srlm_model::Device::Cpu).unwrap();
+    let e = hf.with_quantized_base().err().unwrap().to_string();
+    assert!(e.contains("not one"), "{e}");
+}
+
 #[test]
 fn sampling_is_seeded_and_batch_independent() {
     let m = model();

@@ -3,7 +3,10 @@
 //! here stays in memory (it is not read back from its checkpoint). With LoRA
 //! (`dpo.use_peft`) every trained model is an adapter on M0's weights, held once: training
 //! puts the adapter on the parent's shared base, and a resumed run loads an adapter onto the
-//! M0 it holds.
+//! M0 it holds. In a LoRA run that base is kept frozen in a compact form
+//! ([`srlm_model::FrozenBase`]: a GGUF's own blocks, or bf16 with `trainer.dtype =
+//! "bfloat16"`): every model this backend loads from disk is converted once, adapters' bases
+//! included.
 
 use crate::ports::{
     BackendError, DpoRun, Generated, Generator, ModelRef, PairHidden, Trained, Trainer,
@@ -21,6 +24,9 @@ use std::time::Instant;
 /// The in-process backend.
 pub struct CandleBackend {
     device: Device,
+    /// How models loaded from disk are kept: as loaded (trainable), or as a LoRA run's frozen
+    /// base.
+    frozen_base: Option<srlm_model::FrozenBase>,
     models: Mutex<HashMap<String, Arc<LanguageModel>>>,
 }
 
@@ -37,7 +43,27 @@ impl CandleBackend {
     pub fn new(device: Device) -> Self {
         CandleBackend {
             device,
+            frozen_base: None,
             models: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A backend that keeps every model it loads from disk as a frozen base in `frozen_base`
+    /// form ([`LanguageModel::frozen_base`]), or as loaded (`None`). Only LoRA training can
+    /// start from a frozen base: its adapters are f32.
+    pub fn with_frozen_base(device: Device, frozen_base: Option<srlm_model::FrozenBase>) -> Self {
+        CandleBackend {
+            frozen_base,
+            ..Self::new(device)
+        }
+    }
+
+    /// A model loaded from disk, kept in this backend's form.
+    fn load_base(&self, location: &str) -> Result<LanguageModel, srlm_model::ModelError> {
+        let model = LanguageModel::load(location, &self.device)?;
+        match self.frozen_base {
+            None => Ok(model),
+            Some(form) => model.frozen_base(form),
         }
     }
 
@@ -99,9 +125,14 @@ impl Generator for CandleBackend {
                 })
                 .cloned()
         });
-        let model = match shared_base {
-            Some(base) => base.load_adapter(dir),
-            None => LanguageModel::load(&m.location, &self.device),
+        let model = match (shared_base, srlm_model::adapter_base(dir)) {
+            (Some(base), _) => base.load_adapter(dir),
+            // An adapter whose base this backend does not hold yet: the base as this backend
+            // keeps bases, then the adapter.
+            (None, Some(base)) => self
+                .load_base(&base)
+                .and_then(|b| b.load_adapter(dir)),
+            (None, None) => self.load_base(&m.location),
         }
         .map_err(model_err(&m.location))?;
         self.insert(m, model);

@@ -400,8 +400,29 @@ impl RunConfig {
                 "dpo.lora_dropout: srlm's own trainer trains LoRA adapters without dropout: set it to 0, or use trainer.backend = \"trl\"".into(),
             ));
         }
+        if !self.trainer.is_external()
+            && self.trainer.dtype == srlm_trainer::TrainerDtype::Bfloat16
+            && !self.dpo.use_peft
+        {
+            return Err(ConfigError::Invalid(
+                "trainer.dtype: srlm's own trainer fine-tunes every weight in float32; \"bfloat16\" keeps the frozen base of LoRA training (set dpo.use_peft = true), or use trainer.backend = \"trl\"".into(),
+            ));
+        }
         srlm_dpo::lora_config(&self.dpo).map_err(|e| ConfigError::Invalid(format!("dpo.{e}")))?;
         Ok(())
+    }
+
+    /// How srlm's in-process models keep their weights: in a LoRA run of srlm's own trainer
+    /// every model shares one frozen base, exact (a GGUF's own blocks, the f32 numbers) or bf16
+    /// with `trainer.dtype = "bfloat16"`; otherwise (`None`) models are kept as loaded.
+    pub fn frozen_base(&self) -> Option<srlm_model::FrozenBase> {
+        if !self.dpo.use_peft || self.trainer.is_external() {
+            return None;
+        }
+        Some(match self.trainer.dtype {
+            srlm_trainer::TrainerDtype::Bfloat16 => srlm_model::FrozenBase::Bf16,
+            srlm_trainer::TrainerDtype::Float32 => srlm_model::FrozenBase::Exact,
+        })
     }
 }
 

@@ -414,14 +414,16 @@ pub fn run(config: RunConfig, opts: &RunOptions) -> Result<RunSummary, RunError>
         path: plugin.path().display().to_string(),
     };
     let device = srlm_model::default_device();
+    let frozen_base = config.frozen_base();
     let generator: Box<dyn Backend> = if config.engine.kind == srlm_engine::EngineKind::InProcess {
-        Box::new(CandleBackend::new(device))
+        Box::new(CandleBackend::with_frozen_base(device, frozen_base))
     } else {
         Box::new(crate::served::ServedBackend::new(
             config.engine.clone(),
             device,
             &dir.engine(),
             &config.model,
+            frozen_base,
         )?)
     };
     if config.trainer.is_external() {
@@ -849,10 +851,14 @@ impl<'a> Loop<'a> {
         let sp = config_split(config)?;
         srlm_core::progress::note(format!("loading model `{}`", config.model));
         let digest = backend.weights_digest(&config.model)?;
-        let initial = ModelRef::new(
-            key_of(&json!({"model": config.model, "sha256": digest})),
-            config.model.clone(),
-        );
+        // A bf16 base computes other numbers than the f32 weights: its samples, scores and
+        // trained models are other memo entries. (An exact base computes the same numbers:
+        // same key.)
+        let mut m0_key = json!({"model": config.model, "sha256": digest});
+        if config.frozen_base() == Some(srlm_model::FrozenBase::Bf16) {
+            m0_key["base"] = json!("bf16");
+        }
+        let initial = ModelRef::new(key_of(&m0_key), config.model.clone());
         backend.load(&initial)?;
         let eval_spec = config.eval.judge.resolve(&config.judge.spec);
         for spec in [&config.judge.spec, &eval_spec] {

@@ -60,7 +60,8 @@ fn short(id: &str) -> &str {
 impl ServedBackend {
     /// A backend for `engine` (kind `server` or `url`); `work_dir` gets server logs and GGUFs;
     /// `m0` is the run's initial model reference (its GGUF supplies the metadata of the GGUFs
-    /// srlm writes for trained models).
+    /// srlm writes for trained models); `frozen_base` is the in-process models' form (see
+    /// [`CandleBackend::with_frozen_base`]).
     ///
     /// # Errors
     /// [`BackendError::Model`] when `engine.kind` is `in-process` or `m0` cannot be resolved.
@@ -69,6 +70,7 @@ impl ServedBackend {
         device: Device,
         work_dir: &Path,
         m0: &str,
+        frozen_base: Option<srlm_model::FrozenBase>,
     ) -> Result<Self, BackendError> {
         if engine.kind == EngineKind::InProcess {
             return Err(BackendError::Model {
@@ -82,7 +84,7 @@ impl ServedBackend {
         };
         Ok(ServedBackend {
             engine,
-            local: CandleBackend::new(device),
+            local: CandleBackend::with_frozen_base(device, frozen_base),
             work_dir: work_dir.to_path_buf(),
             base_gguf,
             served: Mutex::new(HashMap::new()),

@@ -41,7 +41,9 @@ impl TrainerBackend {
     }
 }
 
-/// The weights type the external trainer loads the model in and trains with.
+/// The weights type the trainer loads the model in and trains with. For srlm's own trainer
+/// `bfloat16` is for LoRA (`dpo.use_peft`) only: the frozen base shared by a run's models is
+/// kept in bf16, while adapters, their gradients and AdamW moments, and activations stay f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum TrainerDtype {

@@ -73,6 +73,25 @@ impl Block {
         }
     }
 
+    /// The same block with its projections' weights frozen and stored in `dtype` (norms and
+    /// biases stay f32); see [`super::Llama::with_base_dtype`].
+    pub(super) fn with_base_dtype(&self, dtype: candle_core::DType) -> Result<Block> {
+        let p = |p: &Proj| p.with_base_dtype(dtype);
+        Ok(Block {
+            input_norm: self.input_norm.detach(),
+            attn: Attention {
+                q: p(&self.attn.q)?,
+                k: p(&self.attn.k)?,
+                v: p(&self.attn.v)?,
+                o: p(&self.attn.o)?,
+            },
+            post_norm: self.post_norm.detach(),
+            gate: p(&self.gate)?,
+            up: p(&self.up)?,
+            down: p(&self.down)?,
+        })
+    }
+
     /// The block outside training's fused kernels (composed ops in [`Mode::Train`], candle's
     /// fused kernels in [`Mode::Infer`]): `x` `[b, s, hidden]` ↦ y = x + attention(rms_norm(x)),
     /// then y ↦ y + down(silu(gate(h)) ⊙ up(h)) with h = rms_norm(y). `cos`, `sin`, `mask` and
@@ -140,7 +159,12 @@ pub(super) fn fused_mlp_sublayer(cfg: &LlamaConfig, blk: &Block, x: &Tensor) -> 
         true => fused::swiglu_down_frozen,
         false => fused::swiglu_down,
     };
-    let mut y = swiglu_down(&gate, &up, &blk.down.weight)?;
+    let mut y = match blk.down.quantized.is_some() {
+        // A quantized base: the fused op reads f32 weights; the activation goes through the
+        // quantized projection instead.
+        true => blk.down.base(&fused::swiglu(&gate, &up)?, super::ops::Mode::Train)?,
+        false => swiglu_down(&gate, &up, &blk.down.weight)?,
+    };
     if blk.down.lora.is_some() {
         // The adapter needs the activation itself, which the fused op never keeps.
         let act = (gate.silu()? * &up)?;

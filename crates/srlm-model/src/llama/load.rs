@@ -164,6 +164,10 @@ impl Llama {
     /// A deep copy with its own weights (e.g. a frozen reference, or a temporary model). A LoRA
     /// model's copy shares the frozen base and copies the adapter.
     pub fn deep_copy(&self) -> Result<Self> {
+        if self.adapter.is_none() && self.base_frozen() {
+            // Nothing of it is trainable: the copy shares everything.
+            return self.with_base_dtype(self.base_dtype());
+        }
         if let Some(config) = &self.adapter {
             let tensors = self
                 .named_vars()
@@ -180,7 +184,11 @@ impl Llama {
     /// W + (α / r)·B·A for every adapted projection, i.e. the weights of the same model without
     /// adapters.
     pub fn named_tensors(&self) -> Result<HashMap<String, Tensor>> {
-        let copy = |t: &Tensor| t.detach().copy();
+        // f32 copies, also of a bf16 base: what a merge or an export writes is trainable.
+        let copy = |t: &Tensor| match t.dtype() {
+            DType::F32 => t.detach().copy(),
+            _ => t.detach().to_dtype(DType::F32),
+        };
         let mut out = HashMap::new();
         out.insert("model.embed_tokens.weight".to_string(), copy(&self.embed)?);
         for (i, blk) in self.blocks.iter().enumerate() {
@@ -195,7 +203,7 @@ impl Llama {
             );
             for (t, proj) in LoraTarget::ALL.into_iter().zip(blk.projections()) {
                 let path = t.module_path(i);
-                out.insert(format!("{path}.weight"), proj.merged_weight()?.copy()?);
+                out.insert(format!("{path}.weight"), copy(&proj.merged_weight()?)?);
                 if let Some(b) = &proj.bias {
                     out.insert(format!("{path}.bias"), copy(b)?);
                 }
@@ -212,6 +220,153 @@ impl Llama {
     /// projection), with its own trainable weights; a model without adapters is copied.
     pub fn merged(&self) -> Result<Self> {
         Self::from_tensors(self.cfg.clone(), self.named_tensors()?, &self.device)
+    }
+
+    /// The same model with its base frozen and stored in `dtype` (f32, or bf16 to halve the
+    /// base's memory): embedding, LM head and the projections' weights; norms and biases stay
+    /// f32, and so do activations (a bf16 weight is widened per use, see
+    /// [`crate::fused::frozen_matmul_t`]). The result has no trainable weights; it is the base
+    /// of LoRA models ([`Llama::with_lora`], [`Llama::with_adapter`]), which share it. An f32
+    /// `dtype` shares this model's weights (no copy).
+    ///
+    /// Errors: [`ModelError::InvalidInput`] for a LoRA model (narrow its base first) or a
+    /// dtype other than f32 and bf16.
+    pub fn with_base_dtype(&self, dtype: DType) -> Result<Self> {
+        if self.adapter.is_some() {
+            return Err(ModelError::InvalidInput(
+                "the base dtype is chosen before an adapter is added; this model has one".into(),
+            ));
+        }
+        if !matches!(dtype, DType::F32 | DType::BF16) {
+            return Err(ModelError::InvalidInput(format!(
+                "a frozen base is stored in f32 or bf16, not {dtype:?}"
+            )));
+        }
+        let narrow = |t: &Tensor| t.detach().to_dtype(dtype);
+        let embed = narrow(&self.embed)?;
+        let lm_head = match self.cfg.tie_word_embeddings {
+            true => embed.clone(),
+            false => narrow(&self.lm_head)?,
+        };
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|b| b.with_base_dtype(dtype))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Llama {
+            cfg: self.cfg.clone(),
+            varmap: VarMap::new(),
+            device: self.device.clone(),
+            embed,
+            blocks,
+            norm: self.norm.detach(),
+            lm_head,
+            cos: self.cos.clone(),
+            sin: self.sin.clone(),
+            fused_kernels: self.fused_kernels,
+            gradient_checkpointing: self.gradient_checkpointing().into_atomic(),
+            recomputed: Default::default(),
+            adapter: None,
+        })
+    }
+
+    /// The same model with its projections' weights replaced by `quantized` (GGUF blocks by HF
+    /// name, from [`crate::weights::load_gguf_projections`] of the file this model was loaded
+    /// from) and its base frozen: the base of LoRA models at a fraction of the memory. The
+    /// embedding, LM head, norms and biases are shared as they are (f32). The caller vouches
+    /// that the blocks are this model's weights; [`crate::LanguageModel::with_quantized_base`]
+    /// checks one projection.
+    ///
+    /// Errors: [`ModelError::InvalidInput`] for a LoRA model or a non-CPU device,
+    /// [`ModelError::Weights`] naming a missing or wrongly shaped projection.
+    pub fn with_quantized_base(
+        &self,
+        mut quantized: HashMap<String, std::sync::Arc<crate::quant::QWeight>>,
+    ) -> Result<Self> {
+        if self.adapter.is_some() {
+            return Err(ModelError::InvalidInput(
+                "the base's form is chosen before an adapter is added; this model has one".into(),
+            ));
+        }
+        if !self.device.is_cpu() {
+            return Err(ModelError::InvalidInput(
+                "a quantized base runs on the CPU only (on a GPU use a bf16 base)".into(),
+            ));
+        }
+        let mut blocks = Vec::with_capacity(self.blocks.len());
+        for (i, blk) in self.blocks.iter().enumerate() {
+            let mut projections = Vec::with_capacity(7);
+            for (t, proj) in LoraTarget::ALL.into_iter().zip(blk.projections()) {
+                let name = format!("{}.weight", t.module_path(i));
+                let q = quantized
+                    .remove(&name)
+                    .ok_or_else(|| ModelError::Weights(format!("no quantized `{name}`")))?;
+                if q.dims() != self.projection_shape(t) {
+                    return Err(ModelError::Weights(format!(
+                        "quantized `{name}` is {:?}, the model's is {:?}",
+                        q.dims(),
+                        self.projection_shape(t)
+                    )));
+                }
+                projections.push(Proj::quantized(q, proj.bias.clone())?);
+            }
+            let [q, k, v, o, gate, up, down]: [Proj; 7] =
+                projections.try_into().map_err(|_| ModelError::InvalidInput("7".into()))?;
+            blocks.push(Block {
+                input_norm: blk.input_norm.detach(),
+                attn: Attention { q, k, v, o },
+                post_norm: blk.post_norm.detach(),
+                gate,
+                up,
+                down,
+            });
+        }
+        Ok(Llama {
+            cfg: self.cfg.clone(),
+            varmap: VarMap::new(),
+            device: self.device.clone(),
+            embed: self.embed.detach(),
+            blocks,
+            norm: self.norm.detach(),
+            lm_head: self.lm_head.detach(),
+            cos: self.cos.clone(),
+            sin: self.sin.clone(),
+            fused_kernels: self.fused_kernels,
+            gradient_checkpointing: self.gradient_checkpointing().into_atomic(),
+            recomputed: Default::default(),
+            adapter: None,
+        })
+    }
+
+    /// The base weight of one projection as f32 `[out, in]` (adapter not merged).
+    ///
+    /// Errors: [`ModelError::InvalidInput`] for a layer out of range.
+    pub fn projection_weight(&self, layer: usize, target: LoraTarget) -> Result<Tensor> {
+        let blk = self.blocks.get(layer).ok_or_else(|| {
+            ModelError::InvalidInput(format!("layer {layer} of {}", self.blocks.len()))
+        })?;
+        let slot = LoraTarget::ALL.iter().position(|t| *t == target).expect("a target");
+        blk.projections()[slot].dense_weight()
+    }
+
+    /// Bytes of the base weights (embedding, LM head when not tied, projections in their
+    /// stored form, norms and biases); adapters not included.
+    pub fn base_size_in_bytes(&self) -> usize {
+        let t = |t: &Tensor| t.elem_count() * t.dtype().size_in_bytes();
+        let mut n = t(&self.embed) + t(&self.norm);
+        if !self.cfg.tie_word_embeddings {
+            n += t(&self.lm_head);
+        }
+        for blk in &self.blocks {
+            n += t(&blk.input_norm) + t(&blk.post_norm);
+            for p in blk.projections() {
+                n += match &p.quantized {
+                    Some(q) => q.size_in_bytes(),
+                    None => t(&p.weight),
+                } + p.bias.as_ref().map_or(0, t);
+            }
+        }
+        n
     }
 
     /// The adapter's config, for a LoRA model.

@@ -220,3 +220,144 @@ fn copies_share_the_base_and_own_their_adapter() {
         0.0
     );
 }
+
+/// Checks that `narrowed` (a frozen base in another form) with an adapter computes and trains
+/// what `rounded` (an f32 model of exactly the narrowed weights) does with the same adapter,
+/// on every path, within `tol`.
+fn check_base_form(narrowed: &Llama, rounded: &Llama, tol: f32) {
+    assert!(narrowed.vars().is_empty() && narrowed.base_frozen());
+    let config = all_targets();
+    let lora_n = trained_lora(narrowed, &config, 9);
+    let adapter: HashMap<String, Tensor> = lora_n
+        .named_vars()
+        .into_iter()
+        .map(|(n, v)| (n, v.as_tensor().copy().unwrap()))
+        .collect();
+    let lora_r = rounded.with_adapter(&config, adapter).unwrap();
+    let composed = |m: &Llama| {
+        let mut c = m.deep_copy().unwrap();
+        c.set_fused_kernels(false);
+        c
+    };
+    for (what, m, r, mode) in [
+        ("fused training", &lora_n, &lora_r, Mode::Train),
+        ("composed training", &composed(&lora_n), &composed(&lora_r), Mode::Train),
+        ("inference", &lora_n, &lora_r, Mode::Infer),
+        ("the base alone, inference", narrowed, rounded, Mode::Infer),
+    ] {
+        let want = r.forward(&ids(), mode).unwrap();
+        let d = max_diff(&m.forward(&ids(), mode).unwrap(), &want);
+        assert!(d <= tol, "{what}: {d}");
+    }
+    // KV-cached decoding (the skinny kernels) against the same decoding on the f32 model.
+    let row = ids().narrow(0, 0, 1).unwrap();
+    let decode = |m: &Llama| {
+        let mut cache = KvCache::default();
+        let mut last = None;
+        for t in 0..30 {
+            let h = m
+                .forward_cached(&row.narrow(1, t, 1).unwrap(), &[0], &mut cache)
+                .unwrap();
+            last = Some(m.lm_head_infer(&h.squeeze(1).unwrap()).unwrap());
+        }
+        last.unwrap()
+    };
+    let d = max_diff(&decode(&lora_n), &decode(&lora_r));
+    assert!(d <= tol, "KV cache: {d}");
+    // The adapters' gradients, with and without gradient checkpointing.
+    let loss = |m: &Llama| {
+        m.token_logps(&ids(), Mode::Train)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+    };
+    let grads = |m: &Llama, ckpt: Checkpointing| {
+        m.set_gradient_checkpointing(ckpt);
+        let g = m.backward(&loss(m)).unwrap();
+        m.set_gradient_checkpointing(Checkpointing::Off);
+        m.named_vars()
+            .into_iter()
+            .map(|(n, v)| (n, g.get(v.as_tensor()).unwrap().clone()))
+            .collect::<HashMap<_, _>>()
+    };
+    let want = grads(&lora_r, Checkpointing::Off);
+    for ckpt in [Checkpointing::Off, Checkpointing::Blocks] {
+        let got = grads(&lora_n, ckpt);
+        assert_eq!(got.len(), want.len());
+        for (n, w) in &want {
+            let d = max_diff(&got[n], w);
+            assert!(d <= tol * max_abs(w).max(1e-2) * 1e2, "{ckpt:?} {n}: {d}");
+        }
+    }
+    // One base in memory: adapters, copies and a copy of the frozen base share it.
+    let copy = lora_n.deep_copy().unwrap();
+    for m in [&lora_n, &copy, &narrowed.deep_copy().unwrap()] {
+        assert_eq!(storage_addr(&m.lm_head), storage_addr(&narrowed.lm_head));
+        let (a, b) = (&m.blocks[1].down, &narrowed.blocks[1].down);
+        match (&a.quantized, &b.quantized) {
+            (Some(x), Some(y)) => assert!(std::sync::Arc::ptr_eq(x, y)),
+            _ => assert_eq!(storage_addr(&a.weight), storage_addr(&b.weight)),
+        }
+    }
+    // A merge is an f32 model with trainable weights.
+    let merged = lora_n.merged().unwrap();
+    assert_eq!(merged.base_dtype(), DType::F32);
+    assert!(!merged.vars().is_empty() && !merged.base_frozen());
+    assert!(lora_n.with_base_dtype(DType::BF16).is_err());
+}
+
+#[test]
+fn a_bf16_base_computes_and_trains_what_its_rounded_weights_do_and_is_shared() {
+    let mut cfg = LlamaConfig::tiny();
+    cfg.attention_bias = true;
+    cfg.tie_word_embeddings = false;
+    let base = Llama::random(cfg.clone(), 5, &Device::Cpu).unwrap();
+    let bf16 = base.with_base_dtype(DType::BF16).unwrap();
+    assert_eq!(bf16.base_dtype(), DType::BF16);
+    assert_eq!(bf16.blocks[0].gate.weight.dtype(), DType::BF16);
+    assert_eq!(bf16.norm.dtype(), DType::F32, "norms stay f32");
+    // The f32 model of exactly the weights the bf16 base holds (widening bf16 is exact).
+    let rounded = Llama::from_tensors(cfg, bf16.named_tensors().unwrap(), &Device::Cpu).unwrap();
+    let rounding = max_diff(&rounded.embed, &base.embed);
+    assert!(rounding > 0.0 && rounding < 1e-3, "bf16 rounding: {rounding}");
+    check_base_form(&bf16, &rounded, 1e-4);
+    assert!(base.with_base_dtype(DType::F16).is_err());
+    // Tied embeddings stay one tensor.
+    let tied = Llama::random(LlamaConfig::tiny(), 3, &Device::Cpu)
+        .unwrap()
+        .with_base_dtype(DType::BF16)
+        .unwrap();
+    assert!(tied.cfg.tie_word_embeddings);
+    assert_eq!(storage_addr(&tied.embed), storage_addr(&tied.lm_head));
+}
+
+#[test]
+fn a_quantized_base_computes_and_trains_exactly_what_its_dequantized_weights_do() {
+    use candle_core::quantized::{GgmlDType, QTensor};
+    let mut cfg = LlamaConfig::tiny();
+    cfg.intermediate_size = 64; // Q4_1 rows are whole blocks of 32
+    let base = Llama::random(cfg.clone(), 5, &Device::Cpu).unwrap();
+    let mut quantized = HashMap::new();
+    let mut dequantized = base.named_tensors().unwrap();
+    for i in 0..cfg.num_hidden_layers {
+        for t in LoraTarget::ALL {
+            let name = format!("{}.weight", t.module_path(i));
+            let q = QTensor::quantize(&dequantized[&name], GgmlDType::Q4_1).unwrap();
+            let q = std::sync::Arc::new(crate::quant::QWeight::new(q).unwrap());
+            dequantized.insert(name.clone(), q.dequantize().unwrap());
+            quantized.insert(name, q);
+        }
+    }
+    // The f32 model of the dequantized values (what srlm loads from a Q4_1 GGUF) and the same
+    // model with its projections kept in blocks.
+    let rounded = Llama::from_tensors(cfg, dequantized, &Device::Cpu).unwrap();
+    let q = rounded.with_quantized_base(quantized.clone()).unwrap();
+    assert!(q.blocks[0].attn.q.quantized.is_some());
+    assert!(q.base_size_in_bytes() < rounded.base_size_in_bytes());
+    check_base_form(&q, &rounded, 0.0);
+    // A projection missing or of another shape is named.
+    let mut missing = quantized.clone();
+    missing.remove("model.layers.1.mlp.up_proj.weight");
+    let e = rounded.with_quantized_base(missing).err().unwrap().to_string();
+    assert!(e.contains("model.layers.1.mlp.up_proj.weight"), "{e}");
+}

@@ -38,7 +38,7 @@ use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
 use attention::attention_mask;
 use block::{fused_block, fused_mlp_sublayer, Block};
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use ops::rms_norm;
 use recompute::Part;
@@ -128,6 +128,18 @@ impl Llama {
         Ok(grads)
     }
 
+    /// Whether the base weights (embedding, projections, LM head) are frozen: in a LoRA model,
+    /// and in a model whose base was narrowed by [`Llama::with_base_dtype`].
+    pub fn base_frozen(&self) -> bool {
+        self.adapter.is_some() || self.blocks.first().is_some_and(|b| b.attn.q.frozen)
+    }
+
+    /// The dtype the base weights are stored in (f32, or bf16 after
+    /// [`Llama::with_base_dtype`]); norms, adapters and activations are always f32.
+    pub fn base_dtype(&self) -> DType {
+        self.embed.dtype()
+    }
+
     fn fused(&self, mode: Mode) -> bool {
         mode == Mode::Train && self.fused_kernels
     }
@@ -194,8 +206,9 @@ impl Llama {
         let d = *dims.last().expect("hidden states have a last dim");
         let rows = hidden.elem_count() / d;
         let hidden = hidden.reshape((rows, d))?;
-        // A LoRA model's head is frozen: no `[vocab, hidden]` weight gradient is computed.
-        let logits = match self.adapter.is_some() && self.device.is_cpu() {
+        // A frozen head (a LoRA model's, or a bf16 base's): no `[vocab, hidden]` weight
+        // gradient is computed.
+        let logits = match self.base_frozen() {
             true => crate::fused::frozen_matmul_t(&hidden, &self.lm_head)?,
             false => hidden.matmul(&self.lm_head.t()?)?,
         };
@@ -317,6 +330,10 @@ impl Llama {
             .embed
             .index_select(&input_ids.flatten_all()?, 0)?
             .reshape((b, s, self.cfg.hidden_size))?;
+        if x.dtype() != DType::F32 {
+            // A bf16 frozen base: activations are f32 from the first one on.
+            x = x.to_dtype(DType::F32)?;
+        }
         for (i, blk) in self.blocks.iter().enumerate() {
             if self.fused(mode) {
                 let stash = &self.recomputed;
