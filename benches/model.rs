@@ -251,10 +251,15 @@ fn main() -> Result<()> {
     // `SRLM_BENCH_BASE=gguf` or `bf16`: the weights kept frozen in the GGUF's own blocks (the
     // f32 model's numbers) or in bf16, as a LoRA run's base is; the training section then
     // has nothing to train.
-    let m = match std::env::var("SRLM_BENCH_BASE").unwrap_or_default().as_str() {
+    // (Taken by value: the f32 model is dropped, as a run drops it after converting M0.)
+    let frozen = |m: LanguageModel, form| m.frozen_base(form);
+    let m = match std::env::var("SRLM_BENCH_BASE")
+        .unwrap_or_default()
+        .as_str()
+    {
         "" => m,
-        "gguf" => m.with_quantized_base()?,
-        "bf16" => m.with_base_dtype(srlm_model::DType::BF16)?,
+        "gguf" => frozen(m, srlm_model::FrozenBase::Exact)?,
+        "bf16" => frozen(m, srlm_model::FrozenBase::Bf16)?,
         other => anyhow::bail!("SRLM_BENCH_BASE={other}: expected gguf or bf16"),
     };
     println!(

@@ -230,6 +230,27 @@ fn adapters_keep_their_base_and_refuse_chains_and_writes_into_themselves() {
             .arg(path("adp")),
     );
 
+    // A bf16 base is for LoRA: on a full fine-tuning it is refused before any work, as is a
+    // dtype srlm does not have; with LoRA it trains.
+    for (extra, says) in [
+        (&["--dtype", "bfloat16"][..], "--use-peft"),
+        (
+            &["--dtype", "float16", "--lora-r", "4"][..],
+            "`float32` or `bfloat16`",
+        ),
+    ] {
+        let o = train("base", "full16", extra);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains(says),
+            "{extra:?}: {err}"
+        );
+        assert!(!path("full16").exists());
+    }
+    let o = train("base", "adp16", &["--lora-r", "4", "--dtype", "bfloat16"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(path("adp16").join("adapter_model.safetensors").is_file());
+
     // Continued without LoRA flags: the adapter's own r, α and targets, still an adapter.
     let o = train("adp", "adp2", &[]);
     let err = String::from_utf8_lossy(&o.stderr);

@@ -204,29 +204,37 @@ fn greedy_answers_and_the_exported_gguf_match_in_process() {
     }
 }
 
-/// A LoRA adapter srlm trained, written as llama.cpp's GGUF LoRA (`srlm export --gguf-lora`),
-/// served by one `llama-server` on M0's weights: a request's `lora` scale picks the model, 1
-/// for the adapter model, 0 for the base, and each computes what srlm computes in-process
-/// (next-token log-prob gaps equal srlm's logit gaps, within 2e-3). One process, two models.
+/// TSR's three models on one `llama-server`, as LoRA adapters on M0's weights: M_i (an adapter
+/// srlm trained) and M_f (M_i's adapter trained further, as TSR's future model is), written as
+/// llama.cpp's GGUF LoRA (`srlm export --gguf-lora`) and loaded next to each other. A request's
+/// `lora` scales pick the model: (1, 0) M_i, (0, 1) M_f, (0, 0) M0; each computes what srlm
+/// computes in-process (the same top tokens; next-token log-prob gaps equal srlm's logit gaps
+/// within 2e-3). One process, three models, no restart between them.
 #[test]
-fn one_server_serves_the_base_and_srlm_s_lora_adapter_by_request() {
+fn one_server_serves_m0_m_i_and_m_f_as_adapters_by_request() {
     let dir = tempfile::tempdir().unwrap();
     let d = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
-    let pairs = d("pairs.jsonl");
+    let (pairs, future_pairs) = (d("pairs.jsonl"), d("future.jsonl"));
     std::fs::write(
         &pairs,
         "{\"prompt\":\"Name a color.\",\"chosen\":\"Blue.\",\"rejected\":\"Table.\"}\n\
          {\"prompt\":\"Say hi.\",\"chosen\":\"Hi!\",\"rejected\":\"No.\"}\n",
     )
     .unwrap();
-    let adapter = d("adapter");
+    std::fs::write(
+        &future_pairs,
+        "{\"prompt\":\"The capital of France is\",\"chosen\":\" Paris.\",\"rejected\":\" Berlin.\"}\n\
+         {\"prompt\":\"Name a fruit.\",\"chosen\":\"Apple.\",\"rejected\":\"Car.\"}\n",
+    )
+    .unwrap();
+    let (m_i, m_f) = (d("m_i"), d("m_f"));
     ok(&srlm(&[
         "train-dpo",
         "--no-progress",
         "--pairs",
         &pairs,
         "--out",
-        &adapter,
+        &m_i,
         "--lora-r",
         "8",
         "--lora-alpha",
@@ -244,12 +252,28 @@ fn one_server_serves_the_base_and_srlm_s_lora_adapter_by_request() {
         "--max-steps",
         "3",
     ]));
-    let (base, lora) = (d("m0-f32.gguf"), d("adapter.gguf"));
+    // M_f continues M_i's adapter on other pairs (its r, α and targets come with it).
+    ok(&srlm(&[
+        "train-dpo",
+        "--no-progress",
+        "--pairs",
+        &future_pairs,
+        "--model",
+        &m_i,
+        "--out",
+        &m_f,
+        "--learning-rate",
+        "3e-3",
+        "--max-steps",
+        "3",
+    ]));
+    let (base, lora_i, lora_f) = (d("m0-f32.gguf"), d("m_i.gguf"), d("m_f.gguf"));
     ok(&srlm(&["export", "default", "--gguf", &base]));
-    ok(&srlm(&["export", &adapter, "--gguf-lora", &lora]));
+    ok(&srlm(&["export", &m_i, "--gguf-lora", &lora_i]));
+    ok(&srlm(&["export", &m_f, "--gguf-lora", &lora_f]));
     llama_server();
     let template = format!(
-        "llama-server -m {{gguf}} --lora {lora} --host 127.0.0.1 --port {{port}} -np 1 -c 2048 -t 2 --no-webui"
+        "llama-server -m {{gguf}} --lora {lora_i} --lora {lora_f} --host 127.0.0.1 --port {{port}} -np 1 -c 2048 -t 2 --no-webui"
     );
     let server = ServerProcess::start(
         &template,
@@ -268,7 +292,7 @@ fn one_server_serves_the_base_and_srlm_s_lora_adapter_by_request() {
     let ids: Value =
         serde_json::from_str(&ok(&srlm(&["tokenize", "--json", "--text", text]))).unwrap();
     let prompt: Vec<u32> = serde_json::from_value(ids["ids"].clone()).unwrap();
-    let served_top = |scale: f64| -> Vec<(u32, f64)> {
+    let served_top = |scales: [f64; 2]| -> Vec<(u32, f64)> {
         let req = CompletionRequest {
             model: "m".into(),
             prompt: prompt.clone(),
@@ -281,7 +305,14 @@ fn one_server_serves_the_base_and_srlm_s_lora_adapter_by_request() {
             stop: vec![],
             logprobs: Some(5),
             return_tokens_as_token_ids: false,
-            lora: Some(vec![srlm_engine::LoraScale { id: 0, scale }]),
+            lora: Some(
+                (0..2)
+                    .map(|id| srlm_engine::LoraScale {
+                        id,
+                        scale: scales[id],
+                    })
+                    .collect(),
+            ),
         };
         let c = client.complete_all(&[req]).unwrap().remove(0).remove(0);
         let first = c.tokens.expect("log-probs").remove(0);
@@ -300,16 +331,17 @@ fn one_server_serves_the_base_and_srlm_s_lora_adapter_by_request() {
         let logits: Vec<f64> = serde_json::from_value(v["logits"].clone()).unwrap();
         ids.into_iter().zip(logits).collect()
     };
-    let (served_1, served_0) = (served_top(1.0), served_top(0.0));
-    let (local_adapter, local_base) = (local_top(&adapter), local_top("default"));
+    let served = [
+        ("M_i", served_top([1.0, 0.0]), local_top(&m_i)),
+        ("M_f", served_top([0.0, 1.0]), local_top(&m_f)),
+        ("M0", served_top([0.0, 0.0]), local_top("default")),
+    ];
     assert_ne!(
-        served_1, served_0,
-        "the adapter changes the next token's distribution"
+        served[0].1, served[2].1,
+        "M_i's adapter changes the distribution"
     );
-    for (served, local, what) in [
-        (&served_1, &local_adapter, "scale 1 vs the adapter model"),
-        (&served_0, &local_base, "scale 0 vs the base"),
-    ] {
+    assert_ne!(served[0].1, served[1].1, "M_f is not M_i");
+    for (what, served, local) in &served {
         // The same top tokens, and log-prob gaps equal to logit gaps (softmax shifts all alike).
         let served_ids: Vec<u32> = served.iter().map(|t| t.0).collect();
         let local_ids: Vec<u32> = local.iter().map(|t| t.0).collect();

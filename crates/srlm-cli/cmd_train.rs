@@ -274,9 +274,8 @@ fn trainer_config(a: &TrainDpoArgs) -> anyhow::Result<TrainerConfig> {
     let dtype = match a.dtype.as_deref() {
         None if backend == TrainerBackend::Openrlhf => TrainerDtype::Bfloat16,
         None => TrainerDtype::Float32,
-        Some(d) => serde_json::from_value(serde_json::json!(d)).map_err(|_| {
-            anyhow::anyhow!("--dtype `{d}`: expected `float32` or `bfloat16`")
-        })?,
+        Some(d) => serde_json::from_value(serde_json::json!(d))
+            .map_err(|_| anyhow::anyhow!("--dtype `{d}`: expected `float32` or `bfloat16`"))?,
     };
     let config = TrainerConfig {
         backend,

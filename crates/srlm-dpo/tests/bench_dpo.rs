@@ -244,8 +244,16 @@ fn lora_vs_full_step_2x256() {
             lora(&srlm_model::LoraTarget::ALL),
             &m,
         ),
-        ("LoRA r 16 q_proj v_proj, Q4_1 base", lora(&[QProj, VProj]), &gguf),
-        ("LoRA r 16 q_proj v_proj, bf16 base", lora(&[QProj, VProj]), &bf16),
+        (
+            "LoRA r 16 q_proj v_proj, Q4_1 base",
+            lora(&[QProj, VProj]),
+            &gguf,
+        ),
+        (
+            "LoRA r 16 q_proj v_proj, bf16 base",
+            lora(&[QProj, VProj]),
+            &bf16,
+        ),
     ];
     // One policy per setting, kept across rounds (as a run's M_i is), stepped once per round.
     let policies: Vec<LanguageModel> = settings
@@ -333,10 +341,15 @@ fn epoch(gradient_checkpointing: bool) {
     };
     // `SRLM_BENCH_BASE=gguf` or `bf16` (with LoRA): the frozen base in the GGUF's own Q4_1
     // blocks, or in bf16, instead of f32.
-    let m = match std::env::var("SRLM_BENCH_BASE").unwrap_or_default().as_str() {
+    // (Taken by value: the f32 model is dropped, as a run drops it after converting M0.)
+    let frozen = |m: LanguageModel, form| m.frozen_base(form).unwrap();
+    let m = match std::env::var("SRLM_BENCH_BASE")
+        .unwrap_or_default()
+        .as_str()
+    {
         "" => m,
-        "gguf" => m.with_quantized_base().unwrap(),
-        "bf16" => m.with_base_dtype(srlm_model::DType::BF16).unwrap(),
+        "gguf" => frozen(m, srlm_model::FrozenBase::Exact),
+        "bf16" => frozen(m, srlm_model::FrozenBase::Bf16),
         other => panic!("SRLM_BENCH_BASE={other}: expected gguf or bf16"),
     };
     let policy = if targets.is_empty() {

@@ -359,9 +359,9 @@ impl CustomOp3 for SwiGluDown {
         let w = match s3 {
             // A frozen bf16 base: widened per call, never kept.
             CpuStorage::BF16(v) => {
-                let (a, b) = l3
-                    .contiguous_offsets()
-                    .ok_or_else(|| candle_core::Error::Msg("srlm-swiglu-down: W_down must be contiguous".into()))?;
+                let (a, b) = l3.contiguous_offsets().ok_or_else(|| {
+                    candle_core::Error::Msg("srlm-swiglu-down: W_down must be contiguous".into())
+                })?;
                 Tensor::from_vec(
                     v[a..b].iter().map(|x| x.to_f32()).collect::<Vec<f32>>(),
                     (d, i),

@@ -46,7 +46,9 @@ pub fn default_device() -> Device {
                 // candle appends a backtrace under RUST_BACKTRACE: the first line is the error.
                 let e = e.to_string();
                 let e = e.lines().next().unwrap_or_default();
-                tracing::warn!("built with CUDA, but no CUDA device is usable ({e}); running on the CPU")
+                tracing::warn!(
+                    "built with CUDA, but no CUDA device is usable ({e}); running on the CPU"
+                )
             });
         }
     }
@@ -76,9 +78,7 @@ impl LanguageModel {
             Ok(crate::resolve::ModelFiles::Gguf(_))
         );
         match form {
-            FrozenBase::Exact if gguf && self.model.device().is_cpu() => {
-                self.with_quantized_base()
-            }
+            FrozenBase::Exact if gguf && self.model.device().is_cpu() => self.with_quantized_base(),
             FrozenBase::Exact => self.with_base_dtype(candle_core::DType::F32),
             FrozenBase::Bf16 => self.with_base_dtype(candle_core::DType::BF16),
         }
@@ -197,11 +197,7 @@ impl LanguageModel {
             .get(name)
             .ok_or_else(|| ModelError::Weights(format!("{}: no `{name}`", path.display())))?
             .dequantize()?;
-        let same = (mine - theirs)?
-            .abs()?
-            .max_all()?
-            .to_scalar::<f32>()?
-            == 0.0;
+        let same = (mine - theirs)?.abs()?.max_all()?.to_scalar::<f32>()? == 0.0;
         if !same {
             return Err(ModelError::Weights(format!(
                 "{}: its blocks are not the weights of the loaded model `{}` (changed on disk?)",

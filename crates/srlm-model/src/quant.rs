@@ -25,7 +25,13 @@ pub struct QWeight {
 
 impl std::fmt::Debug for QWeight {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "QWeight({:?}, [{}, {}])", self.q.dtype(), self.rows, self.cols)
+        write!(
+            f,
+            "QWeight({:?}, [{}, {}])",
+            self.q.dtype(),
+            self.rows,
+            self.cols
+        )
     }
 }
 
@@ -341,7 +347,14 @@ mod tests {
 
     #[test]
     fn few_and_many_rows_give_the_dequantized_weights_numbers_bit_for_bit() {
-        for (m, k, n) in [(1, 576, 1536), (7, 64, 130), (33, 96, 9), (64, 32, 5), (65, 64, 7), (300, 576, 192)] {
+        for (m, k, n) in [
+            (1, 576, 1536),
+            (7, 64, 130),
+            (33, 96, 9),
+            (64, 32, 5),
+            (65, 64, 7),
+            (300, 576, 192),
+        ] {
             let (qw, deq) = q4_1(n, k);
             let x = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu).unwrap();
             // The f32 model's paths on the same values: the skinny kernel for decoding, the

@@ -139,7 +139,10 @@ pub fn load_gguf_projections(
     let content = gguf_file::Content::read(&mut file).map_err(|e| corrupt(e.to_string()))?;
     let has_output = content.tensor_infos.contains_key("output.weight");
     let config = LlamaConfig::from_gguf(&content, has_output)?;
-    let permuted = matches!(config.architecture, Architecture::Llama | Architecture::Mistral);
+    let permuted = matches!(
+        config.architecture,
+        Architecture::Llama | Architecture::Mistral
+    );
     let mut out = HashMap::new();
     for name in content.tensor_infos.keys() {
         let Some(hf) = gguf_to_hf_name(name).filter(|n| n.ends_with("_proj.weight")) else {

@@ -211,7 +211,10 @@ fn a_bf16_base_stays_within_0_2_nats_of_f32() {
         eprintln!("  {} tokens: Δ sum {:+.4}", g.tokens.len(), g.sum - w.sum);
         assert!(d < 0.2, "sum {} (bf16) vs {} (f32)", g.sum, w.sum);
     }
-    assert!(worst_sum > 1e-3, "the bf16 base computed the f32 numbers: not narrowed?");
+    assert!(
+        worst_sum > 1e-3,
+        "the bf16 base computed the f32 numbers: not narrowed?"
+    );
     eprintln!(
         "bf16 base vs f32 on {} responses: max |Δ sum| {worst_sum:.4} nats, max |Δ token| {worst_token:.4}",
         items.len()

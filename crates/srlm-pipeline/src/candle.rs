@@ -129,9 +129,7 @@ impl Generator for CandleBackend {
             (Some(base), _) => base.load_adapter(dir),
             // An adapter whose base this backend does not hold yet: the base as this backend
             // keeps bases, then the adapter.
-            (None, Some(base)) => self
-                .load_base(&base)
-                .and_then(|b| b.load_adapter(dir)),
+            (None, Some(base)) => self.load_base(&base).and_then(|b| b.load_adapter(dir)),
             (None, None) => self.load_base(&m.location),
         }
         .map_err(model_err(&m.location))?;

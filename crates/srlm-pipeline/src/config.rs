@@ -456,6 +456,33 @@ mod tests {
     }
 
     #[test]
+    fn the_frozen_base_is_exact_for_lora_bf16_on_request_and_refused_without_lora() {
+        use srlm_model::FrozenBase;
+        use srlm_trainer::{TrainerBackend, TrainerDtype};
+        let mut c = RunConfig::default();
+        assert_eq!(
+            c.frozen_base(),
+            None,
+            "full fine-tuning keeps models as loaded"
+        );
+        c.dpo.use_peft = true;
+        assert_eq!(c.frozen_base(), Some(FrozenBase::Exact));
+        c.trainer.dtype = TrainerDtype::Bfloat16;
+        assert_eq!(c.frozen_base(), Some(FrozenBase::Bf16));
+        c.validate().unwrap();
+        c.trainer.backend = TrainerBackend::Trl;
+        assert_eq!(
+            c.frozen_base(),
+            None,
+            "an external trainer gets the model as it is"
+        );
+        c.trainer.backend = TrainerBackend::Srlm;
+        c.dpo.use_peft = false;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("trainer.dtype") && e.contains("use_peft"), "{e}");
+    }
+
+    #[test]
     fn shipped_configs_parse_and_default_toml_is_the_builtin_default() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
         let default = RunConfig::from_toml_file(&dir.join("default.toml")).unwrap();

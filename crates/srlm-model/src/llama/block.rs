@@ -162,7 +162,9 @@ pub(super) fn fused_mlp_sublayer(cfg: &LlamaConfig, blk: &Block, x: &Tensor) -> 
     let mut y = match blk.down.quantized.is_some() {
         // A quantized base: the fused op reads f32 weights; the activation goes through the
         // quantized projection instead.
-        true => blk.down.base(&fused::swiglu(&gate, &up)?, super::ops::Mode::Train)?,
+        true => blk
+            .down
+            .base(&fused::swiglu(&gate, &up)?, super::ops::Mode::Train)?,
         false => swiglu_down(&gate, &up, &blk.down.weight)?,
     };
     if blk.down.lora.is_some() {

@@ -310,8 +310,9 @@ impl Llama {
                 }
                 projections.push(Proj::quantized(q, proj.bias.clone())?);
             }
-            let [q, k, v, o, gate, up, down]: [Proj; 7] =
-                projections.try_into().map_err(|_| ModelError::InvalidInput("7".into()))?;
+            let [q, k, v, o, gate, up, down]: [Proj; 7] = projections
+                .try_into()
+                .map_err(|_| ModelError::InvalidInput("7".into()))?;
             blocks.push(Block {
                 input_norm: blk.input_norm.detach(),
                 attn: Attention { q, k, v, o },
@@ -345,7 +346,10 @@ impl Llama {
         let blk = self.blocks.get(layer).ok_or_else(|| {
             ModelError::InvalidInput(format!("layer {layer} of {}", self.blocks.len()))
         })?;
-        let slot = LoraTarget::ALL.iter().position(|t| *t == target).expect("a target");
+        let slot = LoraTarget::ALL
+            .iter()
+            .position(|t| *t == target)
+            .expect("a target");
         blk.projections()[slot].dense_weight()
     }
 

@@ -241,7 +241,12 @@ fn check_base_form(narrowed: &Llama, rounded: &Llama, tol: f32) {
     };
     for (what, m, r, mode) in [
         ("fused training", &lora_n, &lora_r, Mode::Train),
-        ("composed training", &composed(&lora_n), &composed(&lora_r), Mode::Train),
+        (
+            "composed training",
+            &composed(&lora_n),
+            &composed(&lora_r),
+            Mode::Train,
+        ),
         ("inference", &lora_n, &lora_r, Mode::Infer),
         ("the base alone, inference", narrowed, rounded, Mode::Infer),
     ] {
@@ -319,7 +324,10 @@ fn a_bf16_base_computes_and_trains_what_its_rounded_weights_do_and_is_shared() {
     // The f32 model of exactly the weights the bf16 base holds (widening bf16 is exact).
     let rounded = Llama::from_tensors(cfg, bf16.named_tensors().unwrap(), &Device::Cpu).unwrap();
     let rounding = max_diff(&rounded.embed, &base.embed);
-    assert!(rounding > 0.0 && rounding < 1e-3, "bf16 rounding: {rounding}");
+    assert!(
+        rounding > 0.0 && rounding < 1e-3,
+        "bf16 rounding: {rounding}"
+    );
     check_base_form(&bf16, &rounded, 1e-4);
     assert!(base.with_base_dtype(DType::F16).is_err());
     // Tied embeddings stay one tensor.
@@ -358,6 +366,10 @@ fn a_quantized_base_computes_and_trains_exactly_what_its_dequantized_weights_do(
     // A projection missing or of another shape is named.
     let mut missing = quantized.clone();
     missing.remove("model.layers.1.mlp.up_proj.weight");
-    let e = rounded.with_quantized_base(missing).err().unwrap().to_string();
+    let e = rounded
+        .with_quantized_base(missing)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("model.layers.1.mlp.up_proj.weight"), "{e}");
 }
