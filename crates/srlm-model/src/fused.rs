@@ -319,7 +319,8 @@ impl CustomOp3 for SwiGluGrad {
 }
 
 /// silu(gate) ⊙ up with a fused backward: both `[..]` f32, same shape. CPU only. The model
-/// runs [`swiglu_down`], or this before a quantized down projection (`crate::quant`).
+/// runs [`swiglu_down`]; this standalone op tests the activation's kernels.
+#[cfg(test)]
 pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     gate.contiguous()?.apply_op2(&up.contiguous()?, SwiGlu)
 }
@@ -422,6 +423,72 @@ pub fn swiglu_down_frozen(gate: &Tensor, up: &Tensor, w_down: &Tensor) -> Result
         &w_down.contiguous()?,
         SwiGluDown { frozen_w: true },
     )
+}
+
+/// [`swiglu_down_frozen`] with `W_down` kept in GGUF blocks ([`crate::quant`]): the activation
+/// is not kept either (the backward recomputes nothing it needs: d act = g · W_down, W_down
+/// dequantized per call). The same numbers as the op on the dequantized f32 weight.
+struct SwiGluDownQuantized {
+    w: std::sync::Arc<crate::quant::QWeight>,
+}
+
+impl CustomOp2 for SwiGluDownQuantized {
+    fn name(&self) -> &'static str {
+        "srlm-swiglu-down-quantized"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, i) = l1.shape().dims2()?;
+        let (d, i2) = self.w.dims();
+        if i != i2 || l2.shape().dims2()? != (n, i) {
+            bail!(
+                "{}: gate/up [{n}, {i}] and W_down [{d}, {i2}] do not fit",
+                self.name()
+            );
+        }
+        let (act, _) = SwiGlu.cpu_fwd(s1, l1, s2, l2)?;
+        let CpuStorage::F32(act) = act else {
+            bail!("{}: expected f32", self.name());
+        };
+        let act = Tensor::from_vec(act, (n, i), &candle_core::Device::Cpu)?;
+        let y = act.matmul(&self.w.dequantize()?.t()?)?;
+        Ok((
+            CpuStorage::F32(y.flatten_all()?.to_vec1::<f32>()?),
+            Shape::from((n, d)),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let d_act = g.detach().matmul(&self.w.dequantize()?)?.contiguous()?;
+        let both = gate
+            .detach()
+            .apply_op3_no_bwd(&up.detach(), &d_act, &SwiGluGrad)?;
+        Ok((Some(both.get(0)?), Some(both.get(1)?)))
+    }
+}
+
+/// (silu(gate) ⊙ up) · W_downᵀ with `w_down` `[hidden, intermediate]` in GGUF blocks, frozen:
+/// gradients reach `gate` and `up`; neither the activation nor an f32 copy of the weight
+/// outlives the op. CPU only.
+pub fn swiglu_down_quantized(
+    gate: &Tensor,
+    up: &Tensor,
+    w_down: &std::sync::Arc<crate::quant::QWeight>,
+) -> Result<Tensor> {
+    gate.contiguous()?
+        .apply_op2(&up.contiguous()?, SwiGluDownQuantized { w: w_down.clone() })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -819,6 +886,83 @@ pub fn target_logps(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
         .apply_op2(&targets.contiguous()?.detach(), TargetLogps)
 }
 
+// ---------------------------------------------------------------------------------------------
+// Frozen LM head + log-softmax + gather, in row chunks
+
+/// Rows of hidden states per chunk of [`frozen_head_logps`]: a `[256, vocab]` f32 block (48 MiB
+/// for a 49,152-token vocabulary) is the most it holds at once.
+const HEAD_CHUNK: usize = 256;
+
+/// out[n] = log softmax(h[n] · Wᵀ)[t_n] for a frozen W, never holding `[n, vocab]` logits: the
+/// forward multiplies [`HEAD_CHUNK`] rows at a time and keeps only each row's result; the
+/// backward recomputes a chunk's logits and turns them into dh = (onehot − softmax)·g · W.
+/// Costs one more `[n, hidden] × [hidden, vocab]` GEMM than keeping the logits, and saves the
+/// `[n, vocab]` logits, their copy and their gradient (3 × 118 MiB at 600 response tokens of
+/// the default model).
+struct FrozenHeadLogps {
+    w: Tensor,
+    targets: Tensor,
+}
+
+impl FrozenHeadLogps {
+    /// `h` rows `r0..r0+len` times Wᵀ: `[len, vocab]`.
+    fn logits(&self, h: &Tensor, r0: usize, len: usize) -> Result<Tensor> {
+        h.narrow(0, r0, len)?.matmul(&self.w.t()?)
+    }
+}
+
+impl CustomOp1 for FrozenHeadLogps {
+    fn name(&self) -> &'static str {
+        "srlm-frozen-head-logps"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, d) = l.shape().dims2()?;
+        let h = Tensor::from_slice(f32s(s, l, self.name())?, (n, d), &candle_core::Device::Cpu)?;
+        let mut out = Vec::with_capacity(n);
+        for r0 in (0..n).step_by(HEAD_CHUNK) {
+            let len = HEAD_CHUNK.min(n - r0);
+            let logits = self.logits(&h, r0, len)?;
+            let lp = logits.apply_op2_no_bwd(&self.targets.narrow(0, r0, len)?, &TargetLogps)?;
+            out.extend(lp.to_vec1::<f32>()?);
+        }
+        Ok((CpuStorage::F32(out), Shape::from(n)))
+    }
+
+    fn bwd(&self, h: &Tensor, res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        let (h, res, g) = (h.detach(), res.detach(), g.detach());
+        let n = h.dim(0)?;
+        let mut dh = Vec::with_capacity(n.div_ceil(HEAD_CHUNK));
+        for r0 in (0..n).step_by(HEAD_CHUNK) {
+            let len = HEAD_CHUNK.min(n - r0);
+            let logits = self.logits(&h, r0, len)?;
+            let res_and_grad = Tensor::stack(&[res.narrow(0, r0, len)?, g.narrow(0, r0, len)?], 0)?
+                .contiguous()?;
+            let d_logits = logits.apply_op3_no_bwd(
+                &self.targets.narrow(0, r0, len)?,
+                &res_and_grad,
+                &TargetLogpsGrad,
+            )?;
+            dh.push(d_logits.matmul(&self.w)?);
+        }
+        Ok(Some(Tensor::cat(&dh, 0)?))
+    }
+}
+
+/// The LM head, log-softmax and gather for a **frozen** head `w` `[vocab, hidden]` f32:
+/// `hidden` `[n, hidden]` f32, `targets` `[n]` u32 → `[n]` f32 (nats), differentiable in
+/// `hidden`; at most [`HEAD_CHUNK`] rows of logits exist at a time (see `FrozenHeadLogps`).
+/// CPU only. Errors as [`target_logps`].
+pub fn frozen_head_logps(hidden: &Tensor, w: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    if targets.dtype() != DType::U32 {
+        bail!("frozen_head_logps: targets must be u32");
+    }
+    hidden.contiguous()?.apply_op1(FrozenHeadLogps {
+        w: w.detach(),
+        targets: targets.contiguous()?.detach(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1017,6 +1161,25 @@ mod tests {
         assert!(y[0][3] > 0.0 && y[1][4] > 0.0);
         let s: f32 = y[1].iter().sum();
         assert!((s - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn frozen_head_logps_matches_the_head_then_target_logps_across_chunks() {
+        // 600 rows: three chunks, the last partial.
+        let h = randn(&[600, 24], 11);
+        let w = randn(&[300, 24], 12).as_tensor().detach();
+        let ids: Vec<u32> = (0..600u32).map(|i| (i * 577) % 300).collect();
+        let t = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap();
+        check(
+            &[&h],
+            || frozen_head_logps(h.as_tensor(), &w, &t).unwrap(),
+            || {
+                let logits = h.as_tensor().matmul(&w.t().unwrap()).unwrap();
+                target_logps(&logits, &t).unwrap()
+            },
+            1e-5,
+            "frozen_head_logps",
+        );
     }
 
     #[test]

@@ -159,13 +159,9 @@ pub(super) fn fused_mlp_sublayer(cfg: &LlamaConfig, blk: &Block, x: &Tensor) -> 
         true => fused::swiglu_down_frozen,
         false => fused::swiglu_down,
     };
-    let mut y = match blk.down.quantized.is_some() {
-        // A quantized base: the fused op reads f32 weights; the activation goes through the
-        // quantized projection instead.
-        true => blk
-            .down
-            .base(&fused::swiglu(&gate, &up)?, super::ops::Mode::Train)?,
-        false => swiglu_down(&gate, &up, &blk.down.weight)?,
+    let mut y = match &blk.down.quantized {
+        Some(q) => fused::swiglu_down_quantized(&gate, &up, q)?,
+        None => swiglu_down(&gate, &up, &blk.down.weight)?,
     };
     if blk.down.lora.is_some() {
         // The adapter needs the activation itself, which the fused op never keeps.

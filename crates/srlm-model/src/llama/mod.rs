@@ -274,6 +274,14 @@ impl Llama {
 
     /// LM head + log-softmax + gather: `hidden` `[n, hidden]`, `targets` `[n]` u32 → `[n]`.
     fn head_logps(&self, hidden: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        if self.fused_kernels && self.base_frozen() && self.lm_head.dtype() == DType::F32 {
+            // A frozen head: no `[n, vocab]` logits are kept for the backward pass.
+            return Ok(crate::fused::frozen_head_logps(
+                hidden,
+                &self.lm_head,
+                targets,
+            )?);
+        }
         let logits = self.lm_head(hidden)?;
         if self.fused_kernels {
             Ok(crate::fused::target_logps(&logits, targets)?)
