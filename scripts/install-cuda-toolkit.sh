@@ -51,7 +51,9 @@ for lib in "$CU"/lib/lib*.so.*; do
   [[ -e "$CU/lib/$plain" ]] || ln -s "$base" "$CU/lib/$plain"
 done
 
-# The driver stub, from the functions cudarc 0.19 declares (its source is in cargo's registry).
+# The driver stub, from the functions cudarc 0.19 declares (its source is in cargo's registry;
+# the default build never downloads it, so fetch first).
+(cd "$HERE/.." && cargo fetch --quiet) >&2
 MANIFEST="$(cd "$HERE/.." && cargo metadata --quiet --format-version 1 --features cuda \
   | "$VENV/bin/python" -c 'import json,sys; m=json.load(sys.stdin); print(next(p["manifest_path"] for p in m["packages"] if p["name"]=="cudarc"))')"
 BINDINGS="$(dirname "$MANIFEST")/src/driver/sys/mod.rs"
