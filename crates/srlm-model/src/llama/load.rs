@@ -253,9 +253,23 @@ impl Llama {
             .iter()
             .map(|b| b.with_base_dtype(dtype))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Llama {
+        Ok(self.frozen_sibling(embed, lm_head, blocks, VarMap::new(), None))
+    }
+
+    /// A model with this one's config, norms, RoPE tables and settings, its base frozen (the
+    /// given embedding, LM head and blocks), `varmap` its trainable tensors (an adapter's, or
+    /// none) and `adapter` its LoRA config.
+    fn frozen_sibling(
+        &self,
+        embed: Tensor,
+        lm_head: Tensor,
+        blocks: Vec<Block>,
+        varmap: VarMap,
+        adapter: Option<LoraConfig>,
+    ) -> Self {
+        Llama {
             cfg: self.cfg.clone(),
-            varmap: VarMap::new(),
+            varmap,
             device: self.device.clone(),
             embed,
             blocks,
@@ -266,8 +280,8 @@ impl Llama {
             fused_kernels: self.fused_kernels,
             gradient_checkpointing: self.gradient_checkpointing().into_atomic(),
             recomputed: Default::default(),
-            adapter: None,
-        })
+            adapter,
+        }
     }
 
     /// The same model with its projections' weights replaced by `quantized` (GGUF blocks by HF
@@ -322,21 +336,13 @@ impl Llama {
                 down,
             });
         }
-        Ok(Llama {
-            cfg: self.cfg.clone(),
-            varmap: VarMap::new(),
-            device: self.device.clone(),
-            embed: self.embed.detach(),
+        Ok(self.frozen_sibling(
+            self.embed.detach(),
+            self.lm_head.detach(),
             blocks,
-            norm: self.norm.detach(),
-            lm_head: self.lm_head.detach(),
-            cos: self.cos.clone(),
-            sin: self.sin.clone(),
-            fused_kernels: self.fused_kernels,
-            gradient_checkpointing: self.gradient_checkpointing().into_atomic(),
-            recomputed: Default::default(),
-            adapter: None,
-        })
+            VarMap::new(),
+            None,
+        ))
     }
 
     /// The base weight of one projection as f32 `[out, in]` (adapter not merged).
@@ -471,21 +477,13 @@ impl Llama {
             .zip(pairs)
             .map(|(blk, p)| blk.frozen_with(p))
             .collect();
-        Ok(Llama {
-            cfg: self.cfg.clone(),
-            varmap,
-            device: self.device.clone(),
-            embed: self.embed.detach(),
+        Ok(self.frozen_sibling(
+            self.embed.detach(),
+            self.lm_head.detach(),
             blocks,
-            norm: self.norm.detach(),
-            lm_head: self.lm_head.detach(),
-            cos: self.cos.clone(),
-            sin: self.sin.clone(),
-            fused_kernels: self.fused_kernels,
-            gradient_checkpointing: self.gradient_checkpointing().into_atomic(),
-            recomputed: Default::default(),
-            adapter: Some(config.clone()),
-        })
+            varmap,
+            Some(config.clone()),
+        ))
     }
 
     /// `[out, in]` of one target projection.
