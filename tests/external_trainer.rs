@@ -700,5 +700,58 @@ fn paper_scale_configs_print_complete_plans() {
             "{name}:\n{plan}"
         );
         assert!(plan.contains("no DPO"), "{name}:\n{plan}");
+        // One GPU serves one model at a time, and no server runs while TRL trains.
+        assert!(
+            plan.contains("every server stops while DPO trains")
+                && plan.contains("at most one runs at a time (engine.exclusive)"),
+            "{name}:\n{plan}"
+        );
+        assert!(
+            plan.contains("diagnostics: the hidden-state cosine is"),
+            "{name}:\n{plan}"
+        );
+    }
+}
+
+/// The 8B paper config's plan with the model's shapes known (a folder holding only
+/// Llama-3.1-8B-Instruct's config.json; its values are the model card's, the shapes table of
+/// docs/memory-plan.md): 8.03B parameters; each vLLM server 16.1 GB of bf16 weights, one at a
+/// time; TRL's 16 bytes per parameter sharded over 8 processes, 16.1 GB each — a plan for 8
+/// GPUs of 80 GB; the hidden-state diagnostic 32.1 GB in f32 in srlm's process.
+#[test]
+fn the_8b_paper_plan_states_what_each_part_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("Llama-3.1-8B-Instruct");
+    std::fs::create_dir(&model).unwrap();
+    std::fs::write(
+        model.join("config.json"),
+        r#"{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 128256,
+            "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+            "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
+            "rms_norm_eps": 1e-05, "rope_theta": 500000.0,
+            "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                             "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+            "max_position_embeddings": 131072, "tie_word_embeddings": false,
+            "attention_bias": false, "bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009],
+            "torch_dtype": "bfloat16"}"#,
+    )
+    .unwrap();
+    let o = srlm()
+        .args(["run", "--config"])
+        .arg(config("paper-llama-3.1-8b.toml"))
+        .arg("-c")
+        .arg(format!("model={:?}", model.display().to_string()))
+        .arg("--dry-run")
+        .output()
+        .unwrap();
+    let plan = ok(&o, "8b");
+    for expect in [
+        "only its config.json is readable here: 8.03B parameters, 32 layers",
+        "each server holds one model's weights, 16.1 GB in bf16",
+        "one server at a time, none while DPO trains",
+        "16 bytes per parameter = 128.5 GB, are 16.1 GB per process when sharded over 8 processes",
+        "M_i in f32 needs 32.1 GB",
+    ] {
+        assert!(plan.contains(expect), "{expect:?} not in:\n{plan}");
     }
 }

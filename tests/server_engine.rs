@@ -13,7 +13,12 @@
 //!   trained models are exported as GGUF and served, `kill -9` + `--resume` gives the same
 //!   pairs, and no server outlives srlm;
 //! - a LoRA adapter srlm trained is served as llama.cpp's GGUF LoRA by one server next to the
-//!   base: a request's `lora` scale chooses the model, and both match srlm in-process;
+//!   base: a request's `lora` scale chooses the model, and both match srlm in-process; a
+//!   `ManagedServer` that adds adapters (or comes back from a suspension) by starting again on
+//!   the same port keeps every earlier route and client right, and a TSR run with LoRA serves
+//!   M0, M_f and M_1 from that one server (adapters only, no full GGUF written);
+//! - `engine.exclusive`: a run's servers never run at the same time, and none runs while DPO
+//!   trains;
 //! - nothing listening, a server that exits at start, one that dies mid-run, a 404 / 500 and a
 //!   malformed answer are each a one-line error naming the cause.
 
@@ -21,12 +26,22 @@
 mod bundled_plugins;
 
 use serde_json::Value;
-use srlm_engine::{Client, CompletionRequest, ServerProcess, ServerVars};
+use srlm_engine::{
+    Client, CompletionRequest, ManagedServer, ServerPool, ServerProcess, ServerVars,
+};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+/// Serialises the tests that run llama-server: its threads spin at every barrier, so two
+/// servers of 2 threads on 2 cores decode at well under a tenth of one server's speed (seen:
+/// 0.45 tokens/s per slot); one after the other is much faster.
+fn one_server_test_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -135,6 +150,7 @@ const PROMPTS: [&str; 3] = [
 
 #[test]
 fn the_server_gets_srlm_s_prompt_ids() {
+    let _serial = one_server_test_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     llama_server();
     let server = default_server(dir.path());
@@ -165,6 +181,7 @@ fn the_server_gets_srlm_s_prompt_ids() {
 
 #[test]
 fn greedy_answers_and_the_exported_gguf_match_in_process() {
+    let _serial = one_server_test_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let f32_gguf = dir.path().join("m0-f32.gguf");
     ok(&srlm(&[
@@ -212,6 +229,7 @@ fn greedy_answers_and_the_exported_gguf_match_in_process() {
 /// within 2e-3). One process, three models, no restart between them.
 #[test]
 fn one_server_serves_m0_m_i_and_m_f_as_adapters_by_request() {
+    let _serial = one_server_test_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let d = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
     let (pairs, future_pairs) = (d("pairs.jsonl"), d("future.jsonl"));
@@ -292,7 +310,7 @@ fn one_server_serves_m0_m_i_and_m_f_as_adapters_by_request() {
     let ids: Value =
         serde_json::from_str(&ok(&srlm(&["tokenize", "--json", "--text", text]))).unwrap();
     let prompt: Vec<u32> = serde_json::from_value(ids["ids"].clone()).unwrap();
-    let served_top = |scales: [f64; 2]| -> Vec<(u32, f64)> {
+    let top_via = |client: &Client, lora: Vec<srlm_engine::LoraScale>| -> Vec<(u32, f64)> {
         let req = CompletionRequest {
             model: "m".into(),
             prompt: prompt.clone(),
@@ -305,14 +323,7 @@ fn one_server_serves_m0_m_i_and_m_f_as_adapters_by_request() {
             stop: vec![],
             logprobs: Some(5),
             return_tokens_as_token_ids: false,
-            lora: Some(
-                (0..2)
-                    .map(|id| srlm_engine::LoraScale {
-                        id,
-                        scale: scales[id],
-                    })
-                    .collect(),
-            ),
+            lora: Some(lora),
         };
         let c = client.complete_all(&[req]).unwrap().remove(0).remove(0);
         let first = c.tokens.expect("log-probs").remove(0);
@@ -321,6 +332,15 @@ fn one_server_serves_m0_m_i_and_m_f_as_adapters_by_request() {
             .iter()
             .map(|t| (t.id.expect("llama.cpp gives ids"), t.logprob))
             .collect()
+    };
+    let served_top = |scales: [f64; 2]| -> Vec<(u32, f64)> {
+        let lora = (0..2)
+            .map(|id| srlm_engine::LoraScale {
+                id,
+                scale: scales[id],
+            })
+            .collect();
+        top_via(&client, lora)
     };
     let local_top = |model: &str| -> Vec<(u32, f64)> {
         let v: Value = serde_json::from_str(&ok(&srlm(&[
@@ -359,10 +379,103 @@ fn one_server_serves_m0_m_i_and_m_f_as_adapters_by_request() {
             );
         }
     }
+    drop(server);
+
+    // The same three models from one ManagedServer, which adds an adapter by starting again
+    // on the same port: routes and clients made before a restart stay right.
+    let log = dir.path().join("adapter-server.log");
+    let pool = ServerPool::new(false);
+    let adapters = pool.add(
+        ManagedServer::new(
+            "llama-server -m {gguf} {lora} --host 127.0.0.1 --port {port} -np 1 -c 2048 -t 2 --no-webui",
+            ServerVars {
+                gguf: Some(PathBuf::from(&base)),
+                parallel: 1,
+                threads: 2,
+                ..Default::default()
+            },
+            &log,
+            Duration::from_secs(120),
+        )
+        .unwrap(),
+    );
+    let r0 = pool.acquire(&adapters, None).unwrap();
+    let early = adapters.client(Duration::from_secs(60), 1, 1);
+    let ri = pool
+        .acquire(&adapters, Some(("m_i", Path::new(&lora_i))))
+        .unwrap();
+    let rf = pool
+        .acquire(&adapters, Some(("m_f", Path::new(&lora_f))))
+        .unwrap();
+    assert_eq!(adapters.starts(), 3, "base, + M_i, + M_f");
+    // Acquiring a model the server holds starts nothing.
+    pool.acquire(&adapters, Some(("m_i", Path::new(&lora_i))))
+        .unwrap();
+    pool.acquire(&adapters, None).unwrap();
+    assert_eq!(adapters.starts(), 3);
+    let close = |what: &str, a: &[(u32, f64)], b: &[(u32, f64)]| {
+        let ids = |v: &[(u32, f64)]| v.iter().map(|t| t.0).collect::<Vec<_>>();
+        assert_eq!(ids(a), ids(b), "{what}: {a:?} vs {b:?}");
+        for (x, y) in a.iter().zip(b) {
+            assert!((x.1 - y.1).abs() < 1e-4, "{what}: {a:?} vs {b:?}");
+        }
+    };
+    let lora = |r: &srlm_engine::ServerRoute| r.prepare().unwrap().expect("a server with {lora}");
+    close("M_i", &top_via(&early, lora(&ri)), &served[0].1);
+    close("M_f", &top_via(&early, lora(&rf)), &served[1].1);
+    close("M0", &top_via(&early, lora(&r0)), &served[2].1);
+    // M_i released: the next restart leaves its adapter out and M_f's id changes; M_f's
+    // route follows, M_i's is an error (never another model's answers).
+    pool.release(&adapters, "m_i");
+    let again = dir.path().join("m_i-again.gguf");
+    std::fs::copy(&lora_i, &again).unwrap();
+    let r_again = pool
+        .acquire(&adapters, Some(("m_i again", &again)))
+        .unwrap();
+    assert_eq!(adapters.starts(), 4);
+    assert_eq!(lora(&rf)[0].scale, 1.0, "M_f is adapter 0 now");
+    close(
+        "M_f after a restart",
+        &top_via(&early, lora(&rf)),
+        &served[1].1,
+    );
+    close("M_i again", &top_via(&early, lora(&r_again)), &served[0].1);
+    let e = ri.prepare().unwrap_err().to_string();
+    assert!(e.contains("no longer loaded"), "{e}");
+    // Suspended (as while DPO trains): nothing runs; the next request starts it again.
+    pool.suspend();
+    assert_eq!((pool.running(), adapters.pid()), (0, None));
+    close(
+        "M_f after a suspension",
+        &top_via(&early, lora(&rf)),
+        &served[1].1,
+    );
+    assert_eq!(adapters.starts(), 5);
+    let starts = start_lines(&log);
+    assert_eq!(starts.len(), 5, "{starts:?}");
+    assert!(
+        starts.iter().all(|l| port_of(l) == port_of(&starts[0])),
+        "one port: {starts:?}"
+    );
+    assert_eq!(starts[3].matches("--lora ").count(), 2, "{}", starts[3]);
+    assert!(
+        starts[3].find("m_f.gguf") < starts[3].find("m_i-again.gguf"),
+        "{}",
+        starts[3]
+    );
+    let pid = adapters.pid().unwrap();
+    drop((r0, ri, rf, r_again, pool, adapters));
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z ")),
+        "the server outlived its owner"
+    );
 }
 
 #[test]
 fn expected_scores_through_the_server_agree_with_in_process() {
+    let _serial = one_server_test_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("items.jsonl");
     let items = [
@@ -475,6 +588,31 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
 }
 
 fn assert_complete(out: &Path) {
+    assert_metrics(out);
+    // Trained models were written as GGUF and served, each server with its own log.
+    let ggufs = std::fs::read_dir(out.join("engine/models"))
+        .unwrap()
+        .count();
+    assert!(ggufs >= 1, "no GGUF written for a trained model");
+    let logs = server_logs(out).len();
+    assert!(
+        logs >= 2,
+        "M0 and a trained model each get a server ({logs} logs)"
+    );
+    assert_no_server_left(out);
+}
+
+fn assert_no_server_left(out: &Path) {
+    assert!(
+        processes_mentioning(&out.display().to_string()).is_empty(),
+        "a server outlived srlm: {:?}",
+        processes_mentioning(&out.display().to_string())
+    );
+}
+
+/// metrics.jsonl has M0's line and iteration 1's, with pairs, scores, compute, DPO and the
+/// hidden-state cosine; the report shows the cosine.
+fn assert_metrics(out: &Path) {
     let metrics: Vec<Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
         .unwrap()
         .lines()
@@ -501,29 +639,185 @@ fn assert_complete(out: &Path) {
         report.contains("hidden"),
         "the report shows the hidden-state cosine"
     );
-    // Trained models were written as GGUF and served, each server with its own log.
-    let ggufs = std::fs::read_dir(out.join("engine/models"))
-        .unwrap()
-        .count();
-    assert!(ggufs >= 1, "no GGUF written for a trained model");
-    let logs = std::fs::read_dir(out.join("engine"))
+}
+
+/// The server logs of a run folder (`engine/server-*.log`), sorted.
+fn server_logs(out: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(out.join("engine"))
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("server-"))
-        .count();
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("server-"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// The command lines a server log records (`=== srlm starts: <command>`).
+fn start_lines(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("=== srlm starts: "))
+        .map(String::from)
+        .collect()
+}
+
+/// The `--port` of a command line.
+fn port_of(command: &str) -> &str {
+    command
+        .split("--port ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+}
+
+/// When each server process of a run lived: `(spawned, stopped)` in ms since the epoch, from
+/// the `=== srlm: … at <ms>` marks of every `engine/server-*.log`.
+fn server_lifetimes(out: &Path) -> Vec<(u128, u128)> {
+    let mut spans = Vec::new();
+    for name in server_logs(out) {
+        let path = out.join("engine").join(&name);
+        let mut spawned = None;
+        for l in std::fs::read_to_string(&path).unwrap().lines() {
+            let at = |what: &str| {
+                l.strip_prefix(&format!("=== srlm: {what} at "))
+                    .map(|ms| ms.parse::<u128>().unwrap())
+            };
+            if let Some(t) = at("spawned") {
+                assert!(spawned.is_none(), "spawned twice without a stop: {l}");
+                spawned = Some(t);
+            } else if let Some(t) = at("stopped") {
+                spans.push((spawned.take().expect("a stop without a start"), t));
+            }
+        }
+        assert!(spawned.is_none(), "{name}: a server never stopped");
+    }
+    spans.sort();
+    spans
+}
+
+/// `engine.exclusive = true` (one GPU that holds one model): TSR's M0, M_f and M_1 each get
+/// a server, never two running at once, and a model's server is started again on its port
+/// when it is used after another (with the `self` judge, M_i judges M_f's samples after M_f
+/// was sampled).
+#[test]
+fn exclusive_servers_never_run_at_the_same_time() {
+    let _serial = one_server_test_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tsr-exclusive");
+    let out_s = out.to_str().unwrap().to_string();
+    let mut args = run_args(&out_s, "temporal");
+    // M_i (here M0) judges every sample, M_f's too: its server comes back after M_f's.
+    args.extend([
+        "-c",
+        "engine.exclusive=true",
+        "-c",
+        "judge.spec=\"self\"",
+        "-c",
+        "judge.mode=\"expected\"",
+        "-c",
+        "prompts.per_iteration=4",
+        "-c",
+        "prompts.eval=2",
+    ]);
+    ok(&srlm(&args));
+    assert_metrics(&out);
+    let spans = server_lifetimes(&out);
+    for w in spans.windows(2) {
+        assert!(w[1].0 >= w[0].1, "two servers ran at once: {spans:?}");
+    }
+    let logs = server_logs(&out).len();
+    assert!(logs >= 3, "M0, M_f and M_1 each have a server ({logs})");
     assert!(
-        logs >= 2,
-        "M0 and a trained model each get a server ({logs} logs)"
+        spans.len() > logs,
+        "a model's server started again when next used: {} starts, {logs} servers",
+        spans.len()
     );
+    assert_no_server_left(&out);
+}
+
+/// TSR with LoRA: M0, the future model M_f and M_1 come from one llama-server holding M0's
+/// GGUF, each trained model handed over as a GGUF LoRA adapter (no full GGUF written). The
+/// server is started on one port for M0 alone, then with M_f's adapter, then with M_1's too
+/// (llama-server loads adapters only at start); one process runs at a time.
+#[test]
+fn temporal_lora_run_serves_m0_m_f_and_m_1_from_one_server() {
+    let _serial = one_server_test_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tsr-lora");
+    let out_s = out.to_str().unwrap().to_string();
+    let mut args = run_args(&out_s, "temporal");
+    args.extend(["-c", "dpo.use_peft=true"]);
+    ok(&srlm(&args));
+    assert_metrics(&out);
+    let logs = server_logs(&out);
+    assert_eq!(logs, ["server-base.log"], "one server for every model");
+    let starts = start_lines(&out.join("engine/server-base.log"));
+    let models: Vec<(String, u64)> = std::fs::read_dir(out.join("engine/models"))
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().unwrap().len(),
+            )
+        })
+        .collect();
+    // M_f's adapter and M_1's: one file when TSR upgraded no chosen response (then M_1 is
+    // DPO(M0) on M_f's own pairs: the same model, served by the same adapter).
     assert!(
-        processes_mentioning(&out.display().to_string()).is_empty(),
-        "a server outlived srlm: {:?}",
-        processes_mentioning(&out.display().to_string())
+        (1..=2).contains(&models.len()),
+        "M_f's and M_1's adapters: {models:?}"
     );
+    // M0 alone, then a start for each new adapter (and one after the hidden-state
+    // diagnostic, which stops the server, when M_1's adapter is M_f's).
+    assert!(
+        (1 + models.len()..=3).contains(&starts.len()),
+        "M0, then a start per adapter: {starts:?}"
+    );
+    for (n, l) in starts.iter().enumerate() {
+        assert_eq!(port_of(l), port_of(&starts[0]), "one port: {starts:?}");
+        let adapters = l.matches("--lora ").count();
+        assert_eq!(adapters == 0, n == 0, "{l}");
+        assert!(adapters <= models.len(), "{l}");
+        assert!(
+            l.contains("SmolLM2-135M-Instruct.Q4_1.gguf"),
+            "M0's own GGUF: {l}"
+        );
+    }
+    let last = starts.last().unwrap();
+    for (name, bytes) in &models {
+        assert!(name.ends_with(".lora.gguf"), "{name}");
+        // r = 8 on q_proj and v_proj of 30 layers in f32: 1.85 MB (a full f32 GGUF: 540 MB).
+        assert!(*bytes < 4_000_000, "{name}: {bytes} bytes");
+        assert!(last.contains(name.as_str()), "{name} not served: {last}");
+    }
+    // M_1 (the model the run keeps in cache/model-<id>; M_f's is removed) is among them.
+    let kept: Vec<String> = std::fs::read_dir(out.join("cache"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.strip_prefix("model-").map(String::from)
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(
+        models
+            .iter()
+            .any(|(n, _)| kept[0].starts_with(n.trim_end_matches(".lora.gguf"))),
+        "M_1 ({}) not served: {models:?}",
+        kept[0]
+    );
+    assert_no_server_left(&out);
 }
 
 #[test]
 fn self_rewarding_smoke_run_on_llama_server() {
+    let _serial = one_server_test_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("sr");
     ok(&srlm(&run_args(out.to_str().unwrap(), "self-rewarding")));
@@ -532,6 +826,7 @@ fn self_rewarding_smoke_run_on_llama_server() {
 
 #[test]
 fn temporal_smoke_run_on_llama_server_resumes_after_kill_9() {
+    let _serial = one_server_test_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("tsr");
     let out_s = out.to_str().unwrap().to_string();
@@ -633,6 +928,7 @@ fn canned(status: &str, body: &'static str) -> String {
 
 #[test]
 fn server_failures_are_one_line_errors_naming_the_cause() {
+    let _serial = one_server_test_at_a_time();
     // Nothing listening.
     let port = free_port();
     let e = generate_via(&format!("http://127.0.0.1:{port}/v1"));

@@ -110,8 +110,7 @@ pub fn run(args: JudgeArgs) -> anyhow::Result<()> {
         .collect();
     srlm_core::write_jsonl_atomic(&args.output, &out)?;
 
-    let scores: Vec<Option<f64>> = verdicts.iter().map(|v| v.score).collect();
-    let health = JudgeHealth::from_scores(&scores);
+    let health = JudgeHealth::from_verdicts(verdicts.iter().map(|v| (v.score, &v.details)));
     let agreements = part_agreements(&items, &verdicts);
     if args.json {
         let agreements: Vec<Value> = agreements

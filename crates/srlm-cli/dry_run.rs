@@ -3,7 +3,7 @@
 //! nothing started, trained or written, so a GPU-scale config can be checked on a laptop.
 
 use srlm_engine::{EngineKind, ServerVars};
-use srlm_pipeline::config::RunConfig;
+use srlm_pipeline::config::{HiddenStates, RunConfig};
 use std::path::Path;
 
 fn gb(bytes: f64) -> String {
@@ -36,11 +36,27 @@ pub fn print_plan(config: &RunConfig, out: &Path) -> anyhow::Result<()> {
             Some(n as f64)
         }
         Err(err) => {
-            out!(
-                "model M0: `{}` — not readable here ({err}); sizes unknown",
-                config.model
-            );
-            None
+            // A folder with only its config.json (weights elsewhere) still gives the sizes.
+            let shapes = std::path::Path::new(&config.model).join("config.json");
+            match srlm_model::LlamaConfig::from_hf_config_file(&shapes) {
+                Ok(c) => {
+                    let n = c.num_parameters();
+                    out!(
+                        "model M0: `{}` — only its config.json is readable here: {:.2}B parameters, {} layers",
+                        config.model,
+                        n as f64 / 1e9,
+                        c.num_hidden_layers
+                    );
+                    Some(n as f64)
+                }
+                Err(_) => {
+                    out!(
+                        "model M0: `{}` — not readable here ({err}); sizes unknown",
+                        config.model
+                    );
+                    None
+                }
+            }
         }
     };
     let k = config
@@ -74,9 +90,17 @@ pub fn print_plan(config: &RunConfig, out: &Path) -> anyhow::Result<()> {
         }
         EngineKind::Server => {
             out!(
-                "engine: server ({:?}): srlm starts one server per model on a free loopback port, waits for /health, stops it when the model is released (and on errors, Ctrl-C, kill -9); logs in {}",
+                "engine: server ({:?}): srlm starts a server per model (one for M0 and its LoRA adapters with {{lora}} in the command) on a free loopback port, waits for /health, stops it when the model is released (and on errors, Ctrl-C, kill -9); logs in {}",
                 e.server,
                 out.join("engine").display()
+            );
+            out!(
+                "  every server stops while DPO trains and starts again on its port when next used; {}",
+                if e.exclusive {
+                    "at most one runs at a time (engine.exclusive): a model's server stops when another model is used"
+                } else {
+                    "servers of different models may run at the same time (engine.exclusive = true: one at a time, for one GPU)"
+                }
             );
             let template = e.command_template();
             let (m0_gguf, m0_hf) = match &files {
@@ -107,36 +131,58 @@ pub fn print_plan(config: &RunConfig, out: &Path) -> anyhow::Result<()> {
                 })
             );
             let ckpt = out.join("cache/model-<id>");
-            let gguf = out.join("engine/models/<id>.gguf");
-            let gguf_size = params.map(|n| gb(n * if e.gguf_dtype == "f16" { 2.0 } else { 4.0 }));
-            out!(
-                "  each trained model (M_1 … M_{}{}) is handed over as its HF checkpoint {}{}",
-                config.iterations,
-                if temporal {
-                    ", and M_f in every iteration"
-                } else {
-                    ""
-                },
-                ckpt.display(),
-                if template.contains("{gguf}") {
-                    format!(
-                        " and as a GGUF srlm writes, {} ({}{}), with M0's tokenizer metadata",
-                        gguf.display(),
-                        e.gguf_dtype,
-                        gguf_size.map(|s| format!(", {s} each")).unwrap_or_default()
-                    )
-                } else {
-                    String::new()
-                }
-            );
-            out!(
-                "    {}",
-                show(&ServerVars {
-                    gguf: Some(gguf),
-                    hf_dir: Some(ckpt),
-                    ..base
-                })
-            );
+            let adapters_on_m0 = config.dpo.use_peft
+                && m0_gguf.is_some()
+                && srlm_engine::server::has_lora_word(template);
+            if adapters_on_m0 {
+                let lora = out.join("engine/models/<id>.lora.gguf");
+                out!(
+                    "  each trained model (M_1 … M_{}{}) is a LoRA adapter on M0: M0's server also serves it, as a GGUF adapter srlm writes ({}), picked per request by its `lora` scales; llama-server reads adapters only at start, so srlm restarts that one server on the same port when a new adapter is needed",
+                    config.iterations,
+                    if temporal { ", and M_f in every iteration" } else { "" },
+                    lora.display()
+                );
+                out!(
+                    "    {}",
+                    show(&ServerVars {
+                        gguf: m0_gguf.clone(),
+                        lora: vec![lora],
+                        ..base.clone()
+                    })
+                );
+            } else {
+                let gguf = out.join("engine/models/<id>.gguf");
+                let gguf_size =
+                    params.map(|n| gb(n * if e.gguf_dtype == "f16" { 2.0 } else { 4.0 }));
+                out!(
+                    "  each trained model (M_1 … M_{}{}) is handed over as its HF checkpoint {}{}",
+                    config.iterations,
+                    if temporal {
+                        ", and M_f in every iteration"
+                    } else {
+                        ""
+                    },
+                    ckpt.display(),
+                    if template.contains("{gguf}") {
+                        format!(
+                            " and as a GGUF srlm writes, {} ({}{}), with M0's tokenizer metadata",
+                            gguf.display(),
+                            e.gguf_dtype,
+                            gguf_size.map(|s| format!(", {s} each")).unwrap_or_default()
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+                out!(
+                    "    {}",
+                    show(&ServerVars {
+                        gguf: Some(gguf),
+                        hf_dir: Some(ckpt),
+                        ..base.clone()
+                    })
+                );
+            }
             out!(
                 "  requests: {} in flight, K samples per request (n = K): {}; timeout {} s, {} retries",
                 e.concurrency, e.use_n, e.timeout_seconds, e.retries
@@ -223,5 +269,50 @@ pub fn print_plan(config: &RunConfig, out: &Path) -> anyhow::Result<()> {
         None if t.is_external() => out!("in-process on {device:?}: no DPO (the trainer's memory is its own); the hidden-state diagnostic loads M_i in f32 (4 bytes per parameter)"),
         None => out!("in-process on {device:?}: DPO (full fine-tuning, f32) and the hidden-state diagnostic: 20 bytes per parameter + activations"),
     }
+    if let Some(n) = params {
+        if e.kind == EngineKind::Server {
+            out!(
+                "memory: each server holds one model's weights, {} in bf16 (vLLM, SGLang; a GGUF's own size on llama-server) plus its KV cache; {}",
+                gb(n * 2.0),
+                if e.exclusive {
+                    "one server at a time, none while DPO trains"
+                } else {
+                    "up to three at a time in TSR (M0, M_i, M_f), none while DPO trains"
+                }
+            );
+        }
+        if t.is_external() && t.dtype == srlm_trainer::TrainerDtype::Bfloat16 {
+            // Mixed precision with AdamW: bf16 weights and gradients, f32 master weights and
+            // two moments = 16 bytes per parameter, split over the processes by ZeRO-3.
+            out!(
+                "memory: the trainer's weights, gradients and AdamW state, 16 bytes per parameter = {}, are {} per process when sharded over {} processes (DeepSpeed ZeRO-3, as configs/accelerate/zero3*.yaml sets; plus activations)",
+                gb(n * 16.0),
+                gb(n * 16.0 / t.num_processes.max(1) as f64),
+                t.num_processes
+            );
+        }
+    }
+    // What `diagnostics.hidden_states` decides here (srlm_pipeline::run's rule).
+    let avail = srlm_pipeline::run::available_memory_bytes();
+    let on_server = e.kind != EngineKind::InProcess;
+    let decision = match (config.diagnostics.hidden_states, params, avail) {
+        (HiddenStates::Off, ..) => "left out (diagnostics.hidden_states = \"off\")".to_string(),
+        (HiddenStates::On, ..) => "computed (diagnostics.hidden_states = \"on\")".to_string(),
+        (HiddenStates::Auto, _, _) if !on_server => {
+            "computed (the in-process engine holds M_i anyway)".to_string()
+        }
+        (HiddenStates::Auto, Some(n), Some(a)) => {
+            let need = n * 4.0;
+            if need > a / 2.0 {
+                format!("left out: M_i in f32 needs {}, more than half of the {} available here (\"on\" computes it anyway)", gb(need), gb(a))
+            } else {
+                format!("computed: M_i in f32 needs {}, at most half of the {} available here", gb(need), gb(a))
+            }
+        }
+        (HiddenStates::Auto, ..) => {
+            "computed when M_i in f32 takes at most half of the available memory (the size is unknown here)".to_string()
+        }
+    };
+    out!("diagnostics: the hidden-state cosine is {decision}");
     Ok(())
 }

@@ -11,8 +11,9 @@ pub enum EngineKind {
     /// srlm's own candle sampler, in the training process.
     #[default]
     InProcess,
-    /// A server srlm starts from `command` for each model it needs, on a free loopback port,
-    /// and stops when the model is released (also on errors and Ctrl-C).
+    /// A server srlm starts from `command` for each model it needs (or one for M0 and its LoRA
+    /// adapters, with `{lora}`), on a free loopback port, and stops when the model is released
+    /// (also on errors and Ctrl-C).
     Server,
     /// A server the user runs at `url` (it serves one model: M0).
     Url,
@@ -36,7 +37,7 @@ impl ServerPreset {
     pub fn command(self) -> &'static str {
         match self {
             ServerPreset::LlamaServer => {
-                "llama-server -m {gguf} --host 127.0.0.1 --port {port} -np {parallel} -c {ctx_size} -t {threads} --no-webui"
+                "llama-server -m {gguf} {lora} --host 127.0.0.1 --port {port} -np {parallel} -c {ctx_size} -t {threads} --no-webui"
             }
             ServerPreset::Vllm => {
                 "vllm serve {hf_dir} --host 127.0.0.1 --port {port} --served-model-name srlm --max-logprobs 20 --seed 0"
@@ -60,7 +61,11 @@ pub struct EngineConfig {
     /// `kind = "server"`: the command template, split like a shell line (no shell runs it);
     /// empty = the preset's. Placeholders: `{gguf}` (the model as a GGUF; srlm writes one for a
     /// trained model), `{hf_dir}` (the model as an HF folder), `{port}` (a free loopback port
-    /// srlm picked), `{parallel}`, `{threads}`, `{ctx_size}` (`parallel` × 4096).
+    /// srlm picked), `{parallel}`, `{threads}`, `{ctx_size}` (`parallel` × 4096), and
+    /// `{lora}` (llama.cpp): with it, M0's server also serves every LoRA model of the run as a
+    /// GGUF adapter on M0's base (one process, restarted on the same port when a new adapter
+    /// is needed: llama-server loads adapter files only at start) instead of one server per
+    /// model.
     pub command: String,
     /// `kind = "url"`: the OpenAI API base, e.g. `http://127.0.0.1:8080/v1`.
     pub url: String,
@@ -86,6 +91,10 @@ pub struct EngineConfig {
     pub startup_timeout_seconds: u64,
     /// Weight type of the GGUF srlm writes for a trained model (`f32` or `f16`).
     pub gguf_dtype: String,
+    /// `kind = "server"`: at most one server runs at a time — for one GPU that holds one
+    /// model: a model's server is stopped when another model is used and started again on
+    /// its port when it is next used. Every server also stops while DPO trains (always).
+    pub exclusive: bool,
 }
 
 impl Default for EngineConfig {
@@ -105,6 +114,7 @@ impl Default for EngineConfig {
             retries: 4,
             startup_timeout_seconds: 300,
             gguf_dtype: "f32".into(),
+            exclusive: false,
         }
     }
 }

@@ -12,6 +12,7 @@
 
 use crate::client::{Client, Completion, CompletionRequest};
 use crate::error::EngineError;
+use crate::managed::ServerRoute;
 use srlm_core::SamplingConfig;
 use srlm_judge::{JudgeError, JudgeModel};
 use srlm_model::ModelText;
@@ -42,6 +43,10 @@ pub struct RemoteModel {
     pub use_n: bool,
     /// Top log-probs asked for in `last_logits`.
     pub top_logprobs: usize,
+    /// A server srlm manages: started before a request if it is stopped, and the llama.cpp
+    /// `lora` scales that pick this model on a server with adapters; `None` (a server the
+    /// user runs) sends requests as they are.
+    pub route: Option<ServerRoute>,
 }
 
 /// A seed for the server from the run's seed, the prompt's ids and the sample index
@@ -69,8 +74,8 @@ impl RemoteModel {
         n: usize,
         seed: u64,
         logprobs: usize,
-    ) -> CompletionRequest {
-        CompletionRequest {
+    ) -> Result<CompletionRequest, EngineError> {
+        Ok(CompletionRequest {
             model: self.model_name.clone(),
             prompt,
             max_tokens: cfg.max_new_tokens,
@@ -82,8 +87,11 @@ impl RemoteModel {
             stop: self.text.stop_texts(),
             logprobs: Some(logprobs),
             return_tokens_as_token_ids: true,
-            lora: None,
-        }
+            lora: match &self.route {
+                Some(r) => r.prepare()?,
+                None => None,
+            },
+        })
     }
 
     /// `n` completions for each prompt given as ids.
@@ -97,14 +105,14 @@ impl RemoteModel {
             let reqs: Vec<_> = prompts
                 .iter()
                 .map(|p| self.request(p.clone(), cfg, n, request_seed(cfg.seed, p, 0), 1))
-                .collect();
+                .collect::<Result<_, _>>()?;
             return self.client.complete_all(&reqs);
         }
         let reqs: Vec<_> = prompts
             .iter()
             .flat_map(|p| (0..n).map(move |j| (p, j)))
             .map(|(p, j)| self.request(p.clone(), cfg, 1, request_seed(cfg.seed, p, j), 1))
-            .collect();
+            .collect::<Result<_, _>>()?;
         let flat = self.client.complete_all(&reqs)?;
         Ok(flat
             .chunks(n)
@@ -252,7 +260,8 @@ impl JudgeModel for RemoteModel {
         let reqs: Vec<_> = prompts
             .iter()
             .map(|p| self.request(p.clone(), &cfg, 1, 0, self.top_logprobs))
-            .collect();
+            .collect::<Result<_, _>>()
+            .map_err(judge_err)?;
         let out = self.client.complete_all(&reqs).map_err(judge_err)?;
         let vocab = self
             .text

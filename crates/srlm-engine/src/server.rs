@@ -22,6 +22,9 @@ pub struct ServerVars {
     pub parallel: usize,
     /// `{threads}`: CPU threads.
     pub threads: usize,
+    /// `{lora}`: llama.cpp GGUF LoRA adapters, in the order their ids take (the word `{lora}`
+    /// becomes `--lora-init-without-apply --lora A --lora B …`, or nothing when empty).
+    pub lora: Vec<PathBuf>,
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released; the server binds it next).
@@ -62,7 +65,7 @@ fn resolve_program(name: &str) -> Option<PathBuf> {
 ///
 /// # Errors
 /// [`EngineError::Config`] for unbalanced quotes or a placeholder with no value (e.g.
-/// `{hf_dir}` for a model that exists only as a GGUF).
+/// `{hf_dir}` for a model that exists only as a GGUF), and for `{lora}` inside a longer word.
 pub fn render_command(
     template: &str,
     vars: &ServerVars,
@@ -78,8 +81,27 @@ pub fn render_command(
             ))
         })
     };
-    words
-        .into_iter()
+    let mut argv = Vec::new();
+    for w in words {
+        if w == "{lora}" {
+            if !vars.lora.is_empty() {
+                // Adapters start at scale 0: a request's `lora` field picks the model.
+                argv.push("--lora-init-without-apply".to_string());
+                for f in &vars.lora {
+                    argv.push("--lora".to_string());
+                    argv.push(f.display().to_string());
+                }
+            }
+            continue;
+        }
+        if w.contains("{lora}") {
+            return Err(EngineError::Config(format!(
+                "engine.command {template:?}: {{lora}} must be a word of its own (it becomes zero or more `--lora FILE` arguments)"
+            )));
+        }
+        argv.push(w);
+    }
+    argv.into_iter()
         .map(|w| {
             let mut out = w.clone();
             if out.contains("{gguf}") {
@@ -100,6 +122,11 @@ pub fn render_command(
                 .replace("{ctx_size}", &(vars.parallel * 4096).to_string()))
         })
         .collect()
+}
+
+/// Whether `template` has the word `{lora}` (its server can serve LoRA adapters of its base).
+pub fn has_lora_word(template: &str) -> bool {
+    shlex::split(template).is_some_and(|w| w.iter().any(|w| w == "{lora}"))
 }
 
 /// `argv` as one shell-quoted line (for logs, errors and the dry run).
@@ -145,7 +172,20 @@ impl ServerProcess {
         log: &Path,
         startup: Duration,
     ) -> Result<Self, EngineError> {
-        let port = free_port()?;
+        Self::start_on(template, vars, log, startup, free_port()?)
+    }
+
+    /// [`ServerProcess::start`] on a given loopback `port` (a restart keeps its clients' URL).
+    ///
+    /// # Errors
+    /// As [`ServerProcess::start`]; a port taken meanwhile shows as [`EngineError::Exited`].
+    pub fn start_on(
+        template: &str,
+        vars: &ServerVars,
+        log: &Path,
+        startup: Duration,
+        port: u16,
+    ) -> Result<Self, EngineError> {
         let mut argv = render_command(template, vars, port)?;
         let command = command_line(&argv);
         let program = resolve_program(&argv[0]).ok_or_else(|| EngineError::Spawn {
@@ -200,7 +240,9 @@ impl ServerProcess {
             log: log.to_path_buf(),
             base: format!("http://127.0.0.1:{port}/v1"),
         };
+        server.mark("spawned");
         server.wait_healthy(port, startup)?;
+        server.mark("started");
         Ok(server)
     }
 
@@ -262,6 +304,18 @@ impl ServerProcess {
             .watching(Arc::new(move || exited(&child, &command, &log)))
     }
 
+    /// Appends `=== srlm: <what> at <ms since the Unix epoch>` to the log (when a server ran
+    /// is read from its log).
+    fn mark(&self, what: &str) {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        if let Ok(f) = std::fs::OpenOptions::new().append(true).open(&self.log) {
+            use std::io::Write;
+            let _ = writeln!(&f, "=== srlm: {what} at {ms}");
+        }
+    }
+
     /// Stops it: SIGTERM, up to 10 s for it to exit, then SIGKILL. Idempotent.
     pub fn stop(&self) {
         let mut child = self.child.lock().expect("child");
@@ -273,14 +327,18 @@ impl ServerProcess {
             libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
         }
         let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(10) {
-            if child.try_wait().ok().flatten().is_some() {
-                return;
+        let mut exited = false;
+        while !exited && t0.elapsed() < Duration::from_secs(10) {
+            exited = child.try_wait().ok().flatten().is_some();
+            if !exited {
+                std::thread::sleep(Duration::from_millis(50));
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = child.kill();
-        let _ = child.wait();
+        if !exited {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.mark("stopped");
     }
 }
 
@@ -301,6 +359,7 @@ mod tests {
             hf_dir: None,
             parallel: 3,
             threads: 2,
+            lora: Vec::new(),
         };
         let argv = render_command(
             "llama-server -m {gguf} --port {port} -np {parallel} -c {ctx_size} -t {threads}",
@@ -324,6 +383,33 @@ mod tests {
                 "2"
             ]
         );
+        // `{lora}` is no argument without adapters, and one `--lora` per adapter with them.
+        let template = "llama-server -m {gguf} {lora} --port {port}";
+        assert_eq!(
+            render_command(template, &vars, 7).unwrap(),
+            ["llama-server", "-m", "/m dir/model.gguf", "--port", "7"]
+        );
+        let with = ServerVars {
+            lora: vec!["/a b/m_1.gguf".into(), "/m_f.gguf".into()],
+            ..vars.clone()
+        };
+        assert_eq!(
+            render_command(template, &with, 7).unwrap(),
+            [
+                "llama-server",
+                "-m",
+                "/m dir/model.gguf",
+                "--lora-init-without-apply",
+                "--lora",
+                "/a b/m_1.gguf",
+                "--lora",
+                "/m_f.gguf",
+                "--port",
+                "7"
+            ]
+        );
+        let e = render_command("x --lora={lora} {port}", &with, 1).unwrap_err();
+        assert!(e.to_string().contains("a word of its own"), "{e}");
         let e = render_command("vllm serve {hf_dir} --port {port}", &vars, 1).unwrap_err();
         assert!(e.to_string().contains("{hf_dir}"), "{e}");
         assert!(render_command("x 'unbalanced", &vars, 1).is_err());

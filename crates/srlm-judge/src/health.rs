@@ -28,6 +28,20 @@ pub struct JudgeHealth {
     pub min: Option<f64>,
     /// Largest score present.
     pub max: Option<f64>,
+    /// Expected-mode judgments whose score lacks a digit's probability: a server returned
+    /// only its top log-probs and a digit 0–5 was not among them (it counted as probability
+    /// 0; see [`digits_missing`]). 0 in-process, where every logit is known.
+    #[serde(default)]
+    pub digits_missing: usize,
+}
+
+/// How many of the digits 0–5 an expected-mode judgment's `details` say were missing from
+/// the server's top log-probs (the LLM judge's `digits_missing` field; 0 when absent).
+pub fn digits_missing(details: &serde_json::Value) -> u64 {
+    details
+        .get("digits_missing")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0)
 }
 
 impl JudgeHealth {
@@ -61,6 +75,22 @@ impl JudgeHealth {
             std,
             min,
             max,
+            digits_missing: 0,
+        }
+    }
+
+    /// [`JudgeHealth::from_scores`] of verdicts `(score, details)`, also counting the
+    /// judgments with digits missing from a server's top log-probs.
+    pub fn from_verdicts<'a>(
+        verdicts: impl IntoIterator<Item = (Option<f64>, &'a serde_json::Value)>,
+    ) -> Self {
+        let (scores, missing): (Vec<Option<f64>>, Vec<bool>) = verdicts
+            .into_iter()
+            .map(|(s, d)| (s, digits_missing(d) > 0))
+            .unzip();
+        JudgeHealth {
+            digits_missing: missing.iter().filter(|&&m| m).count(),
+            ..Self::from_scores(&scores)
         }
     }
 }
@@ -77,6 +107,13 @@ impl fmt::Display for JudgeHealth {
         )?;
         writeln!(f, "mean ± std  {} ± {}", o(self.mean), o(self.std))?;
         writeln!(f, "min / max   {} / {}", o(self.min), o(self.max))?;
+        if self.digits_missing > 0 {
+            writeln!(
+                f,
+                "digits missing from the server's top log-probs in {} judgments (counted as probability 0; raise engine.top_logprobs)",
+                self.digits_missing
+            )?;
+        }
         let scored: usize = self.histogram.iter().sum();
         write!(f, "histogram")?;
         for (k, &c) in self.histogram.iter().enumerate() {
@@ -198,6 +235,32 @@ mod tests {
         assert_eq!(json["no_score"], 2);
         let text = h.to_string();
         assert!(text.contains("no score    2 (33.3%)"), "{text}");
+    }
+
+    #[test]
+    fn judgments_with_digits_missing_are_counted() {
+        let (full, two, none) = (
+            serde_json::json!({"mode": "expected"}),
+            serde_json::json!({"mode": "expected", "digits_missing": 2}),
+            serde_json::json!(null),
+        );
+        let h = JudgeHealth::from_verdicts([
+            (Some(2.0), &full),
+            (Some(4.5), &two),
+            (None, &none),
+            (Some(1.0), &two),
+        ]);
+        assert_eq!(h.digits_missing, 2);
+        assert_eq!((h.count, h.no_score), (4, 1));
+        assert_eq!(h.mean, Some(2.5));
+        assert!(h
+            .to_string()
+            .contains("digits missing from the server's top log-probs in 2 judgments"));
+        assert_eq!(digits_missing(&two), 2);
+        assert_eq!(JudgeHealth::from_scores(&[Some(1.0)]).digits_missing, 0);
+        assert!(!JudgeHealth::from_scores(&[Some(1.0)])
+            .to_string()
+            .contains("digits"));
     }
 
     #[test]

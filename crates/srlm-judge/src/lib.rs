@@ -35,7 +35,9 @@ mod spec;
 
 pub use composite::{parse_spec, CompositeJudge, SpecTerm};
 pub use error::JudgeError;
-pub use health::{pairwise_agreement, same_prompt_pairs, JudgeHealth, PairwiseAgreement};
+pub use health::{
+    digits_missing, pairwise_agreement, same_prompt_pairs, JudgeHealth, PairwiseAgreement,
+};
 pub use ifeval::{IfevalAccuracy, IfevalJudge, InstructionResult};
 pub use judge::{Judge, JudgeItem, Verdict};
 pub use llm::{

@@ -259,6 +259,22 @@ impl HfConfig {
 }
 
 impl LlamaConfig {
+    /// Reads an HF `config.json` (shapes only: no weights or tokenizer needed).
+    /// Errors: [`ModelError::Io`], [`ModelError::Corrupt`], and those of
+    /// [`HfConfig::to_runtime`].
+    pub fn from_hf_config_file(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|error| ModelError::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        let hf: HfConfig = serde_json::from_str(&text).map_err(|e| ModelError::Corrupt {
+            path: path.to_path_buf(),
+            format: "config.json",
+            message: e.to_string(),
+        })?;
+        hf.to_runtime()
+    }
+
     /// The HF `config.json` for this model (what HF transformers loads).
     pub fn to_hf(&self) -> HfConfig {
         HfConfig {

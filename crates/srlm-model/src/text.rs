@@ -29,7 +29,8 @@ pub struct ModelText {
 
 impl ModelText {
     /// Reads a model reference's text parts (see [`resolve_model`]); for a GGUF only the
-    /// header is read, for an HF folder only its JSON files.
+    /// header is read, for an HF folder only its JSON files, for a LoRA adapter folder its
+    /// base's.
     ///
     /// Errors: [`ModelError::Io`], [`ModelError::Corrupt`], [`ModelError::Tokenizer`],
     /// [`ModelError::Template`], [`ModelError::UnsupportedArchitecture`].
@@ -37,6 +38,23 @@ impl ModelText {
         if reference == crate::TINY_RANDOM {
             let m = crate::LanguageModel::tiny_random(&candle_core::Device::Cpu)?;
             return Ok(m.text());
+        }
+        let path = std::path::Path::new(reference);
+        if crate::lora::is_adapter_dir(path) {
+            // A LoRA adapter reads and writes text as its base does.
+            let base = crate::lora::adapter_base(path).ok_or_else(|| {
+                ModelError::Weights(format!(
+                    "{}: names no `base_model_name_or_path`, so the model the adapter applies to is unknown",
+                    path.join(crate::lora::ADAPTER_CONFIG).display()
+                ))
+            })?;
+            if crate::lora::is_adapter_dir(std::path::Path::new(&base)) {
+                return Err(ModelError::Weights(format!(
+                    "{}: its base `{base}` is itself a LoRA adapter; an adapter applies to a full model",
+                    path.join(crate::lora::ADAPTER_CONFIG).display()
+                )));
+            }
+            return Self::load(&base);
         }
         match resolve_model(reference)? {
             ModelFiles::Gguf(path) => {

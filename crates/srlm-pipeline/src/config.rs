@@ -46,6 +46,34 @@ pub struct RunConfig {
     /// the size of a separate file; the f32 model stays in `cache/` for resume). Training and
     /// sampling always use f32.
     pub save_dtype: srlm_model::SaveDtype,
+    /// Diagnostics computed in srlm's process besides training.
+    pub diagnostics: DiagnosticsConfig,
+}
+
+/// The `[diagnostics]` section.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiagnosticsConfig {
+    /// The collapse diagnostic `hidden_cosine` (Wang et al. 2025, Sec. 2: the cosine of the
+    /// chosen and rejected responses' mean last-layer hidden states under M_i), computed in
+    /// srlm's process: `auto` computes it unless sampling runs on a server and M_i in f32
+    /// would take more than half of the memory available (`MemAvailable`), `on` always,
+    /// `off` never. One not computed is `null` in `metrics.jsonl` and named, with the
+    /// reason, under `diagnostics/not_computed` and in the report.
+    pub hidden_states: HiddenStates,
+}
+
+/// When the hidden-state diagnostic is computed (see [`DiagnosticsConfig::hidden_states`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HiddenStates {
+    /// When the model fits in memory (always with the in-process engine, which holds it).
+    #[default]
+    Auto,
+    /// Always.
+    On,
+    /// Never.
+    Off,
 }
 
 /// Where prompts come from and how they are split.
@@ -172,6 +200,7 @@ impl Default for RunConfig {
             },
             engine: EngineConfig::default(),
             trainer: TrainerConfig::default(),
+            diagnostics: DiagnosticsConfig::default(),
         }
     }
 }

@@ -371,8 +371,7 @@ pub fn evaluate_model(
         }
         judging.advance(chunk.len() as u64);
     }
-    let scores: Vec<Option<f64>> = rows.iter().map(|r| r.score).collect();
-    let health = JudgeHealth::from_scores(&scores);
+    let health = JudgeHealth::from_verdicts(rows.iter().map(|r| (r.score, &r.details)));
     let win = with_baseline.then(|| {
         let pairs: Vec<(Option<f64>, Option<f64>)> = rows
             .iter()

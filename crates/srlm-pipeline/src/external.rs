@@ -101,6 +101,10 @@ impl Generator for ExternalBackend<'_> {
     fn engine_id(&self) -> Option<String> {
         self.inner.engine_id()
     }
+
+    fn suspend(&self) {
+        self.inner.suspend()
+    }
 }
 
 impl Trainer for ExternalBackend<'_> {
@@ -121,6 +125,8 @@ impl Trainer for ExternalBackend<'_> {
         let work = records
             .map(Path::to_path_buf)
             .unwrap_or_else(|| self.cache.join("trainer").join(&out.id));
+        // The trainer gets the accelerators: inference servers stop until next used.
+        self.inner.suspend();
         let step = self
             .trainer
             .train(&model_dir, &text, pairs, config, &work)

@@ -52,6 +52,18 @@ pub struct IterationMetrics {
 #[serde(transparent)]
 pub struct StrategyValue(#[serde(deserialize_with = "lenient::opt_f64")] pub Option<f64>);
 
+/// The key of [`TrainingMetrics::not_computed`] in `metrics.jsonl`.
+pub const NOT_COMPUTED_KEY: &str = "diagnostics/not_computed";
+
+/// A diagnostic an iteration did not compute, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotComputed {
+    /// Its key in the line (`hidden_cosine`).
+    pub metric: String,
+    /// Why (a config setting, or the memory it would need).
+    pub reason: String,
+}
+
 /// The training part of iteration i's line.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainingMetrics {
@@ -98,6 +110,14 @@ pub struct TrainingMetrics {
     /// M_{i-1} (Wang et al. 2025, Sec. 2: rises under SR).
     #[serde(default, deserialize_with = "lenient::opt_f64")]
     pub hidden_cosine: Option<f64>,
+    /// Diagnostics of this iteration that were not computed, each with the reason (their
+    /// values are `null`, never made up).
+    #[serde(
+        rename = "diagnostics/not_computed",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub not_computed: Vec<NotComputed>,
     /// DPO: mean over steps of TRL's metrics (none when no pairs were kept).
     #[serde(flatten)]
     pub dpo: DpoMeans,
@@ -111,6 +131,16 @@ pub struct TrainingMetrics {
     /// Mean score of every scored judgment (0–5).
     #[serde(rename = "judge/mean", default, deserialize_with = "lenient::opt_f64")]
     pub judge_mean: Option<f64>,
+    /// Fraction of expected-mode judgments (0–1) whose score lacks a digit's probability
+    /// because a server's top log-probs did not list it (counted as probability 0;
+    /// `engine.top_logprobs` raises the list); absent without expected-mode judgments.
+    #[serde(
+        rename = "judge/digits_missing_rate",
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_f64"
+    )]
+    pub judge_digits_missing_rate: Option<f64>,
     /// Reward-hacking diagnostic: fraction of the iteration's samples (all models) with text
     /// that speaks to the grader (score claims, judge-addressed text, fake markers; srlm-judge's
     /// `injection::findings`), 0–1; none without samples.
@@ -298,6 +328,7 @@ pub enum Metric {
     DpoSteps,
     JudgeParseFailureRate,
     JudgeMean,
+    JudgeDigitsMissingRate,
     HackingSamples,
     HackingChosen,
     TokensSampled,
@@ -316,7 +347,7 @@ pub enum Metric {
 
 impl Metric {
     /// Every metric, in the order of the fields above.
-    pub const ALL: [Metric; 33] = [
+    pub const ALL: [Metric; 34] = [
         Metric::Iteration,
         Metric::Prompts,
         Metric::PromptsSkipped,
@@ -336,6 +367,7 @@ impl Metric {
         Metric::DpoSteps,
         Metric::JudgeParseFailureRate,
         Metric::JudgeMean,
+        Metric::JudgeDigitsMissingRate,
         Metric::HackingSamples,
         Metric::HackingChosen,
         Metric::TokensSampled,
@@ -374,6 +406,7 @@ impl Metric {
             Metric::DpoSteps => "dpo/steps",
             Metric::JudgeParseFailureRate => "judge/parse_failure_rate",
             Metric::JudgeMean => "judge/mean",
+            Metric::JudgeDigitsMissingRate => "judge/digits_missing_rate",
             Metric::HackingSamples => "hacking/samples",
             Metric::HackingChosen => "hacking/chosen",
             Metric::TokensSampled => "compute/tokens_sampled",
@@ -426,6 +459,7 @@ impl IterationMetrics {
             Metric::DpoSteps => d.and_then(|d| d.steps).map(|s| s as f64),
             Metric::JudgeParseFailureRate => t.and_then(|t| t.judge_parse_failure_rate),
             Metric::JudgeMean => t.and_then(|t| t.judge_mean),
+            Metric::JudgeDigitsMissingRate => t.and_then(|t| t.judge_digits_missing_rate),
             Metric::HackingSamples => t.and_then(|t| t.hacking_samples),
             Metric::HackingChosen => t.and_then(|t| t.hacking_chosen),
             Metric::TokensSampled => t.map(|t| t.tokens_sampled as f64),
@@ -488,9 +522,15 @@ pub(crate) mod lenient {
     pub fn strategy_only<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<BTreeMap<String, StrategyValue>, D::Error> {
-        let mut m = BTreeMap::<String, StrategyValue>::deserialize(d)?;
-        m.retain(|k, _| Metric::from_key(k).is_none());
-        Ok(m)
+        let all = BTreeMap::<String, serde_json::Value>::deserialize(d)?;
+        all.into_iter()
+            .filter(|(k, _)| Metric::from_key(k).is_none() && k != super::NOT_COMPUTED_KEY)
+            .map(|(k, v)| {
+                StrategyValue::deserialize(v)
+                    .map(|s| (k, s))
+                    .map_err(serde::de::Error::custom)
+            })
+            .collect()
     }
 
     /// A number or a non-finite string (not null).
@@ -563,6 +603,7 @@ mod tests {
                 pairs_dropped_same_text: 1,
                 hacking_samples: Some(0.5),
                 hacking_chosen: Some(0.25),
+                judge_digits_missing_rate: Some(0.125),
                 ..TrainingMetrics::default()
             }),
             eval: EvalMetrics {

@@ -180,6 +180,11 @@ pub trait Generator {
     fn engine_id(&self) -> Option<String> {
         None
     }
+
+    /// Gives back what sampling holds outside this process before DPO trains (inference
+    /// servers stop, and start again on their port when next used); the default does
+    /// nothing.
+    fn suspend(&self) {}
 }
 
 /// DPO training (brief §5, port 2).

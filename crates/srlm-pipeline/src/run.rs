@@ -14,11 +14,13 @@
 //! initial model the results were computed for: a resume with anything else is refused.
 
 use crate::candle::CandleBackend;
-use crate::config::{ConfigError, RunConfig};
+use crate::config::{ConfigError, HiddenStates, RunConfig};
 use crate::eval::{EvalError, EvalOptions, EvalRow};
 use crate::host::{train, HostError, IterationRecord, RunHost};
 use crate::judges::{build_judge, judge_settings, load_judge_models};
-use crate::metrics::{DpoMeans, EvalMetrics, IterationMetrics, StrategyValue, TrainingMetrics};
+use crate::metrics::{
+    DpoMeans, EvalMetrics, IterationMetrics, NotComputed, StrategyValue, TrainingMetrics,
+};
 use crate::ports::{Backend, BackendError, DpoRun, ModelRef};
 use crate::prompts::{load_pool, split, PromptsError};
 use crate::run_dir::RunDir;
@@ -1156,7 +1158,19 @@ impl<'a> Loop<'a> {
             let text = serde_json::to_string_pretty(&v).expect("json");
             write_atomic(&files.temporary_summary(n), text.as_bytes())?;
         }
-        let cosine = self.hidden_cosine(current, &pairs)?;
+        let (cosine, not_computed) = match self.hidden_states_skipped(current)? {
+            None => (self.hidden_cosine(current, &pairs)?, Vec::new()),
+            Some(reason) => {
+                srlm_core::progress::note(format!(
+                    "iteration {it}: hidden_cosine not computed: {reason}"
+                ));
+                let skipped = NotComputed {
+                    metric: "hidden_cosine".into(),
+                    reason,
+                };
+                (None, vec![skipped])
+            }
+        };
 
         // M_{i+1} = DPO(M_i, pairs), reference M_i.
         let (next, dpo) = if pairs.is_empty() {
@@ -1195,6 +1209,7 @@ impl<'a> Loop<'a> {
                 chunk.len(),
                 &pairs,
                 cosine,
+                not_computed,
                 &record,
                 dpo.as_ref(),
             )),
@@ -1206,6 +1221,35 @@ impl<'a> Loop<'a> {
             ..Default::default()
         };
         Ok((line, pairs, next, record.temporaries))
+    }
+
+    /// Why the hidden-state diagnostic is not computed for `model`, if it is not
+    /// (`diagnostics.hidden_states`: `off`; `auto` with a server engine and a model whose f32
+    /// weights exceed half of the available memory).
+    fn hidden_states_skipped(&self, model: &ModelRef) -> Result<Option<String>, RunError> {
+        let setting = self.config.diagnostics.hidden_states;
+        let on_server = self.config.engine.kind != srlm_engine::EngineKind::InProcess;
+        match setting {
+            HiddenStates::On => Ok(None),
+            HiddenStates::Off => Ok(Some("diagnostics.hidden_states = \"off\"".into())),
+            HiddenStates::Auto if !on_server => Ok(None),
+            HiddenStates::Auto => {
+                let Ok(text) = srlm_model::ModelText::load(&model.location) else {
+                    return Ok(None); // the diagnostic's own load reports what is wrong
+                };
+                let need = text.config.num_parameters() as f64 * 4.0;
+                Ok(available_memory_bytes().and_then(|avail| {
+                    (need > avail / 2.0).then(|| {
+                        format!(
+                            "M_i in f32 needs {:.1} GB, more than half of the {:.1} GB available \
+                             (diagnostics.hidden_states = \"on\" computes it anyway)",
+                            need / 1e9,
+                            avail / 1e9
+                        )
+                    })
+                }))
+            }
+        }
     }
 
     /// Mean cosine similarity of the chosen and rejected responses' mean last-layer hidden
@@ -1312,10 +1356,37 @@ fn share_speaking_to_grader<'t>(texts: impl Iterator<Item = &'t str>) -> Option<
     (n > 0).then(|| hits as f64 / n as f64)
 }
 
+/// Among expected-mode judgments, the fraction with a digit missing from a server's top
+/// log-probs; none without expected-mode judgments.
+fn digits_missing_rate<'j>(
+    judgments: impl Iterator<Item = &'j srlm_core::Judgment>,
+) -> Option<f64> {
+    let expected: Vec<&srlm_core::Judgment> = judgments
+        .filter(|j| j.details.get("mode").and_then(|m| m.as_str()) == Some("expected"))
+        .collect();
+    (!expected.is_empty()).then(|| {
+        let missing = expected
+            .iter()
+            .filter(|j| srlm_judge::digits_missing(&j.details) > 0)
+            .count();
+        missing as f64 / expected.len() as f64
+    })
+}
+
+/// The memory the kernel says is available (`MemAvailable` of `/proc/meminfo`, bytes);
+/// none where it cannot be read.
+pub fn available_memory_bytes() -> Option<f64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024.0)
+}
+
 fn training_metrics(
     prompts: usize,
     pairs: &[PreferencePair],
     hidden_cosine: Option<f64>,
+    not_computed: Vec<NotComputed>,
     record: &IterationRecord,
     dpo: Option<&DpoRun>,
 ) -> TrainingMetrics {
@@ -1335,6 +1406,7 @@ fn training_metrics(
         rejected_score,
         score_gap: chosen_score.zip(rejected_score).map(|(c, r)| c - r),
         hidden_cosine,
+        not_computed,
         dpo: DpoMeans {
             loss: m("loss"),
             rewards_chosen: m("rewards/chosen"),
@@ -1347,6 +1419,7 @@ fn training_metrics(
         judge_parse_failure_rate: (!scores.is_empty())
             .then(|| (scores.len() - scored.len()) as f64 / scores.len() as f64),
         judge_mean: mean(&scored),
+        judge_digits_missing_rate: digits_missing_rate(record.judgments.values()),
         hacking_samples: share_speaking_to_grader(record.samples.values().map(|s| s.text.as_str())),
         hacking_chosen: share_speaking_to_grader(pairs.iter().map(|p| p.chosen.as_str())),
         tokens_sampled: record.compute.tokens_sampled,

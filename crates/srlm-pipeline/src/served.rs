@@ -6,6 +6,12 @@
 //!   [`Generator::release`] stops it. M0 is handed over as its own GGUF (llama-server) or HF
 //!   folder (vLLM, SGLang); a model srlm trained is handed over as its checkpoint folder, or
 //!   as a GGUF srlm writes (`engine/models/<id>.gguf`, metadata from M0's GGUF).
+//! - `engine.kind = "server"` with the word `{lora}` in the command (llama-server's preset):
+//!   M0's server ([`AdapterServer`], `engine/server-base.log`) also serves every model that is
+//!   a LoRA adapter on M0's GGUF — TSR's M_i and M_f — each handed over as a GGUF adapter srlm
+//!   writes (`engine/models/<id>.lora.gguf`) and picked per request by its `lora` scales: one
+//!   process holds the base once. Models that are not adapters on that base still get their
+//!   own server.
 //! - `engine.kind = "url"`: a server the user runs; it serves one model (the first loaded, M0)
 //!   and a request for another model is an error that says so.
 //!
@@ -18,7 +24,8 @@ use crate::ports::{BackendError, Generated, Generator, ModelRef, PairHidden, Tra
 use srlm_core::{PreferencePair, SamplingConfig};
 use srlm_dpo::DpoConfig;
 use srlm_engine::{
-    Client, EngineConfig, EngineError, EngineKind, RemoteModel, ServerProcess, ServerVars,
+    Client, EngineConfig, EngineError, EngineKind, ManagedServer, RemoteModel, ServerPool,
+    ServerVars,
 };
 use srlm_judge::JudgeModel;
 use srlm_model::{Device, GgufDType, ModelFiles, ModelText};
@@ -29,8 +36,9 @@ use std::time::Duration;
 
 struct Served {
     model: RemoteModel,
-    /// The server srlm started for it (`None` for a user's server); dropping it stops it.
-    process: Option<ServerProcess>,
+    /// The server srlm started for this model alone (`None` for a user's server and for a
+    /// model on the base's server); removed from the pool, so stopped, when it is released.
+    own_server: Option<Arc<ManagedServer>>,
 }
 
 /// Sampling and judging on a server, training in-process.
@@ -39,6 +47,11 @@ pub struct ServedBackend {
     local: CandleBackend,
     work_dir: PathBuf,
     base_gguf: Option<PathBuf>,
+    /// Every server srlm started for the run (`engine.exclusive`: one running at a time).
+    pool: Arc<ServerPool>,
+    /// With `{lora}` in the command and a GGUF base: the one server for the base and its
+    /// LoRA models.
+    adapters: Option<Arc<ManagedServer>>,
     served: Mutex<HashMap<String, Served>>,
     url_model: Mutex<Option<ModelRef>>,
 }
@@ -51,6 +64,23 @@ fn model_err(m: &ModelRef) -> impl FnOnce(EngineError) -> BackendError + '_ {
             message: other.to_string(),
         },
     }
+}
+
+/// The GGUF file a model reference resolves to, if it is one.
+fn gguf_of(reference: &str) -> Option<PathBuf> {
+    match srlm_model::resolve_model(reference) {
+        Ok(ModelFiles::Gguf(p)) => Some(p.canonicalize().unwrap_or(p)),
+        _ => None,
+    }
+}
+
+/// The GGUF under `m0`: its own file, or the base of a LoRA adapter folder.
+fn gguf_base_of(m0: &str) -> Option<PathBuf> {
+    let path = Path::new(m0);
+    if srlm_model::is_adapter_dir(path) {
+        return gguf_of(&srlm_model::adapter_base(path)?);
+    }
+    gguf_of(m0)
 }
 
 fn short(id: &str) -> &str {
@@ -78,8 +108,33 @@ impl ServedBackend {
                 message: "ServedBackend needs engine.kind = \"server\" or \"url\"".into(),
             });
         }
-        let base_gguf = match srlm_model::resolve_model(m0) {
-            Ok(ModelFiles::Gguf(p)) => Some(p),
+        let base_gguf = gguf_base_of(m0);
+        let template = engine.command_template();
+        let pool = ServerPool::new(engine.exclusive);
+        let adapters = match &base_gguf {
+            Some(gguf)
+                if engine.kind == EngineKind::Server
+                    && srlm_engine::server::has_lora_word(template) =>
+            {
+                let vars = ServerVars {
+                    gguf: Some(gguf.clone()),
+                    hf_dir: None,
+                    parallel: engine.parallel,
+                    threads: engine.threads,
+                    lora: Vec::new(),
+                };
+                let server = ManagedServer::new(
+                    template,
+                    vars,
+                    &work_dir.join("server-base.log"),
+                    Duration::from_secs(engine.startup_timeout_seconds),
+                )
+                .map_err(|e| BackendError::Model {
+                    location: m0.to_string(),
+                    message: e.to_string(),
+                })?;
+                Some(pool.add(server))
+            }
             _ => None,
         };
         Ok(ServedBackend {
@@ -87,6 +142,8 @@ impl ServedBackend {
             local: CandleBackend::with_frozen_base(device, frozen_base),
             work_dir: work_dir.to_path_buf(),
             base_gguf,
+            pool,
+            adapters,
             served: Mutex::new(HashMap::new()),
             url_model: Mutex::new(None),
         })
@@ -100,6 +157,39 @@ impl ServedBackend {
             .get(&m.id)
             .map(|s| s.model.clone())
             .ok_or_else(|| BackendError::NotLoaded(m.location.clone()))
+    }
+
+    /// How `m` is served by the base's server: `Some(None)` for the base itself,
+    /// `Some(Some(dir))` for a LoRA adapter folder on that base, `None` when it is not (or
+    /// there is no such server).
+    fn on_base(&self, m: &ModelRef) -> Option<Option<PathBuf>> {
+        self.adapters.as_ref()?;
+        let base = self.base_gguf.as_ref()?;
+        let path = Path::new(&m.location);
+        if srlm_model::is_adapter_dir(path) {
+            let b = srlm_model::adapter_base(path)?;
+            return (gguf_of(&b).as_ref() == Some(base)).then(|| Some(path.to_path_buf()));
+        }
+        (gguf_of(&m.location).as_ref() == Some(base)).then_some(None)
+    }
+
+    /// `m`'s adapter as a llama.cpp GGUF LoRA srlm writes from the trained weights (once;
+    /// reused on resume).
+    fn lora_gguf_for(&self, m: &ModelRef, base: &Path) -> Result<PathBuf, BackendError> {
+        let out = self
+            .work_dir
+            .join("models")
+            .join(format!("{}.lora.gguf", short(&m.id)));
+        if out.is_file() {
+            return Ok(out);
+        }
+        self.local.load(m)?;
+        let model = self.local.model(m)?;
+        srlm_model::write_gguf_lora(&model, base, &out).map_err(|e| BackendError::Model {
+            location: m.location.clone(),
+            message: format!("writing the GGUF LoRA adapter for the server: {e}"),
+        })?;
+        Ok(out)
     }
 
     fn timeout(&self) -> Duration {
@@ -142,7 +232,25 @@ impl ServedBackend {
 
     fn connect(&self, m: &ModelRef) -> Result<Served, BackendError> {
         let e = &self.engine;
-        let (client, process) = match e.kind {
+        let mut route = None;
+        let (client, own_server) = match e.kind {
+            EngineKind::Server if self.on_base(m).is_some() => {
+                let server = self.adapters.as_ref().expect("on_base checks it");
+                let r = match self.on_base(m).expect("checked") {
+                    None => self.pool.acquire(server, None),
+                    Some(_) => {
+                        let base = self.base_gguf.as_ref().expect("on_base checks it");
+                        let file = self.lora_gguf_for(m, base)?;
+                        self.pool.acquire(server, Some((&m.id, &file)))
+                    }
+                }
+                .map_err(model_err(m))?;
+                route = Some(r);
+                (
+                    server.client(self.timeout(), e.retries, e.concurrency),
+                    None,
+                )
+            }
             EngineKind::Url => {
                 let mut first = self.url_model.lock().expect("url model");
                 match first.as_ref() {
@@ -178,22 +286,26 @@ impl ServedBackend {
                     hf_dir,
                     parallel: e.parallel,
                     threads: e.threads,
+                    lora: Vec::new(),
                 };
                 let log = self.work_dir.join(format!("server-{}.log", short(&m.id)));
-                let p = ServerProcess::start(
+                let server = ManagedServer::new(
                     template,
-                    &vars,
+                    vars,
                     &log,
                     Duration::from_secs(e.startup_timeout_seconds),
                 )
                 .map_err(model_err(m))?;
-                tracing::info!(
-                    "started `{}` for {} (log {})",
-                    p.command(),
-                    m.location,
-                    log.display()
-                );
-                (p.client(self.timeout(), e.retries, e.concurrency), Some(p))
+                let server = self.pool.add(server);
+                match self.pool.acquire(&server, None) {
+                    Ok(r) => route = Some(r),
+                    Err(err) => {
+                        self.pool.remove(&server);
+                        return Err(model_err(m)(err));
+                    }
+                }
+                let client = server.client(self.timeout(), e.retries, e.concurrency);
+                (client, Some(server))
             }
             EngineKind::InProcess => unreachable!("checked in new()"),
         };
@@ -223,9 +335,17 @@ impl ServedBackend {
                 model_name,
                 use_n: e.use_n,
                 top_logprobs: e.top_logprobs,
+                route,
             },
-            process,
+            own_server,
         })
+    }
+}
+
+impl Drop for ServedBackend {
+    /// Every server srlm started stops with the backend (also when a route outlives it).
+    fn drop(&mut self) {
+        self.pool.suspend();
     }
 }
 
@@ -254,10 +374,14 @@ impl Generator for ServedBackend {
     fn release(&self, m: &ModelRef) {
         let gone = self.served.lock().expect("served models").remove(&m.id);
         if let Some(Served {
-            process: Some(p), ..
+            own_server: Some(s),
+            ..
         }) = gone
         {
-            p.stop();
+            self.pool.remove(&s);
+        }
+        if let Some(server) = &self.adapters {
+            self.pool.release(server, &m.id);
         }
         self.local.release(m);
     }
@@ -289,12 +413,18 @@ impl Generator for ServedBackend {
         m: &ModelRef,
         pairs: &[PreferencePair],
     ) -> Result<Vec<PairHidden>, BackendError> {
+        // The in-process model gets the accelerator: servers start again when next used.
+        self.suspend();
         self.local.load(m)?;
         self.local.pair_hidden_states(m, pairs)
     }
 
     fn judge_model(&self, m: &ModelRef) -> Result<Box<dyn JudgeModel + '_>, BackendError> {
         Ok(Box::new(self.remote(m)?))
+    }
+
+    fn suspend(&self) {
+        self.pool.suspend();
     }
 
     fn engine_id(&self) -> Option<String> {
@@ -320,6 +450,8 @@ impl Trainer for ServedBackend {
         records: Option<&Path>,
     ) -> Result<Trained, BackendError> {
         self.local.load(parent)?;
+        // The servers give the accelerator (and memory) back while DPO trains.
+        self.suspend();
         let trained = self.local.train_dpo(parent, pairs, config, out, records)?;
         // The port's contract: the trained model is available to the Generator afterwards.
         self.load(out)?;

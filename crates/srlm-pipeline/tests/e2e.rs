@@ -253,3 +253,40 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// `diagnostics.hidden_states = "off"`: the cosine is `null`, never made up; the line names
+/// it under `diagnostics/not_computed` with the reason, and so does the report. `on` (and
+/// `auto` with the in-process engine) computes it.
+#[test]
+fn a_diagnostic_left_out_is_null_and_named_with_its_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pr = prompts(tmp.path());
+    let mut c = config(&pr, "self-rewarding");
+    c.iterations = 1;
+    c.diagnostics.hidden_states = srlm_pipeline::config::HiddenStates::Off;
+    let out = tmp.path().join("off");
+    run(c.clone(), &opts(&out)).unwrap();
+    let m = lines(&out.join("metrics.jsonl"));
+    assert!(m[1]["pairs"].as_u64().unwrap() > 0, "{}", m[1]);
+    assert!(m[1]["hidden_cosine"].is_null(), "{}", m[1]);
+    assert_eq!(
+        m[1]["diagnostics/not_computed"],
+        serde_json::json!([{"metric": "hidden_cosine", "reason": "diagnostics.hidden_states = \"off\""}])
+    );
+    let report = srlm_pipeline::report::write_report(&out).unwrap();
+    let report = std::fs::read_to_string(report).unwrap();
+    assert!(
+        report.contains("- `hidden_cosine` in iteration 1: diagnostics.hidden_states = \"off\""),
+        "{report}"
+    );
+    c.diagnostics.hidden_states = srlm_pipeline::config::HiddenStates::Auto;
+    let out = tmp.path().join("auto");
+    run(c, &opts(&out)).unwrap();
+    let m = lines(&out.join("metrics.jsonl"));
+    let cos = m[1]["hidden_cosine"].as_f64().unwrap();
+    assert!((-1.0..=1.0).contains(&cos), "{cos}");
+    assert!(m[1].get("diagnostics/not_computed").is_none(), "{}", m[1]);
+    let report = srlm_pipeline::report::write_report(&out).unwrap();
+    let report = std::fs::read_to_string(report).unwrap();
+    assert!(!report.contains("Not computed"), "{report}");
+}

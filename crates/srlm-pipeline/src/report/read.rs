@@ -14,7 +14,9 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use super::{io_err, ReportError};
-use crate::metrics::{lenient, IterationMetrics, Metric, StrategyValue};
+use crate::metrics::{
+    lenient, IterationMetrics, Metric, NotComputed, StrategyValue, NOT_COMPUTED_KEY,
+};
 use crate::run_dir::RunDir;
 
 /// A run's recorded config (`config.json`) as written, whatever srlm version wrote it: a JSON
@@ -305,6 +307,7 @@ fn is_count(m: Metric) -> bool {
         | Metric::DpoGradNorm
         | Metric::JudgeParseFailureRate
         | Metric::JudgeMean
+        | Metric::JudgeDigitsMissingRate
         | Metric::HackingSamples
         | Metric::HackingChosen
         | Metric::EvalScore
@@ -380,6 +383,16 @@ fn parse_line(path: &Path, line: usize, text: &str) -> Result<Line, ReportError>
     let mut values = Map::new();
     for (key, v) in obj {
         if v.is_null() || key == Metric::Iteration.key() {
+            continue;
+        }
+        if key == NOT_COMPUTED_KEY {
+            // The diagnostics an iteration left out, each with its reason.
+            if let Err(e) = serde_json::from_value::<Vec<NotComputed>>(v.clone()) {
+                return Err(err(format!(
+                    "`{key}` must be a list of {{\"metric\", \"reason\"}}: {e}"
+                )));
+            }
+            values.insert(key, v);
             continue;
         }
         match Metric::from_key(&key) {

@@ -170,6 +170,36 @@ struct Drawn {
 }
 
 /// Renders `report.md` for `run` with the plots `drawn` (under `plots/`).
+/// One line per diagnostic left out (`diagnostics/not_computed`), with its iterations and why.
+fn render_not_computed(out: &mut String, m: &RunMetrics) {
+    let mut by: std::collections::BTreeMap<(&str, &str), Vec<u32>> = Default::default();
+    for it in &m.iterations {
+        for n in it.metrics().training.iter().flat_map(|t| &t.not_computed) {
+            by.entry((n.metric.as_str(), n.reason.as_str()))
+                .or_default()
+                .push(it.iteration());
+        }
+    }
+    if by.is_empty() {
+        return;
+    }
+    out.push_str(
+        "Not computed (shown as `-` above, `null` in `metrics.jsonl`):
+
+",
+    );
+    for ((metric, reason), its) in by {
+        let its: Vec<String> = its.iter().map(u32::to_string).collect();
+        let _ = writeln!(
+            out,
+            "- `{metric}` in iteration{} {}: {reason}",
+            if its.len() == 1 { "" } else { "s" },
+            its.join(", ")
+        );
+    }
+    out.push('\n');
+}
+
 fn render_report(run: &Run, drawn: &Drawn) -> String {
     let cfg = &run.config;
     let mut out = String::new();
@@ -268,6 +298,7 @@ fn render_report(run: &Run, drawn: &Drawn) -> String {
     for t in &TABLES {
         render_table(&mut out, t, m);
     }
+    render_not_computed(&mut out, m);
     render_strategy(&mut out, m);
 
     out.push_str("## Plots\n\n");

@@ -92,6 +92,12 @@ pub(crate) const TABLES: [Table; 5] = [
                 "judge parse failures (fraction)",
                 3,
             ),
+            // Expected-mode judging on a server: a digit not in its top log-probs.
+            optional_col(
+                Metric::JudgeDigitsMissingRate,
+                "judge digits missing (fraction)",
+                3,
+            ),
         ],
         with_m0: false,
         totals: Totals::Sum,
@@ -102,6 +108,7 @@ pub(crate) const TABLES: [Table; 5] = [
             Metric::HiddenCosine,
             Metric::JudgeMean,
             Metric::JudgeParseFailureRate,
+            Metric::JudgeDigitsMissingRate,
         ],
     },
     Table {
