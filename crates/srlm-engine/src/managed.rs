@@ -11,7 +11,7 @@
 //! - [`ServerPool`]: a run's servers. `exclusive` keeps at most one running (a GPU that holds
 //!   one model: the others are stopped and started again when next used); [`ServerPool::suspend`]
 //!   stops them all (while DPO trains on the same accelerator).
-//! - [`ServerRoute`]: what a request for one model does first — its server started if it is
+//! - [`ServerRoute`]: what a batch of requests for one model does first — its server started if it is
 //!   stopped (the others stopped when exclusive) — and the request's llama.cpp `lora` field:
 //!   every adapter the server holds, at scale 1 for the model's own and 0 for the others (all
 //!   0 for the base). Ids are read from the server's current list at each request, so routes
@@ -151,11 +151,6 @@ impl ManagedServer {
     /// The OpenAI API base (`http://127.0.0.1:<port>/v1`).
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}/v1", self.port)
-    }
-
-    /// Its log file.
-    pub fn log(&self) -> &Path {
-        &self.log
     }
 
     /// How many times its process was started.
@@ -314,7 +309,7 @@ pub struct ServerRoute {
 }
 
 impl ServerRoute {
-    /// Called before each request: the server running (started again on its port if it was
+    /// Called before each batch of requests: the server running (started again on its port if it was
     /// stopped; the others stopped when the pool is exclusive), and the request's `lora`
     /// field (`None` on a server without `{lora}`).
     ///
@@ -329,11 +324,6 @@ impl ServerRoute {
             &self.server.slots.lock().expect("adapter slots"),
             self.adapter.as_deref(),
         )))
-    }
-
-    /// Its server.
-    pub fn server(&self) -> &Arc<ManagedServer> {
-        &self.server
     }
 }
 

@@ -67,6 +67,15 @@ pub fn request_seed(seed: u64, prompt: &[u32], sample: usize) -> u64 {
 }
 
 impl RemoteModel {
+    /// Before a batch of requests: the model's server running and the requests' `lora` field
+    /// (see [`ServerRoute::prepare`]); `None` for a server the user runs.
+    fn prepare(&self) -> Result<Option<Vec<crate::LoraScale>>, EngineError> {
+        match &self.route {
+            Some(r) => r.prepare(),
+            None => Ok(None),
+        }
+    }
+
     fn request(
         &self,
         prompt: Vec<u32>,
@@ -74,8 +83,9 @@ impl RemoteModel {
         n: usize,
         seed: u64,
         logprobs: usize,
-    ) -> Result<CompletionRequest, EngineError> {
-        Ok(CompletionRequest {
+        lora: &Option<Vec<crate::LoraScale>>,
+    ) -> CompletionRequest {
+        CompletionRequest {
             model: self.model_name.clone(),
             prompt,
             max_tokens: cfg.max_new_tokens,
@@ -87,11 +97,8 @@ impl RemoteModel {
             stop: self.text.stop_texts(),
             logprobs: Some(logprobs),
             return_tokens_as_token_ids: true,
-            lora: match &self.route {
-                Some(r) => r.prepare()?,
-                None => None,
-            },
-        })
+            lora: lora.clone(),
+        }
     }
 
     /// `n` completions for each prompt given as ids.
@@ -101,18 +108,19 @@ impl RemoteModel {
         cfg: &SamplingConfig,
         n: usize,
     ) -> Result<Vec<Vec<Completion>>, EngineError> {
+        let lora = self.prepare()?;
         if self.use_n || n == 1 {
             let reqs: Vec<_> = prompts
                 .iter()
-                .map(|p| self.request(p.clone(), cfg, n, request_seed(cfg.seed, p, 0), 1))
-                .collect::<Result<_, _>>()?;
+                .map(|p| self.request(p.clone(), cfg, n, request_seed(cfg.seed, p, 0), 1, &lora))
+                .collect();
             return self.client.complete_all(&reqs);
         }
         let reqs: Vec<_> = prompts
             .iter()
             .flat_map(|p| (0..n).map(move |j| (p, j)))
-            .map(|(p, j)| self.request(p.clone(), cfg, 1, request_seed(cfg.seed, p, j), 1))
-            .collect::<Result<_, _>>()?;
+            .map(|(p, j)| self.request(p.clone(), cfg, 1, request_seed(cfg.seed, p, j), 1, &lora))
+            .collect();
         let flat = self.client.complete_all(&reqs)?;
         Ok(flat
             .chunks(n)
@@ -257,11 +265,11 @@ impl JudgeModel for RemoteModel {
             max_new_tokens: 1,
             seed: 0,
         };
+        let lora = self.prepare().map_err(judge_err)?;
         let reqs: Vec<_> = prompts
             .iter()
-            .map(|p| self.request(p.clone(), &cfg, 1, 0, self.top_logprobs))
-            .collect::<Result<_, _>>()
-            .map_err(judge_err)?;
+            .map(|p| self.request(p.clone(), &cfg, 1, 0, self.top_logprobs, &lora))
+            .collect();
         let out = self.client.complete_all(&reqs).map_err(judge_err)?;
         let vocab = self
             .text

@@ -7,7 +7,7 @@
 //!   folder (vLLM, SGLang); a model srlm trained is handed over as its checkpoint folder, or
 //!   as a GGUF srlm writes (`engine/models/<id>.gguf`, metadata from M0's GGUF).
 //! - `engine.kind = "server"` with the word `{lora}` in the command (llama-server's preset):
-//!   M0's server ([`AdapterServer`], `engine/server-base.log`) also serves every model that is
+//!   M0's server (a [`ManagedServer`], `engine/server-base.log`) also serves every model that is
 //!   a LoRA adapter on M0's GGUF — TSR's M_i and M_f — each handed over as a GGUF adapter srlm
 //!   writes (`engine/models/<id>.lora.gguf`) and picked per request by its `lora` scales: one
 //!   process holds the base once. Models that are not adapters on that base still get their
@@ -51,7 +51,7 @@ pub struct ServedBackend {
     pool: Arc<ServerPool>,
     /// With `{lora}` in the command and a GGUF base: the one server for the base and its
     /// LoRA models.
-    adapters: Option<Arc<ManagedServer>>,
+    base_server: Option<Arc<ManagedServer>>,
     served: Mutex<HashMap<String, Served>>,
     url_model: Mutex<Option<ModelRef>>,
 }
@@ -111,7 +111,7 @@ impl ServedBackend {
         let base_gguf = gguf_base_of(m0);
         let template = engine.command_template();
         let pool = ServerPool::new(engine.exclusive);
-        let adapters = match &base_gguf {
+        let base_server = match &base_gguf {
             Some(gguf)
                 if engine.kind == EngineKind::Server
                     && srlm_engine::server::has_lora_word(template) =>
@@ -143,7 +143,7 @@ impl ServedBackend {
             work_dir: work_dir.to_path_buf(),
             base_gguf,
             pool,
-            adapters,
+            base_server,
             served: Mutex::new(HashMap::new()),
             url_model: Mutex::new(None),
         })
@@ -163,7 +163,7 @@ impl ServedBackend {
     /// `Some(Some(dir))` for a LoRA adapter folder on that base, `None` when it is not (or
     /// there is no such server).
     fn on_base(&self, m: &ModelRef) -> Option<Option<PathBuf>> {
-        self.adapters.as_ref()?;
+        self.base_server.as_ref()?;
         let base = self.base_gguf.as_ref()?;
         let path = Path::new(&m.location);
         if srlm_model::is_adapter_dir(path) {
@@ -233,10 +233,14 @@ impl ServedBackend {
     fn connect(&self, m: &ModelRef) -> Result<Served, BackendError> {
         let e = &self.engine;
         let mut route = None;
+        let on_base = match e.kind {
+            EngineKind::Server => self.on_base(m),
+            _ => None,
+        };
         let (client, own_server) = match e.kind {
-            EngineKind::Server if self.on_base(m).is_some() => {
-                let server = self.adapters.as_ref().expect("on_base checks it");
-                let r = match self.on_base(m).expect("checked") {
+            EngineKind::Server if on_base.is_some() => {
+                let server = self.base_server.as_ref().expect("on_base checks it");
+                let r = match on_base.expect("checked") {
                     None => self.pool.acquire(server, None),
                     Some(_) => {
                         let base = self.base_gguf.as_ref().expect("on_base checks it");
@@ -380,7 +384,7 @@ impl Generator for ServedBackend {
         {
             self.pool.remove(&s);
         }
-        if let Some(server) = &self.adapters {
+        if let Some(server) = &self.base_server {
             self.pool.release(server, &m.id);
         }
         self.local.release(m);
