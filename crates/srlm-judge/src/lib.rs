@@ -7,11 +7,15 @@
 //!   implements the small [`JudgeModel`] trait.
 //! - [`IfevalJudge`]: the 25 verifiable instruction types of IFEval (Zhou et al. 2023,
 //!   arXiv 2311.07911), strict and loose; see [`ifeval`].
+//! - [`AnswerJudge`]: exact match of a final answer (a number, GSM8K-style; a letter,
+//!   ARC-style multiple choice) with the record's reference; see [`answer`].
 //! - [`CompositeJudge`]: weighted sums such as `0.5*ifeval+0.5*self` ([`parse_spec`]).
 //! - [`JudgeSpec`]: a judge specification parsed once; [`build_judge`], the one factory that
 //!   turns a spec and [`JudgeSettings`] into a judge (the caller supplies the models).
 //! - [`JudgeHealth`] and [`pairwise_agreement`]: is a judge usable, and do two judges agree?
 //! - [`parse_score`]: the judge's last line-anchored `Score: N` (case J1).
+//! - [`degeneration`]: does a response loop (repeated word trigrams)? A rule judge cannot
+//!   tell; the run's report counts it.
 //!
 //! Design choice: **"no score" is a value, not a zero.** A judge that cannot score a response
 //! returns `score: None`; composites propagate it, health reports count it, and nothing in
@@ -23,7 +27,9 @@
 
 #![deny(missing_docs)]
 
+pub mod answer;
 mod composite;
+pub mod degeneration;
 mod error;
 mod health;
 pub mod ifeval;
@@ -33,6 +39,7 @@ mod llm;
 mod score;
 mod spec;
 
+pub use answer::AnswerJudge;
 pub use composite::{parse_spec, CompositeJudge, SpecTerm};
 pub use error::JudgeError;
 pub use health::{

@@ -17,6 +17,9 @@ use crate::{CompositeJudge, IfevalJudge, Judge, JudgeError, JudgeMode, JudgeMode
 pub enum JudgeName {
     /// `ifeval`: the IFEval rule judge (needs IFEval records).
     Ifeval,
+    /// `answer`: exact match of the final answer with the record's reference (math numbers,
+    /// multiple-choice letters; [`crate::AnswerJudge`]).
+    Answer,
     /// `self`: the model being trained (M_i) judges (LLM-as-a-Judge, Yuan et al. 2024).
     Current,
     /// `model:PATH`: a fixed judge model (a model reference srlm-model loads).
@@ -27,13 +30,14 @@ impl JudgeName {
     fn parse(spec: &str, name: &str) -> Result<Self, JudgeError> {
         match name {
             "ifeval" => Ok(JudgeName::Ifeval),
+            "answer" => Ok(JudgeName::Answer),
             "self" => Ok(JudgeName::Current),
             n => match n.strip_prefix("model:") {
                 Some(path) if !path.trim().is_empty() => Ok(JudgeName::Model(path.to_string())),
                 _ => Err(JudgeError::Spec {
                     spec: spec.to_string(),
                     message: format!(
-                        "unknown judge `{name}` (expected ifeval, self, model:PATH, or a weighted sum like 0.5*ifeval+0.5*self)"
+                        "unknown judge `{name}` (expected ifeval, answer, self, model:PATH, or a weighted sum like 0.5*ifeval+0.5*self)"
                     ),
                 }),
             },
@@ -45,6 +49,7 @@ impl fmt::Display for JudgeName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             JudgeName::Ifeval => f.write_str("ifeval"),
+            JudgeName::Answer => f.write_str("answer"),
             JudgeName::Current => f.write_str("self"),
             JudgeName::Model(p) => write!(f, "model:{p}"),
         }
@@ -204,8 +209,10 @@ pub fn build_judge<'a>(
     mut model_for: impl FnMut(&JudgeName) -> Result<Box<dyn JudgeModel + 'a>, JudgeError>,
 ) -> Result<Box<dyn Judge + 'a>, JudgeError> {
     let mut one = |name: &JudgeName| -> Result<Box<dyn Judge + 'a>, JudgeError> {
-        if *name == JudgeName::Ifeval {
-            return Ok(Box::new(IfevalJudge::new()));
+        match name {
+            JudgeName::Ifeval => return Ok(Box::new(IfevalJudge::new())),
+            JudgeName::Answer => return Ok(Box::new(crate::AnswerJudge::new())),
+            JudgeName::Current | JudgeName::Model(_) => {}
         }
         let mut j = LlmJudge::new(model_for(name)?)
             .mode(settings.mode)

@@ -257,6 +257,7 @@ impl Trainer for CandleBackend {
             wall_seconds: t0.elapsed().as_secs_f64(),
             final_metrics: summary.final_metrics,
             mean: mean_metrics(&log),
+            epoch_means: epoch_means(&log),
         };
         self.insert(out, policy);
         Ok(Trained { summary: run, log })
@@ -298,6 +299,17 @@ pub fn mean_metrics(log: &[srlm_dpo::StepMetrics]) -> BTreeMap<String, Option<f6
             (k, m.is_finite().then_some(m))
         })
         .collect()
+}
+
+/// [`mean_metrics`] per epoch, first epoch first. A step belongs to the epoch its `epoch`
+/// value (TRL's fractional epoch at the step's end) ends in: 0.2, …, 1.0 → the first.
+pub fn epoch_means(log: &[srlm_dpo::StepMetrics]) -> Vec<BTreeMap<String, Option<f64>>> {
+    let epoch_of = |s: &srlm_dpo::StepMetrics| (s.epoch - 1e-9).ceil().max(1.0) as u64;
+    let mut by: BTreeMap<u64, Vec<srlm_dpo::StepMetrics>> = BTreeMap::new();
+    for step in log {
+        by.entry(epoch_of(step)).or_default().push(step.clone());
+    }
+    by.values().map(|steps| mean_metrics(steps)).collect()
 }
 
 /// A [`LanguageModel`] (owned, shared or borrowed) seen as srlm-judge's [`JudgeModel`].

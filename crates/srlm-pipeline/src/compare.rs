@@ -19,6 +19,7 @@ use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use crate::metrics::Metric;
+use crate::ood::OodSet;
 use crate::report::plots::{Chart, XAxis, YAxis};
 use crate::report::{
     format_value, plots, points, read_run, run_name, write_file, write_plot, ReportError, Run,
@@ -248,6 +249,37 @@ pub fn comparison_table(runs: &[Run]) -> ComparisonTable {
             decimals: 3,
             intervals,
         });
+    }
+    // Out-of-distribution accuracy (eval.ood) with its interval over the set's prompts.
+    for (set, metric, name) in [
+        (OodSet::Gsm8k, Metric::EvalGsm8kAccuracy, "GSM8K"),
+        (
+            OodSet::ArcChallenge,
+            Metric::EvalArcChallengeAccuracy,
+            "ARC-Challenge",
+        ),
+    ] {
+        for i in iterations_with(runs, metric) {
+            let cells: Vec<Option<f64>> = runs.iter().map(|r| r.metrics.get(i, metric)).collect();
+            let intervals = runs
+                .iter()
+                .zip(&cells)
+                .map(|(r, cell)| {
+                    let right: Vec<f64> = crate::report::ood_scores(r, i, set)?
+                        .into_iter()
+                        .filter_map(|(_, s)| s.map(|s| s / 5.0))
+                        .collect();
+                    let iv = crate::stats::mean_interval(&right)?;
+                    (cell.is_some_and(|c| (c - iv.mean).abs() < 1e-6)).then_some((iv.low, iv.high))
+                })
+                .collect();
+            rows.push(ComparisonRow {
+                metric: format!("{name} accuracy M{i}"),
+                cells,
+                decimals: 3,
+                intervals,
+            });
+        }
     }
     let mut per_iteration = |metric: Metric, name: &dyn Fn(u32) -> String, decimals: usize| {
         for i in iterations_with(runs, metric) {

@@ -118,6 +118,20 @@ pub struct EvalConfig {
     pub judge: EvalJudge,
     /// New tokens per greedy answer.
     pub max_new_tokens: usize,
+    /// Out-of-distribution sets every M_i is also scored on (`"gsm8k"`, `"arc-challenge"`;
+    /// [`crate::ood`]), by final-answer exact match. Empty (the default) evaluates none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ood: Vec<crate::ood::OodSet>,
+    /// Prompts of each out-of-distribution set (its first N, the same for every run; each
+    /// set answers with its own length, [`crate::ood::OodSet::max_new_tokens`]).
+    #[serde(skip_serializing_if = "is_default_ood_prompts")]
+    pub ood_prompts: usize,
+}
+
+const DEFAULT_OOD_PROMPTS: usize = 100;
+
+fn is_default_ood_prompts(n: &usize) -> bool {
+    *n == DEFAULT_OOD_PROMPTS
 }
 
 /// The held-out judge: `same` (the training judge) or a judge spec of its own.
@@ -282,6 +296,8 @@ impl Default for EvalConfig {
         EvalConfig {
             judge: EvalJudge::Same,
             max_new_tokens: 96,
+            ood: Vec::new(),
+            ood_prompts: DEFAULT_OOD_PROMPTS,
         }
     }
 }
@@ -403,6 +419,9 @@ impl RunConfig {
         self.sampling.validate().map_err(ConfigError::Invalid)?;
         if self.eval.max_new_tokens == 0 {
             return bad("eval.max_new_tokens must be at least 1");
+        }
+        if !self.eval.ood.is_empty() && self.eval.ood_prompts == 0 {
+            return bad("eval.ood_prompts must be at least 1");
         }
         let max_k = srlm_core::SamplingConfig::MAX_K;
         if self.judge.samples == 0 || self.judge.samples > max_k {

@@ -162,6 +162,7 @@ impl Trainer for ExternalBackend<'_> {
             wall_seconds: step.wall_seconds,
             final_metrics,
             mean: crate::candle::mean_metrics(&log),
+            epoch_means: crate::candle::epoch_means(&log),
         };
         Ok(Trained { summary, log })
     }

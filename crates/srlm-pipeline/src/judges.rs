@@ -59,7 +59,9 @@ pub fn build_judge<'a>(
         let model = match name {
             JudgeName::Current => current.clone(),
             JudgeName::Model(path) => judge_model_ref(path),
-            JudgeName::Ifeval => unreachable!("the IFEval judge needs no model"),
+            JudgeName::Ifeval | JudgeName::Answer => {
+                unreachable!("rule judges need no model")
+            }
         };
         backend
             .judge_model(&model)

@@ -12,6 +12,7 @@
 //!   crashed run for free, whatever the plugin.
 //! - [`config::RunConfig`] is the TOML configuration; [`prompts`] reads prompt pools;
 //!   [`judges`] builds judges from specs over a backend; [`eval`] scores greedy answers;
+//!   [`ood`] names the out-of-distribution sets (GSM8K, ARC-Challenge) every M_i is scored on;
 //!   [`report`] / [`compare`] render run folders.
 //!
 //! Design choice: resuming is not a special code path. A resumed run executes the same loop
@@ -28,6 +29,7 @@ pub mod external;
 pub mod host;
 pub mod judges;
 pub mod metrics;
+pub mod ood;
 pub mod ports;
 pub mod prompts;
 pub mod report;

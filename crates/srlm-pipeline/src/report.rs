@@ -32,8 +32,8 @@ use std::path::{Path, PathBuf};
 
 pub(crate) use read::value_text;
 pub use read::{
-    held_out_scores, read_config, read_metrics, read_run, RecordedConfig, RecordedIteration, Run,
-    RunMetrics,
+    held_out_scores, ood_scores, read_config, read_metrics, read_run, RecordedConfig,
+    RecordedIteration, Run, RunMetrics,
 };
 pub use render::write_report;
 pub(crate) use render::{points, run_name, write_plot};

@@ -803,6 +803,8 @@ struct Loop<'a> {
     initial: ModelRef,
     plugin_name: String,
     eval_prompts: Vec<PromptRecord>,
+    /// Each out-of-distribution set's prompts (`eval.ood`), those that fit the context.
+    ood_prompts: Vec<(crate::ood::OodSet, Vec<PromptRecord>)>,
     chunks: Vec<Vec<PromptRecord>>,
     /// Per chunk, the prompts skipped because they do not fit the context.
     skipped: Vec<usize>,
@@ -883,6 +885,16 @@ impl<'a> Loop<'a> {
         // Prompts that cannot fit the context with their new tokens are skipped (named, and
         // counted in the metrics), so one long prompt never stops a run.
         let (eval_prompts, _) = fitting(backend, &initial, sp.eval, config.eval.max_new_tokens)?;
+        let mut ood_prompts = Vec::new();
+        for set in &config.eval.ood {
+            let first: Vec<PromptRecord> = set
+                .load()?
+                .into_iter()
+                .take(config.eval.ood_prompts)
+                .collect();
+            let (kept, _) = fitting(backend, &initial, first, set.max_new_tokens())?;
+            ood_prompts.push((*set, kept));
+        }
         let mut chunks = Vec::new();
         let mut skipped = Vec::new();
         for chunk in sp.chunks {
@@ -948,6 +960,7 @@ impl<'a> Loop<'a> {
             initial,
             plugin_name: plugin.name.clone(),
             eval_prompts,
+            ood_prompts,
             chunks,
             skipped,
         };
@@ -1331,12 +1344,64 @@ impl<'a> Loop<'a> {
         crate::eval::add_ifeval_verdicts(&mut rows, prompts)?;
         write_jsonl_atomic(&self.dir.eval_answers(index), &rows)?;
         let scores: Vec<f64> = rows.iter().filter_map(|r| r.score).collect();
+        let mut ood = crate::metrics::OodEvalMetrics::default();
+        for (set, prompts) in &self.ood_prompts {
+            let accuracy = self.evaluate_ood(model, index, *set, prompts)?;
+            ood.set(*set, accuracy, prompts.len());
+        }
         Ok(EvalMetrics {
+            ood,
             score: mean(&scores),
             n: rows.len(),
             no_score_rate: Some((rows.len() - scores.len()) as f64 / rows.len() as f64),
+            degenerate: srlm_judge::degeneration::degenerate_share(
+                rows.iter().map(|r| r.response.as_str()),
+            ),
             ifeval: crate::eval::ifeval_accuracy(&rows).as_ref().into(),
         })
+    }
+}
+
+impl Loop<'_> {
+    /// Greedy answers of `model` (M_`index`) to an out-of-distribution set, scored by the
+    /// `answer` judge; writes `eval/M<index>.<set>.jsonl` and returns the accuracy (fraction
+    /// right; none without prompts). Memoised.
+    fn evaluate_ood(
+        &self,
+        model: &ModelRef,
+        index: usize,
+        set: crate::ood::OodSet,
+        prompts: &[PromptRecord],
+    ) -> Result<Option<f64>, RunError> {
+        if prompts.is_empty() {
+            return Ok(None);
+        }
+        let opts = EvalOptions {
+            max_new_tokens: set.max_new_tokens(),
+            batch_size: 32,
+            baseline: false,
+            label: format!("evaluating M{index} on {}", set.name()),
+        };
+        let key = key_of(&with_engine(
+            json!({
+                "model": model.id, "ood": set, "prompts": prompts,
+                "max_new_tokens": opts.max_new_tokens, "judge": "answer",
+            }),
+            self.backend.engine_id(),
+        ));
+        let rows: Vec<EvalRow> = match self.store.get("eval", &key) {
+            Some(v) => v,
+            None => {
+                let judge = srlm_judge::AnswerJudge::new();
+                let report =
+                    crate::eval::evaluate_model(self.backend, model, prompts, &judge, &opts)?;
+                self.store.put("eval", &key, &report.rows)?;
+                report.rows
+            }
+        };
+        write_jsonl_atomic(&self.dir.ood_answers(index, set.name()), &rows)?;
+        let right = rows.iter().filter(|r| r.score == Some(5.0)).count();
+        Ok(Some(right as f64 / rows.len() as f64))
     }
 }
 
@@ -1396,6 +1461,32 @@ fn training_metrics(
     let scores: Vec<Option<f64>> = record.judgments.values().map(|j| j.score).collect();
     let scored: Vec<f64> = scores.iter().flatten().copied().collect();
     let m = |k: &str| dpo.and_then(|d| d.mean.get(k).copied().flatten());
+    // The last epoch's means, and how the mean log-probs moved from the first epoch to the
+    // last (the same pairs); none with a single epoch.
+    let epochs = dpo.map(|d| d.epoch_means.as_slice()).unwrap_or_default();
+    let (first, last) = match epochs {
+        [first, .., last] => (Some(first), Some(last)),
+        _ => (None, None),
+    };
+    let at = |e: Option<&std::collections::BTreeMap<String, Option<f64>>>, k: &str| {
+        e.and_then(|e| e.get(k).copied().flatten())
+    };
+    let change = |k: &str| at(last, k).zip(at(first, k)).map(|(b, a)| b - a);
+    let tokens = |ids: &Option<Vec<u32>>| ids.as_ref().map(|t| t.len() as f64);
+    let chosen_lengths: Vec<f64> = pairs
+        .iter()
+        .filter_map(|p| tokens(&p.chosen_token_ids))
+        .collect();
+    let rejected_lengths: Vec<f64> = pairs
+        .iter()
+        .filter_map(|p| tokens(&p.rejected_token_ids))
+        .collect();
+    let sample_lengths: Vec<f64> = record
+        .samples
+        .values()
+        .map(|s| s.token_ids.len() as f64)
+        .collect();
+    use srlm_judge::degeneration::degenerate_share;
     TrainingMetrics {
         prompts,
         prompts_skipped: 0,
@@ -1415,6 +1506,11 @@ fn training_metrics(
             rewards_accuracies: m("rewards/accuracies"),
             grad_norm: m("grad_norm"),
             steps: dpo.map(|d| d.steps),
+            last_epoch_loss: at(last, "loss"),
+            last_epoch_margins: at(last, "rewards/margins"),
+            last_epoch_accuracies: at(last, "rewards/accuracies"),
+            logps_chosen_change: change("logps/chosen"),
+            logps_rejected_change: change("logps/rejected"),
         },
         judge_parse_failure_rate: (!scores.is_empty())
             .then(|| (scores.len() - scored.len()) as f64 / scores.len() as f64),
@@ -1422,6 +1518,11 @@ fn training_metrics(
         judge_digits_missing_rate: digits_missing_rate(record.judgments.values()),
         hacking_samples: share_speaking_to_grader(record.samples.values().map(|s| s.text.as_str())),
         hacking_chosen: share_speaking_to_grader(pairs.iter().map(|p| p.chosen.as_str())),
+        length_samples: mean(&sample_lengths),
+        length_chosen: mean(&chosen_lengths),
+        length_rejected: mean(&rejected_lengths),
+        degenerate_samples: degenerate_share(record.samples.values().map(|s| s.text.as_str())),
+        degenerate_chosen: degenerate_share(pairs.iter().map(|p| p.chosen.as_str())),
         tokens_sampled: record.compute.tokens_sampled,
         tokens_judged: record.compute.tokens_judged,
         tokens_trained: record.compute.tokens_trained + dpo.map_or(0, |d| d.tokens_trained),

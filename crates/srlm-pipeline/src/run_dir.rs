@@ -83,6 +83,12 @@ impl RunDir {
         self.root.join("eval").join(format!("M{model}.jsonl"))
     }
 
+    /// `eval/M<model>.<set>.jsonl`: M_model's greedy answers to an out-of-distribution set
+    /// (`gsm8k`, `arc-challenge`) with the `answer` judge's verdicts.
+    pub fn ood_answers(&self, model: usize, set: &str) -> PathBuf {
+        self.root.join("eval").join(format!("M{model}.{set}.jsonl"))
+    }
+
     /// The folder of iteration `i` (1-based).
     pub fn iteration(&self, i: usize) -> IterationDir {
         IterationDir(self.root.join(format!("iter_{i}")))

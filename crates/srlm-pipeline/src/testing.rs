@@ -285,6 +285,7 @@ impl Trainer for FakeBackend {
             wall_seconds: 0.0,
             final_metrics: step,
             mean: crate::candle::mean_metrics(&log),
+            epoch_means: crate::candle::epoch_means(&log),
         };
         self.loaded.lock().expect("loaded").insert(out.id.clone());
         Ok(Trained { summary, log })

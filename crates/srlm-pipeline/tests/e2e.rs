@@ -290,3 +290,73 @@ fn a_diagnostic_left_out_is_null_and_named_with_its_reason() {
     let report = std::fs::read_to_string(report).unwrap();
     assert!(!report.contains("Not computed"), "{report}");
 }
+
+/// Every M_i is scored on an out-of-distribution set (`eval.ood`, fetched from PyPI) and the
+/// run's lines, answers files, report and comparison agree; the run's diagnostics (lengths,
+/// looping shares, TSR's components) are in every iteration's line.
+#[test]
+fn every_model_is_scored_on_the_ood_set_and_the_diagnostics_are_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pr = prompts(tmp.path());
+    let mut c = config(&pr, "temporal");
+    c.eval.ood = vec![srlm_pipeline::ood::OodSet::ArcChallenge];
+    c.eval.ood_prompts = 3;
+    let out = tmp.path().join("ood");
+    run(c, &opts(&out)).unwrap();
+    let m = lines(&out.join("metrics.jsonl"));
+    assert_eq!(m.len(), 3);
+    for (i, line) in m.iter().enumerate() {
+        let rows = lines(&out.join(format!("eval/M{i}.arc-challenge.jsonl")));
+        assert_eq!(rows.len(), 3, "M{i}");
+        // The first three ARC-Challenge test questions, in the package's order.
+        let ids: Vec<&str> = rows
+            .iter()
+            .map(|r| r["prompt_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["ARC/0", "ARC/1", "ARC/2"]);
+        assert_eq!(rows[0]["details"]["expected"], "C");
+        let right = rows.iter().filter(|r| r["score"] == 5.0).count();
+        assert_eq!(line["eval/arc_challenge/n"], 3, "{line}");
+        assert_eq!(
+            line["eval/arc_challenge/accuracy"].as_f64(),
+            Some(right as f64 / 3.0),
+            "{line}"
+        );
+        assert!(line.get("eval/gsm8k/accuracy").is_none(), "{line}");
+        let looping = line["eval/degenerate_rate"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&looping), "{line}");
+    }
+    for line in &m[1..] {
+        // Lengths are token counts of the iteration's samples (6 new tokens at most).
+        let len = line["length/samples_mean"].as_f64().unwrap();
+        assert!(len > 0.0 && len <= 6.0, "{line}");
+        for key in [
+            "degenerate/samples",
+            "component/anchored_rejection/could_act",
+            "component/future_guided_chosen/acted",
+        ] {
+            assert!(line[key].is_number(), "{key}: {line}");
+        }
+        // 2 epochs: the last epoch's means and the log-prob changes are recorded.
+        if line["pairs"].as_u64().unwrap() > 0 {
+            for key in [
+                "dpo/last_epoch/loss",
+                "dpo/logps/chosen_change",
+                "dpo/logps/rejected_change",
+            ] {
+                assert!(line[key].is_number(), "{key}: {line}");
+            }
+        }
+    }
+    let report =
+        std::fs::read_to_string(srlm_pipeline::report::write_report(&out).unwrap()).unwrap();
+    assert!(report.contains("| ARC-Challenge accuracy |"), "{report}");
+    assert!(report.contains("### Strategy components"), "{report}");
+    let (_, table) = srlm_pipeline::compare::load_comparison(&[out.clone()]).unwrap();
+    let row = table
+        .rows
+        .iter()
+        .find(|r| r.metric == "ARC-Challenge accuracy M2")
+        .expect("an ARC row per model");
+    assert_eq!(row.cells[0], m[2]["eval/arc_challenge/accuracy"].as_f64());
+}

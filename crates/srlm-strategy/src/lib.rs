@@ -15,6 +15,7 @@
 //! | [`FfiPair::to_preference_pair`]: a plugin's pair resolved against the host's records | srlm (the host) | ffi |
 //! | `load_plugin`, `PluginSearch`, `resolve_strategy`, `LoadedPlugin`, `PluginError` | srlm, feature `host` | loader |
 //! | `parse_set_flags`, `validate_options`, `option_names`, `schema_defaults` | srlm (`--set key=value`), feature `host` | options |
+//! | [`components::ComponentUse`]: how often each part of a strategy could act and did (`record_component`), [`components::SCORE_FLOOR`] / [`components::SCORE_CEILING`] | plugins write, srlm reads | [`components`] |
 //! | [`testing::FakeHost`] | tests, in and out of tree | [`testing`] |
 //!
 //! A plugin depends on this crate alone and writes `use srlm_strategy::prelude::*;`. The
@@ -39,6 +40,7 @@
 #![deny(missing_docs)]
 
 mod abi;
+pub mod components;
 mod error;
 mod ffi;
 #[cfg(feature = "host")]
@@ -82,6 +84,7 @@ extern crate self as srlm_strategy;
 /// re-exported crates: `#[serde(crate = "srlm_strategy::serde")]` and
 /// `#[schemars(crate = "srlm_strategy::schemars")]`.
 pub mod prelude {
+    pub use crate::components::{SCORE_CEILING, SCORE_FLOOR};
     pub use crate::sdk::{
         best, best_vs_worst, worst, BestWorst, Groups, Iteration, Judgment, Pair, Prompt, Prompts,
         Sample, Scored, Side, Source, StrategyPlugin,

@@ -779,6 +779,22 @@ impl<'a> Iteration<'a> {
         self.host.record_metric(name, value);
     }
 
+    /// Records how often a part of the strategy (named as its option is spelt, e.g.
+    /// `anchored_rejection`) could have changed a pair in this iteration and how often it did,
+    /// in prompts ([`crate::components::ComponentUse`]). srlm reports both per iteration and
+    /// warns when a component never acted in a whole run. Record only the components that are
+    /// switched on.
+    pub fn record_component(&mut self, name: &str, could_act: u32, acted: u32) {
+        let record = crate::components::ComponentUse {
+            name: name.to_string(),
+            could_act,
+            acted,
+        };
+        for (key, value) in record.metrics() {
+            self.host.record_metric(&key, value);
+        }
+    }
+
     /// The ABI record of `pair`: sides' sources and scores as this iteration served and
     /// judged them (srlm's host ignores them and uses its own records).
     fn ffi_pair(&self, pair: Pair) -> Result<FfiPair, StrategyError> {

@@ -298,6 +298,18 @@ impl FakeHost {
         })
     }
 
+    /// The components the plugin recorded (`Iteration::record_component`), by name; the last
+    /// record of each counts.
+    pub fn components(&self) -> Vec<crate::components::ComponentUse> {
+        let mut last: std::collections::BTreeMap<&str, f64> = Default::default();
+        for c in &self.calls {
+            if let HostCall::RecordMetric { name, value } = c {
+                last.insert(name.as_str(), *value);
+            }
+        }
+        crate::components::ComponentUse::from_metrics(last.into_iter().map(|(k, v)| (k, Some(v))))
+    }
+
     /// The pairs of each `train_temporary` call, in order.
     pub fn trained(&self) -> Vec<&[Pair]> {
         self.calls

@@ -105,14 +105,20 @@ impl StrategyPlugin for Temporal {
         };
 
         // Phase 1: Anchored Rejection.
-        let (mut candidates, mut unscored) = (Vec::new(), 0u32);
+        let (mut candidates, mut unscored, mut anchor_could_act) = (Vec::new(), 0u32, 0u32);
         for prompt_id in current.prompt_ids() {
             let r_i = current.get(prompt_id);
             let (Some(chosen), Some(worst_i)) = (best(r_i), worst(r_i)) else {
                 unscored += 1;
                 continue;
             };
-            let candidate = match worst(initial.get(prompt_id)) {
+            // Anchoring can only act where M_i's worst is above the judge's floor (a worse
+            // response from M0 can exist) and M0 has a scored response.
+            let worst_0 = worst(initial.get(prompt_id));
+            if worst_0.is_some() && worst_i.score > Some(SCORE_FLOOR) {
+                anchor_could_act += 1;
+            }
+            let candidate = match worst_0 {
                 Some(worst_0) if worst_0.score < worst_i.score => {
                     let mut c = Candidate::new(prompt_id, chosen, worst_0);
                     c.notes.push("anchored");
@@ -131,6 +137,19 @@ impl StrategyPlugin for Temporal {
         it.record_metric("temporal/dropped_unscored", f64::from(unscored));
         it.record_metric("temporal/anchored_rejections", anchored as f64);
         it.record_metric("temporal/pairs_d1", d1.len() as f64);
+        if self.options.anchored_rejection {
+            it.record_component("anchored_rejection", anchor_could_act, anchored as u32);
+        }
+        // Future-Guided Chosen can only act where the chosen is below the judge's ceiling (and
+        // only once M_f exists, i.e. D1 is not empty).
+        let future_could_act = if d1.is_empty() {
+            0
+        } else {
+            candidates
+                .iter()
+                .filter(|c| c.chosen.1 < Some(SCORE_CEILING))
+                .count() as u32
+        };
         if !self.options.future_guided_chosen {
             return Ok(d1);
         }
@@ -138,6 +157,7 @@ impl StrategyPlugin for Temporal {
             // Nothing to train M_f on: no upgrade is possible, so D2 = D1 = {}.
             it.record_metric("temporal/future_upgrades", 0.0);
             it.record_metric("temporal/pairs_d2", 0.0);
+            it.record_component("future_guided_chosen", 0, 0);
             return Ok(d1);
         }
 
@@ -157,6 +177,7 @@ impl StrategyPlugin for Temporal {
         }
         let d2 = valid_pairs(&candidates);
         it.record_metric("temporal/future_upgrades", f64::from(upgrades));
+        it.record_component("future_guided_chosen", future_could_act, upgrades);
         it.record_metric("temporal/pairs_d2", d2.len() as f64);
         Ok(d2)
     }
@@ -188,6 +209,14 @@ mod tests {
         let mut s = Temporal::new(options).unwrap();
         let pairs = fake.run(&mut s, &prompts).unwrap();
         (pairs, fake)
+    }
+
+    /// (name, could act, acted) of every component the run recorded.
+    fn components(fake: &FakeHost) -> Vec<(String, u32, u32)> {
+        fake.components()
+            .into_iter()
+            .map(|c| (c.name, c.could_act, c.acted))
+            .collect()
     }
 
     /// (prompt, chosen id, rejected id, chosen score, rejected score, note)
@@ -274,6 +303,9 @@ mod tests {
         assert_eq!(fake.metric("temporal/anchored_rejections"), Some(2.0));
         assert_eq!(fake.metric("temporal/dropped_unscored"), Some(1.0));
         assert_eq!(fake.metric("temporal/pairs_d2"), None);
+        // Anchoring could act on a–d (M_i's worst above 0, M0 scored), not e (no chosen) or f
+        // (M0 unscored); it acted on a and d. Future-Guided Chosen is off: not recorded.
+        assert_eq!(components(&fake), vec![("anchored_rejection".into(), 4, 2)]);
     }
 
     #[test]
@@ -344,6 +376,15 @@ mod tests {
         assert_eq!(fake.metric("temporal/pairs_d1"), Some(2.0));
         assert_eq!(fake.metric("temporal/future_upgrades"), Some(2.0));
         assert_eq!(fake.metric("temporal/pairs_d2"), Some(3.0));
+        // Anchoring could act on all four (worst of M_i 2, 3, 1, 2 > 0) and acted on a; every
+        // chosen (4, 3, 4, 2) is below 5, so the future model could upgrade all four: a and b.
+        assert_eq!(
+            components(&fake),
+            vec![
+                ("anchored_rejection".into(), 4, 1),
+                ("future_guided_chosen".into(), 4, 2)
+            ]
+        );
     }
 
     #[test]
@@ -370,6 +411,34 @@ mod tests {
             .calls()
             .iter()
             .any(|c| matches!(c, HostCall::Sample { source: INIT, .. })));
+        assert_eq!(
+            components(&fake),
+            vec![("future_guided_chosen".into(), 1, 1)]
+        );
+    }
+
+    #[test]
+    fn a_chosen_at_the_ceiling_and_a_worst_at_the_floor_leave_no_room_to_act() {
+        let (_, fake) = run(
+            opts(true, true),
+            &[
+                // Worst of M_i at the floor: no M0 response can be worse. Chosen 5: no upgrade.
+                ("a", CUR, &[Some(0.0), Some(5.0), Some(0.0)]),
+                ("a", INIT, &[Some(0.0); 3]),
+                ("a", FUT, &[Some(5.0); 3]),
+                // Room on both sides, and neither acts.
+                ("b", CUR, &[Some(1.0), Some(3.0), Some(2.0)]),
+                ("b", INIT, &[Some(2.0); 3]),
+                ("b", FUT, &[Some(3.0), Some(0.0), Some(1.0)]),
+            ],
+        );
+        assert_eq!(
+            components(&fake),
+            vec![
+                ("anchored_rejection".into(), 1, 0),
+                ("future_guided_chosen".into(), 1, 0)
+            ]
+        );
     }
 
     #[test]
@@ -384,6 +453,14 @@ mod tests {
         assert!(pairs.is_empty());
         assert!(fake.trained().is_empty());
         assert_eq!(fake.metric("temporal/pairs_d2"), Some(0.0));
+        // No M_f without D1: the future component could not act.
+        assert_eq!(
+            components(&fake),
+            vec![
+                ("anchored_rejection".into(), 1, 0),
+                ("future_guided_chosen".into(), 0, 0)
+            ]
+        );
     }
 
     #[test]

@@ -139,6 +139,14 @@ impl RecordedIteration {
         &self.metrics.strategy
     }
 
+    /// The strategy's components recorded in this iteration (how often each could act and
+    /// did; [`srlm_strategy::components`]).
+    pub fn components(&self) -> Vec<srlm_strategy::components::ComponentUse> {
+        srlm_strategy::components::ComponentUse::from_metrics(
+            self.metrics.strategy.iter().map(|(k, v)| (k.as_str(), v.0)),
+        )
+    }
+
     /// The typed line. Counts a file left out of an iteration line that has training keys
     /// (`prompts`, `pairs`, `pairs_per_prompt`, `compute/tokens_*`) read as 0 here; use
     /// [`RecordedIteration::get`] to tell them from recorded values.
@@ -206,7 +214,21 @@ pub struct Run {
 /// and score (`None`: the judge gave none), in the file's order; `None` when the file is
 /// missing or unreadable (a report still renders from `metrics.jsonl` alone).
 pub fn held_out_scores(run: &Run, model: u32) -> Option<Vec<(String, Option<f64>)>> {
-    let text = std::fs::read_to_string(run.dir.eval_answers(model as usize)).ok()?;
+    answer_scores(&run.dir.eval_answers(model as usize))
+}
+
+/// `(prompt id, score)` of M_`model`'s answers to an out-of-distribution set
+/// (`eval/M<model>.<set>.jsonl`; score 5 = right, 0 = wrong); none when absent.
+pub fn ood_scores(
+    run: &Run,
+    model: u32,
+    set: crate::ood::OodSet,
+) -> Option<Vec<(String, Option<f64>)>> {
+    answer_scores(&run.dir.ood_answers(model as usize, set.name()))
+}
+
+fn answer_scores(path: &Path) -> Option<Vec<(String, Option<f64>)>> {
+    let text = std::fs::read_to_string(path).ok()?;
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
@@ -293,7 +315,9 @@ fn is_count(m: Metric) -> bool {
         | Metric::TokensJudged
         | Metric::TokensTrained
         | Metric::EvalN
-        | Metric::EvalIfevalN => true,
+        | Metric::EvalIfevalN
+        | Metric::EvalGsm8kN
+        | Metric::EvalArcChallengeN => true,
         Metric::PairsPerPrompt
         | Metric::ChosenScore
         | Metric::RejectedScore
@@ -310,12 +334,25 @@ fn is_count(m: Metric) -> bool {
         | Metric::JudgeDigitsMissingRate
         | Metric::HackingSamples
         | Metric::HackingChosen
+        | Metric::DpoLastEpochLoss
+        | Metric::DpoLastEpochMargins
+        | Metric::DpoLastEpochAccuracies
+        | Metric::DpoLogpsChosenChange
+        | Metric::DpoLogpsRejectedChange
+        | Metric::LengthSamples
+        | Metric::LengthChosen
+        | Metric::LengthRejected
+        | Metric::DegenerateSamples
+        | Metric::DegenerateChosen
+        | Metric::EvalDegenerate
         | Metric::EvalScore
         | Metric::EvalNoScoreRate
         | Metric::EvalIfevalPromptStrict
         | Metric::EvalIfevalInstStrict
         | Metric::EvalIfevalPromptLoose
         | Metric::EvalIfevalInstLoose
+        | Metric::EvalGsm8kAccuracy
+        | Metric::EvalArcChallengeAccuracy
         | Metric::WallSeconds => false,
     }
 }
@@ -328,11 +365,16 @@ fn is_training(m: Metric) -> bool {
             | Metric::EvalScore
             | Metric::EvalN
             | Metric::EvalNoScoreRate
+            | Metric::EvalDegenerate
             | Metric::EvalIfevalN
             | Metric::EvalIfevalPromptStrict
             | Metric::EvalIfevalInstStrict
             | Metric::EvalIfevalPromptLoose
             | Metric::EvalIfevalInstLoose
+            | Metric::EvalGsm8kAccuracy
+            | Metric::EvalGsm8kN
+            | Metric::EvalArcChallengeAccuracy
+            | Metric::EvalArcChallengeN
             | Metric::WallSeconds
     )
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::plots::{self, Chart, XAxis, YAxis};
 use super::read::{read_run, value_text, Run, RunMetrics, HEADER_KEYS};
 use super::steps::{read_step_logs, step_series, STEP_PLOTS};
-use super::tables::{format_value, render_strategy, render_table, TABLES};
+use super::tables::{format_value, render_components, render_strategy, render_table, TABLES};
 use super::{io_err, write_file, ReportError};
 use crate::metrics::Metric;
 use crate::run_dir::RunDir;
@@ -24,7 +24,7 @@ pub(crate) struct PlotSpec {
 
 /// The per-iteration plots. The score gap has its own plot: with rejected scores at 0 it
 /// equals the chosen score and would lie on top of that line.
-pub(crate) const PLOTS: [PlotSpec; 10] = [
+pub(crate) const PLOTS: [PlotSpec; 12] = [
     PlotSpec {
         file: "scores.svg",
         title: "Judge scores of chosen and rejected",
@@ -92,6 +92,28 @@ pub(crate) const PLOTS: [PlotSpec; 10] = [
         series: &[
             (Metric::HackingSamples, "all samples"),
             (Metric::HackingChosen, "chosen responses"),
+        ],
+    },
+    PlotSpec {
+        file: "length.svg",
+        title: "Response length: all samples, chosen and rejected",
+        y_label: "tokens",
+        y: YAxis::NON_NEGATIVE,
+        series: &[
+            (Metric::LengthSamples, "all samples"),
+            (Metric::LengthChosen, "chosen"),
+            (Metric::LengthRejected, "rejected"),
+        ],
+    },
+    PlotSpec {
+        file: "degeneration.svg",
+        title: "Degeneration: responses looping (iteration 0 = M0's held-out answers)",
+        y_label: "fraction of responses",
+        y: YAxis::Fraction,
+        series: &[
+            (Metric::DegenerateSamples, "samples"),
+            (Metric::DegenerateChosen, "chosen"),
+            (Metric::EvalDegenerate, "held-out answers"),
         ],
     },
     PlotSpec {
@@ -200,6 +222,29 @@ fn render_not_computed(out: &mut String, m: &RunMetrics) {
     out.push('\n');
 }
 
+/// A note for each iteration whose DPO lowered the log-probabilities of both the chosen and
+/// the rejected responses from its first epoch to its last.
+fn render_both_logps_fell(out: &mut String, m: &RunMetrics) {
+    for it in &m.iterations {
+        let (Some(c), Some(r)) = (
+            it.get(Metric::DpoLogpsChosenChange),
+            it.get(Metric::DpoLogpsRejectedChange),
+        ) else {
+            continue;
+        };
+        if c < 0.0 && r < 0.0 {
+            let _ = writeln!(
+                out,
+                "**Iteration {}: DPO lowered the log-probabilities of both sides** (chosen {c:+.2}, \
+                 rejected {r:+.2} nats per response from the first epoch to the last): the margin \
+                 grows by pushing the rejected down faster, not by raising the chosen (Pal et al. \
+                 2024, arXiv 2402.13228, Sec. 3).\n",
+                it.iteration()
+            );
+        }
+    }
+}
+
 fn render_report(run: &Run, drawn: &Drawn) -> String {
     let cfg = &run.config;
     let mut out = String::new();
@@ -299,6 +344,8 @@ fn render_report(run: &Run, drawn: &Drawn) -> String {
         render_table(&mut out, t, m);
     }
     render_not_computed(&mut out, m);
+    render_components(&mut out, m);
+    render_both_logps_fell(&mut out, m);
     render_strategy(&mut out, m);
 
     out.push_str("## Plots\n\n");

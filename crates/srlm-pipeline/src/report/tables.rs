@@ -1,12 +1,14 @@
 //! The report's markdown tables: one per group of [`Metric`]s (pairs and judge scores,
 //! held-out evaluation (with IFEval's own accuracies when the held-out prompts are IFEval
-//! records), DPO, compute), the plugin's metrics in their own table, and how values are
+//! records), DPO, compute), the strategy's components (could act / acted, with a warning when
+//! one never acted), the plugin's metrics in their own table, and how values are
 //! formatted (`–` missing, `NaN` / `inf` / `-inf` non-finite).
 
 use std::fmt::Write as _;
 
 use super::read::{RecordedIteration, RunMetrics};
 use crate::metrics::Metric;
+use srlm_strategy::components::ComponentUse;
 
 /// Formats a value for a table: `–` when missing, `NaN` / `inf` / `-inf` when non-finite,
 /// else fixed `decimals`.
@@ -75,7 +77,7 @@ pub(crate) struct Table {
     pub(crate) not_summed: &'static [Metric],
 }
 
-pub(crate) const TABLES: [Table; 5] = [
+pub(crate) const TABLES: [Table; 6] = [
     Table {
         title: "Pairs and judge scores",
         columns: &[
@@ -138,11 +140,26 @@ pub(crate) const TABLES: [Table; 5] = [
         not_summed: &[],
     },
     Table {
+        title: "Length and degeneration (response length in tokens; looping: more than half \
+                of a response's word trigrams repeat, which a rule judge does not see)",
+        columns: &[
+            col(Metric::LengthSamples, "sample length (tokens)", 1),
+            col(Metric::LengthChosen, "chosen length (tokens)", 1),
+            col(Metric::LengthRejected, "rejected length (tokens)", 1),
+            col(Metric::DegenerateSamples, "samples looping (fraction)", 3),
+            col(Metric::DegenerateChosen, "chosen looping (fraction)", 3),
+        ],
+        with_m0: false,
+        totals: Totals::None,
+        not_summed: &[],
+    },
+    Table {
         title: "Held-out evaluation (model M_i after iteration i; 0 = M0)",
         columns: &[
             col(Metric::EvalScore, "held-out score (0–5)", 3),
             col(Metric::EvalN, "held-out prompts", 0),
             col(Metric::EvalNoScoreRate, "eval parse failures (fraction)", 3),
+            optional_col(Metric::EvalDegenerate, "answers looping (fraction)", 3),
             // IFEval's own metrics (Zhou et al. 2023), present when the prompts are IFEval's.
             optional_col(
                 Metric::EvalIfevalPromptStrict,
@@ -165,6 +182,15 @@ pub(crate) const TABLES: [Table; 5] = [
                 3,
             ),
             optional_col(Metric::EvalIfevalN, "IFEval prompts", 0),
+            // Out-of-distribution sets (eval.ood), final-answer exact match.
+            optional_col(Metric::EvalGsm8kAccuracy, "GSM8K accuracy", 3),
+            optional_col(Metric::EvalGsm8kN, "GSM8K problems", 0),
+            optional_col(
+                Metric::EvalArcChallengeAccuracy,
+                "ARC-Challenge accuracy",
+                3,
+            ),
+            optional_col(Metric::EvalArcChallengeN, "ARC-Challenge questions", 0),
         ],
         with_m0: true,
         totals: Totals::None,
@@ -180,6 +206,24 @@ pub(crate) const TABLES: [Table; 5] = [
             col(Metric::DpoRewardsAccuracies, "rewards/accuracies", 3),
             col(Metric::DpoGradNorm, "grad_norm", 4),
             col(Metric::DpoSteps, "steps", 0),
+            // Where training ended, next to the running means above (2 epochs or more).
+            optional_col(Metric::DpoLastEpochLoss, "last-epoch loss", 4),
+            optional_col(Metric::DpoLastEpochMargins, "last-epoch rewards/margins", 4),
+            optional_col(
+                Metric::DpoLastEpochAccuracies,
+                "last-epoch rewards/accuracies",
+                3,
+            ),
+            optional_col(
+                Metric::DpoLogpsChosenChange,
+                "logps/chosen change (nats)",
+                2,
+            ),
+            optional_col(
+                Metric::DpoLogpsRejectedChange,
+                "logps/rejected change (nats)",
+                2,
+            ),
         ],
         with_m0: false,
         totals: Totals::None,
@@ -269,12 +313,84 @@ pub(crate) fn render_table(out: &mut String, table: &Table, metrics: &RunMetrics
     out.push('\n');
 }
 
-/// The plugin's keys (`<plugin>/<name>`) and any other key srlm does not know, sorted.
+/// Writes the table of the strategy's components (how often each could act and did, per
+/// iteration) and a warning for each component that never acted in the run; nothing when the
+/// plugin recorded no component.
+pub(crate) fn render_components(out: &mut String, metrics: &RunMetrics) {
+    let rows: Vec<(u32, Option<f64>, ComponentUse)> = metrics
+        .iterations
+        .iter()
+        .flat_map(|m| {
+            let prompts = m.get(Metric::Prompts);
+            m.components()
+                .into_iter()
+                .map(move |c| (m.iteration(), prompts, c))
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    out.push_str(
+        "### Strategy components (prompts where each part of the strategy could change the \
+         pair, and where it did)\n\n",
+    );
+    header(
+        out,
+        "iteration",
+        &[
+            "component",
+            "prompts",
+            "could act",
+            "acted",
+            "acted / prompts",
+        ],
+    );
+    for (it, prompts, c) in &rows {
+        row(
+            out,
+            &[
+                iteration_label(*it),
+                format!("`{}`", c.name),
+                format_value(*prompts, 0),
+                c.could_act.to_string(),
+                c.acted.to_string(),
+                format_value(
+                    prompts.filter(|p| *p > 0.0).map(|p| f64::from(c.acted) / p),
+                    2,
+                ),
+            ],
+        );
+    }
+    out.push('\n');
+    let mut names: Vec<&str> = rows.iter().map(|(_, _, c)| c.name.as_str()).collect();
+    names.dedup();
+    names.sort_unstable();
+    names.dedup();
+    for name in names {
+        let of = rows.iter().filter(|(_, _, c)| c.name == name);
+        let acted: u32 = of.clone().map(|(_, _, c)| c.acted).sum();
+        let could: u32 = of.clone().map(|(_, _, c)| c.could_act).sum();
+        let prompts: f64 = of.filter_map(|(_, p, _)| *p).sum();
+        if acted == 0 {
+            let _ = writeln!(
+                out,
+                "**Warning: `{name}` never acted in this run** (it could have on {could} of {} \
+                 prompts): every pair is one the strategy would have made without it, so this \
+                 run does not measure that part. A judge with finer scores gives it room to act.\n",
+                format_value(Some(prompts), 0)
+            );
+        }
+    }
+}
+
+/// The plugin's keys (`<plugin>/<name>`) and any other key srlm does not know, sorted
+/// (components have their own table).
 fn strategy_keys(metrics: &RunMetrics) -> Vec<&str> {
     let mut keys: Vec<&str> = metrics
         .iterations
         .iter()
         .flat_map(|m| m.strategy().keys().map(String::as_str))
+        .filter(|k| !ComponentUse::is_metric_key(k))
         .collect();
     keys.sort_unstable();
     keys.dedup();

@@ -146,8 +146,10 @@ fn report_holds_the_exact_table_rows() {
     assert!(
         md.lines().any(|l| l
             == "Not plotted (no finite values recorded): Reward-hacking diagnostic: responses \
-                speaking to the grader; DPO loss per optimizer step; DPO rewards/margins per \
-                optimizer step; DPO rewards/accuracies per optimizer step."),
+                speaking to the grader; Response length: all samples, chosen and rejected; \
+                Degeneration: responses looping (iteration 0 = M0's held-out answers); DPO loss \
+                per optimizer step; DPO rewards/margins per optimizer step; DPO \
+                rewards/accuracies per optimizer step."),
         "{md}"
     );
 }
@@ -157,8 +159,12 @@ fn plots_are_svg_with_one_point_per_recorded_iteration() {
     let base = fresh_dir("plots");
     let dir = write_run(&base, "tsr", TEMPORAL_CONFIG, &TEMPORAL_METRICS);
     write_report(&dir).unwrap();
-    assert!(!RunDir::new(&dir).plots().join("hacking.svg").exists());
-    for p in PLOTS.iter().filter(|p| p.file != "hacking.svg") {
+    // The fixture records no hacking rates, lengths or looping shares: no plot for them.
+    let not_recorded = ["hacking.svg", "length.svg", "degeneration.svg"];
+    for file in not_recorded {
+        assert!(!RunDir::new(&dir).plots().join(file).exists(), "{file}");
+    }
+    for p in PLOTS.iter().filter(|p| !not_recorded.contains(&p.file)) {
         let s = svg(&dir, p.file);
         assert!(
             s.starts_with("<svg"),
@@ -661,4 +667,34 @@ fn edge_cases_draw_readable_plots() {
         y_tick_texts(&plots("flat", "dpo_margins.svg")),
         ["-0.4", "-0.2", "0.0", "0.2", "0.4"]
     );
+}
+
+#[test]
+fn components_get_their_table_and_one_that_never_acted_a_warning() {
+    let base = fresh_dir("components");
+    let lines = [
+        TEMPORAL_METRICS[0],
+        r#"{"iteration": 1, "prompts": 16, "pairs": 9, "pairs_per_prompt": 0.5625, "component/anchored_rejection/could_act": 3, "component/anchored_rejection/acted": 0, "component/future_guided_chosen/could_act": 16, "component/future_guided_chosen/acted": 5, "temporal/pairs_d1": 7}"#,
+        r#"{"iteration": 2, "prompts": 16, "pairs": 10, "pairs_per_prompt": 0.625, "component/anchored_rejection/could_act": 1, "component/anchored_rejection/acted": 0, "component/future_guided_chosen/could_act": 15, "component/future_guided_chosen/acted": 4, "temporal/pairs_d1": 8}"#,
+    ];
+    let dir = write_run(&base, "tsr", TEMPORAL_CONFIG, &lines);
+    let md = std::fs::read_to_string(write_report(&dir).unwrap()).unwrap();
+    for line in [
+        "| iteration | component | prompts | could act | acted | acted / prompts |",
+        "| 1 | `anchored_rejection` | 16 | 3 | 0 | 0.00 |",
+        "| 1 | `future_guided_chosen` | 16 | 16 | 5 | 0.31 |",
+        "| 2 | `anchored_rejection` | 16 | 1 | 0 | 0.00 |",
+        "| 2 | `future_guided_chosen` | 16 | 15 | 4 | 0.25 |",
+        // Component keys stay out of the table of other metrics.
+        "| iteration | temporal/pairs_d1 |",
+    ] {
+        assert!(md.lines().any(|l| l == line), "missing {line:?} in\n{md}");
+    }
+    assert!(
+        md.contains(
+            "**Warning: `anchored_rejection` never acted in this run** (it could have on 4 of 32 prompts)"
+        ),
+        "{md}"
+    );
+    assert!(!md.contains("`future_guided_chosen` never acted"), "{md}");
 }
