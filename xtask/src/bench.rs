@@ -1,11 +1,12 @@
-//! `cargo xtask bench [--quick] [--seeds N] [--out DIR]`: the strategy comparison of issue 6.
+//! `cargo xtask bench [--quick | --config FILE] [--seeds N] [--out DIR]`: the strategy
+//! comparison (`--config configs/study-cpu.toml`: the CPU study's setting, docs/study.md).
 //!
 //! `--seeds N` runs every strategy under seeds 1..=N (folders `<strategy>-seed<k>`), and the
 //! comparison adds, per strategy, the seed-by-seed paired difference to self-rewarding, pooled
 //! over seeds (srlm_pipeline::compare).
 //!
-//! Builds the release `srlm`, then runs the same config (model, prompts, seed, K) under four
-//! strategies, one run folder each under `DIR`:
+//! Builds the release `srlm`, then runs the same config (model, prompts, seed, K) under five
+//! settings, one run folder each under `DIR`:
 //!
 //! | folder | command-line strategy |
 //! |---|---|
@@ -13,9 +14,10 @@
 //! | `temporal` | `--strategy temporal` |
 //! | `temporal-past-only` | `--strategy temporal --set future_guided_chosen=false` |
 //! | `temporal-future-only` | `--strategy temporal --set anchored_rejection=false` |
+//! | `self-rewarding-4-iterations` | `--strategy self-rewarding -c iterations=4` (the paper's comparable-compute baseline for 2 TSR iterations) |
 //!
 //! with `--config configs/bench.toml` (`configs/bench-quick.toml` with `--quick`), and ends
-//! with `srlm compare <the four folders> --out DIR`, which prints the table and writes
+//! with `srlm compare <the five folders> --out DIR`, which prints the table and writes
 //! `DIR/comparison.md` and `DIR/plots/`. `DIR` defaults to `runs/bench` (`runs/bench-quick`).
 //! A run folder that already holds a `config.json` is continued with `srlm run --resume`
 //! (finished work is replayed from its cache), so an interrupted bench picks up where it
@@ -35,29 +37,43 @@ pub struct BenchRun {
     pub strategy: &'static str,
     /// `--set key=value` options.
     pub set: &'static [&'static str],
+    /// `-c key=value` config overrides.
+    pub config: &'static [&'static str],
 }
 
-/// The strategies compared, in table order.
-pub const RUNS: [BenchRun; 4] = [
+/// The strategies compared, in table order. The last is the paper's "comparable compute"
+/// baseline (Wang et al. 2025, Sec. 4.2: 2 TSR iterations against about 4–5 of
+/// Self-Rewarding): Self-Rewarding with 4 iterations (a fresh chunk of prompts each).
+pub const RUNS: [BenchRun; 5] = [
     BenchRun {
         label: "self-rewarding",
         strategy: "self-rewarding",
         set: &[],
+        config: &[],
     },
     BenchRun {
         label: "temporal",
         strategy: "temporal",
         set: &[],
+        config: &[],
     },
     BenchRun {
         label: "temporal-past-only",
         strategy: "temporal",
         set: &["future_guided_chosen=false"],
+        config: &[],
     },
     BenchRun {
         label: "temporal-future-only",
         strategy: "temporal",
         set: &["anchored_rejection=false"],
+        config: &[],
+    },
+    BenchRun {
+        label: "self-rewarding-4-iterations",
+        strategy: "self-rewarding",
+        set: &[],
+        config: &["iterations=4"],
     },
 ];
 
@@ -70,9 +86,12 @@ pub struct BenchArgs {
     pub out: Option<PathBuf>,
     /// `--seeds N`: every strategy under seeds 1..=N (default 1: the config's seed only).
     pub seeds: u64,
+    /// `--config FILE`: another config (e.g. `configs/study-cpu.toml`), relative to the
+    /// workspace root.
+    pub config: Option<String>,
 }
 
-const USAGE: &str = "usage: cargo xtask bench [--quick] [--seeds N] [--out DIR]";
+const USAGE: &str = "usage: cargo xtask bench [--quick | --config FILE] [--seeds N] [--out DIR]";
 
 /// Parses `[--quick] [--out DIR]` (also `--out=DIR`).
 pub fn parse_args(args: &[String]) -> Result<BenchArgs> {
@@ -80,6 +99,7 @@ pub fn parse_args(args: &[String]) -> Result<BenchArgs> {
         quick: false,
         out: None,
         seeds: 1,
+        config: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -100,6 +120,12 @@ pub fn parse_args(args: &[String]) -> Result<BenchArgs> {
                     .ok()
                     .filter(|&n: &u64| n >= 1)
                     .with_context(|| format!("--seeds `{n}`: expected a whole number ≥ 1"))?;
+            }
+            "--config" => {
+                let file = it
+                    .next()
+                    .with_context(|| format!("--config needs a file; {USAGE}"))?;
+                parsed.config = Some(file.clone());
             }
             "-h" | "--help" => bail!("{USAGE}"),
             other => match other.strip_prefix("--out=") {
@@ -143,6 +169,10 @@ pub fn run_args(
         args.push("--set".into());
         args.push((*s).into());
     }
+    for c in run.config {
+        args.push("-c".into());
+        args.push((*c).into());
+    }
     if let Some(seed) = seed {
         args.push("-c".into());
         args.push(format!("seed={seed}"));
@@ -156,7 +186,10 @@ pub fn run_args(
 pub fn run(args: &[String]) -> Result<()> {
     let args = parse_args(args)?;
     let root = crate::root();
-    let config = config_file(args.quick);
+    let config = args
+        .config
+        .as_deref()
+        .unwrap_or_else(|| config_file(args.quick));
     if !root.join(config).is_file() {
         bail!(
             "{} is missing: the bench config",
@@ -167,10 +200,15 @@ pub fn run(args: &[String]) -> Result<()> {
     // is under the workspace root. Commands themselves run in the workspace root.
     let out = match args.out {
         Some(dir) => std::env::current_dir()?.join(dir),
-        None => root.join(if args.quick {
-            "runs/bench-quick"
-        } else {
-            "runs/bench"
+        None => root.join(match (&args.config, args.quick) {
+            (Some(c), _) => format!(
+                "runs/bench-{}",
+                Path::new(c)
+                    .file_stem()
+                    .map_or("config".into(), |s| s.to_string_lossy())
+            ),
+            (None, true) => "runs/bench-quick".into(),
+            (None, false) => "runs/bench".into(),
         }),
     };
     let srlm = crate::srlm_binary()?;
@@ -237,7 +275,8 @@ mod tests {
             BenchArgs {
                 quick: false,
                 out: None,
-                seeds: 1
+                seeds: 1,
+                config: None
             }
         );
         assert_eq!(
@@ -245,11 +284,19 @@ mod tests {
             BenchArgs {
                 quick: true,
                 out: Some("x/y".into()),
-                seeds: 1
+                seeds: 1,
+                config: None
             }
         );
         assert_eq!(p(&["--out=z"]).unwrap().out, Some(PathBuf::from("z")));
         assert_eq!(p(&["--seeds", "3"]).unwrap().seeds, 3);
+        assert_eq!(
+            p(&["--config", "configs/study-cpu.toml"])
+                .unwrap()
+                .config
+                .as_deref(),
+            Some("configs/study-cpu.toml")
+        );
         assert!(p(&["--seeds", "0"]).is_err());
         assert!(p(&["--out"])
             .unwrap_err()
@@ -262,7 +309,7 @@ mod tests {
     }
 
     #[test]
-    fn the_four_runs_differ_only_in_strategy_flags() {
+    fn the_runs_differ_only_in_strategy_flags_and_iterations() {
         let dir = Path::new("/b");
         let args: Vec<String> = RUNS
             .iter()
@@ -275,6 +322,7 @@ mod tests {
                 "run --config configs/bench.toml --strategy temporal --out /b/temporal",
                 "run --config configs/bench.toml --strategy temporal --set future_guided_chosen=false --out /b/temporal-past-only",
                 "run --config configs/bench.toml --strategy temporal --set anchored_rejection=false --out /b/temporal-future-only",
+                "run --config configs/bench.toml --strategy self-rewarding -c iterations=4 --out /b/self-rewarding-4-iterations",
             ]
         );
         assert_eq!(

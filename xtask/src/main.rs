@@ -2,7 +2,8 @@
 //!
 //! - `cargo xtask fetch`: fetch the default model and the evaluation data into the cache
 //!   (`$SRLM_CACHE`, else `~/.cache/srlm`) ahead of time; same code path as first use.
-//! - `cargo xtask bench [--quick]`: compare strategies (see `docs/benchmarks.md`).
+//! - `cargo xtask bench [--quick | --config FILE] [--seeds N]`: compare strategies (see
+//!   `docs/benchmarks.md`, `docs/study.md`).
 //! - `cargo xtask bench-engine`: the main job in-process vs on `llama-server`: wall time and
 //!   peak memory of srlm and its servers (see `engine_bench.rs`).
 //! - `cargo xtask bench-injection`: judge-injection variants scored by the self-judge with and

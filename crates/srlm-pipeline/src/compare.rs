@@ -399,27 +399,14 @@ fn paired_rows(runs: &[Run], labels: &[String]) -> Vec<PairedRow> {
         }
     }
     // Strategies run under several seeds: each group's last models against the first group's,
-    // seed by seed, the (prompt, seed) differences pooled. The bootstrap treats them as
-    // independent items (not a two-level bootstrap over seeds, then prompts).
-    let group_of = |r: &Run| {
-        format!(
-            "{} ({})",
-            r.config.text("strategy"),
-            r.config.options_text()
-        )
-    };
-    let mut groups: Vec<(String, Vec<&Run>)> = Vec::new();
-    for r in runs {
-        let g = group_of(r);
-        match groups.iter_mut().find(|(name, _)| *name == g) {
-            Some((_, members)) => members.push(r),
-            None => groups.push((g, vec![r])),
-        }
-    }
+    // seed by seed. The interval is a two-level bootstrap (seeds, then prompts within each);
+    // the p-value flips the signs of the pooled (prompt, seed) differences.
+    let groups = seed_groups(runs);
     if groups.iter().any(|(_, m)| m.len() > 1) {
         let (base_name, base) = &groups[0];
         for (name, members) in groups.iter().skip(1) {
             let (mut x, mut y) = (Vec::new(), Vec::new());
+            let mut per_seed = Vec::new();
             let mut seeds = 0;
             for r in members {
                 let seed = r.config.text("seed");
@@ -436,12 +423,16 @@ fn paired_rows(runs: &[Run], labels: &[String]) -> Vec<PairedRow> {
                     continue;
                 };
                 let (bx, ry) = paired_scores(&sb, &sr);
+                per_seed.push(bx.iter().zip(&ry).map(|(a, b)| b - a).collect::<Vec<f64>>());
                 x.extend(bx);
                 y.extend(ry);
                 seeds += 1;
             }
             if seeds > 1 {
-                if let Some(difference) = crate::stats::paired_difference(&x, &y) {
+                if let Some(mut difference) = crate::stats::paired_difference(&x, &y) {
+                    if let Some(iv) = crate::stats::two_level_interval(&per_seed) {
+                        difference.interval = iv;
+                    }
                     out.push(PairedRow {
                         comparison: format!(
                             "{name} − {base_name}, last models, {seeds} seeds pooled"
@@ -472,6 +463,95 @@ fn paired_rows(runs: &[Run], labels: &[String]) -> Vec<PairedRow> {
 }
 
 /// The settings rows, each with whether runs must agree on it (and the value compared).
+/// Runs grouped by what they compare: strategy, options and iterations (the seed is what
+/// varies inside a group), in first-seen order.
+fn seed_groups(runs: &[Run]) -> Vec<(String, Vec<&Run>)> {
+    let mut groups: Vec<(String, Vec<&Run>)> = Vec::new();
+    for r in runs {
+        let options = r.config.options_text();
+        let options = if options.starts_with('(') {
+            String::new() // "(defaults)"
+        } else {
+            format!(" ({options})")
+        };
+        let g = format!(
+            "{}{options}, {} iterations",
+            r.config.text("strategy"),
+            r.config.text("iterations")
+        );
+        match groups.iter_mut().find(|(name, _)| *name == g) {
+            Some((_, members)) => members.push(r),
+            None => groups.push((g, vec![r])),
+        }
+    }
+    groups
+}
+
+/// The collapse figure of Wang et al. 2025 (Sec. 2, Fig. 1): score gap and hidden-state
+/// cosine per iteration, one line per strategy group, its mean over seeds with a 95%
+/// bootstrap interval over the seeds; one SVG with both panels. `None` when no group has
+/// more than one seed or nothing is recorded.
+fn collapse_figure(runs: &[Run]) -> Result<Option<String>, String> {
+    let groups = seed_groups(runs);
+    if !groups.iter().any(|(_, m)| m.len() > 1) {
+        return Ok(None);
+    }
+    let mut panels = Vec::new();
+    for (metric, title, y_label, y) in [
+        (
+            Metric::ScoreGap,
+            "Score gap, chosen − rejected (mean over seeds, 95% interval)",
+            "judge points (0–5)",
+            YAxis::JUDGE_POINTS,
+        ),
+        (
+            Metric::HiddenCosine,
+            "Hidden-state cosine, chosen vs rejected (mean over seeds, 95% interval)",
+            "cosine similarity",
+            YAxis::COSINE,
+        ),
+    ] {
+        let series: Vec<plots::Series> = groups
+            .iter()
+            .map(|(name, members)| {
+                let iterations: std::collections::BTreeSet<u32> = members
+                    .iter()
+                    .flat_map(|r| r.metrics.series(metric).into_iter().map(|(i, _)| i))
+                    .collect();
+                let (points, intervals): (Vec<(f64, f64)>, Vec<Option<(f64, f64)>>) = iterations
+                    .into_iter()
+                    .filter_map(|i| {
+                        let values: Vec<f64> = members
+                            .iter()
+                            .filter_map(|r| r.metrics.get(i, metric))
+                            .collect();
+                        let iv = crate::stats::mean_interval(&values)?;
+                        let bar = (values.len() > 1).then_some((iv.low, iv.high));
+                        Some(((f64::from(i), iv.mean), bar))
+                    })
+                    .unzip();
+                let label = format!("{name} × {} seeds", members.len());
+                plots::Series::new(label, points).with_intervals(intervals)
+            })
+            .collect();
+        let chart = Chart {
+            title,
+            x: XAxis::Iteration,
+            y_label,
+            y,
+            series: &series,
+            boundaries: &[],
+        };
+        if let Some(svg) = plots::line_chart(&chart)? {
+            panels.push(svg);
+        }
+    }
+    if panels.is_empty() {
+        return Ok(None);
+    }
+    plots::side_by_side(&panels).map(Some)
+}
+
 fn settings(runs: &[Run]) -> Vec<(SettingRow, Option<Vec<String>>)> {
     let row = |setting: &str, cells: Vec<String>| SettingRow {
         setting: setting.into(),
@@ -553,7 +633,34 @@ fn settings(runs: &[Run]) -> Vec<(SettingRow, Option<Vec<String>>)> {
             row("iterations", each(&|r| r.config.text("iterations"))),
             None,
         ),
+        // What equalises training between strategies (unset: every pair, every epoch).
+        (
+            row(
+                "pairs per iteration (at most)",
+                each(&|r| or_all(r, &["max_pairs_per_iteration"])),
+            ),
+            None,
+        ),
+        (
+            row(
+                "DPO steps per model (at most)",
+                each(&|r| or_all(r, &["dpo", "max_steps"])),
+            ),
+            None,
+        ),
     ]
+}
+
+/// A recorded config value at `path`, or `all` when it is unset.
+fn or_all(r: &Run, path: &[&str]) -> String {
+    let mut v = Some(&serde_json::Value::Object(r.config.fields.clone()));
+    for key in path {
+        v = v.and_then(|v| v.get(*key));
+    }
+    match v {
+        None | Some(serde_json::Value::Null) => "all".into(),
+        Some(v) => crate::report::value_text(v),
+    }
 }
 
 /// One warning per setting that must agree and does not.
@@ -716,6 +823,27 @@ pub fn compare_runs(run_dirs: &[PathBuf], out_dir: &Path) -> Result<ComparisonTa
             drawn.push((file, title));
         }
     }
+    let collapse = "compare_collapse.svg";
+    let collapse_path = out_dir.join("plots").join(collapse);
+    match collapse_figure(&runs).map_err(|message| ReportError::Plot {
+        path: collapse_path.clone(),
+        message,
+    })? {
+        Some(svg) => {
+            crate::report::write_file(&collapse_path, svg.as_bytes())?;
+            drawn.insert(
+                0,
+                (
+                    collapse,
+                    "The collapse figure: score gap and hidden cosine per iteration, mean over \
+                     seeds with 95% intervals",
+                ),
+            );
+        }
+        None => {
+            let _ = std::fs::remove_file(&collapse_path);
+        }
+    }
     let md = render(&runs, &table, &drawn);
     let path = out_dir.join("comparison.md");
     write_file(&path, md.as_bytes())?;
@@ -739,6 +867,50 @@ mod tests {
         r#"{"iteration": 2, "prompts": 10, "pairs": 7, "score/gap": 1.0, "hidden_cosine": 0.95, "eval/score": 2.7, "compute/tokens_sampled": 500, "compute/wall_seconds": 30.0}"#,
         r#"{"iteration": 3, "prompts": 10, "pairs": 5, "score/gap": 0.25, "hidden_cosine": 0.99, "eval/score": 2.65, "compute/tokens_sampled": 500, "compute/wall_seconds": 30.0}"#,
     ];
+
+    #[test]
+    fn seeds_of_a_strategy_make_one_line_with_intervals_in_the_collapse_figure() {
+        let base = fresh_dir("collapse");
+        let mut dirs = Vec::new();
+        for seed in [1, 2, 3] {
+            let gap = |g: f64| g + 0.1 * f64::from(seed);
+            let sr = SR_CONFIG.replace("\"seed\": 1", &format!("\"seed\": {seed}"));
+            let lines: Vec<String> = SR_METRICS
+                .iter()
+                .map(|l| {
+                    l.replace(
+                        "\"score/gap\": 2.0",
+                        &format!("\"score/gap\": {}", gap(2.0)),
+                    )
+                })
+                .collect();
+            let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+            dirs.push(write_run(&base, &format!("sr-seed{seed}"), &sr, &lines));
+            let tsr = TEMPORAL_CONFIG.replace("\"seed\": 1", &format!("\"seed\": {seed}"));
+            dirs.push(write_run(
+                &base,
+                &format!("tsr-seed{seed}"),
+                &tsr,
+                &TEMPORAL_METRICS,
+            ));
+        }
+        compare_runs(&dirs, &base).unwrap();
+        let svg = std::fs::read_to_string(base.join("plots/compare_collapse.svg")).unwrap();
+        // Two panels (gap, cosine) in one document, each with one line per strategy.
+        assert_eq!(svg.matches("<svg ").count(), 3, "{svg}");
+        assert!(svg.contains("× 3 seeds"), "{svg}");
+        assert!(
+            svg.contains(">self-rewarding, 3 iterations × 3 seeds<"),
+            "{svg}"
+        );
+        // SR's iteration-1 gap differs by seed (2.1, 2.2, 2.3): an error bar; TSR's does not.
+        assert!(svg.contains("Score gap, chosen − rejected"), "{svg}");
+        let md = std::fs::read_to_string(base.join("comparison.md")).unwrap();
+        assert!(md.contains("![The collapse figure"), "{md}");
+        // One seed per strategy: no collapse figure (a stale one is removed).
+        compare_runs(&dirs[..2], &base).unwrap();
+        assert!(!base.join("plots/compare_collapse.svg").exists());
+    }
 
     #[test]
     fn held_out_scores_get_intervals_and_paired_differences() {

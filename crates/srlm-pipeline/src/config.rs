@@ -48,6 +48,12 @@ pub struct RunConfig {
     pub save_dtype: srlm_model::SaveDtype,
     /// Diagnostics computed in srlm's process besides training.
     pub diagnostics: DiagnosticsConfig,
+    /// At most this many pairs train M_{i+1} in each iteration: when the strategy returns
+    /// more, a seeded random subset of this size is kept (in the strategy's order), so
+    /// strategies can be compared at equal pairs (and, with `dpo.max_steps`, equal optimizer
+    /// steps). Unset (the default): every pair.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_pairs_per_iteration: Option<usize>,
 }
 
 /// The `[diagnostics]` section.
@@ -213,6 +219,7 @@ impl Default for RunConfig {
                 ..DpoConfig::default()
             },
             engine: EngineConfig::default(),
+            max_pairs_per_iteration: None,
             trainer: TrainerConfig::default(),
             diagnostics: DiagnosticsConfig::default(),
         }
@@ -419,6 +426,9 @@ impl RunConfig {
         self.sampling.validate().map_err(ConfigError::Invalid)?;
         if self.eval.max_new_tokens == 0 {
             return bad("eval.max_new_tokens must be at least 1");
+        }
+        if self.max_pairs_per_iteration == Some(0) {
+            return bad("max_pairs_per_iteration must be at least 1 (or unset)");
         }
         if !self.eval.ood.is_empty() && self.eval.ood_prompts == 0 {
             return bad("eval.ood_prompts must be at least 1");

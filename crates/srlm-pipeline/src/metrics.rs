@@ -86,6 +86,14 @@ pub struct TrainingMetrics {
     pub pairs_dropped_same_text: usize,
     /// Preference pairs kept.
     pub pairs: usize,
+    /// The pairs the strategy returned, when `max_pairs_per_iteration` kept fewer (absent
+    /// otherwise).
+    #[serde(
+        rename = "pairs/before_subsampling",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pairs_before_subsampling: Option<usize>,
     /// pairs / prompts.
     #[serde(deserialize_with = "lenient::f64")]
     pub pairs_per_prompt: f64,
@@ -454,6 +462,7 @@ pub enum Metric {
     PromptsSkipped,
     PairsDroppedSameText,
     Pairs,
+    PairsBeforeSubsampling,
     PairsPerPrompt,
     ChosenScore,
     RejectedScore,
@@ -502,12 +511,13 @@ pub enum Metric {
 
 impl Metric {
     /// Every metric, in the order of the fields above.
-    pub const ALL: [Metric; 49] = [
+    pub const ALL: [Metric; 50] = [
         Metric::Iteration,
         Metric::Prompts,
         Metric::PromptsSkipped,
         Metric::PairsDroppedSameText,
         Metric::Pairs,
+        Metric::PairsBeforeSubsampling,
         Metric::PairsPerPrompt,
         Metric::ChosenScore,
         Metric::RejectedScore,
@@ -562,6 +572,7 @@ impl Metric {
             Metric::PromptsSkipped => "prompts/skipped_too_long",
             Metric::PairsDroppedSameText => "pairs/dropped_same_text",
             Metric::Pairs => "pairs",
+            Metric::PairsBeforeSubsampling => "pairs/before_subsampling",
             Metric::PairsPerPrompt => "pairs_per_prompt",
             Metric::ChosenScore => "score/chosen_mean",
             Metric::RejectedScore => "score/rejected_mean",
@@ -630,6 +641,9 @@ impl IterationMetrics {
                 .filter(|t| t.pairs_dropped_same_text > 0)
                 .map(|t| t.pairs_dropped_same_text as f64),
             Metric::Pairs => t.map(|t| t.pairs as f64),
+            Metric::PairsBeforeSubsampling => {
+                t.and_then(|t| t.pairs_before_subsampling).map(|n| n as f64)
+            }
             Metric::PairsPerPrompt => t.map(|t| t.pairs_per_prompt),
             Metric::ChosenScore => t.and_then(|t| t.chosen_score),
             Metric::RejectedScore => t.and_then(|t| t.rejected_score),
@@ -801,6 +815,7 @@ mod tests {
             training: Some(TrainingMetrics {
                 prompts_skipped: 1,
                 pairs_dropped_same_text: 1,
+                pairs_before_subsampling: Some(12),
                 hacking_samples: Some(0.5),
                 hacking_chosen: Some(0.25),
                 judge_digits_missing_rate: Some(0.125),

@@ -1156,6 +1156,13 @@ impl<'a> Loop<'a> {
                 iteration: it,
                 error,
             })?;
+        let returned = pairs.len();
+        let pairs = subsample(
+            pairs,
+            self.config.max_pairs_per_iteration,
+            self.config.seed,
+            it,
+        );
         let record = host.into_record();
         write_jsonl_atomic(
             &files.samples(),
@@ -1216,16 +1223,18 @@ impl<'a> Loop<'a> {
                 self.backend.release(m);
             }
         }
+        let mut training = training_metrics(
+            chunk.len(),
+            &pairs,
+            cosine,
+            not_computed,
+            &record,
+            dpo.as_ref(),
+        );
+        training.pairs_before_subsampling = (returned > pairs.len()).then_some(returned);
         let line = IterationMetrics {
             iteration: it as u32,
-            training: Some(training_metrics(
-                chunk.len(),
-                &pairs,
-                cosine,
-                not_computed,
-                &record,
-                dpo.as_ref(),
-            )),
+            training: Some(training),
             strategy: record
                 .metrics
                 .iter()
@@ -1405,6 +1414,30 @@ impl Loop<'_> {
     }
 }
 
+/// At most `max` of `pairs`: a random subset (seeded by the run's seed and the iteration)
+/// in the pairs' own order; all of them when `max` is unset or not exceeded.
+fn subsample(
+    pairs: Vec<PreferencePair>,
+    max: Option<usize>,
+    seed: u64,
+    iteration: usize,
+) -> Vec<PreferencePair> {
+    use rand::seq::index::sample;
+    use rand::SeedableRng;
+    let Some(max) = max.filter(|&m| pairs.len() > m) else {
+        return pairs;
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ (iteration as u64).rotate_left(32));
+    let keep: std::collections::HashSet<usize> =
+        sample(&mut rng, pairs.len(), max).into_iter().collect();
+    pairs
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| keep.contains(i))
+        .map(|(_, p)| p)
+        .collect()
+}
+
 fn mean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
@@ -1492,6 +1525,7 @@ fn training_metrics(
         prompts_skipped: 0,
         pairs_dropped_same_text: record.pairs_dropped_same_text,
         pairs: pairs.len(),
+        pairs_before_subsampling: None,
         pairs_per_prompt: pairs.len() as f64 / prompts as f64,
         chosen_score,
         rejected_score,
@@ -1532,6 +1566,39 @@ fn training_metrics(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subsampling_keeps_a_seeded_subset_in_order() {
+        let pairs: Vec<PreferencePair> = (0..10)
+            .map(|i| PreferencePair {
+                prompt_id: format!("p{i}"),
+                prompt: String::new(),
+                chosen: "a".into(),
+                rejected: "b".into(),
+                chosen_score: None,
+                rejected_score: None,
+                chosen_sample_id: None,
+                rejected_sample_id: None,
+                chosen_token_ids: None,
+                rejected_token_ids: None,
+                provenance: None,
+            })
+            .collect();
+        let ids = |v: Vec<PreferencePair>| v.into_iter().map(|p| p.prompt_id).collect::<Vec<_>>();
+        let a = ids(subsample(pairs.clone(), Some(4), 7, 1));
+        assert_eq!(a.len(), 4);
+        let mut sorted = a.clone();
+        sorted.sort_by_key(|id| id[1..].parse::<u32>().unwrap());
+        assert_eq!(a, sorted, "the strategy's order is kept");
+        assert_eq!(a, ids(subsample(pairs.clone(), Some(4), 7, 1)), "seeded");
+        assert_ne!(
+            a,
+            ids(subsample(pairs.clone(), Some(4), 7, 2)),
+            "per iteration"
+        );
+        assert_eq!(ids(subsample(pairs.clone(), Some(10), 7, 1)).len(), 10);
+        assert_eq!(ids(subsample(pairs, None, 7, 1)).len(), 10);
+    }
 
     #[test]
     fn settings_added_since_a_run_started_do_not_block_its_resume_at_their_default() {

@@ -84,6 +84,41 @@ pub fn mean_interval(values: &[f64]) -> Option<Interval> {
     })
 }
 
+/// The mean of values grouped by seed, with a 95% two-level percentile-bootstrap interval:
+/// each resample draws seeds with replacement, then values with replacement within each drawn
+/// seed (Davison & Hinkley 1997, Sec. 3.8, the nested bootstrap for two-stage data), so the
+/// interval carries the seed-to-seed spread as well as the prompt-to-prompt one. The mean is
+/// over all values; `n` counts them. `None` with fewer than one non-empty group or a value
+/// that is not finite.
+pub fn two_level_interval(groups: &[Vec<f64>]) -> Option<Interval> {
+    let groups: Vec<&Vec<f64>> = groups.iter().filter(|g| !g.is_empty()).collect();
+    let all: Vec<f64> = groups.iter().flat_map(|g| g.iter().copied()).collect();
+    if groups.is_empty() || all.iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED ^ 0x2_1e7e1);
+    let mut means: Vec<f64> = (0..RESAMPLES)
+        .map(|_| {
+            let (mut sum, mut n) = (0.0, 0usize);
+            for _ in 0..groups.len() {
+                let g = groups[rng.gen_range(0..groups.len())];
+                for _ in 0..g.len() {
+                    sum += g[rng.gen_range(0..g.len())];
+                }
+                n += g.len();
+            }
+            sum / n as f64
+        })
+        .collect();
+    means.sort_by(f64::total_cmp);
+    Some(Interval {
+        mean: mean(&all),
+        low: quantile(&means, 0.025),
+        high: quantile(&means, 0.975),
+        n: all.len(),
+    })
+}
+
 /// `b − a` item by item (`a[i]` and `b[i]` belong together): the mean difference, its
 /// interval, the permutation p-value and the detectable difference. `None` when the lengths
 /// differ, nothing is paired or a value is not finite.
@@ -232,5 +267,28 @@ mod tests {
         );
         // sd of ±0.5 differences ≈ 0.506, n = 40: detectable ≈ 2.80 · 0.506 / √40 ≈ 0.224.
         assert!((p.detectable - 0.224).abs() < 0.005, "{p:?}");
+    }
+
+    #[test]
+    fn a_two_level_interval_widens_with_the_spread_between_seeds() {
+        // Three seeds of 20 prompts each: the same within-seed noise, seed means 0, 0, 0
+        // versus -1, 0, +1. The pooled mean is 0 in both.
+        let noise: Vec<f64> = (0..20)
+            .map(|i| if i % 2 == 0 { 0.5 } else { -0.5 })
+            .collect();
+        let shifted = |m: f64| noise.iter().map(|x| x + m).collect::<Vec<f64>>();
+        let alike = two_level_interval(&[shifted(0.0), shifted(0.0), shifted(0.0)]).unwrap();
+        let apart = two_level_interval(&[shifted(-1.0), shifted(0.0), shifted(1.0)]).unwrap();
+        assert!(alike.mean.abs() < 1e-12 && apart.mean.abs() < 1e-12);
+        assert_eq!(apart.n, 60);
+        let width = |iv: &Interval| iv.high - iv.low;
+        // Within-seed only: about 2 · 1.96 · 0.5 / √60 ≈ 0.25. Between seeds adds ±0.8 of
+        // seed means.
+        assert!(width(&alike) < 0.35, "{alike:?}");
+        assert!(width(&apart) > 1.0, "{apart:?}");
+        // The pooled one-level interval does not see the seeds: it stays narrow-ish.
+        let pooled: Vec<f64> = [shifted(-1.0), shifted(0.0), shifted(1.0)].concat();
+        assert!(width(&mean_interval(&pooled).unwrap()) < width(&apart));
+        assert!(two_level_interval(&[vec![], vec![]]).is_none());
     }
 }

@@ -50,9 +50,7 @@ impl Series {
         }
     }
 
-    /// The same series with one interval per point (see [`Series::intervals`]). Nothing
-    /// records intervals yet (the study's confidence intervals will).
-    #[allow(dead_code)]
+    /// The same series with one interval per point (see [`Series::intervals`]).
     pub fn with_intervals(mut self, intervals: Vec<Option<(f64, f64)>>) -> Self {
         self.intervals = intervals;
         self
@@ -539,6 +537,35 @@ fn dash_attr(st: Style) -> String {
     } else {
         format!(" stroke-dasharray=\"{}\"", st.dash)
     }
+}
+
+/// Places SVG documents from [`line_chart`] side by side in one document (each nested at its
+/// own x offset; the height is the tallest one's). Errors: a document without a numeric
+/// `width` and `height` on its root element.
+pub fn side_by_side(panels: &[String]) -> Result<String, String> {
+    let attr = |svg: &str, name: &str| -> Result<f64, String> {
+        let root = &svg[..svg.find('>').ok_or("not an SVG document")?];
+        let key = format!(" {name}=\"");
+        let start = root
+            .find(&key)
+            .ok_or(format!("no `{name}` on the SVG root"))?
+            + key.len();
+        let end = root[start..].find('"').ok_or("unterminated attribute")? + start;
+        root[start..end]
+            .parse()
+            .map_err(|_| format!("`{name}` is not a number"))
+    };
+    let (mut x, mut height, mut body) = (0.0, 0.0f64, String::new());
+    for svg in panels {
+        let (w, h) = (attr(svg, "width")?, attr(svg, "height")?);
+        body.push_str(&svg.replacen("<svg ", &format!("<svg x=\"{x}\" y=\"0\" "), 1));
+        body.push('\n');
+        x += w;
+        height = height.max(h);
+    }
+    Ok(format!(
+        "<svg width=\"{x}\" height=\"{height}\" viewBox=\"0 0 {x} {height}\" xmlns=\"http://www.w3.org/2000/svg\">\n{body}</svg>\n"
+    ))
 }
 
 /// Draws `chart` and returns the SVG document, or `None` when no series has a finite point

@@ -310,6 +310,7 @@ fn is_count(m: Metric) -> bool {
         | Metric::PromptsSkipped
         | Metric::PairsDroppedSameText
         | Metric::Pairs
+        | Metric::PairsBeforeSubsampling
         | Metric::DpoSteps
         | Metric::TokensSampled
         | Metric::TokensJudged

@@ -83,6 +83,8 @@ pub(crate) const TABLES: [Table; 6] = [
         columns: &[
             col(Metric::Prompts, "prompts", 0),
             col(Metric::Pairs, "pairs", 0),
+            // max_pairs_per_iteration: what the strategy returned before the cap.
+            optional_col(Metric::PairsBeforeSubsampling, "pairs returned", 0),
             col(Metric::PairsPerPrompt, "pairs / prompt", 2),
             col(Metric::ChosenScore, "chosen score (0–5)", 2),
             col(Metric::RejectedScore, "rejected score (0–5)", 2),
