@@ -67,6 +67,12 @@ pub struct DiagnosticsConfig {
     /// `off` never. One not computed is `null` in `metrics.jsonl` and named, with the
     /// reason, under `diagnostics/not_computed` and in the report.
     pub hidden_states: HiddenStates,
+    /// A second judge (a judge spec: `self`, `ifeval`, `model:PATH`, …) that also scores
+    /// every sample of each iteration, with `[judge]`'s settings, for the agreement between
+    /// the two (`judge/second_agreement`: Spearman's rank correlation over the samples both
+    /// scored). Unset (the default): none; it costs a judging pass per iteration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub second_judge: Option<JudgeSpec>,
 }
 
 /// When the hidden-state diagnostic is computed (see [`DiagnosticsConfig::hidden_states`]).

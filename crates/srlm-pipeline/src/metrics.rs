@@ -149,6 +149,22 @@ pub struct TrainingMetrics {
         deserialize_with = "lenient::opt_f64"
     )]
     pub judge_digits_missing_rate: Option<f64>,
+    /// Spearman's rank correlation (−1…1) between the run's judge and `diagnostics.second_judge` over the iteration's samples both scored; absent without a second judge.
+    #[serde(
+        rename = "judge/second_agreement",
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_f64"
+    )]
+    pub judge_second_agreement: Option<f64>,
+    /// The second judge's fraction of samples without a score (0–1).
+    #[serde(
+        rename = "judge/second_parse_failure_rate",
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_f64"
+    )]
+    pub judge_second_parse_failure_rate: Option<f64>,
     /// Reward-hacking diagnostic: fraction of the iteration's samples (all models) with text
     /// that speaks to the grader (score claims, judge-addressed text, fake markers; srlm-judge's
     /// `injection::findings`), 0–1; none without samples.
@@ -483,6 +499,8 @@ pub enum Metric {
     JudgeParseFailureRate,
     JudgeMean,
     JudgeDigitsMissingRate,
+    JudgeSecondAgreement,
+    JudgeSecondParseFailureRate,
     HackingSamples,
     HackingChosen,
     LengthSamples,
@@ -511,7 +529,7 @@ pub enum Metric {
 
 impl Metric {
     /// Every metric, in the order of the fields above.
-    pub const ALL: [Metric; 50] = [
+    pub const ALL: [Metric; 52] = [
         Metric::Iteration,
         Metric::Prompts,
         Metric::PromptsSkipped,
@@ -538,6 +556,8 @@ impl Metric {
         Metric::JudgeParseFailureRate,
         Metric::JudgeMean,
         Metric::JudgeDigitsMissingRate,
+        Metric::JudgeSecondAgreement,
+        Metric::JudgeSecondParseFailureRate,
         Metric::HackingSamples,
         Metric::HackingChosen,
         Metric::LengthSamples,
@@ -593,6 +613,8 @@ impl Metric {
             Metric::JudgeParseFailureRate => "judge/parse_failure_rate",
             Metric::JudgeMean => "judge/mean",
             Metric::JudgeDigitsMissingRate => "judge/digits_missing_rate",
+            Metric::JudgeSecondAgreement => "judge/second_agreement",
+            Metric::JudgeSecondParseFailureRate => "judge/second_parse_failure_rate",
             Metric::HackingSamples => "hacking/samples",
             Metric::HackingChosen => "hacking/chosen",
             Metric::LengthSamples => "length/samples_mean",
@@ -664,6 +686,10 @@ impl IterationMetrics {
             Metric::JudgeParseFailureRate => t.and_then(|t| t.judge_parse_failure_rate),
             Metric::JudgeMean => t.and_then(|t| t.judge_mean),
             Metric::JudgeDigitsMissingRate => t.and_then(|t| t.judge_digits_missing_rate),
+            Metric::JudgeSecondAgreement => t.and_then(|t| t.judge_second_agreement),
+            Metric::JudgeSecondParseFailureRate => {
+                t.and_then(|t| t.judge_second_parse_failure_rate)
+            }
             Metric::HackingSamples => t.and_then(|t| t.hacking_samples),
             Metric::HackingChosen => t.and_then(|t| t.hacking_chosen),
             Metric::LengthSamples => t.and_then(|t| t.length_samples),
@@ -819,6 +845,8 @@ mod tests {
                 hacking_samples: Some(0.5),
                 hacking_chosen: Some(0.25),
                 judge_digits_missing_rate: Some(0.125),
+                judge_second_agreement: Some(0.3),
+                judge_second_parse_failure_rate: Some(0.5),
                 length_samples: Some(40.0),
                 length_chosen: Some(50.0),
                 length_rejected: Some(30.0),

@@ -1232,6 +1232,11 @@ impl<'a> Loop<'a> {
             dpo.as_ref(),
         );
         training.pairs_before_subsampling = (returned > pairs.len()).then_some(returned);
+        if let Some(spec) = &self.config.diagnostics.second_judge {
+            let (agreement, failures) = self.second_judge(spec, it, chunk, current, &record)?;
+            training.judge_second_agreement = agreement;
+            training.judge_second_parse_failure_rate = failures;
+        }
         let line = IterationMetrics {
             iteration: it as u32,
             training: Some(training),
@@ -1243,6 +1248,71 @@ impl<'a> Loop<'a> {
             ..Default::default()
         };
         Ok((line, pairs, next, record.temporaries))
+    }
+
+    /// The second judge's pass over the iteration's samples (`diagnostics.second_judge`):
+    /// Spearman's rank correlation with the run judge's scores over the samples both scored,
+    /// and the second judge's fraction of samples without a score. Memoised.
+    fn second_judge(
+        &self,
+        spec: &JudgeSpec,
+        it: usize,
+        chunk: &[PromptRecord],
+        current: &ModelRef,
+        record: &IterationRecord,
+    ) -> Result<(Option<f64>, Option<f64>), RunError> {
+        let prompts: std::collections::HashMap<&str, &PromptRecord> =
+            chunk.iter().map(|p| (p.id.as_str(), p)).collect();
+        let samples: Vec<&srlm_core::Sample> = record.samples.values().collect();
+        if samples.is_empty() {
+            return Ok((None, None));
+        }
+        let items: Vec<srlm_judge::JudgeItem> = samples
+            .iter()
+            .map(|s| {
+                let p = prompts[s.prompt_id.as_str()];
+                srlm_judge::JudgeItem::new(p.prompt.clone(), s.text.clone())
+                    .with_metadata(p.metadata.clone())
+                    .with_origin(s.id.clone())
+            })
+            .collect();
+        let key = key_of(&with_engine(
+            json!({
+                "second_judge": spec, "settings": self.config.judge, "judge_model": current.id,
+                "items": items.iter().map(|i| json!([i.prompt, i.response, i.metadata])).collect::<Vec<_>>(),
+            }),
+            self.backend.engine_id(),
+        ));
+        let scores: Vec<Option<f64>> = match self.store.get("second_judge", &key) {
+            Some(v) => v,
+            None => {
+                let judge = self.judge(spec, current)?;
+                let stage = srlm_core::progress::stage(
+                    StageKind::Judging,
+                    format!("iteration {it}: second judge `{spec}`"),
+                    items.len() as u64,
+                    "responses",
+                );
+                let mut v = Vec::with_capacity(items.len());
+                for part in items.chunks(16) {
+                    let verdicts = judge.judge_batch(part).map_err(|error| RunError::Judge {
+                        spec: spec.to_string(),
+                        error,
+                    })?;
+                    v.extend(verdicts.into_iter().map(|v| v.score));
+                    stage.advance(part.len() as u64);
+                }
+                self.store.put("second_judge", &key, &v)?;
+                v
+            }
+        };
+        let (first, second): (Vec<f64>, Vec<f64>) = samples
+            .iter()
+            .zip(&scores)
+            .filter_map(|(s, b)| Some((record.judgments.get(&s.id)?.score?, (*b)?)))
+            .unzip();
+        let failures = scores.iter().filter(|s| s.is_none()).count() as f64 / scores.len() as f64;
+        Ok((crate::stats::spearman(&first, &second), Some(failures)))
     }
 
     /// Why the hidden-state diagnostic is not computed for `model`, if it is not
@@ -1550,6 +1620,8 @@ fn training_metrics(
             .then(|| (scores.len() - scored.len()) as f64 / scores.len() as f64),
         judge_mean: mean(&scored),
         judge_digits_missing_rate: digits_missing_rate(record.judgments.values()),
+        judge_second_agreement: None,
+        judge_second_parse_failure_rate: None,
         hacking_samples: share_speaking_to_grader(record.samples.values().map(|s| s.text.as_str())),
         hacking_chosen: share_speaking_to_grader(pairs.iter().map(|p| p.chosen.as_str())),
         length_samples: mean(&sample_lengths),

@@ -301,6 +301,9 @@ fn every_model_is_scored_on_the_ood_set_and_the_diagnostics_are_recorded() {
     let mut c = config(&pr, "temporal");
     c.eval.ood = vec![srlm_pipeline::ood::OodSet::ArcChallenge];
     c.eval.ood_prompts = 3;
+    // The run's own judge as the second one: the agreement is exactly 1 (or undefined when
+    // the scores are constant).
+    c.diagnostics.second_judge = Some("ifeval".parse().unwrap());
     let out = tmp.path().join("ood");
     run(c, &opts(&out)).unwrap();
     let m = lines(&out.join("metrics.jsonl"));
@@ -336,6 +339,10 @@ fn every_model_is_scored_on_the_ood_set_and_the_diagnostics_are_recorded() {
             "component/future_guided_chosen/acted",
         ] {
             assert!(line[key].is_number(), "{key}: {line}");
+        }
+        assert_eq!(line["judge/second_parse_failure_rate"], 0.0, "{line}");
+        if let Some(r) = line.get("judge/second_agreement").and_then(Value::as_f64) {
+            assert!((r - 1.0).abs() < 1e-12, "{line}");
         }
         // 2 epochs: the last epoch's means and the log-prob changes are recorded.
         if line["pairs"].as_u64().unwrap() > 0 {

@@ -333,6 +333,8 @@ fn is_count(m: Metric) -> bool {
         | Metric::JudgeParseFailureRate
         | Metric::JudgeMean
         | Metric::JudgeDigitsMissingRate
+        | Metric::JudgeSecondAgreement
+        | Metric::JudgeSecondParseFailureRate
         | Metric::HackingSamples
         | Metric::HackingChosen
         | Metric::DpoLastEpochLoss

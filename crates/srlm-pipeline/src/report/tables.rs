@@ -102,6 +102,17 @@ pub(crate) const TABLES: [Table; 6] = [
                 "judge digits missing (fraction)",
                 3,
             ),
+            // diagnostics.second_judge: agreement of the two judges over the samples.
+            optional_col(
+                Metric::JudgeSecondAgreement,
+                "agreement with second judge (Spearman)",
+                3,
+            ),
+            optional_col(
+                Metric::JudgeSecondParseFailureRate,
+                "second judge parse failures (fraction)",
+                3,
+            ),
         ],
         with_m0: false,
         totals: Totals::Sum,
@@ -113,6 +124,8 @@ pub(crate) const TABLES: [Table; 6] = [
             Metric::JudgeMean,
             Metric::JudgeParseFailureRate,
             Metric::JudgeDigitsMissingRate,
+            Metric::JudgeSecondAgreement,
+            Metric::JudgeSecondParseFailureRate,
         ],
     },
     Table {
