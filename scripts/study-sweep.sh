@@ -40,11 +40,12 @@ for name in "${want[@]}"; do
   if [ -z "$found" ]; then echo "unknown setting: $name" >&2; exit 2; fi
   dir="$OUT/$name"
   start=$(date +%s)
+  # Overrides are words without spaces (TOML lists written without them).
+  read -ra extra <<< "$args"
   if [ -f "$dir/config.json" ]; then
-    $SRLM run --resume "$dir" > "$OUT/$name.log" 2>&1
+    "$SRLM" run --resume "$dir" > "$OUT/$name.log" 2>&1
   else
-    # shellcheck disable=SC2086
-    eval "$SRLM run --config configs/study-cpu.toml --out \"$dir\" $args" > "$OUT/$name.log" 2>&1
+    "$SRLM" run --config configs/study-cpu.toml --out "$dir" "${extra[@]}" > "$OUT/$name.log" 2>&1
   fi
   echo "$name: $(( $(date +%s) - start )) s" | tee -a "$OUT/times.txt"
   runs+=("$dir")

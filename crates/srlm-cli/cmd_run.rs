@@ -103,6 +103,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
             .join(", "),
         summary.prompts_per_iteration
     );
+    for n in srlm_pipeline::report::never_acted(summary.metrics.iter()) {
+        out!("warning: {n}");
+    }
     out!(
         "wall time: {}",
         crate::progress::human_duration(std::time::Duration::from_secs_f64(summary.wall_seconds))

@@ -37,7 +37,7 @@ pub use read::{
 };
 pub use render::write_report;
 pub(crate) use render::{points, run_name, write_plot};
-pub use tables::format_value;
+pub use tables::{format_value, never_acted, NeverActed};
 
 /// What can go wrong reading a run folder or writing its report.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 
 use super::read::{RecordedIteration, RunMetrics};
-use crate::metrics::Metric;
+use crate::metrics::{IterationMetrics, Metric};
 use srlm_strategy::components::ComponentUse;
 
 /// Formats a value for a table: `–` when missing, `NaN` / `inf` / `-inf` when non-finite,
@@ -377,25 +377,55 @@ pub(crate) fn render_components(out: &mut String, metrics: &RunMetrics) {
         );
     }
     out.push('\n');
-    let mut names: Vec<&str> = rows.iter().map(|(_, _, c)| c.name.as_str()).collect();
-    names.dedup();
-    names.sort_unstable();
-    names.dedup();
-    for name in names {
-        let of = rows.iter().filter(|(_, _, c)| c.name == name);
-        let acted: u32 = of.clone().map(|(_, _, c)| c.acted).sum();
-        let could: u32 = of.clone().map(|(_, _, c)| c.could_act).sum();
-        let prompts: f64 = of.filter_map(|(_, p, _)| *p).sum();
-        if acted == 0 {
-            let _ = writeln!(
-                out,
-                "**Warning: `{name}` never acted in this run** (it could have on {could} of {} \
-                 prompts): every pair is one the strategy would have made without it, so this \
-                 run does not measure that part. A judge with finer scores gives it room to act.\n",
-                format_value(Some(prompts), 0)
-            );
+    for n in never_acted(metrics.iterations.iter().map(RecordedIteration::metrics)) {
+        let _ = writeln!(out, "**Warning: {n}.**\n");
+    }
+}
+
+/// A strategy component that acted on no prompt in a whole run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NeverActed {
+    /// The component (`anchored_rejection`).
+    pub name: String,
+    /// Prompts, over the run's iterations, on which it could have acted.
+    pub could_act: u32,
+    /// The run's training prompts (all iterations).
+    pub prompts: usize,
+}
+
+impl std::fmt::Display for NeverActed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`{}` never acted in this run (it could have on {} of {} prompts): every pair is one \
+             the strategy would have made without it, so the run does not measure that part; a \
+             judge with finer scores gives it room to act",
+            self.name, self.could_act, self.prompts
+        )
+    }
+}
+
+/// The components a plugin recorded that acted on no prompt in any of `iterations`.
+pub fn never_acted<'m>(iterations: impl Iterator<Item = &'m IterationMetrics>) -> Vec<NeverActed> {
+    let mut by: std::collections::BTreeMap<String, (u32, u32, usize)> = Default::default();
+    for m in iterations {
+        let prompts = m.training.as_ref().map_or(0, |t| t.prompts);
+        let uses = ComponentUse::from_metrics(m.strategy.iter().map(|(k, v)| (k.as_str(), v.0)));
+        for c in uses {
+            let e = by.entry(c.name).or_default();
+            e.0 += c.could_act;
+            e.1 += c.acted;
+            e.2 += prompts;
         }
     }
+    by.into_iter()
+        .filter(|(_, (_, acted, _))| *acted == 0)
+        .map(|(name, (could_act, _, prompts))| NeverActed {
+            name,
+            could_act,
+            prompts,
+        })
+        .collect()
 }
 
 /// The plugin's keys (`<plugin>/<name>`) and any other key srlm does not know, sorted

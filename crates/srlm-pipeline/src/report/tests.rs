@@ -692,7 +692,7 @@ fn components_get_their_table_and_one_that_never_acted_a_warning() {
     }
     assert!(
         md.contains(
-            "**Warning: `anchored_rejection` never acted in this run** (it could have on 4 of 32 prompts)"
+            "**Warning: `anchored_rejection` never acted in this run (it could have on 4 of 32 prompts)"
         ),
         "{md}"
     );
