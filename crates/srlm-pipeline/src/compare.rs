@@ -73,6 +73,21 @@ pub struct ComparisonTable {
     /// Paired differences of held-out scores (same prompts): each run's last model against
     /// its M0, and each run's last model against the first run's.
     pub paired: Vec<PairedRow>,
+    /// When a strategy ran under several seeds: every metric per strategy group (strategy,
+    /// options, iterations), the mean over its seeds with a 95% interval (held-out scores:
+    /// two-level bootstrap over seeds, then prompts; other metrics: Student's t over the
+    /// seeds' values). `None` when no strategy has more than one seed.
+    pub over_seeds: Option<SeedTable>,
+}
+
+/// Every metric per strategy group, over its seeds (see [`ComparisonTable::over_seeds`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeedTable {
+    /// The groups (`temporal (…), 2 iterations`), with their number of seeds.
+    pub groups: Vec<(String, usize)>,
+    /// One row per metric of the main table; cells are the mean over the group's seeds
+    /// (`None` unless every seed recorded it).
+    pub rows: Vec<ComparisonRow>,
 }
 
 impl ComparisonTable {
@@ -157,6 +172,37 @@ impl fmt::Display for ComparisonTable {
                     })
                     .collect();
                 writeln!(f, "| {} |", seps.join(" | "))?;
+            }
+        }
+        if let Some(t) = &self.over_seeds {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "Per strategy over seeds: mean [95% interval; held-out scores: two-level bootstrap over seeds then prompts, other rows: Student's t over the seeds]"
+            )?;
+            writeln!(f)?;
+            let head: Vec<String> = t
+                .groups
+                .iter()
+                .map(|(g, n)| format!("{g} × {n} seeds"))
+                .collect();
+            writeln!(f, "| metric | {} |", head.join(" | "))?;
+            writeln!(f, "|---|{}", "---:|".repeat(head.len()))?;
+            for r in &t.rows {
+                let cells: Vec<String> = r
+                    .cells
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| match r.intervals.get(i).copied().flatten() {
+                        Some((lo, hi)) => format!(
+                            "{} [{lo:.prec$}, {hi:.prec$}]",
+                            format_value(*c, r.decimals),
+                            prec = r.decimals.min(2)
+                        ),
+                        None => format_value(*c, r.decimals),
+                    })
+                    .collect();
+                writeln!(f, "| {} | {} |", r.metric, cells.join(" | "))?;
             }
         }
         if !self.paired.is_empty() {
@@ -334,13 +380,83 @@ pub fn comparison_table(runs: &[Run]) -> ComparisonTable {
     let warnings = warnings(&settings);
     let runs_labels = labels(runs);
     let paired = paired_rows(runs, &runs_labels);
+    let over_seeds = seed_table(runs, &rows);
     ComparisonTable {
         runs: runs_labels,
         settings: settings.into_iter().map(|(row, _)| row).collect(),
         rows,
         warnings,
         paired,
+        over_seeds,
     }
+}
+
+/// [`ComparisonTable::over_seeds`] from the runs and the main table's rows.
+fn seed_table(runs: &[Run], rows: &[ComparisonRow]) -> Option<SeedTable> {
+    let groups = seed_groups(runs);
+    if !groups.iter().any(|(_, m)| m.len() > 1) {
+        return None;
+    }
+    let index: Vec<Vec<usize>> = groups
+        .iter()
+        .map(|(_, members)| {
+            members
+                .iter()
+                .filter_map(|m| runs.iter().position(|r| std::ptr::eq(r, *m)))
+                .collect()
+        })
+        .collect();
+    let held_out_model = |metric: &str| -> Option<u32> {
+        metric
+            .strip_prefix("held-out score M")?
+            .split(' ')
+            .next()?
+            .parse()
+            .ok()
+    };
+    let rows = rows
+        .iter()
+        .map(|row| {
+            let (cells, intervals) = index
+                .iter()
+                .map(|ix| {
+                    let values: Vec<f64> = ix.iter().filter_map(|&i| row.cells[i]).collect();
+                    if values.len() != ix.len() || values.is_empty() {
+                        return (None, None);
+                    }
+                    let mean = values.iter().sum::<f64>() / values.len() as f64;
+                    let interval = match held_out_model(&row.metric) {
+                        // Prompts within seeds: each seed's per-prompt scores.
+                        Some(m) => ix
+                            .iter()
+                            .map(|&i| {
+                                crate::report::held_out_scores(&runs[i], m).map(|v| {
+                                    v.into_iter().filter_map(|(_, s)| s).collect::<Vec<f64>>()
+                                })
+                            })
+                            .collect::<Option<Vec<_>>>()
+                            .filter(|g| g.len() > 1)
+                            .and_then(|g| crate::stats::two_level_interval(&g)),
+                        None => crate::stats::seed_interval(&values),
+                    };
+                    (Some(mean), interval.map(|iv| (iv.low, iv.high)))
+                })
+                .unzip();
+            ComparisonRow {
+                metric: row.metric.clone(),
+                cells,
+                decimals: row.decimals,
+                intervals,
+            }
+        })
+        .collect();
+    Some(SeedTable {
+        groups: groups
+            .iter()
+            .map(|(name, members)| (name.clone(), members.len()))
+            .collect(),
+        rows,
+    })
 }
 
 /// Scores of the prompts both answer sets scored, paired by prompt id (`a`'s order).
@@ -907,6 +1023,25 @@ mod tests {
         assert!(svg.contains("Score gap, chosen − rejected"), "{svg}");
         let md = std::fs::read_to_string(base.join("comparison.md")).unwrap();
         assert!(md.contains("![The collapse figure"), "{md}");
+        // The per-strategy table: SR's iteration-1 gaps 2.1, 2.2, 2.3: mean 2.2, s = 0.1,
+        // t(0.975, 2) · 0.1 / √3 = 0.248: [1.95, 2.45]. TSR's seeds agree: a zero-width
+        // interval.
+        let (_, table) = load_comparison(&dirs).unwrap();
+        let t = table.over_seeds.expect("several seeds");
+        assert_eq!(t.groups[0], ("self-rewarding, 3 iterations".to_string(), 3));
+        let gap = t
+            .rows
+            .iter()
+            .find(|r| r.metric == "score gap, iteration 1 (0–5)")
+            .unwrap();
+        assert!((gap.cells[0].unwrap() - 2.2).abs() < 1e-12);
+        let (lo, hi) = gap.intervals[0].unwrap();
+        assert!(
+            (lo - 1.9516).abs() < 1e-3 && (hi - 2.4484).abs() < 1e-3,
+            "{lo} {hi}"
+        );
+        assert_eq!(gap.intervals[1], Some((2.75, 2.75)));
+        assert!(md.contains("Per strategy over seeds"), "{md}");
         // One seed per strategy: no collapse figure (a stale one is removed).
         compare_runs(&dirs[..2], &base).unwrap();
         assert!(!base.join("plots/compare_collapse.svg").exists());
