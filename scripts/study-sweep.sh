@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The sweep behind docs/study.md: each setting is configs/study-cpu.toml plus overrides, run
-# into runs/study/<name>, then one `srlm compare` of all of them (runs/study/comparison.md).
+# into runs/study/<name>, then one `srlm compare` of all of them (runs/study/comparison.md)
+# and the table of docs/study.md (runs/study/sweep-table.md, scripts/study-table.py).
 # A setting already complete is not run again (`--resume` says so and prints its summary).
 # Usage: scripts/study-sweep.sh [NAME...]   (default: every setting below, in order)
 set -euo pipefail
@@ -50,4 +51,5 @@ for name in "${want[@]}"; do
   echo "$name: $(( $(date +%s) - start )) s" | tee -a "$OUT/times.txt"
   runs+=("$dir")
 done
-$SRLM compare "${runs[@]}" --out "$OUT" --overwrite
+"$SRLM" compare "${runs[@]}" --out "$OUT" --overwrite
+python3 scripts/study-table.py "$OUT" "${want[@]}" | tee "$OUT/sweep-table.md"

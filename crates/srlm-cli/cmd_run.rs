@@ -27,6 +27,12 @@ pub struct RunArgs {
     /// Extra folder to search for strategy plugins.
     #[arg(long)]
     plugin_dir: Vec<PathBuf>,
+    /// A cache folder shared with other runs: samples, judgments and evaluations that another
+    /// run already computed for the same model, prompts, settings and seed are read from it
+    /// (and copied into this run's `cache/`), new ones written to it (`cargo xtask bench`
+    /// gives its runs one).
+    #[arg(long, value_name = "DIR")]
+    shared_cache: Option<PathBuf>,
     /// Run folder (default: runs/<strategy>-<local date>_<time>, e.g.
     /// runs/temporal-2026-12-02_14-55-03).
     #[arg(long)]
@@ -78,6 +84,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         resume,
         set_flags: a.set,
         plugin_dirs: crate::bundled::plugin_dirs(a.plugin_dir),
+        shared_cache: a.shared_cache,
     };
     let started = std::time::Instant::now();
     crate::progress::install();

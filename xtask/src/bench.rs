@@ -240,7 +240,14 @@ pub fn run(args: &[String]) -> Result<()> {
         }
         eprintln!("bench: {name} ({config})");
         let t = Instant::now();
-        crate::run(Command::new(&srlm).args(run_args(r, config, &dir, resume, seed)))?;
+        // M0's samples, judgments and evaluation are the same in every strategy of a seed:
+        // computed once, through a cache the runs share.
+        crate::run(
+            Command::new(&srlm)
+                .args(run_args(r, config, &dir, resume, seed))
+                .arg("--shared-cache")
+                .arg(out.join("shared-cache")),
+        )?;
         eprintln!("bench: {name} done in {:.0} s", t.elapsed().as_secs_f64());
         dirs.push(dir);
     }

@@ -49,6 +49,8 @@ pub struct RunOptions {
     pub set_flags: Vec<String>,
     /// Extra plugin search folders.
     pub plugin_dirs: Vec<PathBuf>,
+    /// A cache folder shared with other runs (`--shared-cache`; see [`crate::store`]).
+    pub shared_cache: Option<PathBuf>,
 }
 
 /// What a finished run reports.
@@ -434,9 +436,18 @@ pub fn run(config: RunConfig, opts: &RunOptions) -> Result<RunSummary, RunError>
             config.trainer.clone(),
             &dir.cache(),
         )?;
-        run_with(&config, &dir, &record, &mut strategy, &backend)
+        let shared = opts.shared_cache.clone();
+        run_sharing(&config, &dir, &record, &mut strategy, &backend, shared)
     } else {
-        run_with(&config, &dir, &record, &mut strategy, generator.as_ref())
+        let shared = opts.shared_cache.clone();
+        run_sharing(
+            &config,
+            &dir,
+            &record,
+            &mut strategy,
+            generator.as_ref(),
+            shared,
+        )
     }
 }
 
@@ -609,7 +620,22 @@ pub fn run_with(
     strategy: &mut dyn StrategyRunner,
     backend: &dyn Backend,
 ) -> Result<RunSummary, RunError> {
-    let loop_ = Loop::start(config, dir, plugin, backend)?;
+    run_sharing(config, dir, plugin, strategy, backend, None)
+}
+
+/// [`run_with`], with a cache folder shared with other runs ([`crate::store`]).
+///
+/// # Errors
+/// See [`RunError`].
+pub fn run_sharing(
+    config: &RunConfig,
+    dir: &RunDir,
+    plugin: &PluginRecord,
+    strategy: &mut dyn StrategyRunner,
+    backend: &dyn Backend,
+    shared_cache: Option<PathBuf>,
+) -> Result<RunSummary, RunError> {
+    let loop_ = Loop::start(config, dir, plugin, backend, shared_cache)?;
     loop_.iterate(strategy)
 }
 
@@ -851,6 +877,7 @@ impl<'a> Loop<'a> {
         dir: &'a RunDir,
         plugin: &PluginRecord,
         backend: &'a dyn Backend,
+        shared_cache: Option<PathBuf>,
     ) -> Result<Self, RunError> {
         let sp = config_split(config)?;
         srlm_core::progress::note(format!("loading model `{}`", config.model));
@@ -954,7 +981,7 @@ impl<'a> Loop<'a> {
             config,
             dir,
             backend,
-            store: Store::new(dir.cache()),
+            store: Store::new(dir.cache()).with_shared(shared_cache),
             eval_spec,
             judge_settings,
             initial,

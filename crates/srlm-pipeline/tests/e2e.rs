@@ -59,6 +59,7 @@ fn opts(out: &Path) -> RunOptions {
         resume: false,
         set_flags: vec![],
         plugin_dirs: vec![plugin_dir()],
+        shared_cache: None,
     }
 }
 
@@ -366,4 +367,79 @@ fn every_model_is_scored_on_the_ood_set_and_the_diagnostics_are_recorded() {
         .find(|r| r.metric == "ARC-Challenge accuracy M2")
         .expect("an ARC row per model");
     assert_eq!(row.cells[0], m[2]["eval/arc_challenge/accuracy"].as_f64());
+}
+
+/// Two strategies through a shared cache compute M0's samples, judgments and evaluation once,
+/// and a run through the shared cache writes what a run without it writes.
+#[test]
+fn a_shared_cache_computes_m0_once_and_changes_no_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pr = prompts(tmp.path());
+    let shared = tmp.path().join("shared");
+    let with_shared = |strategy: &str, name: &str, shared: Option<PathBuf>| {
+        let mut c = config(&pr, strategy);
+        c.iterations = 1;
+        let out = tmp.path().join(name);
+        let o = RunOptions {
+            shared_cache: shared,
+            ..opts(&out)
+        };
+        run(c, &o).unwrap();
+        out
+    };
+    let sr = with_shared("self-rewarding", "sr", Some(shared.clone()));
+    let entries = |dir: &Path, kind: &str| {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(kind))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert!(entries(&shared, "sample-") >= 1 && entries(&shared, "eval-") >= 2);
+    assert_eq!(
+        entries(&shared, "model-") + entries(&shared, "iteration-"),
+        0
+    );
+    let before = (entries(&shared, "sample-"), entries(&shared, "eval-"));
+    let tsr = with_shared("temporal", "tsr", Some(shared.clone()));
+    // TSR's M0 evaluation and its iteration-1 samples of M0 as M_i came from SR's entries:
+    // the shared folder gained only TSR's own (M0 as the anchor, M_f, M1's evaluation).
+    let after = (entries(&shared, "sample-"), entries(&shared, "eval-"));
+    assert_eq!(after.1, before.1 + 1, "only M1's evaluation is new");
+    assert!(after.0 > before.0);
+    let alone = with_shared("temporal", "tsr-alone", None);
+    let strip = |p: &Path| -> Vec<Value> {
+        lines(&p.join("metrics.jsonl"))
+            .into_iter()
+            .map(|mut v| {
+                v.as_object_mut().unwrap().remove("compute/wall_seconds");
+                v
+            })
+            .collect()
+    };
+    // Equal, DPO's numbers within 1e-6 relative (a thread-order sum; README, reproducibility).
+    let (a, b) = (strip(&tsr), strip(&alone));
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        let (x, y) = (x.as_object().unwrap(), y.as_object().unwrap());
+        assert_eq!(x.keys().collect::<Vec<_>>(), y.keys().collect::<Vec<_>>());
+        for (k, v) in x {
+            match (v.as_f64(), y[k].as_f64()) {
+                (Some(p), Some(q)) => {
+                    assert!((p - q).abs() <= 1e-6 * q.abs().max(1.0), "{k}: {p} vs {q}")
+                }
+                _ => assert_eq!(v, &y[k], "{k}"),
+            }
+        }
+    }
+    assert_eq!(
+        std::fs::read(tsr.join("iter_1/pairs.jsonl")).unwrap(),
+        std::fs::read(alone.join("iter_1/pairs.jsonl")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(sr.join("eval/M0.jsonl")).unwrap(),
+        std::fs::read(tsr.join("eval/M0.jsonl")).unwrap()
+    );
 }
