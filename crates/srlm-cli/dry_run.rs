@@ -78,6 +78,19 @@ pub fn print_plan(config: &RunConfig, out: &Path) -> anyhow::Result<()> {
         "per iteration: K samples per prompt from {models_sampled}, judged by `{}` ({:?}); held-out answers of each M_i",
         config.judge.spec, config.judge.mode
     );
+    if !config.eval.ood.is_empty() {
+        let sets: Vec<String> = config
+            .eval
+            .ood
+            .iter()
+            .map(|s| format!("{} ({} new tokens)", s.name(), s.max_new_tokens()))
+            .collect();
+        out!(
+            "out of distribution: each M_i answers the first {} questions of {}, scored by the `answer` judge",
+            config.eval.ood_prompts,
+            sets.join(" and ")
+        );
+    }
     match e.kind {
         EngineKind::InProcess => {
             out!("engine: in-process (candle, f32 weights): sampling and judging in this process");
