@@ -43,7 +43,8 @@ pub struct BenchRun {
 
 /// The strategies compared, in table order. The last is the paper's "comparable compute"
 /// baseline (Wang et al. 2025, Sec. 4.2: 2 TSR iterations against about 4–5 of
-/// Self-Rewarding): Self-Rewarding with 4 iterations (a fresh chunk of prompts each).
+/// Self-Rewarding): Self-Rewarding with 4 iterations (a fresh chunk of prompts each), twice
+/// `configs/bench.toml`'s 2 (four times `--quick`'s 1; with `--config`, 4 whatever it says).
 pub const RUNS: [BenchRun; 5] = [
     BenchRun {
         label: "self-rewarding",

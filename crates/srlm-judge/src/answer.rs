@@ -9,12 +9,14 @@
 //!
 //! Extraction follows lm-evaluation-harness's GSM8K filters (Gao et al., `gsm8k-cot`:
 //! "strict-match" reads `The answer is N` / `#### N`, "flexible-extract" the last number):
-//! the number after the last `answer is`, `answer:` or `####` when there is one, else the
+//! the number right after the last `answer is`, `answer:` or `####` that has one, else the
 //! last number in the response. Numbers are compared by value after removing thousands
 //! separators and a leading `$` (`2,125` = `2125.0`). A choice is the letter after the last
-//! `answer is` / `answer:` (optionally in parentheses), else a letter that opens the response
-//! marked as a letter (`C`, `C.`, `(C)`, `C)`, `C:`); a letter elsewhere in the text, or one
-//! followed by a word ("A planet …"), is not read as an answer.
+//! `answer is` / `answer:` (upper case, optionally in parentheses or bold), else a letter that
+//! opens the response marked as a letter (`C`, `C.`, `(C)`, `C)`, `C:`); a letter elsewhere in
+//! the text, one followed by a lower-case word ("A planet …", "the answer is a rock"), and a
+//! response that lists two or more of the options (an echo of the question) are not read as
+//! an answer.
 
 use regex::Regex;
 use serde_json::{json, Value};
@@ -31,12 +33,21 @@ enum Expected {
 
 static NUMBER: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"-?\$?\d[\d,]*(?:\.\d+)?").expect("regex"));
-static ANSWER_CUE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?i)(?:answer\s*(?:is|:)|####)").expect("regex"));
-static CHOICE_AFTER_CUE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)answer\s*(?:is|:)\s*(?:option\s*)?\(?([A-Za-z])\)?(?:[\s.,;:)]|$)")
-        .expect("regex")
+/// A cue and the number right after it (spaces, `:`, `*` allowed between).
+static NUMBER_AFTER_CUE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i:answer\s*(?:is|:)|####)[\s:*]*(-?\$?\d[\d,]*(?:\.\d+)?)").expect("regex")
 });
+/// A cue and the option letter right after it: upper case (`a` is a word) or any case in
+/// parentheses, optionally bold.
+static CHOICE_AFTER_CUE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i:answer\s*(?:is|:))[\s*]*(?i:option\s*)?(?:\(([A-Za-z])\)|([A-Z]))\**(?:[\s.,;:)]|$)",
+    )
+    .expect("regex")
+});
+/// A line that starts like an option of a list (`B. …`, `(C) …`).
+static OPTION_LINE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?m)^\s*\(?([A-Z])[.)]").expect("regex"));
 static CHOICE_FIRST: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\s*(?:\(([A-Z])\)|([A-Z])(?:[.):,]|\s*$))").expect("regex"));
 
@@ -50,12 +61,8 @@ fn number_value(text: &str) -> Option<f64> {
 
 /// The response's final number (see the module doc), as written.
 pub fn extract_number(response: &str) -> Option<String> {
-    let tail = ANSWER_CUE
-        .find_iter(response)
-        .last()
-        .map(|m| &response[m.end()..]);
-    if let Some(n) = tail.and_then(|t| NUMBER.find(t)) {
-        return Some(n.as_str().to_string());
+    if let Some(c) = NUMBER_AFTER_CUE.captures_iter(response).last() {
+        return Some(c[1].to_string());
     }
     NUMBER
         .find_iter(response)
@@ -69,12 +76,30 @@ pub fn extract_choice(response: &str, labels: &[String]) -> Option<String> {
         let c = c.to_uppercase();
         labels.contains(&c).then_some(c)
     };
-    if let Some(c) = CHOICE_AFTER_CUE
-        .captures_iter(response)
-        .last()
-        .and_then(|c| known(&c[1]))
-    {
+    // A letter followed by a lower-case word starts a sentence ("A rock"), it is no choice.
+    let cued = CHOICE_AFTER_CUE.captures_iter(response).filter(|c| {
+        let whole = c.get(0).expect("match");
+        let rest = response[whole.end()..].trim_start_matches(' ');
+        !(whole.as_str().ends_with(' ') && rest.starts_with(char::is_lowercase))
+    });
+    let letter = |c: &regex::Captures<'_>| {
+        c.get(1)
+            .or_else(|| c.get(2))
+            .map(|m| m.as_str().to_string())
+    };
+    if let Some(c) = cued.last().and_then(|c| letter(&c)).and_then(|l| known(&l)) {
         return Some(c);
+    }
+    // An echoed list of the options ("A. …\nB. …") chooses nothing.
+    let mut listed: Vec<&str> = OPTION_LINE
+        .captures_iter(response)
+        .filter_map(|c| c.get(1).map(|m| m.as_str()))
+        .filter(|l| labels.iter().any(|x| x == l))
+        .collect();
+    listed.sort_unstable();
+    listed.dedup();
+    if listed.len() > 1 {
+        return None;
     }
     CHOICE_FIRST
         .captures(response)
@@ -225,6 +250,15 @@ mod tests {
             (Some(5.0), json!("2125"))
         );
         assert_eq!(score("It is 2124.", m.clone()), (Some(0.0), json!("2124")));
+        // A cue without a number right after it: the last number.
+        assert_eq!(
+            score("The answer is 16 - 3 - 4 = 9, so 9 x 2 = 2125", m.clone()),
+            (Some(0.0), json!("16"))
+        );
+        assert_eq!(
+            score("To find the answer we add: 2000 + 125 = 2125.", m.clone()),
+            (Some(5.0), json!("2125"))
+        );
         assert_eq!(score("I do not know.", m.clone()), (Some(0.0), Value::Null));
         let neg = json!({"answer": -3, "answer_format": "number"});
         assert_eq!(score("Answer: -3", neg), (Some(5.0), json!("-3")));
@@ -252,7 +286,23 @@ mod tests {
             score("Days get shorter, so C.", m.clone()),
             (Some(0.0), Value::Null)
         );
-        assert_eq!(score("The answer is E", m), (Some(0.0), Value::Null));
+        assert_eq!(
+            score("The answer is E", m.clone()),
+            (Some(0.0), Value::Null)
+        );
+        // "a" is a word; bold is allowed; an echoed option list chooses nothing.
+        assert_eq!(
+            score("The answer is a rock.", m.clone()),
+            (Some(0.0), Value::Null)
+        );
+        assert_eq!(score("The answer is **C**.", m.clone()).0, Some(5.0));
+        let echo =
+            "A. Planetary density will decrease.\nB. Years get longer.\nC. Days get shorter.";
+        assert_eq!(score(echo, m.clone()), (Some(0.0), Value::Null));
+        assert_eq!(
+            score("C. Days get shorter.\nBecause it spins faster.", m).0,
+            Some(5.0)
+        );
     }
 
     #[test]

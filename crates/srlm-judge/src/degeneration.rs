@@ -27,10 +27,25 @@ pub fn repeated_ngram_share(text: &str, n: usize) -> Option<f64> {
     Some(1.0 - distinct.len() as f64 / grams.len() as f64)
 }
 
+/// Characters of text without spaces from which a loop inside one "word" is checked.
+const CHAR_CHECK_FROM: usize = 24;
+
 /// Whether more than half of the response's word trigrams repeat an earlier one. A response
-/// too short to have a trigram is not degenerate.
+/// with fewer than 3 words is checked on its characters instead (4-grams of the text without
+/// whitespace, from 24 characters: "!!!!!!…", "abababab…"); a shorter one is not degenerate.
 pub fn is_degenerate(text: &str) -> bool {
-    repeated_ngram_share(text, NGRAM).is_some_and(|s| s > DEGENERATE_ABOVE)
+    match repeated_ngram_share(text, NGRAM) {
+        Some(s) => s > DEGENERATE_ABOVE,
+        None => {
+            let chars: Vec<char> = text.chars().filter(|c| !c.is_whitespace()).collect();
+            if chars.len() < CHAR_CHECK_FROM {
+                return false;
+            }
+            let grams: Vec<&[char]> = chars.windows(4).collect();
+            let distinct: HashSet<&[char]> = grams.iter().copied().collect();
+            1.0 - distinct.len() as f64 / grams.len() as f64 > DEGENERATE_ABOVE
+        }
+    }
 }
 
 /// The fraction of `texts` that are degenerate ([`is_degenerate`]); none for no texts.
@@ -63,6 +78,11 @@ mod tests {
             !is_degenerate("a b c a b c a b"),
             "exactly one half is not above it"
         );
+        // One long "word" is checked on its characters.
+        assert!(is_degenerate(&"!".repeat(40)));
+        assert!(is_degenerate(&"ab".repeat(20)));
+        assert!(!is_degenerate("Supercalifragilisticexpialidocious"));
+        assert!(!is_degenerate("!!!!!!"));
     }
 
     #[test]

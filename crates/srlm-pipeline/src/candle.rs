@@ -301,15 +301,21 @@ pub fn mean_metrics(log: &[srlm_dpo::StepMetrics]) -> BTreeMap<String, Option<f6
         .collect()
 }
 
-/// [`mean_metrics`] per epoch, first epoch first. A step belongs to the epoch its `epoch`
-/// value (TRL's fractional epoch at the step's end) ends in: 0.2, …, 1.0 → the first.
+/// [`mean_metrics`] per complete epoch, first epoch first. A step belongs to the epoch its
+/// `epoch` value (TRL's fractional epoch at the step's end) ends in: 0.2, …, 1.0 → the first.
+/// An epoch with fewer steps than the first (cut short by `max_steps`) is left out, so every
+/// entry is over the same pairs.
 pub fn epoch_means(log: &[srlm_dpo::StepMetrics]) -> Vec<BTreeMap<String, Option<f64>>> {
     let epoch_of = |s: &srlm_dpo::StepMetrics| (s.epoch - 1e-9).ceil().max(1.0) as u64;
     let mut by: BTreeMap<u64, Vec<srlm_dpo::StepMetrics>> = BTreeMap::new();
     for step in log {
         by.entry(epoch_of(step)).or_default().push(step.clone());
     }
-    by.values().map(|steps| mean_metrics(steps)).collect()
+    let full = by.values().next().map_or(0, Vec::len);
+    by.values()
+        .filter(|steps| steps.len() == full)
+        .map(|steps| mean_metrics(steps))
+        .collect()
 }
 
 /// A [`LanguageModel`] (owned, shared or borrowed) seen as srlm-judge's [`JudgeModel`].

@@ -579,33 +579,62 @@ fn paired_rows(runs: &[Run], labels: &[String]) -> Vec<PairedRow> {
 }
 
 /// The settings rows, each with whether runs must agree on it (and the value compared).
-/// Runs grouped by what they compare: strategy, options and iterations (the seed is what
-/// varies inside a group), in first-seen order.
+/// Runs grouped as seeds of one setting: the same recorded config except `seed` (and the
+/// sampling seed); a run whose seed its group already has starts a group of its own. Each
+/// group is named by strategy, options and iterations, and by its first run's folder where
+/// two groups would share that name. In first-seen order.
 fn seed_groups(runs: &[Run]) -> Vec<(String, Vec<&Run>)> {
+    let setting = |r: &Run| {
+        let mut c = r.config.fields.clone();
+        c.remove("seed");
+        if let Some(serde_json::Value::Object(s)) = c.get_mut("sampling") {
+            s.remove("seed");
+        }
+        serde_json::Value::Object(c).to_string()
+    };
     let mut groups: Vec<(String, Vec<&Run>)> = Vec::new();
     for r in runs {
+        let key = setting(r);
+        let seed = r.config.text("seed");
+        let open = groups.iter_mut().find(|(k, members)| {
+            *k == key && !members.iter().any(|m| m.config.text("seed") == seed)
+        });
+        match open {
+            Some((_, members)) => members.push(r),
+            None => groups.push((key, vec![r])),
+        }
+    }
+    let name = |r: &Run| {
         let options = r.config.options_text();
         let options = if options.starts_with('(') {
             String::new() // "(defaults)"
         } else {
             format!(" ({options})")
         };
-        let g = format!(
+        format!(
             "{}{options}, {} iterations",
             r.config.text("strategy"),
             r.config.text("iterations")
-        );
-        match groups.iter_mut().find(|(name, _)| *name == g) {
-            Some((_, members)) => members.push(r),
-            None => groups.push((g, vec![r])),
-        }
-    }
+        )
+    };
+    let names: Vec<String> = groups.iter().map(|(_, m)| name(m[0])).collect();
     groups
+        .iter()
+        .zip(&names)
+        .map(|((_, members), n)| {
+            let label = if names.iter().filter(|o| *o == n).count() > 1 {
+                format!("{n} [{}]", run_name(&members[0].dir))
+            } else {
+                n.clone()
+            };
+            (label, members.clone())
+        })
+        .collect()
 }
 
 /// The collapse figure of Wang et al. 2025 (Sec. 2, Fig. 1): score gap and hidden-state
 /// cosine per iteration, one line per strategy group, its mean over seeds with a 95%
-/// bootstrap interval over the seeds; one SVG with both panels. `None` when no group has
+/// Student-t interval over the seeds (as the over-seeds table); one SVG with both panels. `None` when no group has
 /// more than one seed or nothing is recorded.
 fn collapse_figure(runs: &[Run]) -> Result<Option<String>, String> {
     let groups = seed_groups(runs);
@@ -641,9 +670,12 @@ fn collapse_figure(runs: &[Run]) -> Result<Option<String>, String> {
                             .iter()
                             .filter_map(|r| r.metrics.get(i, metric))
                             .collect();
-                        let iv = crate::stats::mean_interval(&values)?;
-                        let bar = (values.len() > 1).then_some((iv.low, iv.high));
-                        Some(((f64::from(i), iv.mean), bar))
+                        let mean = values.iter().sum::<f64>() / values.len().max(1) as f64;
+                        if values.is_empty() || !mean.is_finite() {
+                            return None;
+                        }
+                        let bar = crate::stats::seed_interval(&values).map(|iv| (iv.low, iv.high));
+                        Some(((f64::from(i), mean), bar))
                     })
                     .unzip();
                 let label = format!("{name} × {} seeds", members.len());
@@ -1045,6 +1077,31 @@ mod tests {
         // One seed per strategy: no collapse figure (a stale one is removed).
         compare_runs(&dirs[..2], &base).unwrap();
         assert!(!base.join("plots/compare_collapse.svg").exists());
+    }
+
+    #[test]
+    fn runs_of_other_settings_or_the_same_seed_are_not_seeds_of_one_strategy() {
+        let base = fresh_dir("not-seeds");
+        let other_lr =
+            SR_CONFIG.replace("\"k\": 4", "\"k\": 4, \"dpo\": {\"learning_rate\": 1e-4}");
+        let same_seed = [
+            write_run(&base, "lr-a", SR_CONFIG, &SR_METRICS),
+            write_run(&base, "lr-b", &other_lr, &SR_METRICS),
+            write_run(&base, "again", SR_CONFIG, &SR_METRICS),
+        ];
+        let (_, table) = load_comparison(&same_seed).unwrap();
+        assert!(table.over_seeds.is_none(), "{:?}", table.over_seeds);
+        // Two seeds of one setting are.
+        let seed2 = SR_CONFIG.replace("\"seed\": 1", "\"seed\": 2");
+        let two = [
+            same_seed[0].clone(),
+            write_run(&base, "seed2", &seed2, &SR_METRICS),
+        ];
+        let (_, table) = load_comparison(&two).unwrap();
+        assert_eq!(
+            table.over_seeds.unwrap().groups,
+            [("self-rewarding, 3 iterations".to_string(), 2)]
+        );
     }
 
     #[test]

@@ -430,16 +430,18 @@ pub fn run(config: RunConfig, opts: &RunOptions) -> Result<RunSummary, RunError>
             frozen_base,
         )?)
     };
+    let shared = opts
+        .shared_cache
+        .as_ref()
+        .map(|d| d.join(crate::store::build_namespace()));
     if config.trainer.is_external() {
         let backend = crate::external::ExternalBackend::new(
             generator.as_ref(),
             config.trainer.clone(),
             &dir.cache(),
         )?;
-        let shared = opts.shared_cache.clone();
         run_sharing(&config, &dir, &record, &mut strategy, &backend, shared)
     } else {
-        let shared = opts.shared_cache.clone();
         run_sharing(
             &config,
             &dir,
@@ -1294,6 +1296,11 @@ impl<'a> Loop<'a> {
         if samples.is_empty() {
             return Ok((None, None));
         }
+        // The host serves samples of the chunk's prompts only; any other is left out.
+        let samples: Vec<&srlm_core::Sample> = samples
+            .into_iter()
+            .filter(|s| prompts.contains_key(s.prompt_id.as_str()))
+            .collect();
         let items: Vec<srlm_judge::JudgeItem> = samples
             .iter()
             .map(|s| {

@@ -84,38 +84,40 @@ pub fn mean_interval(values: &[f64]) -> Option<Interval> {
     })
 }
 
-/// The mean of values grouped by seed, with a 95% two-level percentile-bootstrap interval:
-/// each resample draws seeds with replacement, then values with replacement within each drawn
-/// seed (Davison & Hinkley 1997, Sec. 3.8, the nested bootstrap for two-stage data), so the
-/// interval carries the seed-to-seed spread as well as the prompt-to-prompt one. The mean is
-/// over all values; `n` counts them. `None` with fewer than one non-empty group or a value
-/// that is not finite.
+/// The mean over seeds of each seed's mean, with a 95% two-level percentile-bootstrap
+/// interval: each resample draws seeds with replacement, then values with replacement within
+/// each drawn seed, and takes the mean of the drawn seeds' means (Davison & Hinkley 1997,
+/// Sec. 3.8, the nested bootstrap for two-stage data), so the interval carries the
+/// seed-to-seed spread as well as the prompt-to-prompt one. Every seed weighs the same;
+/// `n` counts all values. With few seeds the seed level undercovers as any percentile
+/// bootstrap does (two seeds give at most three distinct seed draws). `None` without a
+/// non-empty group or with a value that is not finite.
 pub fn two_level_interval(groups: &[Vec<f64>]) -> Option<Interval> {
     let groups: Vec<&Vec<f64>> = groups.iter().filter(|g| !g.is_empty()).collect();
-    let all: Vec<f64> = groups.iter().flat_map(|g| g.iter().copied()).collect();
-    if groups.is_empty() || all.iter().any(|v| !v.is_finite()) {
+    if groups.is_empty() || groups.iter().flat_map(|g| g.iter()).any(|v| !v.is_finite()) {
         return None;
     }
     let mut rng = ChaCha8Rng::seed_from_u64(SEED ^ 0x2_1e7e1);
     let mut means: Vec<f64> = (0..RESAMPLES)
         .map(|_| {
-            let (mut sum, mut n) = (0.0, 0usize);
+            let mut sum = 0.0;
             for _ in 0..groups.len() {
                 let g = groups[rng.gen_range(0..groups.len())];
-                for _ in 0..g.len() {
-                    sum += g[rng.gen_range(0..g.len())];
-                }
-                n += g.len();
+                sum += (0..g.len())
+                    .map(|_| g[rng.gen_range(0..g.len())])
+                    .sum::<f64>()
+                    / g.len() as f64;
             }
-            sum / n as f64
+            sum / groups.len() as f64
         })
         .collect();
     means.sort_by(f64::total_cmp);
+    let group_means: Vec<f64> = groups.iter().map(|g| mean(g)).collect();
     Some(Interval {
-        mean: mean(&all),
+        mean: mean(&group_means),
         low: quantile(&means, 0.025),
         high: quantile(&means, 0.975),
-        n: all.len(),
+        n: groups.iter().map(|g| g.len()).sum(),
     })
 }
 

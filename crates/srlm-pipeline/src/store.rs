@@ -8,7 +8,9 @@
 //! samples, judgments and held-out evaluation in every strategy of a bench — compute it once.
 //! Only self-contained entries are shared ([`SHARED_KINDS`]: samples, judgments,
 //! evaluations, diagnostics), never models or entries that point at one; an entry found there
-//! is also written to the run's own folder, so the run folder alone still resumes.
+//! is also written to the run's own folder, so the run folder alone still resumes. Entries
+//! live under a sub-folder per build of srlm ([`build_namespace`]), so a rebuilt srlm computes
+//! its own.
 
 use serde::{de::DeserializeOwned, Serialize};
 use sha2::{Digest, Sha256};
@@ -19,6 +21,23 @@ use std::path::{Path, PathBuf};
 pub struct Store {
     dir: PathBuf,
     shared: Option<PathBuf>,
+}
+
+/// The sub-folder of a shared cache this build of srlm reads and writes: the first 16 hex
+/// digits of the SHA-256 of the running executable. Keys name a call's inputs, not the code
+/// that answered it, so a rebuilt srlm (a fixed judge, another sampler) never reads entries
+/// an older build wrote. `unknown` when the executable cannot be read.
+pub fn build_namespace() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let digest = std::env::current_exe().and_then(|exe| {
+            let mut file = std::fs::File::open(exe)?;
+            let mut hasher = Sha256::new();
+            std::io::copy(&mut file, &mut hasher)?;
+            Ok(hex::encode(hasher.finalize()))
+        });
+        digest.map_or_else(|_| "unknown".into(), |d| d[..16].to_string())
+    })
 }
 
 /// The kinds of entries a shared folder holds: their values are all there is (no model files

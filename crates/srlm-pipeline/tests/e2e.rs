@@ -397,13 +397,17 @@ fn a_shared_cache_computes_m0_once_and_changes_no_result() {
             })
             .unwrap_or(0)
     };
+    // Entries live under this build's own sub-folder.
+    let shared_root = shared.clone();
+    let shared = shared.join(srlm_pipeline::store::build_namespace());
+    assert_eq!(std::fs::read_dir(&shared_root).unwrap().count(), 1);
     assert!(entries(&shared, "sample-") >= 1 && entries(&shared, "eval-") >= 2);
     assert_eq!(
         entries(&shared, "model-") + entries(&shared, "iteration-"),
         0
     );
     let before = (entries(&shared, "sample-"), entries(&shared, "eval-"));
-    let tsr = with_shared("temporal", "tsr", Some(shared.clone()));
+    let tsr = with_shared("temporal", "tsr", Some(shared_root.clone()));
     // TSR's M0 evaluation and its iteration-1 samples of M0 as M_i came from SR's entries:
     // the shared folder gained only TSR's own (M0 as the anchor, M_f, M1's evaluation).
     let after = (entries(&shared, "sample-"), entries(&shared, "eval-"));

@@ -233,12 +233,16 @@ fn render_both_logps_fell(out: &mut String, m: &RunMetrics) {
             continue;
         };
         if c < 0.0 && r < 0.0 {
+            let how = if r < c {
+                "the margin grows by pushing the rejected down faster, not by raising the chosen"
+            } else {
+                "and the chosen fell further: the margin shrank"
+            };
             let _ = writeln!(
                 out,
                 "**Iteration {}: DPO lowered the log-probabilities of both sides** (chosen {c:+.2}, \
-                 rejected {r:+.2} nats per response from the first epoch to the last): the margin \
-                 grows by pushing the rejected down faster, not by raising the chosen (Pal et al. \
-                 2024, arXiv 2402.13228, Sec. 3).\n",
+                 rejected {r:+.2} nats per response from the first epoch to the last): {how} \
+                 (Pal et al. 2024, arXiv 2402.13228, Sec. 3).\n",
                 it.iteration()
             );
         }
