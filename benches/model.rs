@@ -184,6 +184,7 @@ fn measure_server(
             hf_dir: None,
             parallel: 32,
             threads,
+            lora: Vec::new(),
         },
         &dir.path().join("server.log"),
         Duration::from_secs(120),
@@ -194,6 +195,7 @@ fn measure_server(
         model_name: "default".into(),
         use_n: true,
         top_logprobs: 20,
+        route: None,
     };
     let mut rates = Vec::new();
     let mut tokens = Vec::new();

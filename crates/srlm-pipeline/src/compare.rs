@@ -25,6 +25,11 @@ use crate::report::{
     format_value, plots, points, read_run, run_name, write_file, write_plot, ReportError, Run,
 };
 
+/// An (iteration, value) point of a series.
+type Point = (f64, f64);
+/// A 95% interval (low, high).
+type Interval = (f64, f64);
+
 /// One metric across runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ComparisonRow {
@@ -663,7 +668,7 @@ fn collapse_figure(runs: &[Run]) -> Result<Option<String>, String> {
                     .iter()
                     .flat_map(|r| r.metrics.series(metric).into_iter().map(|(i, _)| i))
                     .collect();
-                let (points, intervals): (Vec<(f64, f64)>, Vec<Option<(f64, f64)>>) = iterations
+                let (points, intervals): (Vec<Point>, Vec<Option<Interval>>) = iterations
                     .into_iter()
                     .filter_map(|i| {
                         let values: Vec<f64> = members

@@ -360,7 +360,7 @@ fn every_model_is_scored_on_the_ood_set_and_the_diagnostics_are_recorded() {
         std::fs::read_to_string(srlm_pipeline::report::write_report(&out).unwrap()).unwrap();
     assert!(report.contains("| ARC-Challenge accuracy |"), "{report}");
     assert!(report.contains("### Strategy components"), "{report}");
-    let (_, table) = srlm_pipeline::compare::load_comparison(&[out.clone()]).unwrap();
+    let (_, table) = srlm_pipeline::compare::load_comparison(std::slice::from_ref(&out)).unwrap();
     let row = table
         .rows
         .iter()
