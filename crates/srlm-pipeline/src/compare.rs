@@ -272,34 +272,47 @@ fn iterations_with(runs: &[Run], metric: Metric) -> Vec<u32> {
     its
 }
 
+/// One row of `metric` at iteration `i`, each cell with the 95% bootstrap interval of its
+/// per-prompt values (`per_prompt`: (prompt id, value) from the run's answer files; prompts
+/// without a value left out), kept only when the interval's mean is the number shown (the
+/// metric's file is its source). Three decimals.
+fn row_with_intervals(
+    runs: &[Run],
+    i: u32,
+    metric: Metric,
+    label: String,
+    per_prompt: impl Fn(&Run) -> Option<Vec<(String, Option<f64>)>>,
+) -> ComparisonRow {
+    let cells: Vec<Option<f64>> = runs.iter().map(|r| r.metrics.get(i, metric)).collect();
+    let intervals = runs
+        .iter()
+        .zip(&cells)
+        .map(|(r, cell)| {
+            let values: Vec<f64> = per_prompt(r)?.into_iter().filter_map(|(_, v)| v).collect();
+            let iv = crate::stats::mean_interval(&values)?;
+            (cell.is_some_and(|c| (c - iv.mean).abs() < 1e-6)).then_some((iv.low, iv.high))
+        })
+        .collect();
+    ComparisonRow {
+        metric: label,
+        cells,
+        decimals: 3,
+        intervals,
+    }
+}
+
 /// Builds the table from runs already read.
 pub fn comparison_table(runs: &[Run]) -> ComparisonTable {
     let mut rows = Vec::new();
     // Held-out scores with their bootstrap intervals over the held-out prompts.
     for i in iterations_with(runs, Metric::EvalScore) {
-        let cells: Vec<Option<f64>> = runs
-            .iter()
-            .map(|r| r.metrics.get(i, Metric::EvalScore))
-            .collect();
-        let intervals = runs
-            .iter()
-            .zip(&cells)
-            .map(|(r, cell)| {
-                let scores: Vec<f64> = crate::report::held_out_scores(r, i)?
-                    .into_iter()
-                    .filter_map(|(_, s)| s)
-                    .collect();
-                let iv = crate::stats::mean_interval(&scores)?;
-                // Only an interval around the number shown (the file is the metric's source).
-                (cell.is_some_and(|c| (c - iv.mean).abs() < 1e-6)).then_some((iv.low, iv.high))
-            })
-            .collect();
-        rows.push(ComparisonRow {
-            metric: format!("held-out score M{i} (0–5)"),
-            cells,
-            decimals: 3,
-            intervals,
-        });
+        rows.push(row_with_intervals(
+            runs,
+            i,
+            Metric::EvalScore,
+            format!("held-out score M{i} (0–5)"),
+            |r| crate::report::held_out_scores(r, i),
+        ));
     }
     // Out-of-distribution accuracy (eval.ood) with its interval over the set's prompts.
     for (set, metric, name) in [
@@ -311,25 +324,19 @@ pub fn comparison_table(runs: &[Run]) -> ComparisonTable {
         ),
     ] {
         for i in iterations_with(runs, metric) {
-            let cells: Vec<Option<f64>> = runs.iter().map(|r| r.metrics.get(i, metric)).collect();
-            let intervals = runs
-                .iter()
-                .zip(&cells)
-                .map(|(r, cell)| {
-                    let right: Vec<f64> = crate::report::ood_scores(r, i, set)?
-                        .into_iter()
-                        .filter_map(|(_, s)| s.map(|s| s / 5.0))
-                        .collect();
-                    let iv = crate::stats::mean_interval(&right)?;
-                    (cell.is_some_and(|c| (c - iv.mean).abs() < 1e-6)).then_some((iv.low, iv.high))
-                })
-                .collect();
-            rows.push(ComparisonRow {
-                metric: format!("{name} accuracy M{i}"),
-                cells,
-                decimals: 3,
-                intervals,
-            });
+            rows.push(row_with_intervals(
+                runs,
+                i,
+                metric,
+                format!("{name} accuracy M{i}"),
+                |r| {
+                    crate::report::ood_scores(r, i, set).map(|v| {
+                        v.into_iter()
+                            .map(|(id, s)| (id, s.map(|s| s / 5.0)))
+                            .collect()
+                    })
+                },
+            ));
         }
     }
     let mut per_iteration = |metric: Metric, name: &dyn Fn(u32) -> String, decimals: usize| {

@@ -1676,19 +1676,7 @@ mod tests {
     #[test]
     fn subsampling_keeps_a_seeded_subset_in_order() {
         let pairs: Vec<PreferencePair> = (0..10)
-            .map(|i| PreferencePair {
-                prompt_id: format!("p{i}"),
-                prompt: String::new(),
-                chosen: "a".into(),
-                rejected: "b".into(),
-                chosen_score: None,
-                rejected_score: None,
-                chosen_sample_id: None,
-                rejected_sample_id: None,
-                chosen_token_ids: None,
-                rejected_token_ids: None,
-                provenance: None,
-            })
+            .map(|i| PreferencePair::from_texts(format!("p{i}"), "", "a", "b"))
             .collect();
         let ids = |v: Vec<PreferencePair>| v.into_iter().map(|p| p.prompt_id).collect::<Vec<_>>();
         let a = ids(subsample(pairs.clone(), Some(4), 7, 1));
