@@ -9,7 +9,8 @@
 //! included.
 
 use crate::ports::{
-    BackendError, DpoRun, Generated, Generator, ModelRef, PairHidden, Trained, Trainer,
+    BackendError, DpoRun, Generated, Generator, ModelRef, PairHidden, ResponseLogp, Trained,
+    Trainer,
 };
 use srlm_core::{PreferencePair, SamplingConfig};
 use srlm_dpo::DpoConfig;
@@ -216,6 +217,41 @@ impl Generator for CandleBackend {
             .mean_response_hidden(&side(false))
             .map_err(model_err(&m.location))?;
         Ok(hc.into_iter().zip(hr).collect())
+    }
+
+    fn response_logps(
+        &self,
+        m: &ModelRef,
+        exchanges: &[(&str, &str)],
+    ) -> Result<Vec<ResponseLogp>, BackendError> {
+        let model = self.model(m)?;
+        let context = model.context_length();
+        let items = exchanges
+            .iter()
+            .enumerate()
+            .map(|(index, (prompt, response))| {
+                let prompt_err = |message: String| BackendError::Prompt { index, message };
+                let (p, r) = model
+                    .encode_exchange(prompt, response)
+                    .map_err(|e| prompt_err(e.to_string()))?;
+                if p.len() + r.len() > context {
+                    return Err(prompt_err(format!(
+                        "prompt and response are {} tokens, more than the context ({context})",
+                        p.len() + r.len()
+                    )));
+                }
+                Ok((p, r))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(model
+            .response_logps(&items)
+            .map_err(model_err(&m.location))?
+            .into_iter()
+            .map(|lp| ResponseLogp {
+                sum: lp.sum,
+                tokens: lp.tokens.len(),
+            })
+            .collect())
     }
 
     fn judge_model(&self, m: &ModelRef) -> Result<Box<dyn JudgeModel + '_>, BackendError> {

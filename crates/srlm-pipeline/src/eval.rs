@@ -235,6 +235,17 @@ pub fn add_ifeval_verdicts(
     Ok(())
 }
 
+/// Token-weighted perplexity of responses from their log-probabilities under one model:
+/// `exp(−Σ sum / Σ tokens)` over all of them (the corpus perplexity lm-evaluation-harness
+/// and Hugging Face's perplexity guide compute, not a mean of per-response perplexities,
+/// which short responses would dominate). Unitless, ≥ 1 for log-probs ≤ 0; none when no
+/// token was scored or a log-prob is not finite.
+pub fn perplexity(logps: &[crate::ports::ResponseLogp]) -> Option<f64> {
+    let tokens: usize = logps.iter().map(|l| l.tokens).sum();
+    let sum: f64 = logps.iter().map(|l| l.sum).sum();
+    (tokens > 0 && sum.is_finite()).then(|| (-sum / tokens as f64).exp())
+}
+
 /// IFEval's four standard accuracies over the rows that carry IFEval verdicts; none when no
 /// row has an instruction.
 pub fn ifeval_accuracy(rows: &[EvalRow]) -> Option<IfevalAccuracy> {
@@ -397,6 +408,75 @@ mod tests {
     use super::*;
     use crate::candle::CandleBackend;
     use srlm_model::Device;
+
+    #[test]
+    fn perplexity_is_token_weighted() {
+        use crate::ports::ResponseLogp;
+        // 3 tokens at ln(1/2) each and 1 token at ln(1/8): Σ log p = −6 ln 2 over 4 tokens,
+        // perplexity exp(1.5 ln 2) = 2^1.5 (the mean of the two responses' perplexities,
+        // (2 + 8) / 2 = 5, would let the short one dominate).
+        let ln2 = std::f64::consts::LN_2;
+        let logps = [
+            ResponseLogp {
+                sum: -3.0 * ln2,
+                tokens: 3,
+            },
+            ResponseLogp {
+                sum: -3.0 * ln2,
+                tokens: 1,
+            },
+        ];
+        let ppl = perplexity(&logps).unwrap();
+        assert!((ppl - 2f64.powf(1.5)).abs() < 1e-12, "{ppl}");
+        assert_eq!(perplexity(&[]), None);
+        let bad = ResponseLogp {
+            sum: f64::NEG_INFINITY,
+            tokens: 1,
+        };
+        assert_eq!(perplexity(&[bad]), None);
+    }
+
+    /// The backend's log-probs and the perplexity built from them, on the default model,
+    /// against PyTorch's (tests/fixtures/smollm2-torch-logps.json: transformers + torch,
+    /// float32, the 8 responses of 4 prompts, each with its end-of-turn tokens).
+    #[test]
+    fn perplexity_under_the_default_model_matches_pytorch() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/smollm2-torch-logps.json");
+        let f: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut exchanges = Vec::new();
+        let mut torch = Vec::new();
+        for p in f["pairs"].as_array().unwrap() {
+            for side in ["chosen", "rejected"] {
+                exchanges.push((p["prompt"].as_str().unwrap(), p[side].as_str().unwrap()));
+                torch.push(crate::ports::ResponseLogp {
+                    sum: p[format!("logps/{side}")].as_f64().unwrap(),
+                    tokens: p[format!("{side}_ids")].as_array().unwrap().len(),
+                });
+            }
+        }
+        let backend = CandleBackend::new(Device::Cpu);
+        let m0 = ModelRef::new("m0", "default");
+        backend.load(&m0).unwrap();
+        let got = backend.response_logps(&m0, &exchanges).unwrap();
+        assert_eq!(got.len(), 8);
+        for (g, t) in got.iter().zip(&torch) {
+            assert_eq!(g.tokens, t.tokens);
+            assert!((g.sum - t.sum).abs() < 0.05, "{} vs torch {}", g.sum, t.sum);
+        }
+        let (ppl, want) = (perplexity(&got).unwrap(), perplexity(&torch).unwrap());
+        assert!((ppl / want - 1.0).abs() < 0.01, "{ppl} vs torch {want}");
+        // A response the context cannot hold is an error naming its index.
+        let long = "word ".repeat(20_000);
+        let err = backend
+            .response_logps(&m0, &[("Say hi.", "Hi!"), ("Say hi.", long.as_str())])
+            .unwrap_err();
+        assert!(
+            matches!(&err, BackendError::Prompt { index: 1, message } if message.contains("more than the context")),
+            "{err}"
+        );
+    }
 
     #[test]
     fn win_rate_arithmetic() {

@@ -9,7 +9,8 @@
 //! model moved to `out.location` and loaded by the wrapped backend.
 
 use crate::ports::{
-    Backend, BackendError, DpoRun, Generated, Generator, ModelRef, PairHidden, Trained, Trainer,
+    Backend, BackendError, DpoRun, Generated, Generator, ModelRef, PairHidden, ResponseLogp,
+    Trained, Trainer,
 };
 use srlm_core::{PreferencePair, SamplingConfig};
 use srlm_dpo::DpoConfig;
@@ -92,6 +93,14 @@ impl Generator for ExternalBackend<'_> {
         pairs: &[PreferencePair],
     ) -> Result<Vec<PairHidden>, BackendError> {
         self.inner.pair_hidden_states(model, pairs)
+    }
+
+    fn response_logps(
+        &self,
+        model: &ModelRef,
+        exchanges: &[(&str, &str)],
+    ) -> Result<Vec<ResponseLogp>, BackendError> {
+        self.inner.response_logps(model, exchanges)
     }
 
     fn judge_model(&self, model: &ModelRef) -> Result<Box<dyn JudgeModel + '_>, BackendError> {

@@ -348,6 +348,20 @@ pub struct EvalMetrics {
         deserialize_with = "lenient::opt_f64"
     )]
     pub degenerate: Option<f64>,
+    /// Perplexity of the held-out answers under M0 (the initial model), token-weighted over
+    /// all answers: `exp(−Σ log p / Σ tokens)` with each answer as the chat template renders
+    /// it (end-of-turn token included) after its prompt ([`crate::eval::perplexity`]). The
+    /// other half of the degeneration check: a model that drifts into text M0 finds unlikely
+    /// (loops, broken words) raises it while a rule judge may score it as before. Iteration 0
+    /// is M0's own greedy answers, the baseline. Unitless, ≥ 1; absent in runs made before
+    /// srlm computed it.
+    #[serde(
+        rename = "eval/perplexity_under_m0",
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_f64"
+    )]
+    pub perplexity_under_m0: Option<f64>,
     /// IFEval's standard accuracies over the held-out prompts that are IFEval records
     /// (`srlm_judge::IfevalAccuracy`, fractions 0–1, whatever the judge); every `ifeval_*`
     /// field is absent when no held-out prompt has IFEval instructions.
@@ -515,6 +529,7 @@ pub enum Metric {
     EvalN,
     EvalNoScoreRate,
     EvalDegenerate,
+    EvalPerplexityUnderM0,
     EvalIfevalN,
     EvalIfevalPromptStrict,
     EvalIfevalInstStrict,
@@ -529,7 +544,7 @@ pub enum Metric {
 
 impl Metric {
     /// Every metric, in the order of the fields above.
-    pub const ALL: [Metric; 52] = [
+    pub const ALL: [Metric; 53] = [
         Metric::Iteration,
         Metric::Prompts,
         Metric::PromptsSkipped,
@@ -572,6 +587,7 @@ impl Metric {
         Metric::EvalN,
         Metric::EvalNoScoreRate,
         Metric::EvalDegenerate,
+        Metric::EvalPerplexityUnderM0,
         Metric::EvalIfevalN,
         Metric::EvalIfevalPromptStrict,
         Metric::EvalIfevalInstStrict,
@@ -629,6 +645,7 @@ impl Metric {
             Metric::EvalN => "eval/n",
             Metric::EvalNoScoreRate => "eval/parse_failure_rate",
             Metric::EvalDegenerate => "eval/degenerate_rate",
+            Metric::EvalPerplexityUnderM0 => "eval/perplexity_under_m0",
             Metric::EvalIfevalN => "eval/ifeval/n",
             Metric::EvalIfevalPromptStrict => "eval/ifeval/prompt_level_strict_acc",
             Metric::EvalIfevalInstStrict => "eval/ifeval/inst_level_strict_acc",
@@ -704,6 +721,7 @@ impl IterationMetrics {
             Metric::EvalN => Some(self.eval.n as f64),
             Metric::EvalNoScoreRate => self.eval.no_score_rate,
             Metric::EvalDegenerate => self.eval.degenerate,
+            Metric::EvalPerplexityUnderM0 => self.eval.perplexity_under_m0,
             Metric::EvalIfevalN => self.eval.ifeval.n.map(|n| n as f64),
             Metric::EvalIfevalPromptStrict => self.eval.ifeval.prompt_strict,
             Metric::EvalIfevalInstStrict => self.eval.ifeval.inst_strict,
@@ -864,6 +882,7 @@ mod tests {
             }),
             eval: EvalMetrics {
                 degenerate: Some(0.0),
+                perplexity_under_m0: Some(3.5),
                 ood: OodEvalMetrics {
                     gsm8k: Some(0.02),
                     gsm8k_n: Some(100),

@@ -62,6 +62,16 @@ pub struct Generated {
 /// The mean last-layer hidden states of a pair's chosen and rejected responses.
 pub type PairHidden = (Vec<f32>, Vec<f32>);
 
+/// log p(response | prompt) of one exchange under a model: the response as the chat template
+/// renders it after the prompt (its end-of-turn token included), re-encoded from its text.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ResponseLogp {
+    /// Sum of the response tokens' log-probabilities (nats, ≤ 0).
+    pub sum: f64,
+    /// Response tokens scored (≥ 1: the end-of-turn token of an empty response counts).
+    pub tokens: usize,
+}
+
 /// Errors of a backend: each names the model (its location) or the prompt concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -168,6 +178,20 @@ pub trait Generator {
         model: &ModelRef,
         pairs: &[PreferencePair],
     ) -> Result<Vec<PairHidden>, BackendError>;
+
+    /// log p(response | prompt) under `model` for each (prompt, response) exchange (a user
+    /// turn and the assistant's answer as text; the backend applies the model's chat
+    /// template), in order. The perplexity of later models' answers under M0 is computed
+    /// from it (a degeneration check; see [`crate::metrics::EvalMetrics`]).
+    ///
+    /// # Errors
+    /// [`BackendError::Prompt`] naming the exchange's index (too long for the context, cannot
+    /// be encoded), [`BackendError::Model`].
+    fn response_logps(
+        &self,
+        model: &ModelRef,
+        exchanges: &[(&str, &str)],
+    ) -> Result<Vec<ResponseLogp>, BackendError>;
 
     /// `model` as a judge model (render a user turn, encode, sample, next-token logits) for
     /// srlm-judge's LLM judge. A remote backend answers `last_logits` from the server's top

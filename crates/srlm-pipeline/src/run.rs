@@ -21,7 +21,7 @@ use crate::judges::{build_judge, judge_settings, load_judge_models};
 use crate::metrics::{
     DpoMeans, EvalMetrics, IterationMetrics, NotComputed, StrategyValue, TrainingMetrics,
 };
-use crate::ports::{Backend, BackendError, DpoRun, ModelRef};
+use crate::ports::{Backend, BackendError, DpoRun, ModelRef, ResponseLogp};
 use crate::prompts::{load_pool, split, PromptsError};
 use crate::run_dir::RunDir;
 use crate::store::{key_of, with_engine, Store};
@@ -1462,8 +1462,10 @@ impl<'a> Loop<'a> {
             let accuracy = self.evaluate_ood(model, index, *set, prompts)?;
             ood.set(*set, accuracy, prompts.len());
         }
+        let perplexity_under_m0 = self.perplexity_under_m0(&rows)?;
         Ok(EvalMetrics {
             ood,
+            perplexity_under_m0,
             score: mean(&scores),
             n: rows.len(),
             no_score_rate: Some((rows.len() - scores.len()) as f64 / rows.len() as f64),
@@ -1476,6 +1478,50 @@ impl<'a> Loop<'a> {
 }
 
 impl Loop<'_> {
+    /// The perplexity of held-out answers under M0 ([`crate::eval::perplexity`]); none
+    /// without answers. Memoised by M0's identity and the (prompt, answer) texts.
+    fn perplexity_under_m0(&self, rows: &[EvalRow]) -> Result<Option<f64>, RunError> {
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let exchanges: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.prompt.as_str(), r.response.as_str()))
+            .collect();
+        let key = key_of(&json!({"m0": self.initial.id, "exchanges": exchanges}));
+        let logps: Vec<ResponseLogp> = match self.store.get("m0_logps", &key) {
+            Some(v) => v,
+            None => {
+                let stage = srlm_core::progress::stage(
+                    StageKind::Diagnostics,
+                    "held-out answers' log-probs under M0",
+                    rows.len() as u64,
+                    "answers",
+                );
+                self.backend.load(&self.initial)?;
+                let logps = self
+                    .backend
+                    .response_logps(&self.initial, &exchanges)
+                    .map_err(|e| match e {
+                        BackendError::Prompt { index, message } => {
+                            RunError::Backend(BackendError::Prompt {
+                                index,
+                                message: format!(
+                                    "held-out prompt `{}`: {message}",
+                                    rows[index].prompt_id
+                                ),
+                            })
+                        }
+                        e => RunError::Backend(e),
+                    })?;
+                stage.advance(rows.len() as u64);
+                self.store.put("m0_logps", &key, &logps)?;
+                logps
+            }
+        };
+        Ok(crate::eval::perplexity(&logps))
+    }
+
     /// Greedy answers of `model` (M_`index`) to an out-of-distribution set, scored by the
     /// `answer` judge; writes `eval/M<index>.<set>.jsonl` and returns the accuracy (fraction
     /// right; none without prompts). Memoised.

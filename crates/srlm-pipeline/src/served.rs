@@ -20,7 +20,9 @@
 //! first use.
 
 use crate::candle::CandleBackend;
-use crate::ports::{BackendError, Generated, Generator, ModelRef, PairHidden, Trained, Trainer};
+use crate::ports::{
+    BackendError, Generated, Generator, ModelRef, PairHidden, ResponseLogp, Trained, Trainer,
+};
 use srlm_core::{PreferencePair, SamplingConfig};
 use srlm_dpo::DpoConfig;
 use srlm_engine::{
@@ -421,6 +423,18 @@ impl Generator for ServedBackend {
         self.suspend();
         self.local.load(m)?;
         self.local.pair_hidden_states(m, pairs)
+    }
+
+    fn response_logps(
+        &self,
+        m: &ModelRef,
+        exchanges: &[(&str, &str)],
+    ) -> Result<Vec<ResponseLogp>, BackendError> {
+        // Servers do not all return prompt log-probs (llama-server does not): the in-process
+        // model scores, as for the hidden states.
+        self.suspend();
+        self.local.load(m)?;
+        self.local.response_logps(m, exchanges)
     }
 
     fn judge_model(&self, m: &ModelRef) -> Result<Box<dyn JudgeModel + '_>, BackendError> {

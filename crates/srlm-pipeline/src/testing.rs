@@ -12,7 +12,8 @@
 //!   logs one step whose loss is ln 2.
 
 use crate::ports::{
-    BackendError, DpoRun, Generated, Generator, ModelRef, PairHidden, Trained, Trainer,
+    BackendError, DpoRun, Generated, Generator, ModelRef, PairHidden, ResponseLogp, Trained,
+    Trainer,
 };
 use sha2::{Digest, Sha256};
 use srlm_core::{PreferencePair, SamplingConfig};
@@ -165,6 +166,27 @@ impl Generator for FakeBackend {
         Ok(pairs
             .iter()
             .map(|p| (v(&p.chosen), v(&p.rejected)))
+            .collect())
+    }
+
+    /// One token per byte plus the end-of-turn token, each at `-(1 + h/100)` nats with `h`
+    /// a hash of (model, prompt, response) modulo 100.
+    fn response_logps(
+        &self,
+        m: &ModelRef,
+        exchanges: &[(&str, &str)],
+    ) -> Result<Vec<ResponseLogp>, BackendError> {
+        self.check(m)?;
+        Ok(exchanges
+            .iter()
+            .map(|(p, r)| {
+                let tokens = r.len() + 1;
+                let per_token = 1.0 + (hash(&[&m.id, p, r]) % 100) as f64 / 100.0;
+                ResponseLogp {
+                    sum: -(tokens as f64) * per_token,
+                    tokens,
+                }
+            })
             .collect())
     }
 

@@ -309,7 +309,25 @@ fn every_model_is_scored_on_the_ood_set_and_the_diagnostics_are_recorded() {
     run(c, &opts(&out)).unwrap();
     let m = lines(&out.join("metrics.jsonl"));
     assert_eq!(m.len(), 3);
+    let m0 = srlm_model::LanguageModel::load("tiny-random", &srlm_model::Device::Cpu).unwrap();
     for (i, line) in m.iter().enumerate() {
+        // Each M_i's held-out answers scored by M0 (not by M_i): exp(−Σ log p / Σ tokens).
+        let items: Vec<(Vec<u32>, Vec<u32>)> = lines(&out.join(format!("eval/M{i}.jsonl")))
+            .iter()
+            .map(|r| {
+                m0.encode_exchange(
+                    r["prompt"].as_str().unwrap(),
+                    r["response"].as_str().unwrap(),
+                )
+                .unwrap()
+            })
+            .collect();
+        let logps = m0.response_logps(&items).unwrap();
+        let tokens: usize = logps.iter().map(|l| l.tokens.len()).sum();
+        let want = (-logps.iter().map(|l| l.sum).sum::<f64>() / tokens as f64).exp();
+        let got = line["eval/perplexity_under_m0"].as_f64().unwrap();
+        assert!((got / want - 1.0).abs() < 1e-9, "M{i}: {got} vs {want}");
+        assert!(got > 1.0, "{got}");
         let rows = lines(&out.join(format!("eval/M{i}.arc-challenge.jsonl")));
         assert_eq!(rows.len(), 3, "M{i}");
         // The first three ARC-Challenge test questions, in the package's order.

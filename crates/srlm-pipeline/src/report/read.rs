@@ -348,6 +348,7 @@ fn is_count(m: Metric) -> bool {
         | Metric::DegenerateSamples
         | Metric::DegenerateChosen
         | Metric::EvalDegenerate
+        | Metric::EvalPerplexityUnderM0
         | Metric::EvalScore
         | Metric::EvalNoScoreRate
         | Metric::EvalIfevalPromptStrict
@@ -369,6 +370,7 @@ fn is_training(m: Metric) -> bool {
             | Metric::EvalN
             | Metric::EvalNoScoreRate
             | Metric::EvalDegenerate
+            | Metric::EvalPerplexityUnderM0
             | Metric::EvalIfevalN
             | Metric::EvalIfevalPromptStrict
             | Metric::EvalIfevalInstStrict

@@ -24,7 +24,7 @@ pub(crate) struct PlotSpec {
 
 /// The per-iteration plots. The score gap has its own plot: with rejected scores at 0 it
 /// equals the chosen score and would lie on top of that line.
-pub(crate) const PLOTS: [PlotSpec; 12] = [
+pub(crate) const PLOTS: [PlotSpec; 13] = [
     PlotSpec {
         file: "scores.svg",
         title: "Judge scores of chosen and rejected",
@@ -115,6 +115,13 @@ pub(crate) const PLOTS: [PlotSpec; 12] = [
             (Metric::DegenerateChosen, "chosen"),
             (Metric::EvalDegenerate, "held-out answers"),
         ],
+    },
+    PlotSpec {
+        file: "perplexity_under_m0.svg",
+        title: "Held-out answers' perplexity under M0 (iteration 0 = M0's own answers)",
+        y_label: "perplexity",
+        y: YAxis::NON_NEGATIVE,
+        series: &[(Metric::EvalPerplexityUnderM0, "held-out answers")],
     },
     PlotSpec {
         file: "eval_score.svg",

@@ -175,6 +175,11 @@ pub(crate) const TABLES: [Table; 6] = [
             col(Metric::EvalN, "held-out prompts", 0),
             col(Metric::EvalNoScoreRate, "eval parse failures (fraction)", 3),
             optional_col(Metric::EvalDegenerate, "answers looping (fraction)", 3),
+            optional_col(
+                Metric::EvalPerplexityUnderM0,
+                "answers' perplexity under M0",
+                2,
+            ),
             // IFEval's own metrics (Zhou et al. 2023), present when the prompts are IFEval's.
             optional_col(
                 Metric::EvalIfevalPromptStrict,

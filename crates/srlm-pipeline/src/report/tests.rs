@@ -147,10 +147,44 @@ fn report_holds_the_exact_table_rows() {
         md.lines().any(|l| l
             == "Not plotted (no finite values recorded): Reward-hacking diagnostic: responses \
                 speaking to the grader; Response length: all samples, chosen and rejected; \
-                Degeneration: responses looping (iteration 0 = M0's held-out answers); DPO loss \
+                Degeneration: responses looping (iteration 0 = M0's held-out answers); Held-out \
+                answers' perplexity under M0 (iteration 0 = M0's own answers); DPO loss \
                 per optimizer step; DPO rewards/margins per optimizer step; DPO \
                 rewards/accuracies per optimizer step."),
         "{md}"
+    );
+}
+
+#[test]
+fn perplexity_under_m0_is_a_column_and_a_plot() {
+    let base = fresh_dir("perplexity");
+    let lines: Vec<String> = TEMPORAL_METRICS
+        .iter()
+        .zip([3.25, 4.5, 12.0])
+        .map(|(line, ppl)| {
+            let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+            v["eval/perplexity_under_m0"] = ppl.into();
+            v.to_string()
+        })
+        .collect();
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let dir = write_run(&base, "tsr", TEMPORAL_CONFIG, &lines);
+    let md = std::fs::read_to_string(write_report(&dir).unwrap()).unwrap();
+    for line in [
+        "| iteration | held-out score (0–5) | held-out prompts | eval parse failures (fraction) | answers' perplexity under M0 |",
+        "| 0 (M0) | 2.500 | 20 | 0.100 | 3.25 |",
+        "| 1 | 2.750 | 20 | – | 4.50 |",
+        "| 2 | 3.000 | 20 | – | 12.00 |",
+        "![Held-out answers' perplexity under M0 (iteration 0 = M0's own answers)](plots/perplexity_under_m0.svg)",
+    ] {
+        assert!(
+            md.lines().any(|l| l == line),
+            "missing line {line:?} in\n{md}"
+        );
+    }
+    assert_eq!(
+        polyline_points(&svg(&dir, "perplexity_under_m0.svg")),
+        vec![3]
     );
 }
 
@@ -159,8 +193,14 @@ fn plots_are_svg_with_one_point_per_recorded_iteration() {
     let base = fresh_dir("plots");
     let dir = write_run(&base, "tsr", TEMPORAL_CONFIG, &TEMPORAL_METRICS);
     write_report(&dir).unwrap();
-    // The fixture records no hacking rates, lengths or looping shares: no plot for them.
-    let not_recorded = ["hacking.svg", "length.svg", "degeneration.svg"];
+    // The fixture records no hacking rates, lengths, looping shares or perplexities: no plot
+    // for them.
+    let not_recorded = [
+        "hacking.svg",
+        "length.svg",
+        "degeneration.svg",
+        "perplexity_under_m0.svg",
+    ];
     for file in not_recorded {
         assert!(!RunDir::new(&dir).plots().join(file).exists(), "{file}");
     }
