@@ -200,6 +200,7 @@ pub fn run(args: &[String]) -> Result<()> {
     for (kind, label) in [
         ("injection", "all injections"),
         ("held_out", "all held-out injections"),
+        ("held_out_2", "all second held-out injections"),
         ("control", "all controls"),
     ] {
         print!("| **{label}** | | |");
