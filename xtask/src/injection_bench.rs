@@ -12,7 +12,7 @@
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// One line of `variants.jsonl`.
@@ -33,14 +33,12 @@ fn read_jsonl(path: &Path) -> Result<Vec<Value>> {
         .collect()
 }
 
-/// Two-sided 95% t quantile for `df` degrees of freedom (df ≥ 1).
+/// Two-sided 95% t quantile for `df` degrees of freedom (df ≥ 1), from `statrs`.
 fn t975(df: usize) -> f64 {
-    const T: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-        2.052, 2.048, 2.045, 2.042,
-    ];
-    T.get(df.saturating_sub(1)).copied().unwrap_or(1.96)
+    use statrs::distribution::{ContinuousCDF, StudentsT};
+    StudentsT::new(0.0, 1.0, df as f64)
+        .expect("df ≥ 1")
+        .inverse_cdf(0.975)
 }
 
 /// Mean ± 95% t half-width of `xs` (half-width NaN for fewer than two values).
@@ -71,6 +69,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut modes = vec!["expected".to_string(), "sampled".to_string()];
     let mut limit = usize::MAX;
     let mut samples = 3usize;
+    let mut templates: Vec<PathBuf> = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -84,6 +83,9 @@ pub fn run(args: &[String]) -> Result<()> {
             }
             "--responses" => limit = it.next().context("--responses needs N")?.parse()?,
             "--samples" => samples = it.next().context("--samples needs N")?.parse()?,
+            "--template" => templates.push(PathBuf::from(
+                it.next().context("--template needs a file")?,
+            )),
             other => bail!("unknown argument `{other}`"),
         }
     }
@@ -121,11 +123,27 @@ pub fn run(args: &[String]) -> Result<()> {
     std::fs::write(&items, lines)?;
     // scores[(mode, defended)][(id, variant)]
     let mut columns = Vec::new();
+    // Each mode's columns: the default prompt without and with the defence, then each
+    // `--template` without it (what the prompt alone does).
+    let setups: Vec<(String, bool, Option<&PathBuf>)> = [
+        ("undefended".to_string(), false, None),
+        ("defended".to_string(), true, None),
+    ]
+    .into_iter()
+    .chain(templates.iter().map(|t| {
+        let stem = t.file_stem().map(|s| s.to_string_lossy().into_owned());
+        (
+            format!("undefended, {}", stem.unwrap_or_default()),
+            false,
+            Some(t),
+        )
+    }))
+    .collect();
     for mode in &modes {
-        for defended in [false, true] {
+        for (label, defended, template) in &setups {
             let out = out_dir.join(format!(
                 "judged-{mode}-{}.jsonl",
-                if defended { "defended" } else { "undefended" }
+                label.replace(", ", "-")
             ));
             let mut cmd = Command::new(&srlm);
             cmd.args(["judge", "--judge", "self", "--mode", mode, "--overwrite"])
@@ -137,11 +155,13 @@ pub fn run(args: &[String]) -> Result<()> {
             if !defended {
                 cmd.arg("--keep-injections");
             }
+            if let Some(t) = template {
+                cmd.arg("--template").arg(root.join(t));
+            }
             let t = std::time::Instant::now();
             crate::run(&mut cmd)?;
             eprintln!(
-                "xtask: {mode} {} judged in {:.0} s",
-                if defended { "defended" } else { "undefended" },
+                "xtask: {mode} {label} judged in {:.0} s",
                 t.elapsed().as_secs_f64()
             );
             let judged = read_jsonl(&out)?;
@@ -159,19 +179,29 @@ pub fn run(args: &[String]) -> Result<()> {
                     .collect();
                 per_variant.push(deltas);
             }
-            columns.push((
-                format!(
-                    "{mode}, {}",
-                    if defended { "defended" } else { "undefended" }
-                ),
-                per_variant,
-            ));
+            // How far the judge tells a right answer from a wrong or off-topic one to the same
+            // question (the plain responses): the signal a defence must keep.
+            let signal: Vec<f64> = responses
+                .iter()
+                .filter(|r| r["quality"] == "right")
+                .flat_map(|right| {
+                    responses
+                        .iter()
+                        .filter(|o| o["prompt"] == right["prompt"] && o["quality"] != "right")
+                        .filter_map(|o| {
+                            Some(score(&right["id"], "plain")? - score(&o["id"], "plain")?)
+                        })
+                })
+                .collect();
+            columns.push((format!("{mode}, {label}"), per_variant, signal));
         }
     }
     println!(
         "Mean score change (0–5) against the plain response, 95% t-interval over {} responses \
          (the \"all\" rows pool every response × variant, so their interval is optimistic); \
-         SmolLM2-135M-Instruct judging itself (`srlm judge --judge self`){}.\n",
+         SmolLM2-135M-Instruct judging itself (`srlm judge --judge self`){}. The last row is \
+         the judge's signal: a right answer's plain score minus that of a wrong, off-topic or \
+         empty-handed answer to the same question.\n",
         responses.len(),
         if modes.iter().any(|m| m == "sampled") {
             format!(", sampled mode with {samples} samples per item")
@@ -180,7 +210,7 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     );
     print!("| variant | kind | suffix |");
-    for (name, _) in &columns {
+    for (name, _, _) in &columns {
         print!(" {name} |");
     }
     println!();
@@ -192,7 +222,7 @@ pub fn run(args: &[String]) -> Result<()> {
             v.kind,
             v.suffix.replace('\n', "⏎").replace('|', "\\|")
         );
-        for (_, per) in &columns {
+        for (_, per, _) in &columns {
             print!(" {} |", fmt_ci(mean_ci(&per[i])));
         }
         println!();
@@ -204,7 +234,7 @@ pub fn run(args: &[String]) -> Result<()> {
         ("control", "all controls"),
     ] {
         print!("| **{label}** | | |");
-        for (_, per) in &columns {
+        for (_, per, _) in &columns {
             let all: Vec<f64> = variants
                 .iter()
                 .zip(per)
@@ -215,6 +245,11 @@ pub fn run(args: &[String]) -> Result<()> {
         }
         println!();
     }
+    print!("| **right − wrong answer, plain** | signal | |");
+    for (_, _, signal) in &columns {
+        print!(" {} |", fmt_ci(mean_ci(signal)));
+    }
+    println!();
     Ok(())
 }
 
@@ -227,8 +262,10 @@ mod tests {
         // 1, 2, 3: mean 2, sd 1, half-width 4.303 / √3.
         let (m, h, n) = mean_ci(&[1.0, 2.0, 3.0]);
         assert_eq!((m, n), (2.0, 3));
-        assert!((h - 4.303 / 3f64.sqrt()).abs() < 1e-12);
-        assert_eq!(t975(7), 2.365);
+        assert!((h - 4.302653 / 3f64.sqrt()).abs() < 1e-6, "{h}");
+        // Student's t tables: 2.365 for 7 degrees of freedom, 1.984 for 100.
+        assert!((t975(7) - 2.364624).abs() < 1e-6);
+        assert!((t975(100) - 1.983972).abs() < 1e-6);
         assert_eq!(fmt_ci(mean_ci(&[])), "–");
     }
 }
