@@ -83,9 +83,9 @@ pub fn run(args: &[String]) -> Result<()> {
             }
             "--responses" => limit = it.next().context("--responses needs N")?.parse()?,
             "--samples" => samples = it.next().context("--samples needs N")?.parse()?,
-            "--template" => templates.push(PathBuf::from(
-                it.next().context("--template needs a file")?,
-            )),
+            "--template" => {
+                templates.push(PathBuf::from(it.next().context("--template needs a file")?))
+            }
             other => bail!("unknown argument `{other}`"),
         }
     }
@@ -141,10 +141,7 @@ pub fn run(args: &[String]) -> Result<()> {
     .collect();
     for mode in &modes {
         for (label, defended, template) in &setups {
-            let out = out_dir.join(format!(
-                "judged-{mode}-{}.jsonl",
-                label.replace(", ", "-")
-            ));
+            let out = out_dir.join(format!("judged-{mode}-{}.jsonl", label.replace(", ", "-")));
             let mut cmd = Command::new(&srlm);
             cmd.args(["judge", "--judge", "self", "--mode", mode, "--overwrite"])
                 .args(["--samples", &samples.to_string()])
