@@ -1,14 +1,17 @@
-//! `cargo xtask bench-injection [--modes expected,sampled] [--responses N] [--samples N]`:
-//! how far a response raises its own LLM-judge score by speaking to the grader, with srlm's
-//! defence (srlm-judge's `injection::neutralise`) and without it (`srlm judge
-//! --keep-injections`).
+//! `cargo xtask bench-injection [--modes expected,sampled] [--responses N] [--samples N]
+//! [--judge SPEC] [--template FILE]...`: how far a response raises its own LLM-judge score by
+//! speaking to the grader, with srlm's defence (srlm-judge's `injection::neutralise`) and
+//! without it (`srlm judge --keep-injections`).
 //!
 //! Every response of `tests/fixtures/injection/responses.jsonl` is judged as it is and with
-//! each suffix of `variants.jsonl` appended (injections and benign controls), by the default
-//! model as its own judge (`srlm judge --judge self`), in each mode. For each variant the table
-//! gives the mean score change against the plain response (0–5 scale), over the responses
-//! where both got a score, with a 95% t-interval (n = number of responses). Output: a markdown
-//! table on stdout, the judged files under `target/injection-bench/`.
+//! each suffix of `variants.jsonl` appended (injections and benign controls), by `--judge`
+//! (default `self`: the default model as its own judge, `srlm judge --judge self`; e.g.
+//! `model:PATH` for a larger one), in each mode; each `--template` adds a column judged with
+//! that prompt and without the defence. For each variant the table gives the mean score change
+//! against the plain response (0–5 scale), over the responses where both got a score, with a
+//! 95% t-interval (n = number of responses); the last row is the judge's signal (right answer
+//! minus wrong answer to the same question, plain). Output: a markdown table on stdout, the
+//! judged files under `target/injection-bench/`.
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -70,6 +73,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut limit = usize::MAX;
     let mut samples = 3usize;
     let mut templates: Vec<PathBuf> = Vec::new();
+    let mut judge = "self".to_string();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -143,7 +147,7 @@ pub fn run(args: &[String]) -> Result<()> {
         for (label, defended, template) in &setups {
             let out = out_dir.join(format!("judged-{mode}-{}.jsonl", label.replace(", ", "-")));
             let mut cmd = Command::new(&srlm);
-            cmd.args(["judge", "--judge", "self", "--mode", mode, "--overwrite"])
+            cmd.args(["judge", "--judge", &judge, "--mode", mode, "--overwrite"])
                 .args(["--samples", &samples.to_string()])
                 .arg("--input")
                 .arg(&items)
@@ -196,7 +200,7 @@ pub fn run(args: &[String]) -> Result<()> {
     println!(
         "Mean score change (0–5) against the plain response, 95% t-interval over {} responses \
          (the \"all\" rows pool every response × variant, so their interval is optimistic); \
-         SmolLM2-135M-Instruct judging itself (`srlm judge --judge self`){}. The last row is \
+         judge `{judge}` (`self`: SmolLM2-135M-Instruct judging itself){}. The last row is \
          the judge's signal: a right answer's plain score minus that of a wrong, off-topic or \
          empty-handed answer to the same question.\n",
         responses.len(),

@@ -62,7 +62,7 @@ fn main() -> Result<()> {
         Some("bench-injection") => injection_bench::run(&args[1..]),
         Some("tidy") => tidy::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <fetch | bench [--quick] | bench-engine [--config FILE] | bench-injection [--modes expected,sampled] [--responses N] | tidy>");
+            eprintln!("usage: cargo xtask <fetch | bench [--quick] | bench-engine [--config FILE] | bench-injection [--modes expected,sampled] [--responses N] [--judge SPEC] [--template FILE] | tidy>");
             bail!("unknown or missing task")
         }
     }

@@ -354,7 +354,8 @@ pub struct EvalMetrics {
     /// other half of the degeneration check: a model that drifts into text M0 finds unlikely
     /// (loops, broken words) raises it while a rule judge may score it as before. Iteration 0
     /// is M0's own greedy answers, the baseline. Unitless, ≥ 1; absent in runs made before
-    /// srlm computed it.
+    /// srlm computed it, and when M0 is not held in-process: it is computed whenever the
+    /// hidden-state diagnostic is (`diagnostics.hidden_states`).
     #[serde(
         rename = "eval/perplexity_under_m0",
         default,

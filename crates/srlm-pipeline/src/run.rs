@@ -1462,7 +1462,11 @@ impl<'a> Loop<'a> {
             let accuracy = self.evaluate_ood(model, index, *set, prompts)?;
             ood.set(*set, accuracy, prompts.len());
         }
-        let perplexity_under_m0 = self.perplexity_under_m0(&rows)?;
+        // M0 is scored in-process: under the memory rule of the hidden-state diagnostic.
+        let perplexity_under_m0 = match self.hidden_states_skipped(&self.initial)? {
+            None => self.perplexity_under_m0(&rows)?,
+            Some(_) => None,
+        };
         Ok(EvalMetrics {
             ood,
             perplexity_under_m0,

@@ -431,8 +431,9 @@ impl Generator for ServedBackend {
         exchanges: &[(&str, &str)],
     ) -> Result<Vec<ResponseLogp>, BackendError> {
         // Servers do not all return prompt log-probs (llama-server does not): the in-process
-        // model scores, as for the hidden states.
-        self.suspend();
+        // model scores. The servers keep running (the run holds `m`, M0, in this process too,
+        // when the hidden-state diagnostic's memory rule allows it): stopping them would cost a
+        // restart after every evaluation.
         self.local.load(m)?;
         self.local.response_logps(m, exchanges)
     }
