@@ -87,6 +87,7 @@ pub fn run(args: &[String]) -> Result<()> {
             }
             "--responses" => limit = it.next().context("--responses needs N")?.parse()?,
             "--samples" => samples = it.next().context("--samples needs N")?.parse()?,
+            "--judge" => judge = it.next().context("--judge needs a spec")?.clone(),
             "--template" => {
                 templates.push(PathBuf::from(it.next().context("--template needs a file")?))
             }
