@@ -86,6 +86,16 @@ pub(crate) const TEMPORAL_METRICS: [&str; 3] = [
 
 use plots::tests::{has_text, legend_texts, plot_area, polyline_points};
 
+/// Asserts that the report `md` has each of `lines` as a whole line.
+fn assert_lines(md: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(
+            md.lines().any(|l| l == *line),
+            "missing line {line:?} in\n{md}"
+        );
+    }
+}
+
 fn svg(dir: &Path, file: &str) -> String {
     std::fs::read_to_string(RunDir::new(dir).plots().join(file))
         .unwrap_or_else(|e| panic!("plots/{file}: {e}"))
@@ -98,45 +108,43 @@ fn report_holds_the_exact_table_rows() {
     let path = write_report(&dir).unwrap();
     assert_eq!(path, RunDir::new(&dir).report());
     let md = std::fs::read_to_string(&path).unwrap();
-    for line in [
-        "# srlm run report: tsr",
-        "| strategy | temporal |",
-        "| strategy options | anchored_rejection=true, future_guided_chosen=false |",
-        "| model | default |",
-        "| judge | ifeval |",
-        "| seed | 1 |",
-        "| K (samples per prompt) | 4 |",
-        "| max_new_tokens | `64` |",
-        "| dpo | `beta=0.1, loss_type=sigmoid, lr={peak=5e-6}` |",
-        "Held-out score: M0 2.500 → M2 3.000 (judge points, 0–5).",
-        // pairs and judge scores (no M0 row: M0 has no pairs)
-        "| 1 | 10 | 8 | 0.80 | 4.25 | 1.50 | 2.75 | 0.8125 | 3.00 | 0.000 |",
-        "| 2 | 10 | 6 | 0.60 | 4.00 | 1.75 | 2.25 | 0.8750 | – | 0.050 |",
-        "| **total** | 20 | 14 | 0.70 |  |  |  |  |  |  |",
-        // held-out evaluation, M0 first
-        "| 0 (M0) | 2.500 | 20 | 0.100 |",
-        "| 1 | 2.750 | 20 | – |",
-        "| 2 | 3.000 | 20 | – |",
-        // DPO (no M0 row; null and missing are both "–"; NaN shown as such)
-        "| 1 | 0.6931 | 0.0100 | -0.0200 | 0.0300 | 0.625 | 1.5000 | 4 |",
-        "| 2 | 0.6500 | – | – | 0.0500 | 0.750 | NaN | – |",
-        // compute, with the M0 evaluation's wall time and totals
-        "| 0 (M0) | – | – | – | 3.5 |",
-        "| 1 | 1000 | 2000 | 500 | 60.0 |",
-        "| 2 | 1100 | 2100 | 400 | 55.5 |",
-        "| **total** | 2100 | 4100 | 900 | 119.0 |",
-        // plugin keys
-        "| iteration | strategy/future_upgrades |",
-        "| 1 | 3 |",
-        "| 2 | 2 |",
-        "![Held-out evaluation score (iteration 0 = M0)](plots/eval_score.svg)",
-        "![Cosine of chosen vs rejected last-layer hidden states](plots/hidden_cosine.svg)",
-    ] {
-        assert!(
-            md.lines().any(|l| l == line),
-            "missing line {line:?} in\n{md}"
-        );
-    }
+    assert_lines(
+        &md,
+        &[
+            "# srlm run report: tsr",
+            "| strategy | temporal |",
+            "| strategy options | anchored_rejection=true, future_guided_chosen=false |",
+            "| model | default |",
+            "| judge | ifeval |",
+            "| seed | 1 |",
+            "| K (samples per prompt) | 4 |",
+            "| max_new_tokens | `64` |",
+            "| dpo | `beta=0.1, loss_type=sigmoid, lr={peak=5e-6}` |",
+            "Held-out score: M0 2.500 → M2 3.000 (judge points, 0–5).",
+            // pairs and judge scores (no M0 row: M0 has no pairs)
+            "| 1 | 10 | 8 | 0.80 | 4.25 | 1.50 | 2.75 | 0.8125 | 3.00 | 0.000 |",
+            "| 2 | 10 | 6 | 0.60 | 4.00 | 1.75 | 2.25 | 0.8750 | – | 0.050 |",
+            "| **total** | 20 | 14 | 0.70 |  |  |  |  |  |  |",
+            // held-out evaluation, M0 first
+            "| 0 (M0) | 2.500 | 20 | 0.100 |",
+            "| 1 | 2.750 | 20 | – |",
+            "| 2 | 3.000 | 20 | – |",
+            // DPO (no M0 row; null and missing are both "–"; NaN shown as such)
+            "| 1 | 0.6931 | 0.0100 | -0.0200 | 0.0300 | 0.625 | 1.5000 | 4 |",
+            "| 2 | 0.6500 | – | – | 0.0500 | 0.750 | NaN | – |",
+            // compute, with the M0 evaluation's wall time and totals
+            "| 0 (M0) | – | – | – | 3.5 |",
+            "| 1 | 1000 | 2000 | 500 | 60.0 |",
+            "| 2 | 1100 | 2100 | 400 | 55.5 |",
+            "| **total** | 2100 | 4100 | 900 | 119.0 |",
+            // plugin keys
+            "| iteration | strategy/future_upgrades |",
+            "| 1 | 3 |",
+            "| 2 | 2 |",
+            "![Held-out evaluation score (iteration 0 = M0)](plots/eval_score.svg)",
+            "![Cosine of chosen vs rejected last-layer hidden states](plots/hidden_cosine.svg)",
+        ],
+    );
     assert_eq!(
         md.matches("| 0 (M0) |").count(),
         2,
@@ -170,18 +178,16 @@ fn perplexity_under_m0_is_a_column_and_a_plot() {
     let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
     let dir = write_run(&base, "tsr", TEMPORAL_CONFIG, &lines);
     let md = std::fs::read_to_string(write_report(&dir).unwrap()).unwrap();
-    for line in [
-        "| iteration | held-out score (0–5) | held-out prompts | eval parse failures (fraction) | answers' perplexity under M0 |",
-        "| 0 (M0) | 2.500 | 20 | 0.100 | 3.25 |",
-        "| 1 | 2.750 | 20 | – | 4.50 |",
-        "| 2 | 3.000 | 20 | – | 12.00 |",
-        "![Held-out answers' perplexity under M0 (iteration 0 = M0's own answers)](plots/perplexity_under_m0.svg)",
-    ] {
-        assert!(
-            md.lines().any(|l| l == line),
-            "missing line {line:?} in\n{md}"
-        );
-    }
+    assert_lines(
+        &md,
+        &[
+            "| iteration | held-out score (0–5) | held-out prompts | eval parse failures (fraction) | answers' perplexity under M0 |",
+            "| 0 (M0) | 2.500 | 20 | 0.100 | 3.25 |",
+            "| 1 | 2.750 | 20 | – | 4.50 |",
+            "| 2 | 3.000 | 20 | – | 12.00 |",
+            "![Held-out answers' perplexity under M0 (iteration 0 = M0's own answers)](plots/perplexity_under_m0.svg)",
+        ],
+    );
     assert_eq!(
         polyline_points(&svg(&dir, "perplexity_under_m0.svg")),
         vec![3]
@@ -248,19 +254,17 @@ fn missing_metrics_are_dashes_and_their_plots_are_skipped() {
     std::fs::create_dir_all(&plots).unwrap();
     std::fs::write(plots.join("eval_score.svg"), "<svg/>").unwrap();
     let md = std::fs::read_to_string(write_report(&dir).unwrap()).unwrap();
-    for line in [
-        "| strategy options | (defaults) |",
-        "| model | – |",
-        "| 1 | 4 | 3 | – | – | – | 1.00 | – | – | – |",
-        "| 1 | – | – | – |",
-        "| 1 | – | – | – | – | – | – | – |",
-        "| **total** | – | – | – | – |",
-    ] {
-        assert!(
-            md.lines().any(|l| l == line),
-            "missing line {line:?} in\n{md}"
-        );
-    }
+    assert_lines(
+        &md,
+        &[
+            "| strategy options | (defaults) |",
+            "| model | – |",
+            "| 1 | 4 | 3 | – | – | – | 1.00 | – | – | – |",
+            "| 1 | – | – | – |",
+            "| 1 | – | – | – | – | – | – | – |",
+            "| **total** | – | – | – | – |",
+        ],
+    );
     // pairs_per_prompt total is recomputed from the counts even when the key is missing.
     assert!(
         md.lines()
@@ -454,20 +458,18 @@ fn ifeval_accuracies_join_the_held_out_table_only_when_recorded() {
     let base = fresh_dir("ifeval");
     let dir = write_run(&base, "tsr", TEMPORAL_CONFIG, &IFEVAL_METRICS);
     let md = std::fs::read_to_string(write_report(&dir).unwrap()).unwrap();
-    for line in [
-        "IFEval prompt-level strict accuracy: M0 0.333 → M1 0.667 (fraction of held-out prompts \
-         following every instruction; IFEval's other accuracies in the held-out table).",
-        "| iteration | held-out score (0–5) | held-out prompts | eval parse failures (fraction) \
-         | IFEval prompt-level strict acc | IFEval inst-level strict acc \
-         | IFEval prompt-level loose acc | IFEval inst-level loose acc | IFEval prompts |",
-        "| 0 (M0) | 2.500 | 3 | 0.000 | 0.333 | 0.600 | 0.667 | 0.800 | 3 |",
-        "| 1 | 3.500 | 3 | – | 0.667 | 0.800 | 1.000 | 1.000 | 3 |",
-    ] {
-        assert!(
-            md.lines().any(|l| l == line),
-            "missing line {line:?} in\n{md}"
-        );
-    }
+    assert_lines(
+        &md,
+        &[
+            "IFEval prompt-level strict accuracy: M0 0.333 → M1 0.667 (fraction of held-out prompts \
+             following every instruction; IFEval's other accuracies in the held-out table).",
+            "| iteration | held-out score (0–5) | held-out prompts | eval parse failures (fraction) \
+             | IFEval prompt-level strict acc | IFEval inst-level strict acc \
+             | IFEval prompt-level loose acc | IFEval inst-level loose acc | IFEval prompts |",
+            "| 0 (M0) | 2.500 | 3 | 0.000 | 0.333 | 0.600 | 0.667 | 0.800 | 3 |",
+            "| 1 | 3.500 | 3 | – | 0.667 | 0.800 | 1.000 | 1.000 | 3 |",
+        ],
+    );
     // A run without IFEval prompts shows none of these columns.
     let dir = write_run(&base, "plain", TEMPORAL_CONFIG, &TEMPORAL_METRICS);
     let md = std::fs::read_to_string(write_report(&dir).unwrap()).unwrap();
